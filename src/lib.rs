@@ -1,0 +1,16 @@
+//! wxsync keeps a WeChat account's address book in a local SQLite file.
+//!
+//! Data flows one way: wire bytes ([`webwx`]) → decoded records ([`contact`])
+//! → rows ([`store`]). [`sync`] is one full sync, [`daemon`] keeps the cache
+//! fresh between them, and [`simulator`] is a loopback WeChat Web server that
+//! the tests, the benchmarks and `wxsync demo` run against.
+
+pub mod cli;
+pub mod config;
+pub mod contact;
+pub mod daemon;
+pub mod simulator;
+pub mod store;
+pub mod sync;
+pub mod telemetry;
+pub mod webwx;
