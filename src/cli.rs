@@ -1,1 +1,103 @@
-//! cli
+//! The command line (CONTRACT.md "Command line").
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::simulator::SimConfig;
+
+/// Keeps a WeChat account's address book in a local SQLite file.
+///
+/// Log in once with `wxsync login`, then run `wxsync run` (e.g. under
+/// systemd): contacts, groups and group members land in the database, which
+/// you read with plain `sqlite3`. Remarks are changed by inserting rows into
+/// the `pending_ops` table.
+#[derive(Debug, Parser)]
+#[command(name = "wxsync", version)]
+pub struct Cli {
+    /// TOML configuration file (every key optional).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The SQLite cache (overrides `database` in the config).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub database: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Log in by QR code, save the session, store webwxinit's contacts.
+    Login,
+    /// One full sync now (contacts and group members), then exit.
+    Sync,
+    /// The daemon: scheduled full syncs, keepalive, increments, remark queue.
+    Run,
+    /// Session state, last sync, row counts, queued remark edits.
+    Status {
+        /// Print one JSON object, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start the built-in simulator, log in against it, and run the daemon
+    /// into ./wxsync-demo.db until Ctrl-C.
+    Demo(AccountArgs),
+    /// Run the WeChat Web simulator alone, for manual tests and benchmarks.
+    Simulate(SimulateArgs),
+}
+
+/// The simulated account's shape.
+#[derive(Debug, Clone, Args)]
+pub struct AccountArgs {
+    /// Seed of the generated account (same seed, same account).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 300)]
+    pub friends: usize,
+    #[arg(long, default_value_t = 10)]
+    pub officials: usize,
+    /// Groups saved to contacts (listed by webwxgetcontact).
+    #[arg(long, default_value_t = 30)]
+    pub saved_groups: usize,
+    /// Groups known only from webwxinit's ContactList / ChatSet.
+    #[arg(long, default_value_t = 10)]
+    pub unsaved_groups: usize,
+    #[arg(long, default_value_t = 500)]
+    pub max_group_members: usize,
+    /// Contacts per webwxgetcontact page.
+    #[arg(long, default_value_t = 200)]
+    pub page_size: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Address to listen on (loopback).
+    #[arg(long, default_value = "127.0.0.1:8780")]
+    pub listen: SocketAddr,
+    /// How long the login poll and synccheck hold when nothing happens.
+    #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
+    pub long_poll: Duration,
+    /// Wait for POST /__sim/confirm instead of confirming logins by itself.
+    #[arg(long)]
+    pub manual_confirm: bool,
+    #[command(flatten)]
+    pub account: AccountArgs,
+}
+
+impl AccountArgs {
+    pub fn sim_config(&self, long_poll: Duration, auto_confirm: bool) -> SimConfig {
+        SimConfig {
+            seed: self.seed,
+            friends: self.friends,
+            officials: self.officials,
+            saved_groups: self.saved_groups,
+            unsaved_groups: self.unsaved_groups,
+            max_group_members: self.max_group_members,
+            page_size: self.page_size,
+            long_poll,
+            auto_confirm,
+        }
+    }
+}

@@ -5,7 +5,10 @@
 //! fresh between them, and [`simulator`] is a loopback WeChat Web server that
 //! the tests, the benchmarks and `wxsync demo` run against.
 
+pub mod app;
+pub mod backoff;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod contact;
 pub mod daemon;

@@ -1,0 +1,218 @@
+//! One function per command of CONTRACT.md; `main` calls [`run`].
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::cli::{AccountArgs, Cli, Command, SimulateArgs};
+use crate::config::Config;
+use crate::contact::Contact;
+use crate::daemon;
+use crate::simulator::Simulator;
+use crate::sync::{self, SyncError};
+use crate::webwx::{self, LoginEvent, SessionState};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Simulate(args) = &cli.command {
+        return simulate(args).await;
+    }
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(db) = cli.database {
+        config.database = db;
+    }
+    match cli.command {
+        Command::Login => login(&App::open(config).await?).await,
+        Command::Sync => sync_once(&App::open(config).await?).await,
+        Command::Run => daemon::run(App::open(config).await?, shutdown_on_signal()).await,
+        Command::Status { json } => status(&App::open(config).await?, json).await,
+        Command::Demo(account) => demo(config, cli.config.is_none(), &account).await,
+        Command::Simulate(_) => unreachable!("handled above"),
+    }
+}
+
+/// A token cancelled by the first SIGTERM or SIGINT.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        daemon::signal().await;
+        cancel.cancel();
+    });
+    token
+}
+
+async fn login(app: &App) -> anyhow::Result<()> {
+    let (client, init) = webwx::login(&app.login_options(), |event| match event {
+        LoginEvent::Qr { url } => {
+            println!("{}", webwx::render_qr(&url));
+            println!("Scan this QR code with WeChat on your phone: {url}");
+        }
+        LoginEvent::Scanned => println!("Scanned. Confirm the login on your phone."),
+        LoginEvent::Confirmed => println!("Confirmed."),
+    })
+    .await?;
+    let session = client.session();
+    let path = app.session_path();
+    session.save(&path)?;
+
+    let me = session.self_user_name();
+    let contacts: Vec<Contact> = std::iter::once(&init.user)
+        .chain(&init.contacts)
+        .filter_map(|c| Contact::from_raw(c, me))
+        .collect();
+    app.store
+        .upsert_contacts(&contacts, &BTreeMap::new())
+        .await
+        .context("cannot store webwxinit's contacts")?;
+    println!(
+        "Logged in. Session saved to {} (mode 0600); {} contacts from webwxinit stored in {}.",
+        path.display(),
+        contacts.len(),
+        app.config.database.display()
+    );
+    println!("Next: `wxsync sync` for everything, or `wxsync run` to keep it fresh.");
+    Ok(())
+}
+
+async fn sync_once(app: &App) -> anyhow::Result<()> {
+    let client = app.client(app.active_session()?)?;
+    let stop = shutdown_on_signal();
+    let result = sync::full_sync(&client, &app.store, &app.sync_options(), &[], &stop).await;
+    let mut session = client.session();
+    if let Err(SyncError::Protocol(e)) = &result
+        && e.is_session_dead()
+    {
+        session.mark_logged_out(daemon::dead_code(e), &e.to_string());
+    }
+    app.save_session_if_current(&session)?;
+    let report = result?;
+    println!(
+        "Synced {} contacts ({} groups, {} memberships): {} new, {} changed, {} gone, in {:.1}s.",
+        report.stats.contacts,
+        report.stats.groups,
+        report.stats.memberships,
+        report.counts.inserted,
+        report.counts.updated,
+        report.counts.deleted,
+        report.elapsed.as_secs_f64()
+    );
+    if report.stats.member_count_mismatches > 0 {
+        println!(
+            "{} groups list fewer or more members than their MemberCount (see sync_runs.notes).",
+            report.stats.member_count_mismatches
+        );
+    }
+    Ok(())
+}
+
+async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
+    let (state, reason) = match app.load_session()? {
+        None => ("none", None),
+        Some(s) => match s.state() {
+            SessionState::Active => ("active", None),
+            SessionState::LoggedOut { reason, code, at } => (
+                "logged_out",
+                Some(format!("{reason} (code {code}, at {at})")),
+            ),
+        },
+    };
+    let last = app.store.last_run().await?;
+    let counts = app.store.counts().await?;
+    let ops = app.store.op_counts().await?;
+    if as_json {
+        let out = json!({
+            "session": { "state": state, "reason": reason, "file": app.session_path() },
+            "database": app.config.database,
+            "last_sync": last,
+            "counts": counts,
+            "ops": ops,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "session:   {state}{} ({})",
+        reason.map(|r| format!(": {r}")).unwrap_or_default(),
+        app.session_path().display()
+    );
+    match last {
+        None => println!("last sync: never"),
+        Some(r) => {
+            print!(
+                "last sync: #{} {} started {} finished {}",
+                r.id,
+                r.status,
+                r.started_at,
+                r.finished_at.as_deref().unwrap_or("-")
+            );
+            match r.error {
+                Some(e) => println!(": {e}"),
+                None => println!(
+                    ": {} contacts, {} groups, {} memberships; {} new, {} changed, {} gone",
+                    r.contacts, r.groups, r.memberships, r.inserted, r.updated, r.deleted
+                ),
+            }
+        }
+    }
+    println!(
+        "cache:     {} contacts ({} friends, {} groups), {} memberships, {} marked deleted",
+        counts.contacts, counts.friends, counts.groups, counts.memberships, counts.deleted
+    );
+    println!("ops:       {} pending, {} failed", ops.pending, ops.failed);
+    Ok(())
+}
+
+async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    let sim = Simulator::start(
+        args.account.sim_config(args.long_poll, !args.manual_confirm),
+        args.listen,
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("WeChat Web simulator on {}", sim.base_url());
+    println!("Point wxsync at it with:  [wechat] login_url = \"{}\"", sim.base_url());
+    daemon::signal().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// The demo: a simulator on a free loopback port, a login against it, and the
+/// daemon into `./wxsync-demo.db` (or `--database`) until Ctrl-C.
+async fn demo(mut config: Config, default_db: bool, account: &AccountArgs) -> anyhow::Result<()> {
+    let sim = Simulator::start(
+        account.sim_config(Duration::from_secs(25), true),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    )
+    .await
+    .context("cannot start the simulator")?;
+    if default_db && config.database == Config::default().database {
+        config.database = "wxsync-demo.db".into();
+    }
+    config.wechat.login_url = sim.base_url();
+    config.wechat.push_url = None;
+    println!("Simulator listening on {}", sim.base_url());
+
+    let app = App::open(config).await?;
+    login(&app).await?;
+    let db = app.config.database.display().to_string();
+    println!();
+    println!("The daemon now syncs into {db}. Try, in another terminal:");
+    for q in [
+        "SELECT kind, count(*) FROM contacts WHERE deleted_at IS NULL GROUP BY kind;",
+        "SELECT nick_name, remark_name FROM contacts WHERE kind = 'friend' LIMIT 10;",
+        "SELECT c.nick_name, count(*) AS members FROM memberships m JOIN contacts c ON c.user_name = m.group_user_name GROUP BY 1 ORDER BY 2 DESC LIMIT 5;",
+        "SELECT * FROM sync_runs ORDER BY id DESC LIMIT 1;",
+    ] {
+        println!("  sqlite3 {db} \"{q}\"");
+    }
+    println!("Stop with Ctrl-C.");
+    println!();
+    let result = daemon::run(app, shutdown_on_signal()).await;
+    sim.shutdown().await;
+    result
+}

@@ -1,0 +1,146 @@
+//! The `sync_runs` log and the summaries `wxsync status` reads.
+
+use serde::Serialize;
+use sqlx::{FromRow, SqliteConnection};
+
+use super::{ApplyCounts, Error, Store, now};
+
+/// What a full sync saw, recorded with its run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    pub contacts: u64,
+    pub groups: u64,
+    pub memberships: u64,
+    pub member_count_mismatches: u64,
+    /// Groups whose `MemberCount` differs from the list received, in words.
+    pub notes: Option<String>,
+}
+
+/// One `sync_runs` row.
+#[derive(Clone, Debug, FromRow, Serialize, PartialEq, Eq)]
+pub struct SyncRun {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub contacts: i64,
+    pub groups: i64,
+    pub memberships: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub member_count_mismatches: i64,
+    pub notes: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Live (not deleted) rows in the cache.
+#[derive(Clone, Debug, FromRow, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub contacts: i64,
+    pub friends: i64,
+    pub groups: i64,
+    pub memberships: i64,
+    pub deleted: i64,
+}
+
+#[derive(Clone, Debug, FromRow, Serialize, PartialEq, Eq)]
+pub struct OpCounts {
+    pub pending: i64,
+    pub failed: i64,
+}
+
+impl Store {
+    /// Opens a `running` row for a new full sync. A row another process left
+    /// `running` (it was killed) is closed as failed first.
+    pub async fn start_run(&self) -> Result<i64, Error> {
+        let now = now();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE sync_runs SET status = 'failed', finished_at = ?, \
+             error = 'interrupted: the process stopped before the sync finished' \
+             WHERE status = 'running'",
+        )
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        let id = sqlx::query_scalar("INSERT INTO sync_runs (started_at) VALUES (?) RETURNING id")
+            .bind(&now)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Closes a run as failed; the contacts are left as they were.
+    pub async fn fail_run(&self, run_id: i64, error: &str) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE sync_runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+        )
+        .bind(now())
+        .bind(error)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn last_run(&self) -> Result<Option<SyncRun>, Error> {
+        Ok(
+            sqlx::query_as::<_, SyncRun>("SELECT * FROM sync_runs ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn counts(&self) -> Result<Counts, Error> {
+        Ok(sqlx::query_as::<_, Counts>(
+            "SELECT \
+               (SELECT count(*) FROM contacts WHERE deleted_at IS NULL) AS contacts, \
+               (SELECT count(*) FROM contacts WHERE deleted_at IS NULL AND kind = 'friend') AS friends, \
+               (SELECT count(*) FROM contacts WHERE deleted_at IS NULL AND kind = 'group') AS groups, \
+               (SELECT count(*) FROM memberships) AS memberships, \
+               (SELECT count(*) FROM contacts WHERE deleted_at IS NOT NULL) AS deleted",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn op_counts(&self) -> Result<OpCounts, Error> {
+        Ok(sqlx::query_as::<_, OpCounts>(
+            "SELECT \
+               (SELECT count(*) FROM pending_ops WHERE status = 'pending') AS pending, \
+               (SELECT count(*) FROM pending_ops WHERE status = 'failed') AS failed",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+/// Closes a run as `ok` inside the transaction that wrote its results.
+pub(super) async fn finish_ok(
+    tx: &mut SqliteConnection,
+    run_id: i64,
+    stats: &RunStats,
+    counts: &ApplyCounts,
+    now: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE sync_runs SET status = 'ok', finished_at = ?, contacts = ?, groups = ?, \
+         memberships = ?, inserted = ?, updated = ?, deleted = ?, member_count_mismatches = ?, \
+         notes = ? WHERE id = ?",
+    )
+    .bind(now)
+    .bind(stats.contacts as i64)
+    .bind(stats.groups as i64)
+    .bind(stats.memberships as i64)
+    .bind(counts.inserted as i64)
+    .bind(counts.updated as i64)
+    .bind(counts.deleted as i64)
+    .bind(stats.member_count_mismatches as i64)
+    .bind(&stats.notes)
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! `TestApp`: a simulator on port 0 plus a config and database in a temp
+//! dir, with helpers to run `wxsync` commands and read the cache.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use sqlx::Row;
+use tempfile::TempDir;
+use wxsync::simulator::{SimConfig, Simulator};
+
+/// A small account that still exercises paging, batching and every kind.
+pub fn small_account() -> SimConfig {
+    SimConfig {
+        seed: 42,
+        friends: 60,
+        officials: 4,
+        saved_groups: 6,
+        unsaved_groups: 3,
+        max_group_members: 40,
+        page_size: 30,
+        long_poll: Duration::from_millis(500),
+        auto_confirm: true,
+    }
+}
+
+pub struct TestApp {
+    pub sim: Simulator,
+    pub dir: TempDir,
+    pub db: PathBuf,
+    pub config: PathBuf,
+}
+
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(account: SimConfig) -> TestApp {
+        let sim = Simulator::start(account, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("simulator starts");
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cache.db");
+        let config = dir.path().join("wxsync.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "database = {:?}\n[wechat]\nlogin_url = \"{}\"\nbatch_pause = \"5ms\"\nretry_delay = \"20ms\"\n",
+                db,
+                sim.base_url()
+            ),
+        )
+        .unwrap();
+        TestApp {
+            sim,
+            dir,
+            db,
+            config,
+        }
+    }
+
+    pub fn session_file(&self) -> PathBuf {
+        self.dir.path().join("cache.db.session")
+    }
+
+    /// Runs `wxsync --config … ARGS` to completion (debug logging on, so
+    /// the logs can be searched for secrets).
+    pub async fn wxsync(&self, args: &[&str]) -> Run {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_wxsync"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("wxsync runs")
+            .into()
+    }
+
+    pub async fn login(&self) -> Run {
+        let run = self.wxsync(&["login"]).await;
+        assert!(run.ok(), "login failed: {run:?}");
+        run
+    }
+
+    pub async fn sync(&self) -> Run {
+        let run = self.wxsync(&["sync"]).await;
+        assert!(run.ok(), "sync failed: {run:?}");
+        run
+    }
+
+    /// A read connection to the cache, as a user's `sqlite3` would have.
+    pub async fn db(&self) -> SqlitePool {
+        SqlitePool::connect_with(SqliteConnectOptions::new().filename(&self.db))
+            .await
+            .unwrap()
+    }
+
+    pub async fn scalar(&self, sql: &'static str) -> i64 {
+        let pool = self.db().await;
+        let v = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        v
+    }
+
+    /// Every contact and membership row, one line each, in a stable order:
+    /// equal dumps mean the cache holds the same data.
+    pub async fn dump(&self) -> Vec<String> {
+        let pool = self.db().await;
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT * FROM contacts ORDER BY user_name",
+            "SELECT * FROM memberships ORDER BY group_user_name, member_user_name",
+        ] {
+            for row in sqlx::query(sql).fetch_all(&pool).await.unwrap() {
+                let cols: Vec<String> = (0..row.len())
+                    .map(|i| {
+                        row.try_get::<Option<String>, _>(i)
+                            .map(|v| format!("{v:?}"))
+                            .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                            .unwrap()
+                    })
+                    .collect();
+                out.push(cols.join("|"));
+            }
+        }
+        pool.close().await;
+        out
+    }
+}
+
+/// A `wxsync run` child process; its stderr goes to a file in the temp dir.
+pub struct Daemon {
+    pub child: tokio::process::Child,
+    pub log: PathBuf,
+}
+
+impl TestApp {
+    /// Writes extra config lines (appended to the test config).
+    pub fn configure(&self, extra: &str) {
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(extra);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn start_daemon(&self, envs: &[(&str, &str)]) -> Daemon {
+        let log = self.dir.path().join(format!(
+            "daemon-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxsync"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("RUST_LOG", "debug")
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("daemon starts");
+        Daemon { child, log }
+    }
+
+    /// Polls `check` every 100 ms until it holds; panics with `what` after
+    /// 30 s (a deadline for a hung test, not a speed assertion).
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..300 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for: {what}");
+    }
+
+    pub async fn ok_runs(&self) -> i64 {
+        self.scalar("SELECT count(*) FROM sync_runs WHERE status = 'ok'").await
+    }
+
+    pub async fn text(&self, sql: &'static str, arg: &str) -> Option<String> {
+        let pool = self.db().await;
+        let v = sqlx::query_scalar(sql)
+            .bind(arg)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+            .flatten();
+        pool.close().await;
+        v
+    }
+}
+
+impl Daemon {
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("daemon still running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// SIGTERM, then the exit code and the whole log.
+    pub async fn stop(mut self) -> (Option<i32>, String) {
+        self.signal("-TERM");
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("the daemon exits within a few seconds of SIGTERM")
+            .unwrap();
+        (status.code(), self.logs())
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real `wxsync` binary (and library) against the
+//! simulator over real HTTP, each with its own SQLite file in a temp dir.
+
+mod daemon;
+mod helpers;
+mod login;
+mod ops;
+mod sync;
