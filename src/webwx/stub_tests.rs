@@ -292,6 +292,7 @@ async fn a_desktop_login_then_every_call_speaks_the_protocol() {
     // The init reply: skey stripped, members kept out of raw, ChatSet split.
     assert_eq!(init.user.user_name, "@self");
     assert_eq!(init.user.uin, 2718281828);
+    assert!(!init.user.raw.to_string().contains("2718281828"));
     assert_eq!(init.contacts.len(), 2);
     assert_eq!(init.contacts[0].member_list.len(), 1);
     assert!(init.contacts[0].raw.get("MemberList").is_none());

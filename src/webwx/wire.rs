@@ -99,7 +99,9 @@ pub struct RawContact {
     pub attr_status: i64,
     #[serde(deserialize_with = "lenient_members")]
     pub member_list: Vec<RawMember>,
-    /// The whole object as received, skey stripped, `MemberList` removed.
+    /// The whole object as received, skey stripped, `MemberList` removed,
+    /// and a non-zero `Uin`/`OwnerUin` (the account's own `wxuin`, a session
+    /// credential) set to 0. The typed `uin` field keeps the value.
     #[serde(skip)]
     pub raw: Value,
 }
@@ -132,6 +134,13 @@ impl RawContact {
         let mut contact = RawContact::deserialize(&v).map_err(|e| Error::json(endpoint, &e))?;
         if let Value::Object(map) = &mut v {
             map.remove("MemberList");
+            // Only the account itself has a non-zero Uin, and it equals the
+            // `wxuin` credential, which must not leave the session file.
+            for key in ["Uin", "OwnerUin"] {
+                if let Some(uin) = map.get_mut(key).filter(|u| value_to_i64(u) != 0) {
+                    *uin = Value::from(0);
+                }
+            }
         }
         contact.raw = v;
         Ok(contact)
@@ -327,7 +336,8 @@ mod tests {
                     {"UserName": "@m2", "NickName": "M2", "DisplayName": "boss", "AttrStatus": 1},
                     "junk"
                 ],
-                "Extra": {"Deep": 1}
+                "Extra": {"Deep": 1},
+                "Uin": "2718281828", "OwnerUin": 0
             }),
             "test",
         )
@@ -343,6 +353,8 @@ mod tests {
         assert!(c.raw.get("MemberList").is_none());
         assert_eq!(c.raw["Extra"], json!({"Deep": 1}));
         assert!(!c.raw.to_string().contains("crypt"));
+        assert_eq!(c.uin, 2718281828);
+        assert_eq!((&c.raw["Uin"], &c.raw["OwnerUin"]), (&json!(0), &json!(0)));
     }
 
     #[test]
