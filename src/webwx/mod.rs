@@ -1,1 +1,63 @@
-//! webwx
+//! The WeChat Web protocol client: QR login (desktop/UOS mode by default),
+//! the session file, typed calls for every endpoint wxsync uses, and text
+//! decoding.
+//!
+//! It follows `PROTOCOL.md`. Secrets (cookies, skey, sid, pass_ticket, uin,
+//! device id, sync keys) never appear in an error message or a log line:
+//! endpoints are logged by name, never by URL.
+
+mod client;
+mod error;
+mod login;
+mod session;
+pub mod text;
+mod wire;
+
+#[cfg(test)]
+mod stub_tests;
+
+use std::time::Duration;
+
+pub use client::{BatchItem, Client, ContactPage, InitReply, SyncCheck, SyncReply};
+pub use error::{Error, LoginError, SessionError};
+pub use login::{LoginEvent, LoginOptions, login, render_qr};
+pub use session::{Session, SessionState};
+pub use wire::{RawContact, RawMember};
+
+/// Which client the server should see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The deepin/UOS desktop client: `mod=desktop` plus the `extspam`
+    /// headers on the ticket step. Accounts barred from web WeChat may still
+    /// log in this way.
+    #[default]
+    Desktop,
+    /// The plain web client at wx.qq.com.
+    Web,
+}
+
+/// How the client talks to the server.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub mode: Mode,
+    /// The synccheck origin (config `wechat.push_url`); `None` derives it
+    /// from the API host: `webpush.<host>`, or the API origin itself for an
+    /// IP address or `localhost` (simulator, tests).
+    pub push_url: Option<url::Url>,
+    /// Client timeout of ordinary calls.
+    pub request_timeout: Duration,
+    /// Client timeout of the synccheck long poll (the server holds ~25 s).
+    pub synccheck_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            mode: Mode::Desktop,
+            push_url: None,
+            request_timeout: Duration::from_secs(20),
+            synccheck_timeout: Duration::from_secs(35),
+        }
+    }
+}

@@ -1,0 +1,678 @@
+//! Typed calls on a logged-in session. The client keeps the volatile parts
+//! of the session (skey, both sync keys, cookies) current; once the server
+//! ends the session it makes no further requests.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest_cookie_store::CookieStoreMutex;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::error::Error;
+use super::session::{Session, SessionState};
+use super::wire::{
+    RawContact, SyncKey, contacts_from, parse_reply, parse_synccheck, value_to_i64, value_to_string,
+};
+use super::{ClientOptions, Mode};
+
+/// A desktop Chrome, as the official web app runs in.
+const USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+                          (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+/// The referer of the UOS client (itchat-uos, wechat4u).
+const DESKTOP_REFERER: &str = "https://wx.qq.com/?&lang=zh_CN&target=t";
+const WEB_REFERER: &str = "https://wx.qq.com/";
+const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+/// The server silently drops names past this many in one batch call.
+const BATCH_LIMIT: usize = 50;
+
+/// One name for `webwxbatchgetcontact`: a group with `chat_room` "", or a
+/// member with `chat_room` = the group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchItem {
+    pub user_name: String,
+    pub chat_room: String,
+}
+
+/// What webwxinit returns that wxsync uses.
+#[derive(Clone, Debug)]
+pub struct InitReply {
+    /// The account itself.
+    pub user: RawContact,
+    /// Recent/top chats. Groups here carry partial, dirty member lists.
+    pub contacts: Vec<RawContact>,
+    /// `ChatSet` split on commas: recent conversations, unsaved groups too.
+    pub chat_set: Vec<String>,
+}
+
+/// One `webwxgetcontact` page.
+#[derive(Clone, Debug)]
+pub struct ContactPage {
+    pub contacts: Vec<RawContact>,
+    /// "0" on the last page; otherwise an opaque token for the next call.
+    pub seq: String,
+}
+
+/// A synccheck answer other than a dead session (those are errors).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncCheck {
+    pub retcode: String,
+    pub selector: String,
+}
+
+/// What webwxsync returns that wxsync uses.
+#[derive(Clone, Debug)]
+pub struct SyncReply {
+    /// `ModContactList`: full records that replace the stored ones.
+    pub modified: Vec<RawContact>,
+    /// `DelContactList` user names.
+    pub deleted: Vec<String>,
+    pub continue_flag: i64,
+}
+
+/// A handle on one logged-in session; cheap to clone, all clones share state.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    jar: Arc<CookieStoreMutex>,
+    api: Url,
+    push: Url,
+    synccheck_timeout: Duration,
+    session: Mutex<Session>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("api", &self.inner.api.as_str())
+            .field("push", &self.inner.push.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the HTTP client: browser headers, the shared cookie jar, and no
+/// redirects (the ticket step's 301 must be read, not followed).
+pub(crate) fn http_client(
+    jar: Arc<CookieStoreMutex>,
+    mode: Mode,
+    timeout: Duration,
+) -> Result<reqwest::Client, Error> {
+    let mut headers = HeaderMap::new();
+    let referer = match mode {
+        Mode::Desktop => DESKTOP_REFERER,
+        Mode::Web => WEB_REFERER,
+    };
+    headers.insert(header::REFERER, HeaderValue::from_static(referer));
+    headers.insert(
+        header::ACCEPT_LANGUAGE,
+        HeaderValue::from_static("zh-CN,zh;q=0.9,en;q=0.8"),
+    );
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .default_headers(headers)
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .timeout(timeout)
+        .build()
+        .map_err(|e| Error::Setup {
+            detail: e.without_url().to_string(),
+        })
+}
+
+/// The jar as the session file stores it (all cookies, all hosts).
+pub(crate) fn jar_to_value(jar: &CookieStoreMutex) -> Result<Value, Error> {
+    let store = jar.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut buf = Vec::new();
+    cookie_store::serde::json::save_incl_expired_and_nonpersistent(&store, &mut buf).map_err(
+        |e| Error::Setup {
+            detail: format!("cannot serialize the cookie jar: {e}"),
+        },
+    )?;
+    serde_json::from_slice(&buf).map_err(|e| Error::Setup {
+        detail: format!(
+            "cannot serialize the cookie jar: {}",
+            super::error::redact_quoted(&e.to_string())
+        ),
+    })
+}
+
+fn jar_from_value(cookies: &Value) -> Result<CookieStoreMutex, Error> {
+    if cookies.is_null() {
+        return Ok(CookieStoreMutex::default());
+    }
+    let text = cookies.to_string();
+    let store = cookie_store::serde::json::load_all(text.as_bytes()).map_err(|e| Error::Setup {
+        detail: format!(
+            "the saved cookie jar is unreadable: {}",
+            super::error::redact_quoted(&e.to_string())
+        ),
+    })?;
+    Ok(CookieStoreMutex::new(store))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The official client's cache-buster: `~new Date()`, the bitwise NOT of the
+/// milliseconds truncated to 32 bits.
+pub(crate) fn rr() -> i64 {
+    // Truncation to 32 bits is the point here.
+    i64::from(!(now_ms() as i32))
+}
+
+/// A query string built by hand, because `pass_ticket` arrives already
+/// percent-encoded and must not be encoded twice.
+#[derive(Default)]
+pub(crate) struct Query(String);
+
+impl Query {
+    fn push_key(&mut self, key: &str) {
+        if !self.0.is_empty() {
+            self.0.push('&');
+        }
+        self.0.push_str(key);
+        self.0.push('=');
+    }
+
+    /// A value URL-encoded here.
+    pub(crate) fn enc(mut self, key: &str, value: &str) -> Query {
+        self.push_key(key);
+        self.0
+            .extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
+        self
+    }
+
+    /// A value that is already percent-encoded: kept as is, except that a
+    /// character that may not appear in a query is encoded.
+    pub(crate) fn pre_encoded(mut self, key: &str, value: &str) -> Query {
+        self.push_key(key);
+        for c in value.chars() {
+            if c.is_ascii_alphanumeric() || "%-._~".contains(c) {
+                self.0.push(c);
+            } else {
+                let mut buf = [0u8; 4];
+                self.0.extend(url::form_urlencoded::byte_serialize(
+                    c.encode_utf8(&mut buf).as_bytes(),
+                ));
+            }
+        }
+        self
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `scheme://host[:port]` (no trailing slash) of a URL.
+pub(crate) fn origin_url(url: &Url) -> Result<Url, Error> {
+    let origin = url.origin();
+    if !origin.is_tuple() {
+        return Err(Error::Setup {
+            detail: "the URL has no host".into(),
+        });
+    }
+    Url::parse(&origin.ascii_serialization()).map_err(|e| Error::Setup {
+        detail: format!("bad origin: {e}"),
+    })
+}
+
+/// The synccheck origin for an API origin when no push URL is configured:
+/// the same origin for an IP address or `localhost`, else `webpush.<host>`
+/// (bare `wechat.com` maps to `webpush.web.wechat.com`).
+pub(crate) fn derive_push_origin(api: &Url) -> Url {
+    let mut push = api.clone();
+    let new_host = match api.host() {
+        Some(url::Host::Domain(host)) if !host.eq_ignore_ascii_case("localhost") => {
+            let host = host.to_ascii_lowercase();
+            if host == "wechat.com" || host == "www.wechat.com" {
+                Some("webpush.web.wechat.com".to_owned())
+            } else {
+                Some(format!("webpush.{host}"))
+            }
+        }
+        _ => None,
+    };
+    if let Some(host) = new_host {
+        // A domain host always accepts another domain host.
+        let _ = push.set_host(Some(&host));
+    }
+    push
+}
+
+fn base_request(s: &Session) -> Value {
+    json!({"Uin": s.uin, "Sid": s.sid, "Skey": s.skey, "DeviceID": s.device_id})
+}
+
+fn dead_reason(code: i64, endpoint: &str) -> String {
+    let what = match code {
+        1100 => "the session no longer exists (logged out on the phone?)",
+        1101 => "the session is invalid (web WeChat logged in elsewhere, or logged out)",
+        _ => "the server refused the session (logged out, or the account was barred)",
+    };
+    format!("{endpoint} answered {code}: {what}")
+}
+
+impl Client {
+    /// A client for a saved or freshly created session. `opts.push_url`,
+    /// when set, overrides the push origin stored in the session.
+    pub fn new(session: Session, opts: &ClientOptions) -> Result<Client, Error> {
+        let bad = |what: &str, e: url::ParseError| Error::Setup {
+            detail: format!("the session's {what} is not a URL: {e}"),
+        };
+        let api = Url::parse(&session.api_origin).map_err(|e| bad("API origin", e))?;
+        let push = match &opts.push_url {
+            Some(url) => origin_url(url)?,
+            None => Url::parse(&session.push_origin).map_err(|e| bad("push origin", e))?,
+        };
+        let jar = Arc::new(jar_from_value(&session.cookies)?);
+        let http = http_client(Arc::clone(&jar), session.mode, opts.request_timeout)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                jar,
+                api,
+                push,
+                synccheck_timeout: opts.synccheck_timeout,
+                session: Mutex::new(session),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Session> {
+        self.inner
+            .session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A snapshot to persist, with the current cookies, skey and sync keys.
+    pub fn session(&self) -> Session {
+        let cookies = jar_to_value(&self.inner.jar);
+        let mut s = self.lock().clone();
+        match cookies {
+            Ok(cookies) => s.cookies = cookies,
+            // Cannot happen with an in-memory jar; keep the last good copy.
+            Err(e) => tracing::warn!(error = %e, "keeping the previous cookies in the session"),
+        }
+        s
+    }
+
+    /// The session as it is now, or `SessionDead` without any request once
+    /// the server has ended it.
+    fn alive(&self, endpoint: &'static str) -> Result<Session, Error> {
+        let s = self.lock();
+        match &s.state {
+            SessionState::Active => Ok(s.clone()),
+            SessionState::LoggedOut { code, .. } => Err(Error::SessionDead {
+                code: *code,
+                endpoint,
+            }),
+        }
+    }
+
+    /// Records a dead session so that no later call reaches the server.
+    fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(Error::SessionDead { code, endpoint }) = &result {
+            let mut s = self.lock();
+            if s.state == SessionState::Active {
+                tracing::warn!(endpoint, code, "the server ended the session");
+                s.mark_logged_out(*code, &dead_reason(*code, endpoint));
+            }
+        }
+        result
+    }
+
+    fn url(&self, base: &Url, endpoint: &'static str, query: &Query) -> Result<Url, Error> {
+        let mut url = base
+            .join(&format!("/cgi-bin/mmwebwx-bin/{endpoint}"))
+            .map_err(|e| Error::Setup {
+                detail: format!("bad URL for {endpoint}: {e}"),
+            })?;
+        url.set_query(Some(query.as_str()));
+        Ok(url)
+    }
+
+    /// Sends a request; returns the body of a 2xx reply.
+    async fn fetch(
+        &self,
+        endpoint: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, Error> {
+        let started = Instant::now();
+        let resp = req.send().await.map_err(|e| Error::network(endpoint, e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            tracing::debug!(endpoint, status = status.as_u16(), "request failed");
+            return Err(Error::Status {
+                endpoint,
+                status: status.as_u16(),
+            });
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::network(endpoint, e))?;
+        tracing::debug!(
+            endpoint,
+            bytes = body.len(),
+            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "reply"
+        );
+        Ok(body.to_vec())
+    }
+
+    async fn get_json(&self, endpoint: &'static str, url: Url) -> Result<Value, Error> {
+        let result = match self.fetch(endpoint, self.inner.http.get(url)).await {
+            Ok(body) => parse_reply(&body, endpoint),
+            Err(e) => Err(e),
+        };
+        self.observe(result)
+    }
+
+    async fn post_json(
+        &self,
+        endpoint: &'static str,
+        url: Url,
+        body: &Value,
+    ) -> Result<Value, Error> {
+        // serde_json writes raw UTF-8 and no HTML escapes, as the server wants.
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::json(endpoint, &e))?;
+        let req = self
+            .inner
+            .http
+            .post(url)
+            .header(header::CONTENT_TYPE, JSON_CONTENT_TYPE)
+            .body(bytes);
+        let result = match self.fetch(endpoint, req).await {
+            Ok(body) => parse_reply(&body, endpoint),
+            Err(e) => Err(e),
+        };
+        self.observe(result)
+    }
+
+    /// `webwxinit`: the account itself, recent chats and `ChatSet`; takes the
+    /// new `SKey` and `SyncKey` from the reply.
+    pub async fn init(&self) -> Result<InitReply, Error> {
+        const EP: &str = "webwxinit";
+        let s = self.alive(EP)?;
+        let query = Query::default()
+            .enc("r", &rr().to_string())
+            .pre_encoded("pass_ticket", &s.pass_ticket);
+        let url = self.url(&self.inner.api, EP, &query)?;
+        let mut v = self
+            .post_json(EP, url, &json!({"BaseRequest": base_request(&s)}))
+            .await?;
+        let user =
+            RawContact::from_value(v.get_mut("User").map(Value::take).unwrap_or_default(), EP)?;
+        if user.user_name.is_empty() {
+            return Err(Error::Decode {
+                endpoint: EP,
+                detail: "the reply names no User".into(),
+            });
+        }
+        let contacts = contacts_from(v.get_mut("ContactList").map(Value::take), EP)?;
+        let chat_set = v
+            .get("ChatSet")
+            .map(value_to_string)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let Some(sync_key) = SyncKey::from_reply(v.get("SyncKey")) else {
+            return Err(Error::Decode {
+                endpoint: EP,
+                detail: "the reply carries no SyncKey".into(),
+            });
+        };
+        let skey = v.get("SKey").map(value_to_string).unwrap_or_default();
+        let mut s = self.lock();
+        if !skey.is_empty() {
+            s.skey = skey;
+        }
+        s.sync_key = sync_key;
+        // A fresh SyncKey supersedes any SyncCheckKey of an earlier sync.
+        s.sync_check_key = None;
+        s.self_user_name.clone_from(&user.user_name);
+        if user.uin != 0 {
+            s.uin = user.uin;
+        }
+        drop(s);
+        Ok(InitReply {
+            user,
+            contacts,
+            chat_set,
+        })
+    }
+
+    /// `webwxstatusnotify` Code 3 (self to self), as the web app does after
+    /// init; it shows "logged in on the web/desktop" on the phone.
+    pub async fn status_notify(&self) -> Result<(), Error> {
+        const EP: &str = "webwxstatusnotify";
+        let s = self.alive(EP)?;
+        let query = Query::default()
+            .enc("lang", "zh_CN")
+            .pre_encoded("pass_ticket", &s.pass_ticket);
+        let url = self.url(&self.inner.api, EP, &query)?;
+        let body = json!({
+            "BaseRequest": base_request(&s),
+            "Code": 3,
+            "FromUserName": s.self_user_name,
+            "ToUserName": s.self_user_name,
+            "ClientMsgId": now_ms(),
+        });
+        self.post_json(EP, url, &body).await.map(drop)
+    }
+
+    /// One `webwxgetcontact` page; start with `seq` "0" and pass each
+    /// returned `seq` back verbatim until it is "0".
+    pub async fn contact_page(&self, seq: &str) -> Result<ContactPage, Error> {
+        const EP: &str = "webwxgetcontact";
+        let s = self.alive(EP)?;
+        let query = Query::default()
+            .enc("lang", "zh_CN")
+            .pre_encoded("pass_ticket", &s.pass_ticket)
+            .enc("r", &now_ms().to_string())
+            .enc("seq", seq)
+            .enc("skey", &s.skey);
+        let url = self.url(&self.inner.api, EP, &query)?;
+        let mut v = self.get_json(EP, url).await?;
+        let contacts = contacts_from(v.get_mut("MemberList").map(Value::take), EP)?;
+        let seq = match v.get("Seq").map(value_to_string) {
+            Some(seq) if !seq.is_empty() => seq,
+            _ => "0".to_owned(),
+        };
+        Ok(ContactPage { contacts, seq })
+    }
+
+    /// `webwxbatchgetcontact` for at most 50 names (the server drops the
+    /// rest silently, so more is an error here). Groups come back with their
+    /// `MemberList`.
+    pub async fn batch_get(&self, items: &[BatchItem]) -> Result<Vec<RawContact>, Error> {
+        const EP: &str = "webwxbatchgetcontact";
+        if items.len() > BATCH_LIMIT {
+            return Err(Error::BatchTooLarge(items.len()));
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = self.alive(EP)?;
+        let query = Query::default()
+            .enc("type", "ex")
+            .enc("r", &now_ms().to_string())
+            .enc("lang", "zh_CN")
+            .pre_encoded("pass_ticket", &s.pass_ticket);
+        let url = self.url(&self.inner.api, EP, &query)?;
+        let list: Vec<Value> = items
+            .iter()
+            .map(|i| json!({"UserName": i.user_name, "EncryChatRoomId": i.chat_room}))
+            .collect();
+        let body = json!({"BaseRequest": base_request(&s), "Count": list.len(), "List": list});
+        let mut v = self.post_json(EP, url, &body).await?;
+        contacts_from(v.get_mut("ContactList").map(Value::take), EP)
+    }
+
+    /// `webwxoplog` CmdId 2: sets (or with "" clears) a friend's remark,
+    /// sent as plain UTF-8. `Ok` only means the server answered Ret 0.
+    pub async fn set_remark(&self, user_name: &str, remark: &str) -> Result<(), Error> {
+        const EP: &str = "webwxoplog";
+        let s = self.alive(EP)?;
+        let query = Query::default()
+            .enc("lang", "zh_CN")
+            .pre_encoded("pass_ticket", &s.pass_ticket);
+        let url = self.url(&self.inner.api, EP, &query)?;
+        let body = json!({
+            "BaseRequest": base_request(&s),
+            "CmdId": 2,
+            "RemarkName": remark,
+            "UserName": user_name,
+        });
+        self.post_json(EP, url, &body).await.map(drop)
+    }
+
+    /// The synccheck long poll on the push origin. Retcodes 1100/1101/1102
+    /// are `Error::SessionDead`; any other answer is returned as text.
+    pub async fn sync_check(&self) -> Result<SyncCheck, Error> {
+        const EP: &str = "synccheck";
+        let s = self.alive(EP)?;
+        let key = s.sync_check_key.as_ref().unwrap_or(&s.sync_key);
+        let now = now_ms().to_string();
+        let query = Query::default()
+            .enc("r", &now)
+            .enc("skey", &s.skey)
+            .enc("sid", &s.sid)
+            .enc("uin", &s.uin.to_string())
+            .enc("deviceid", &s.device_id)
+            .enc("synckey", &key.to_query())
+            .enc("_", &now);
+        let url = self.url(&self.inner.push, EP, &query)?;
+        let req = self
+            .inner
+            .http
+            .get(url)
+            .timeout(self.inner.synccheck_timeout);
+        let result = self.fetch(EP, req).await.and_then(|body| {
+            let text = String::from_utf8_lossy(&body);
+            let (retcode, selector) = parse_synccheck(&text).ok_or_else(|| Error::Decode {
+                endpoint: EP,
+                detail: format!("{} bytes without window.synccheck", body.len()),
+            })?;
+            match retcode.as_str() {
+                "1100" | "1101" | "1102" => Err(Error::SessionDead {
+                    code: value_to_i64(&Value::String(retcode)),
+                    endpoint: EP,
+                }),
+                _ => Ok(SyncCheck { retcode, selector }),
+            }
+        });
+        self.observe(result)
+    }
+
+    /// `webwxsync`: the changes since the last sync. Takes the new
+    /// `SyncKey`, `SyncCheckKey` (ignoring empty ones) and `SKey`.
+    pub async fn sync(&self) -> Result<SyncReply, Error> {
+        const EP: &str = "webwxsync";
+        let s = self.alive(EP)?;
+        let query = Query::default()
+            .enc("sid", &s.sid)
+            .enc("skey", &s.skey)
+            .enc("lang", "zh_CN")
+            .pre_encoded("pass_ticket", &s.pass_ticket);
+        let url = self.url(&self.inner.api, EP, &query)?;
+        let body = json!({"BaseRequest": base_request(&s), "SyncKey": s.sync_key, "rr": rr()});
+        let mut v = self.post_json(EP, url, &body).await?;
+        let modified = contacts_from(v.get_mut("ModContactList").map(Value::take), EP)?;
+        let deleted = match v.get("DelContactList") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|item| item.get("UserName").map(value_to_string))
+                .filter(|name| !name.is_empty())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let continue_flag = v.get("ContinueFlag").map(value_to_i64).unwrap_or_default();
+        let sync_key = SyncKey::from_reply(v.get("SyncKey"));
+        let sync_check_key = SyncKey::from_reply(v.get("SyncCheckKey"));
+        let skey = v.get("SKey").map(value_to_string).unwrap_or_default();
+        let mut s = self.lock();
+        if let Some(key) = sync_key {
+            s.sync_key = key;
+        }
+        if let Some(key) = sync_check_key {
+            s.sync_check_key = Some(key);
+        }
+        if !skey.is_empty() {
+            s.skey = skey;
+        }
+        drop(s);
+        Ok(SyncReply {
+            modified,
+            deleted,
+            continue_flag,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pass_ticket_is_not_encoded_twice_but_sid_and_skey_are_encoded() {
+        let q = Query::default()
+            .pre_encoded("pass_ticket", "ab%2Bcd%3D")
+            .enc("sid", "a+b/c")
+            .enc("skey", "@crypt_1")
+            .enc("synckey", "1_2|3_4")
+            .pre_encoded("raw", "a+b c");
+        assert_eq!(
+            q.as_str(),
+            "pass_ticket=ab%2Bcd%3D&sid=a%2Bb%2Fc&skey=%40crypt_1&synckey=1_2%7C3_4&raw=a%2Bb+c"
+        );
+    }
+
+    #[test]
+    fn push_origin_is_derived_from_the_api_host() {
+        let derive = |s: &str| derive_push_origin(&Url::parse(s).unwrap()).to_string();
+        assert_eq!(derive("https://wx.qq.com"), "https://webpush.wx.qq.com/");
+        assert_eq!(derive("https://wx2.qq.com"), "https://webpush.wx2.qq.com/");
+        assert_eq!(
+            derive("https://web.wechat.com"),
+            "https://webpush.web.wechat.com/"
+        );
+        assert_eq!(
+            derive("https://wechat.com"),
+            "https://webpush.web.wechat.com/"
+        );
+        assert_eq!(derive("http://127.0.0.1:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(derive("http://[::1]:8080"), "http://[::1]:8080/");
+        assert_eq!(derive("http://localhost:9"), "http://localhost:9/");
+        assert_eq!(derive("http://sim.test:9"), "http://webpush.sim.test:9/");
+    }
+
+    #[test]
+    fn origins_drop_path_and_query() {
+        let url = Url::parse("https://wx8.qq.com/cgi-bin/x?ticket=T&uuid=u").unwrap();
+        assert_eq!(origin_url(&url).unwrap().as_str(), "https://wx8.qq.com/");
+        let url = Url::parse("http://127.0.0.1:4000/a?b").unwrap();
+        assert_eq!(origin_url(&url).unwrap().as_str(), "http://127.0.0.1:4000/");
+    }
+
+    #[test]
+    fn the_cache_buster_fits_in_32_bits() {
+        let r = rr();
+        assert!(i64::from(i32::MIN) <= r && r <= i64::from(i32::MAX));
+    }
+}

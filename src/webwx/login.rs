@@ -1,0 +1,508 @@
+//! One QR login attempt: jslogin → QR → poll → ticket → session → webwxinit
+//! → webwxstatusnotify. Never retried automatically: a person runs it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qrcode::QrCode;
+use qrcode::render::unicode::Dense1x2;
+use reqwest_cookie_store::CookieStoreMutex;
+use serde::Deserialize;
+use url::Url;
+
+use super::client::{
+    Client, InitReply, Query, derive_push_origin, http_client, jar_to_value, now_ms, origin_url, rr,
+};
+use super::error::{Error, LoginError};
+use super::session::{Credentials, Session};
+use super::wire::{parse_login_poll, parse_qrlogin};
+use super::{ClientOptions, Mode};
+
+const APP_ID: &str = "wx782c26e4c19acffb";
+/// What the jslogin call names as the page to return to after the scan.
+const NEW_LOGIN_PAGE: &str = "https://wx.qq.com/cgi-bin/mmwebwx-bin/webwxnewloginpage";
+/// The phone scans this URL + uuid.
+const QR_PREFIX: &str = "https://login.weixin.qq.com/l/";
+const CLIENT_VERSION: &str = "2.0.0";
+/// The UOS client's `extspam` header, byte-identical in openwechat
+/// `global.go`, itchat-uos `config.py`, wechat4u and puppet-wechat
+/// (880 chars, sha256 11e2f840f986…369795e0).
+const EXTSPAM: &str = concat!(
+    "Go8FCIkFEokFCggwMDAwMDAwMRAGGvAESySibk50w5Wb3uTl2c2h64jVVrV7gNs06GFlWplHQbY/5FfiO++1yH4ykC",
+    "yNPWKXmco+wfQzK5R98D3so7rJ5LmGFvBLjGceleySrc3SOf2Pc1gVehzJgODeS0lDL3/I/0S2SSE98YgKleq6Uqx6ndTy9yaL9qFxJL7eiA/R",
+    "3SEfTaW1SBoSITIu+EEkXff+Pv8NHOk7N57rcGk1w0ZzRrQDkXTOXFN2iHYIzAAZPIOY45Lsh+A4slpgnDiaOvRtlQYCt97nmPLuTipOJ8Qc5p",
+    "M7ZsOsAPPrCQL7nK0I7aPrFDF0q4ziUUKettzW8MrAaiVfmbD1/VkmLNVqqZVvBCtRblXb5FHmtS8FxnqCzYP4WFvz3T0TcrOqwLX1M/DQvcHa",
+    "GGw0B0y4bZMs7lVScGBFxMj3vbFi2SRKbKhaitxHfYHAOAa0X7/MSS0RNAjdwoyGHeOepXOKY+h3iHeqCvgOH6LOifdHf/1aaZNwSkGotYnYSc",
+    "W8Yx63LnSwba7+hESrtPa/huRmB9KWvMCKbDThL/nne14hnL277EDCSocPu3rOSYjuB9gKSOdVmWsj9Dxb/iZIe+S6AiG29Esm+/eUacSba0k8",
+    "wn5HhHg9d4tIcixrxveflc8vi2/wNQGVFNsGO6tB5WF0xf/plngOvQ1/ivGV/C1Qpdhzznh0ExAVJ6dwzNg7qIEBaw+BzTJTUuRcPk92Sn6QDn",
+    "2Pu3mpONaEumacjW4w6ipPnPw+g2TfywJjeEcpSZaP4Q3YV5HG8D6UjWA4GSkBKculWpdCMadx0usMomsSS/74QgpYqcPkmamB4nVv1JxczYIT",
+    "IqItIKjD35IGKAUwAA==",
+);
+/// Polls closer together than this are spaced out, in case a server answers
+/// 408 at once instead of holding the long poll.
+const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Client-side timeouts of the long poll in a row before giving up.
+const MAX_POLL_TIMEOUTS: u32 = 3;
+/// The QR code expires server-side within minutes; never wait longer.
+const MAX_LOGIN_WAIT: Duration = Duration::from_secs(10 * 60);
+
+/// Where and how to log in.
+#[derive(Clone, Debug)]
+pub struct LoginOptions {
+    /// Origin of jslogin and the login poll (config `wechat.login_url`).
+    pub login_url: Url,
+    pub client: ClientOptions,
+    /// Client timeout of one login poll (the server holds it ~25 s).
+    pub poll_timeout: Duration,
+}
+
+/// Progress of a login, for the person holding the phone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginEvent {
+    /// Show this URL as a QR code (see [`render_qr`]).
+    Qr { url: String },
+    /// The phone scanned the code; waiting for the confirmation.
+    Scanned,
+    /// The phone confirmed; the session is being set up.
+    Confirmed,
+}
+
+/// One login attempt: jslogin → QR → poll until confirmed → ticket (the 301
+/// is read, not followed) → session → webwxinit → webwxstatusnotify.
+pub async fn login(
+    opts: &LoginOptions,
+    mut on_event: impl FnMut(LoginEvent),
+) -> Result<(Client, InitReply), LoginError> {
+    let mode = opts.client.mode;
+    let jar = Arc::new(CookieStoreMutex::default());
+    let http = http_client(Arc::clone(&jar), mode, opts.client.request_timeout)?;
+    let login_base = opts.login_url.as_str().trim_end_matches('/').to_owned();
+
+    let uuid = request_uuid(&http, &login_base, mode).await?;
+    on_event(LoginEvent::Qr {
+        url: format!("{QR_PREFIX}{uuid}"),
+    });
+    let redirect_uri =
+        wait_for_confirmation(&http, &login_base, opts, &uuid, &mut on_event).await?;
+    on_event(LoginEvent::Confirmed);
+
+    let redirect = Url::parse(&redirect_uri).map_err(|_| LoginError::Ticket {
+        detail: "the login poll's redirect_uri is not a URL".into(),
+    })?;
+    let xml = fetch_ticket(&http, &redirect_uri, mode).await?;
+    let (cookie_sid, cookie_uin) = sid_and_uin_cookies(&jar);
+    let ticket = resolve_ticket(xml, cookie_sid, cookie_uin)?;
+
+    let api = origin_url(&redirect)?;
+    let push = match &opts.client.push_url {
+        Some(url) => origin_url(url)?,
+        None => derive_push_origin(&api),
+    };
+    let session = Session::new(Credentials {
+        mode,
+        api_origin: api.as_str().trim_end_matches('/').to_owned(),
+        push_origin: push.as_str().trim_end_matches('/').to_owned(),
+        uin: ticket.uin,
+        sid: ticket.sid,
+        skey: ticket.skey,
+        pass_ticket: ticket.pass_ticket,
+        cookies: jar_to_value(&jar)?,
+    });
+    let client = Client::new(session, &opts.client)?;
+    let init = client.init().await?;
+    match client.status_notify().await {
+        Ok(()) => {}
+        Err(e) if e.is_session_dead() => return Err(e.into()),
+        // Only the phone's "logged in" banner depends on it.
+        Err(e) => tracing::warn!(error = %e, "status notification failed; continuing"),
+    }
+    tracing::info!(mode = ?mode, "logged in");
+    Ok((client, init))
+}
+
+/// Terminal text for a QR code: two rows per line (Dense1x2) with the quiet
+/// zone. Colours are inverted so that the code scans on a dark terminal:
+/// dark modules are blank, light ones are drawn.
+pub fn render_qr(content: &str) -> String {
+    match QrCode::new(content.as_bytes()) {
+        Ok(code) => code
+            .render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+        Err(e) => format!("(cannot draw this text as a QR code: {e})"),
+    }
+}
+
+async fn request_uuid(
+    http: &reqwest::Client,
+    login_base: &str,
+    mode: Mode,
+) -> Result<String, LoginError> {
+    const EP: &str = "jslogin";
+    let redirect = match mode {
+        Mode::Desktop => format!("{NEW_LOGIN_PAGE}?mod=desktop"),
+        Mode::Web => NEW_LOGIN_PAGE.to_owned(),
+    };
+    let query = Query::default()
+        .enc("appid", APP_ID)
+        .enc("fun", "new")
+        .enc("lang", "zh_CN")
+        .enc("redirect_uri", &redirect)
+        .enc("_", &now_ms().to_string());
+    let url = parse_url(&format!("{login_base}/{EP}?{}", query.as_str()))?;
+    let body = get_text(EP, http.get(url)).await?;
+    match parse_qrlogin(&body) {
+        (Some(code), Some(uuid)) if code == "200" => Ok(uuid),
+        (Some(code), _) => Err(LoginError::NoQrCode {
+            detail: format!("jslogin answered code {code}"),
+        }),
+        (None, _) => Err(LoginError::NoQrCode {
+            detail: "jslogin's reply has no QRLogin code (IP blocked or protocol changed?)".into(),
+        }),
+    }
+}
+
+/// Polls until the phone confirms; returns the redirect_uri.
+async fn wait_for_confirmation(
+    http: &reqwest::Client,
+    login_base: &str,
+    opts: &LoginOptions,
+    uuid: &str,
+    on_event: &mut impl FnMut(LoginEvent),
+) -> Result<String, LoginError> {
+    const EP: &str = "login";
+    let started = Instant::now();
+    let mut scanned = false;
+    let mut timeouts = 0;
+    loop {
+        if started.elapsed() > MAX_LOGIN_WAIT {
+            return Err(LoginError::QrExpired);
+        }
+        let poll_started = Instant::now();
+        let query = Query::default()
+            .enc("loginicon", "true")
+            .enc("uuid", uuid)
+            // 1 until the scan, then 0, as the official web app does.
+            .enc("tip", if scanned { "0" } else { "1" })
+            .enc("r", &rr().to_string())
+            .enc("_", &now_ms().to_string());
+        let url = parse_url(&format!(
+            "{login_base}/cgi-bin/mmwebwx-bin/{EP}?{}",
+            query.as_str()
+        ))?;
+        let req = http.get(url).timeout(opts.poll_timeout);
+        let body = match req.send().await {
+            Ok(resp) if resp.status().is_success() => {
+                let bytes = resp.bytes().await.map_err(|e| Error::network(EP, e))?;
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Ok(resp) => {
+                return Err(Error::Status {
+                    endpoint: EP,
+                    status: resp.status().as_u16(),
+                }
+                .into());
+            }
+            Err(e) if e.is_timeout() && timeouts < MAX_POLL_TIMEOUTS => {
+                timeouts += 1;
+                tracing::debug!(
+                    endpoint = EP,
+                    timeouts,
+                    "login poll timed out; polling again"
+                );
+                continue;
+            }
+            Err(e) => return Err(Error::network(EP, e).into()),
+        };
+        timeouts = 0;
+        let reply = parse_login_poll(&body).ok_or_else(|| Error::Decode {
+            endpoint: EP,
+            detail: format!("{} bytes without window.code", body.len()),
+        })?;
+        match reply.code.as_str() {
+            "200" => {
+                return reply.redirect_uri.filter(|u| !u.is_empty()).ok_or_else(|| {
+                    LoginError::Ticket {
+                        detail: "the confirmation carried no redirect_uri".into(),
+                    }
+                });
+            }
+            "201" => {
+                if !scanned {
+                    scanned = true;
+                    on_event(LoginEvent::Scanned);
+                }
+            }
+            "408" => {}
+            "400" => return Err(LoginError::QrExpired),
+            _ => return Err(LoginError::Poll { code: reply.code }),
+        }
+        let elapsed = poll_started.elapsed();
+        if elapsed < MIN_POLL_INTERVAL {
+            tokio::time::sleep(MIN_POLL_INTERVAL - elapsed).await;
+        }
+    }
+}
+
+/// The ticket reply's XML (root `<error>`); every field optional so that a
+/// missing one can be reported by name.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct TicketXml {
+    ret: Option<String>,
+    message: String,
+    skey: Option<String>,
+    wxsid: Option<String>,
+    wxuin: Option<String>,
+    pass_ticket: Option<String>,
+}
+
+pub(crate) struct Ticket {
+    uin: i64,
+    sid: String,
+    skey: String,
+    pass_ticket: String,
+}
+
+/// Every field of a ticket is a secret.
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ticket { <redacted> }")
+    }
+}
+
+/// GET redirect_uri + `fun=new&version=v2` (+ `mod=desktop` and the UOS
+/// headers in desktop mode). Desktop mode answers 301 with the XML body and
+/// no Location, web mode 200: both bodies are read.
+async fn fetch_ticket(
+    http: &reqwest::Client,
+    redirect_uri: &str,
+    mode: Mode,
+) -> Result<TicketXml, LoginError> {
+    const EP: &str = "webwxnewloginpage";
+    let separator = if redirect_uri.contains('?') { '&' } else { '?' };
+    let mut target = format!("{redirect_uri}{separator}fun=new&version=v2");
+    if mode == Mode::Desktop && !redirect_uri.contains("mod=desktop") {
+        target.push_str("&mod=desktop");
+    }
+    let mut req = http.get(parse_url(&target)?);
+    if mode == Mode::Desktop {
+        req = req
+            .header("client-version", CLIENT_VERSION)
+            .header("extspam", EXTSPAM);
+    }
+    let resp = req.send().await.map_err(|e| Error::network(EP, e))?;
+    let status = resp.status().as_u16();
+    if !matches!(status, 200 | 301 | 302) {
+        return Err(Error::Status {
+            endpoint: EP,
+            status,
+        }
+        .into());
+    }
+    let bytes = resp.bytes().await.map_err(|e| Error::network(EP, e))?;
+    parse_ticket_xml(&String::from_utf8_lossy(&bytes))
+}
+
+pub(crate) fn parse_ticket_xml(body: &str) -> Result<TicketXml, LoginError> {
+    quick_xml::de::from_str(body.trim()).map_err(|_| LoginError::Ticket {
+        detail: format!(
+            "the reply ({} bytes) is not the expected <error> XML",
+            body.len()
+        ),
+    })
+}
+
+/// Checks `ret` and the four fields. `wxsid`/`wxuin` may come from the
+/// cookies instead (itchat-uos reads them there).
+pub(crate) fn resolve_ticket(
+    xml: TicketXml,
+    cookie_sid: Option<String>,
+    cookie_uin: Option<String>,
+) -> Result<Ticket, LoginError> {
+    let message = xml.message.trim().to_owned();
+    if let Some(ret) = xml.ret.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        match ret.parse::<i64>() {
+            Ok(0) => {}
+            Ok(1203) => {
+                return Err(LoginError::WebLoginBarred {
+                    message: if message.is_empty() {
+                        "WeChat gave no reason".into()
+                    } else {
+                        message
+                    },
+                });
+            }
+            _ => {
+                return Err(LoginError::Ticket {
+                    detail: format!("ret {ret}: {message}"),
+                });
+            }
+        }
+    }
+    let present = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let skey = present(xml.skey);
+    let sid = present(xml.wxsid).or_else(|| present(cookie_sid));
+    let uin = present(xml.wxuin).or_else(|| present(cookie_uin));
+    let pass_ticket = present(xml.pass_ticket);
+    let missing: Vec<&str> = [
+        ("skey", skey.is_none()),
+        ("wxsid", sid.is_none()),
+        ("wxuin", uin.is_none()),
+        ("pass_ticket", pass_ticket.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(name, absent)| absent.then_some(name))
+    .collect();
+    let (Some(skey), Some(sid), Some(uin), Some(pass_ticket)) = (skey, sid, uin, pass_ticket)
+    else {
+        return Err(LoginError::Ticket {
+            detail: format!(
+                "the reply lacks {}; the account is probably limited and got no web session",
+                missing.join(", ")
+            ),
+        });
+    };
+    let uin = uin.parse().map_err(|_| LoginError::Ticket {
+        detail: "wxuin is not a number".into(),
+    })?;
+    Ok(Ticket {
+        uin,
+        sid,
+        skey,
+        pass_ticket,
+    })
+}
+
+fn sid_and_uin_cookies(jar: &CookieStoreMutex) -> (Option<String>, Option<String>) {
+    let store = jar
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let find = |name: &str| {
+        store
+            .iter_unexpired()
+            .find(|c| c.name() == name)
+            .map(|c| c.value().to_owned())
+    };
+    (find("wxsid"), find("wxuin"))
+}
+
+fn parse_url(s: &str) -> Result<Url, LoginError> {
+    Url::parse(s).map_err(|e| {
+        LoginError::Protocol(Error::Setup {
+            detail: format!("bad login URL: {e}"),
+        })
+    })
+}
+
+async fn get_text(endpoint: &'static str, req: reqwest::RequestBuilder) -> Result<String, Error> {
+    let resp = req.send().await.map_err(|e| Error::network(endpoint, e))?;
+    if !resp.status().is_success() {
+        return Err(Error::Status {
+            endpoint,
+            status: resp.status().as_u16(),
+        });
+    }
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| Error::network(endpoint, e))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK_XML: &str = "<error><ret>0</ret><message></message>\
+        <skey>@crypt_2c3b_feed</skey><wxsid>ab+c/d=</wxsid><wxuin>2718281828</wxuin>\
+        <pass_ticket>p%2Bq%3D</pass_ticket><isgrayscale>1</isgrayscale></error>";
+
+    #[test]
+    fn the_extspam_constant_is_the_published_one() {
+        assert_eq!(EXTSPAM.len(), 880);
+        assert!(EXTSPAM.starts_with("Go8FCIkFEokFCggwMDAwMDAw"));
+        assert!(EXTSPAM.ends_with("KAUwAA=="));
+    }
+
+    #[test]
+    fn an_ok_ticket_yields_all_four_fields() {
+        let t = resolve_ticket(parse_ticket_xml(OK_XML).unwrap(), None, None).unwrap();
+        assert_eq!(t.skey, "@crypt_2c3b_feed");
+        assert_eq!(t.sid, "ab+c/d=");
+        assert_eq!(t.uin, 2_718_281_828);
+        assert_eq!(t.pass_ticket, "p%2Bq%3D", "kept percent-encoded");
+    }
+
+    #[test]
+    fn ret_1203_means_the_account_is_barred_from_web_login() {
+        let xml = "<error><ret>1203</ret><message>为了你的帐号安全，此微信号不能登录网页微信。\
+                   你可以使用Windows微信或Mac微信在电脑端登录。</message></error>";
+        let err = resolve_ticket(parse_ticket_xml(xml).unwrap(), None, None).unwrap_err();
+        let LoginError::WebLoginBarred { message } = &err else {
+            panic!("{err:?}");
+        };
+        assert!(message.starts_with("为了你的帐号安全"));
+        assert!(
+            err.to_string()
+                .starts_with("this WeChat account may not log in to web WeChat")
+        );
+    }
+
+    #[test]
+    fn other_nonzero_rets_are_ticket_errors_with_the_message() {
+        let xml = "<error><ret>-14</ret><message>ticket error</message></error>";
+        let err = resolve_ticket(parse_ticket_xml(xml).unwrap(), None, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the login ticket was not accepted: ret -14: ticket error"
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let xml = "<error><ret>0</ret><message/><skey>@crypt_x</skey></error>";
+        let err = resolve_ticket(parse_ticket_xml(xml).unwrap(), None, None).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("lacks wxsid, wxuin, pass_ticket"), "{text}");
+        assert!(text.contains("limited"), "{text}");
+        assert!(!text.contains("crypt"), "{text}");
+    }
+
+    #[test]
+    fn sid_and_uin_may_come_from_cookies() {
+        let xml = "<error><ret>0</ret><skey>@crypt_x</skey><pass_ticket>pt</pass_ticket></error>";
+        let t = resolve_ticket(
+            parse_ticket_xml(xml).unwrap(),
+            Some("cookiesid".into()),
+            Some("42".into()),
+        )
+        .unwrap();
+        assert_eq!((t.sid.as_str(), t.uin), ("cookiesid", 42));
+    }
+
+    #[test]
+    fn a_non_numeric_uin_and_non_xml_bodies_are_ticket_errors() {
+        let xml = OK_XML.replace("2718281828", "abc");
+        let err = resolve_ticket(parse_ticket_xml(&xml).unwrap(), None, None).unwrap_err();
+        assert!(matches!(err, LoginError::Ticket { .. }));
+        assert!(matches!(
+            parse_ticket_xml("<html><body>oops"),
+            Err(LoginError::Ticket { .. })
+        ));
+    }
+
+    #[test]
+    fn the_qr_is_drawn_with_blocks_and_a_quiet_zone() {
+        let text = render_qr("https://login.weixin.qq.com/l/gZ4x-Ab_3Q==");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() > 10);
+        let width = lines[0].chars().count();
+        assert!(lines.iter().all(|l| l.chars().count() == width));
+        // The quiet zone is light, which is drawn as full blocks.
+        assert!(lines[0].chars().all(|c| c == '\u{2588}'));
+        assert!(text.contains(' '));
+    }
+}
