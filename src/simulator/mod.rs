@@ -1,1 +1,358 @@
-//! simulator
+//! A loopback WeChat Web server with the real servers' quirks
+//! (`PROTOCOL.md` Part 2), for tests, benchmarks, `wxsync demo` and
+//! `wxsync simulate`.
+//!
+//! Everything is served on one origin: jslogin, the login poll, the ticket
+//! step, the API and synccheck. The account is generated from
+//! [`SimConfig::seed`]; the simulated phone can confirm the login by itself
+//! ([`SimConfig::auto_confirm`]) or wait for [`Simulator::scan`] and
+//! [`Simulator::confirm`]. Mutations queue changes that synccheck announces
+//! and `webwxsync` delivers; [`Simulator::fail`] injects faults.
+//!
+//! A small control API lives under `/__sim/`: `GET /__sim/account`,
+//! `GET /__sim/calls`, `POST /__sim/scan`, `POST /__sim/confirm`.
+
+mod server;
+mod text;
+mod world;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use server::Inner;
+use world::{Change, Id};
+
+/// The public extspam blob of the UOS desktop client (880 chars; sha256
+/// `11e2f840f986…369795e0`), byte-identical in openwechat, itchat-uos and wechat4u.
+pub const UOS_EXTSPAM: &str = concat!(
+    "Go8FCIkFEokFCggwMDAwMDAwMRAGGvAESySibk50w5Wb3uTl2c2h64jVVrV7gNs06GFlWplHQbY/5FfiO++1yH4ykC",
+    "yNPWKXmco+wfQzK5R98D3so7rJ5LmGFvBLjGceleySrc3SOf2Pc1gVehzJgODeS0lDL3/I/0S2SSE98YgKleq6Uqx6ndTy9yaL9qFxJL7eiA/R",
+    "3SEfTaW1SBoSITIu+EEkXff+Pv8NHOk7N57rcGk1w0ZzRrQDkXTOXFN2iHYIzAAZPIOY45Lsh+A4slpgnDiaOvRtlQYCt97nmPLuTipOJ8Qc5p",
+    "M7ZsOsAPPrCQL7nK0I7aPrFDF0q4ziUUKettzW8MrAaiVfmbD1/VkmLNVqqZVvBCtRblXb5FHmtS8FxnqCzYP4WFvz3T0TcrOqwLX1M/DQvcHa",
+    "GGw0B0y4bZMs7lVScGBFxMj3vbFi2SRKbKhaitxHfYHAOAa0X7/MSS0RNAjdwoyGHeOepXOKY+h3iHeqCvgOH6LOifdHf/1aaZNwSkGotYnYSc",
+    "W8Yx63LnSwba7+hESrtPa/huRmB9KWvMCKbDThL/nne14hnL277EDCSocPu3rOSYjuB9gKSOdVmWsj9Dxb/iZIe+S6AiG29Esm+/eUacSba0k8",
+    "wn5HhHg9d4tIcixrxveflc8vi2/wNQGVFNsGO6tB5WF0xf/plngOvQ1/ivGV/C1Qpdhzznh0ExAVJ6dwzNg7qIEBaw+BzTJTUuRcPk92Sn6QDn",
+    "2Pu3mpONaEumacjW4w6ipPnPw+g2TfywJjeEcpSZaP4Q3YV5HG8D6UjWA4GSkBKculWpdCMadx0usMomsSS/74QgpYqcPkmamB4nVv1JxczYIT",
+    "IqItIKjD35IGKAUwAA==",
+);
+
+/// The ticket step's message for ret 1203 (account barred from Web WeChat).
+pub const BARRED_MESSAGE: &str = "为了你的帐号安全，此微信号不能登录网页微信。你可以使用Windows微信或Mac微信在电脑端登录。Windows微信下载地址：https://pc.weixin.qq.com  Mac微信下载地址：https://mac.weixin.qq.com";
+
+/// Size and behaviour of the simulated account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Everything generated (names, groups, members) follows from this seed.
+    pub seed: u64,
+    /// Plain friends (`ContactFlag & 1`).
+    pub friends: usize,
+    /// Official accounts (VerifyFlag 8/24/56, KeyWord `gh_`).
+    pub officials: usize,
+    /// Groups saved to contacts: listed by webwxgetcontact with an empty MemberList.
+    pub saved_groups: usize,
+    /// Groups known only from webwxinit's ContactList and/or ChatSet.
+    pub unsaved_groups: usize,
+    /// Groups have between 3 and this many members (at most 500); the first has exactly this many.
+    pub max_group_members: usize,
+    /// webwxgetcontact page size.
+    pub page_size: usize,
+    /// How long the login poll and synccheck hold when nothing happens.
+    pub long_poll: Duration,
+    /// The simulated phone scans, then confirms, by itself.
+    pub auto_confirm: bool,
+}
+
+impl Default for SimConfig {
+    /// A realistic mid-size account.
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            friends: 300,
+            officials: 10,
+            saved_groups: 30,
+            unsaved_groups: 10,
+            max_group_members: 500,
+            page_size: 200,
+            long_poll: Duration::from_secs(25),
+            auto_confirm: true,
+        }
+    }
+}
+
+/// The endpoints of the protocol, as recorded in [`Call`] and targeted by [`Simulator::fail`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Endpoint {
+    JsLogin,
+    LoginPoll,
+    NewLoginPage,
+    Init,
+    StatusNotify,
+    GetContact,
+    BatchGetContact,
+    OpLog,
+    SyncCheck,
+    Sync,
+    /// `webwxlogout`.
+    Logout,
+    /// Any other path (answered 404).
+    Other,
+}
+
+/// A fault injected into the next calls of an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Plain HTML error page with this status.
+    Http(u16),
+    /// Wait, then answer normally.
+    Delay(Duration),
+    /// The normal body cut in half.
+    Truncated,
+    /// BaseResponse.Ret (synccheck retcode, login `window.code`); 1100/1101/1102 also end the session.
+    Ret(i64),
+    /// The ticket step's XML `ret` (e.g. 1203); elsewhere the same as [`Fault::Ret`].
+    LoginRet(i64),
+}
+
+/// One request the simulator received.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Call {
+    pub endpoint: Endpoint,
+    pub method: String,
+    pub query: String,
+    pub body: String,
+    /// The raw `Cookie` header ('' when none).
+    pub cookies: String,
+    pub headers: Vec<(String, String)>,
+    /// HTTP status of the reply (0 while a long poll is still held).
+    pub status: u16,
+    /// BaseResponse.Ret, synccheck retcode, login code or the ticket XML ret.
+    pub ret: Option<i64>,
+}
+
+/// Snapshot of the simulated world, with the current login's UserNames.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Account {
+    pub self_user: SimContact,
+    /// Everything webwxgetcontact lists except the self user and groups.
+    pub contacts: Vec<SimContact>,
+    /// Every group that exists, saved or not.
+    pub groups: Vec<SimGroup>,
+    /// The ChatSet UserNames, in order.
+    pub chat_set: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum SimKind {
+    Friend,
+    Official,
+    Special,
+    Self_,
+    Group,
+    /// A group member who is not a contact.
+    Stranger,
+}
+
+/// A contact as the server holds it; text fields are wire text (emoji spans, entities).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimContact {
+    pub user_name: String,
+    pub nick_name: String,
+    pub remark_name: String,
+    pub kind: SimKind,
+    pub verify_flag: i64,
+    pub contact_flag: i64,
+    pub sex: i64,
+    pub star_friend: i64,
+    pub province: String,
+    pub city: String,
+    pub signature: String,
+    pub alias: String,
+    /// wxuin for the self user, 0 for everyone else.
+    pub uin: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimGroup {
+    pub user_name: String,
+    pub nick_name: String,
+    /// Saved to contacts: listed by webwxgetcontact.
+    pub saved: bool,
+    /// In webwxinit's ContactList.
+    pub in_init: bool,
+    /// In webwxinit's ChatSet.
+    pub in_chat_set: bool,
+    pub members: Vec<SimMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimMember {
+    pub user_name: String,
+    pub nick_name: String,
+    pub display_name: String,
+    pub attr_status: i64,
+}
+
+/// Handle on a running simulator; clones share it.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+    task: Arc<Mutex<Option<server::ServerTask>>>,
+}
+
+impl Simulator {
+    /// Generates the account, binds `listen` (port 0 allowed) and serves in a spawned task.
+    pub async fn start(cfg: SimConfig, listen: SocketAddr) -> std::io::Result<Simulator> {
+        let (inner, task) = server::start(cfg, listen).await?;
+        Ok(Simulator {
+            inner,
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT/`: the login URL and the API host.
+    pub fn base_url(&self) -> url::Url {
+        self.inner.base.clone()
+    }
+
+    /// Stops serving; held long polls are answered first.
+    pub async fn shutdown(self) {
+        let task = self.task.lock().expect("task lock").take();
+        if let Some(task) = task {
+            task.stop(&self.inner).await;
+        }
+    }
+
+    /// Manual login: the phone scans the newest QR code.
+    pub fn scan(&self) {
+        self.inner.phone(false);
+    }
+
+    /// Manual login: the phone confirms the newest QR code (scanning it first if needed).
+    pub fn confirm(&self) {
+        self.inner.phone(true);
+    }
+
+    pub fn account(&self) -> Account {
+        self.inner.with_world(|w| w.snapshot())
+    }
+
+    /// Someone changes their nickname (`nick_name` is raw wire text).
+    /// A contact's record is queued; for a stranger, the groups they are in.
+    pub fn rename(&self, user_name: &str, nick_name: &str) {
+        self.mutate(user_name, |w, id| {
+            w.entities[id].nick = nick_name.to_string();
+            if w.entities[id].kind == SimKind::Stranger {
+                w.groups_of(id).map(Change::Mod).collect()
+            } else {
+                vec![Change::Mod(id)]
+            }
+        });
+    }
+
+    /// The user changed a remark elsewhere (raw wire text).
+    pub fn set_remark(&self, user_name: &str, remark: &str) {
+        self.mutate(user_name, |w, id| {
+            w.entities[id].remark = remark.to_string();
+            vec![Change::Mod(id)]
+        });
+    }
+
+    /// A friend deletes you, or a group is removed: gone from webwxgetcontact,
+    /// listed in DelContactList. A removed friend stays in their groups as a stranger.
+    pub fn remove_contact(&self, user_name: &str) {
+        self.mutate(user_name, |w, id| {
+            let e = &mut w.entities[id];
+            if e.group.is_some() || e.kind != SimKind::Friend {
+                e.removed = true;
+            } else {
+                e.kind = SimKind::Stranger;
+                e.contact_flag = 0;
+                e.remark.clear();
+            }
+            vec![Change::Del(id)]
+        });
+    }
+
+    /// A new friend; returns their UserName.
+    pub fn add_friend(&self, nick_name: &str) -> String {
+        self.inner.with_world_mut(|w| {
+            let id = w.new_person(SimKind::Friend, nick_name);
+            (vec![Change::Mod(id)], w.name(id).to_string())
+        })
+    }
+
+    /// A new group (also put first in ChatSet); returns its UserName.
+    pub fn add_group(&self, nick_name: &str, members: usize, saved: bool) -> String {
+        self.inner.with_world_mut(|w| {
+            let id = w.new_group(nick_name, members, saved);
+            (vec![Change::Mod(id)], w.name(id).to_string())
+        })
+    }
+
+    pub fn member_leaves(&self, group: &str, member: &str) {
+        self.mutate(group, |w, gid| {
+            let Some(mid) = w.lookup(member) else {
+                tracing::warn!(member, "simulator: unknown member");
+                return Vec::new();
+            };
+            match w.entities[gid].group.as_mut() {
+                Some(g) => {
+                    g.members.retain(|m| m.id != mid);
+                    vec![Change::Mod(gid)]
+                }
+                None => Vec::new(),
+            }
+        });
+    }
+
+    /// A stranger joins a group; returns the member's UserName.
+    pub fn member_joins(&self, group: &str, nick_name: &str) -> String {
+        self.inner.with_world_mut(|w| {
+            let Some(gid) = w.lookup(group).filter(|g| w.is_live_group(*g)) else {
+                tracing::warn!(group, "simulator: unknown group");
+                return (Vec::new(), String::new());
+            };
+            let id = w.new_person(SimKind::Stranger, nick_name);
+            if let Some(g) = w.entities[gid].group.as_mut() {
+                g.members.push(world::Member {
+                    id,
+                    display_name: String::new(),
+                });
+            }
+            (vec![Change::Mod(gid)], w.name(id).to_string())
+        })
+    }
+
+    /// The next `times` calls to `endpoint` get `fault`.
+    pub fn fail(&self, endpoint: Endpoint, fault: Fault, times: u32) {
+        self.inner.add_fault(endpoint, fault, times);
+    }
+
+    /// The session dies: later API calls answer Ret `code`, synccheck retcode `code`.
+    pub fn force_logout(&self, code: i64) {
+        self.inner.kill_session(code);
+    }
+
+    /// Live behaviour since ~2023: webwxoplog answers Ret 0 and changes nothing.
+    pub fn set_oplog_ignores(&self, on: bool) {
+        self.inner.set_oplog_ignores(on);
+    }
+
+    /// Every request received, in arrival order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.calls()
+    }
+
+    fn mutate(&self, user_name: &str, f: impl FnOnce(&mut world::World, Id) -> Vec<Change>) {
+        self.inner.with_world_mut(|w| match w.lookup(user_name) {
+            Some(id) => (f(w, id), ()),
+            None => {
+                tracing::warn!(user_name, "simulator: unknown UserName");
+                (Vec::new(), ())
+            }
+        });
+    }
+}

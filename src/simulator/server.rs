@@ -1,0 +1,1213 @@
+//! The HTTP side: one fallback handler routes every path, applies injected
+//! faults, records the call, and answers the way the real servers do (JS for
+//! the login steps, XML for the ticket, `text/plain` JSON for the API).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::world::{Change, ContactJson, Id, World};
+use super::{BARRED_MESSAGE, Call, Endpoint, Fault, SimConfig, SimKind, UOS_EXTSPAM, text};
+
+/// A QR code is valid this long, then the poll answers 400.
+const UUID_TTL: Duration = Duration::from_secs(300);
+/// The real servers cap batchgetcontact silently at this many names.
+const BATCH_CAP: usize = 50;
+/// At most this many log entries per webwxsync; more sets ContinueFlag.
+const SYNC_CHUNK: usize = 100;
+const APP_ID_CLIENT_VERSION: i64 = 1_661_011_297;
+const AVATAR: &str = "data:img/jpg;base64,/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAAEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQH/wAALCAABAAEBAREA/8QAFAABAAAAAAAAAAAAAAAAAAAACf/EABQQAQAAAAAAAAAAAAAAAAAAAAD/2gAIAQEAAD8AKp//2Q==";
+
+pub(crate) struct Inner {
+    pub cfg: SimConfig,
+    pub base: url::Url,
+    state: Mutex<State>,
+    /// Bumped on every change of world, login or session: long polls wake on it.
+    tick: watch::Sender<u64>,
+}
+
+struct State {
+    world: World,
+    rng: StdRng,
+    qr: HashMap<String, Qr>,
+    newest_qr: Option<String>,
+    session: Option<Session>,
+    sessions_made: u64,
+    faults: HashMap<Endpoint, VecDeque<Fault>>,
+    calls: Vec<Call>,
+    oplog_ignores: bool,
+    stopping: bool,
+}
+
+struct Qr {
+    created: Instant,
+    desktop: bool,
+    ticket: String,
+    scanned: bool,
+    confirmed: bool,
+    /// auto_confirm: when the phone scans and confirms by itself.
+    auto: Option<(Instant, Instant)>,
+    told_scan: bool,
+    used: bool,
+}
+
+impl Qr {
+    fn scanned(&self, now: Instant) -> bool {
+        self.scanned || self.auto.is_some_and(|(s, _)| s <= now)
+    }
+    fn confirmed(&self, now: Instant) -> bool {
+        self.confirmed || self.auto.is_some_and(|(_, c)| c <= now)
+    }
+}
+
+struct Session {
+    id: u64,
+    sid: String,
+    skey: String,
+    /// As sent in the XML: already percent-encoded.
+    pass_ticket: String,
+    auth_ticket: String,
+    desktop: bool,
+    dead: Option<i64>,
+    key_base: i64,
+    started: i64,
+    seq_tokens: HashMap<String, usize>,
+}
+
+impl Session {
+    fn sync_key(&self, v: usize, check: bool) -> Value {
+        let v = v as i64;
+        let mut list = vec![
+            (1, self.key_base + v),
+            (2, self.key_base + 10_000 + v),
+            (3, self.key_base + 20_000 + v),
+        ];
+        if check {
+            list.push((11, self.key_base + 30_000 + v));
+            list.push((201, self.started + v));
+        }
+        list.push((1000, self.started));
+        json!({
+            "Count": list.len(),
+            "List": list.iter().map(|(k, v)| json!({"Key": k, "Val": v})).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The log position a key stands for (key 2), if it belongs to this session.
+    fn position(&self, key2: Option<i64>, v: usize) -> usize {
+        key2.and_then(|val| usize::try_from(val - self.key_base - 10_000).ok())
+            .filter(|p| *p <= v)
+            .unwrap_or(v)
+    }
+}
+
+pub(crate) struct ServerTask {
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl ServerTask {
+    pub async fn stop(self, inner: &Inner) {
+        inner.lock().stopping = true;
+        inner.bump();
+        let _ = self.stop.send(());
+        let abort = self.handle.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), self.handle)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+pub(crate) async fn start(
+    cfg: SimConfig,
+    listen: SocketAddr,
+) -> std::io::Result<(Arc<Inner>, ServerTask)> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        match addr {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        }
+    };
+    let base = url::Url::parse(&format!("http://{host}:{}/", addr.port()))
+        .map_err(std::io::Error::other)?;
+    let world = World::generate(&cfg);
+    let inner = Arc::new(Inner {
+        state: Mutex::new(State {
+            world,
+            rng: StdRng::seed_from_u64(cfg.seed ^ 0x7ea1_5e55),
+            qr: HashMap::new(),
+            newest_qr: None,
+            session: None,
+            sessions_made: 0,
+            faults: HashMap::new(),
+            calls: Vec::new(),
+            oplog_ignores: false,
+            stopping: false,
+        }),
+        cfg,
+        base,
+        tick: watch::Sender::new(0),
+    });
+    let router = Router::new()
+        .fallback(dispatch)
+        .with_state(Arc::clone(&inner));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let _ = stopped.await;
+    });
+    let handle = tokio::spawn(async move {
+        if let Err(e) = serve.await {
+            tracing::warn!(error = %e, "simulator server stopped");
+        }
+    });
+    tracing::info!(url = %inner.base, "simulator listening");
+    Ok((inner, ServerTask { stop, handle }))
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(&self) {
+        self.tick.send_modify(|t| *t += 1);
+    }
+
+    pub fn with_world<R>(&self, f: impl FnOnce(&World) -> R) -> R {
+        f(&self.lock().world)
+    }
+
+    pub fn with_world_mut<R>(&self, f: impl FnOnce(&mut World) -> (Vec<Change>, R)) -> R {
+        let r = {
+            let mut st = self.lock();
+            let (changes, r) = f(&mut st.world);
+            st.world.changes.extend(changes);
+            r
+        };
+        self.bump();
+        r
+    }
+
+    pub fn phone(&self, confirm: bool) {
+        {
+            let mut st = self.lock();
+            let Some(uuid) = st.newest_qr.clone() else {
+                tracing::warn!("simulator: no QR code to scan");
+                return;
+            };
+            if let Some(q) = st.qr.get_mut(&uuid) {
+                q.scanned = true;
+                q.confirmed |= confirm;
+            }
+        }
+        self.bump();
+    }
+
+    pub fn add_fault(&self, endpoint: Endpoint, fault: Fault, times: u32) {
+        let mut st = self.lock();
+        let q = st.faults.entry(endpoint).or_default();
+        q.extend(std::iter::repeat_n(fault, times as usize));
+    }
+
+    pub fn kill_session(&self, code: i64) {
+        if let Some(s) = self.lock().session.as_mut() {
+            s.dead = Some(code);
+        }
+        self.bump();
+    }
+
+    pub fn set_oplog_ignores(&self, on: bool) {
+        self.lock().oplog_ignores = on;
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+}
+
+/// A parsed request.
+struct Req {
+    method: Method,
+    query: String,
+    params: HashMap<String, String>,
+    headers: HeaderMap,
+    cookies: HashMap<String, String>,
+    body: Bytes,
+}
+
+impl Req {
+    fn param(&self, k: &str) -> Option<&str> {
+        self.params.get(k).map(String::as_str)
+    }
+    fn header(&self, k: &str) -> Option<&str> {
+        self.headers.get(k).and_then(|v| v.to_str().ok())
+    }
+    /// The body as JSON, whatever the Content-Type says.
+    fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    cookies: Vec<String>,
+    ret: Option<i64>,
+}
+
+impl Reply {
+    fn json(v: &impl Serialize, ret: i64) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "text/plain",
+            body: serde_json::to_vec(v).unwrap_or_default(),
+            cookies: Vec::new(),
+            ret: Some(ret),
+        }
+    }
+    fn base(ret: i64) -> Reply {
+        Reply::json(&json!({"BaseResponse": {"Ret": ret, "ErrMsg": ""}}), ret)
+    }
+    fn js(text: String, ret: i64) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "text/javascript",
+            body: text.into_bytes(),
+            cookies: Vec::new(),
+            ret: Some(ret),
+        }
+    }
+    fn synccheck(retcode: i64, selector: u8) -> Reply {
+        Reply::js(
+            format!("window.synccheck={{retcode:\"{retcode}\",selector:\"{selector}\"}}"),
+            retcode,
+        )
+    }
+    fn plain(status: u16, content_type: &'static str, body: &str) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body: body.as_bytes().to_vec(),
+            cookies: Vec::new(),
+            ret: None,
+        }
+    }
+    fn ticket_xml(status: u16, ret: i64, message: &str) -> Reply {
+        let mut r = Reply::plain(
+            status,
+            "text/plain",
+            &format!("<error><ret>{ret}</ret><message>{message}</message></error>"),
+        );
+        r.ret = Some(ret);
+        r
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BaseResponse {
+    ret: i64,
+    err_msg: &'static str,
+}
+
+const OK: BaseResponse = BaseResponse {
+    ret: 0,
+    err_msg: "",
+};
+
+fn endpoint_of(path: &str) -> Endpoint {
+    match path {
+        "/jslogin" => Endpoint::JsLogin,
+        "/cgi-bin/mmwebwx-bin/login" => Endpoint::LoginPoll,
+        "/cgi-bin/mmwebwx-bin/webwxnewloginpage" => Endpoint::NewLoginPage,
+        "/cgi-bin/mmwebwx-bin/webwxinit" => Endpoint::Init,
+        "/cgi-bin/mmwebwx-bin/webwxstatusnotify" => Endpoint::StatusNotify,
+        "/cgi-bin/mmwebwx-bin/webwxgetcontact" => Endpoint::GetContact,
+        "/cgi-bin/mmwebwx-bin/webwxbatchgetcontact" => Endpoint::BatchGetContact,
+        "/cgi-bin/mmwebwx-bin/webwxoplog" => Endpoint::OpLog,
+        "/cgi-bin/mmwebwx-bin/synccheck" => Endpoint::SyncCheck,
+        "/cgi-bin/mmwebwx-bin/webwxsync" => Endpoint::Sync,
+        "/cgi-bin/mmwebwx-bin/webwxlogout" => Endpoint::Logout,
+        _ => Endpoint::Other,
+    }
+}
+
+async fn dispatch(
+    AxumState(inner): AxumState<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let query = uri.query().unwrap_or("").to_string();
+    let mut params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    if method == Method::POST && !body.starts_with(b"{") {
+        for (k, v) in url::form_urlencoded::parse(&body) {
+            params.entry(k.into_owned()).or_insert(v.into_owned());
+        }
+    }
+    let raw_cookies = headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let cookies = raw_cookies
+        .split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let req = Req {
+        method,
+        query,
+        params,
+        headers,
+        cookies,
+        body,
+    };
+    if let Some(control) = path.strip_prefix("/__sim/") {
+        return respond(control_api(&inner, control, &req));
+    }
+    let endpoint = endpoint_of(&path);
+    let index = {
+        let mut st = inner.lock();
+        st.calls.push(Call {
+            endpoint,
+            method: req.method.to_string(),
+            query: req.query.clone(),
+            body: String::from_utf8_lossy(&req.body).into_owned(),
+            cookies: raw_cookies,
+            headers: req
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            status: 0,
+            ret: None,
+        });
+        st.calls.len() - 1
+    };
+    let fault = inner
+        .lock()
+        .faults
+        .get_mut(&endpoint)
+        .and_then(VecDeque::pop_front);
+    let reply = match fault {
+        None => handle(&inner, endpoint, &req).await,
+        Some(Fault::Http(code)) => Reply::plain(
+            code,
+            "text/html",
+            &format!(
+                "<html><head><title>{code} Error</title></head><body><center><h1>{code} Error</h1></center><hr><center>nginx</center></body></html>"
+            ),
+        ),
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            handle(&inner, endpoint, &req).await
+        }
+        Some(Fault::Truncated) => {
+            let mut r = handle(&inner, endpoint, &req).await;
+            r.body.truncate(r.body.len() / 2);
+            r
+        }
+        Some(Fault::LoginRet(n)) if endpoint == Endpoint::NewLoginPage => {
+            ticket(&inner, &req, Some(n))
+        }
+        Some(Fault::Ret(n) | Fault::LoginRet(n)) => fault_ret(&inner, endpoint, n),
+    };
+    {
+        let mut st = inner.lock();
+        if let Some(c) = st.calls.get_mut(index) {
+            c.status = reply.status;
+            c.ret = reply.ret;
+        }
+    }
+    tracing::debug!(?endpoint, method = %req.method, status = reply.status, ret = ?reply.ret, "simulator call");
+    respond(reply)
+}
+
+fn respond(r: Reply) -> Response {
+    let mut b = Response::builder()
+        .status(r.status)
+        .header("content-type", r.content_type);
+    for c in &r.cookies {
+        b = b.header("set-cookie", c);
+    }
+    b.body(Body::from(r.body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// A `Fault::Ret`: the endpoint's own error shape; 1100-1102 end the session.
+fn fault_ret(inner: &Inner, endpoint: Endpoint, n: i64) -> Reply {
+    let is_api = !matches!(
+        endpoint,
+        Endpoint::JsLogin | Endpoint::LoginPoll | Endpoint::NewLoginPage
+    );
+    if is_api && (1100..=1102).contains(&n) {
+        inner.kill_session(n);
+    }
+    match endpoint {
+        Endpoint::JsLogin => Reply::js(format!("window.QRLogin.code = {n};"), n),
+        Endpoint::LoginPoll => Reply::js(format!("window.code={n};"), n),
+        Endpoint::NewLoginPage => Reply::ticket_xml(200, n, ""),
+        Endpoint::SyncCheck => Reply::synccheck(n, 0),
+        _ => Reply::base(n),
+    }
+}
+
+async fn handle(inner: &Inner, endpoint: Endpoint, req: &Req) -> Reply {
+    let get = req.method == Method::GET;
+    let post = req.method == Method::POST;
+    match endpoint {
+        Endpoint::JsLogin if get || post => jslogin(inner, req),
+        Endpoint::LoginPoll if get => login_poll(inner, req).await,
+        Endpoint::NewLoginPage if get => ticket(inner, req, None),
+        Endpoint::Init if post => init(inner, req),
+        Endpoint::StatusNotify if post => status_notify(inner, req),
+        Endpoint::GetContact if get => get_contact(inner, req),
+        Endpoint::BatchGetContact if post => batch_get_contact(inner, req),
+        Endpoint::OpLog if post => oplog(inner, req),
+        Endpoint::SyncCheck if get => synccheck(inner, req).await,
+        Endpoint::Sync if post => sync(inner, req),
+        Endpoint::Logout => logout(inner, req),
+        Endpoint::Other => {
+            Reply::plain(404, "text/html", "<html><body>404 Not Found</body></html>")
+        }
+        _ => Reply::plain(
+            405,
+            "text/html",
+            "<html><body>405 Method Not Allowed</body></html>",
+        ),
+    }
+}
+
+fn random_string(rng: &mut StdRng, alphabet: &[u8], n: usize) -> String {
+    (0..n)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const HEX: &[u8] = b"0123456789abcdef";
+
+fn jslogin(inner: &Inner, req: &Req) -> Reply {
+    let desktop = req
+        .param("redirect_uri")
+        .is_some_and(|r| r.contains("mod=desktop"));
+    let mut st = inner.lock();
+    let uuid = format!(
+        "{}==",
+        random_string(
+            &mut st.rng,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-",
+            10
+        )
+    );
+    let ticket = format!("A{}@qrticket_0", random_string(&mut st.rng, ALNUM, 31));
+    st.qr.insert(
+        uuid.clone(),
+        Qr {
+            created: Instant::now(),
+            desktop,
+            ticket,
+            scanned: false,
+            confirmed: false,
+            auto: None,
+            told_scan: false,
+            used: false,
+        },
+    );
+    st.newest_qr = Some(uuid.clone());
+    Reply::js(
+        format!("window.QRLogin.code = 200; window.QRLogin.uuid = \"{uuid}\";"),
+        200,
+    )
+}
+
+enum Poll {
+    Ready(Reply),
+    Wait(Option<Instant>),
+}
+
+/// Holds until `check` is ready, the world ticks past it, or `long_poll` runs out.
+async fn long_poll(
+    inner: &Inner,
+    mut check: impl FnMut(&mut State, Instant) -> Poll,
+    timeout: impl FnOnce() -> Reply,
+) -> Reply {
+    let deadline = Instant::now() + inner.cfg.long_poll;
+    let mut rx = inner.tick.subscribe();
+    loop {
+        let now = Instant::now();
+        let wake = match check(&mut inner.lock(), now) {
+            Poll::Ready(r) => return r,
+            Poll::Wait(w) => w.map_or(deadline, |w| w.min(deadline)),
+        };
+        if now >= deadline {
+            return timeout();
+        }
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}
+
+async fn login_poll(inner: &Inner, req: &Req) -> Reply {
+    let uuid = req.param("uuid").unwrap_or("").to_string();
+    let step = (inner.cfg.long_poll / 4).min(Duration::from_millis(500));
+    let auto = inner.cfg.auto_confirm;
+    let base = inner.base.clone();
+    long_poll(
+        inner,
+        |st, now| {
+            if st.stopping {
+                return Poll::Ready(Reply::js("window.code=408;".into(), 408));
+            }
+            let Some(q) = st.qr.get_mut(&uuid) else {
+                return Poll::Ready(Reply::js("window.code=400;".into(), 400));
+            };
+            if q.used || now.duration_since(q.created) > UUID_TTL {
+                return Poll::Ready(Reply::js("window.code=400;".into(), 400));
+            }
+            if auto && q.auto.is_none() {
+                q.auto = Some((now + step, now + 2 * step));
+            }
+            if q.confirmed(now) {
+                let scan = chrono::Utc::now().timestamp();
+                return Poll::Ready(Reply::js(
+                    format!(
+                        "window.code=200;\nwindow.redirect_uri=\"{base}cgi-bin/mmwebwx-bin/webwxnewloginpage?ticket={}&uuid={uuid}&lang=zh_CN&scan={scan}\";",
+                        q.ticket
+                    ),
+                    200,
+                ));
+            }
+            if q.scanned(now) && !q.told_scan {
+                q.told_scan = true;
+                return Poll::Ready(Reply::js(
+                    format!("window.code=201;window.userAvatar='{AVATAR}';"),
+                    201,
+                ));
+            }
+            Poll::Wait(q.auto.map(|(s, c)| if s > now { s } else { c }).filter(|t| *t > now))
+        },
+        || Reply::js("window.code=408;".into(), 408),
+    )
+    .await
+}
+
+fn percent_encode_ticket(raw: &str) -> String {
+    raw.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+fn ticket(inner: &Inner, req: &Req, login_ret: Option<i64>) -> Reply {
+    let now = Instant::now();
+    let mut st = inner.lock();
+    let uuid = req.param("uuid").unwrap_or("");
+    let ticket = req.param("ticket").unwrap_or("");
+    let q = st
+        .qr
+        .get_mut(uuid)
+        .filter(|q| q.confirmed(now) && !q.used && q.ticket == ticket);
+    let desktop = q.as_ref().is_some_and(|q| q.desktop) || req.param("mod") == Some("desktop");
+    // Desktop mode answers 301 with the body and cookies and no Location.
+    let status = if desktop { 301 } else { 200 };
+    let Some(q) = q else {
+        return Reply::ticket_xml(status, -14, "ticket error");
+    };
+    q.used = true;
+    if let Some(n) = login_ret {
+        let msg = if n == 1203 { BARRED_MESSAGE } else { "" };
+        return Reply::ticket_xml(status, n, msg);
+    }
+    if desktop
+        && (req.header("client-version") != Some("2.0.0")
+            || req.header("extspam") != Some(UOS_EXTSPAM))
+    {
+        return Reply::ticket_xml(status, 1203, BARRED_MESSAGE);
+    }
+    if st.sessions_made > 0 {
+        st.world.next_generation();
+    }
+    st.sessions_made += 1;
+    let rng = &mut st.rng;
+    let mut sid = random_string(rng, B64, 16);
+    sid.replace_range(5..6, "+");
+    sid.replace_range(11..12, "/");
+    let skey = format!(
+        "@crypt_{}_{}",
+        random_string(rng, HEX, 8),
+        random_string(rng, HEX, 32)
+    );
+    let mut raw_ticket = random_string(rng, B64, 62);
+    raw_ticket.replace_range(7..8, "+");
+    raw_ticket.push_str("==");
+    let pass_ticket = percent_encode_ticket(&raw_ticket);
+    let auth_ticket = random_string(rng, B64, 120);
+    let data_ticket = random_string(rng, B64, 64);
+    let uvid = random_string(rng, HEX, 32);
+    let key_base = rng.random_range(600_000_000..700_000_000);
+    let started = chrono::Utc::now().timestamp();
+    let uin = st.world.uin;
+    let expires = (chrono::Utc::now() + chrono::Duration::hours(12))
+        .format("%a, %d-%b-%Y %H:%M:%S GMT")
+        .to_string();
+    let cookie = |k: &str, v: &str| format!("{k}={v}; Path=/; Expires={expires}");
+    let cookies = vec![
+        cookie("wxuin", &uin.to_string()),
+        cookie("wxsid", &sid),
+        cookie("wxloadtime", &format!("{started}_expired")),
+        cookie("mm_lang", "zh_CN"),
+        cookie("webwx_data_ticket", &data_ticket),
+        cookie("webwxuvid", &uvid),
+        cookie("webwx_auth_ticket", &auth_ticket),
+    ];
+    let body = format!(
+        "<error><ret>0</ret><message></message><skey>{skey}</skey><wxsid>{sid}</wxsid><wxuin>{uin}</wxuin><pass_ticket>{pass_ticket}</pass_ticket><isgrayscale>1</isgrayscale></error>"
+    );
+    st.session = Some(Session {
+        id: st.sessions_made,
+        sid,
+        skey,
+        pass_ticket,
+        auth_ticket,
+        desktop,
+        dead: None,
+        key_base,
+        started,
+        seq_tokens: HashMap::new(),
+    });
+    drop(st);
+    inner.bump();
+    let mut r = Reply::plain(status, "text/plain", &body);
+    r.cookies = cookies;
+    r.ret = Some(0);
+    r
+}
+
+/// Where a request carries its credentials.
+enum Creds<'a> {
+    /// POST: `BaseRequest` in the JSON body.
+    Body(Option<&'a Value>),
+    /// GET: `sid`/`uin` (synccheck) and `skey` in the query.
+    Query { sid_uin: bool },
+}
+
+/// Checks cookies, BaseRequest or query credentials and pass_ticket.
+/// Err carries the Ret: 1101 for missing/foreign cookies, 1100 for a wrong
+/// Sid/Uin/Skey/pass_ticket, or the code the session died with.
+fn authenticate(st: &State, req: &Req, creds: Creds<'_>) -> Result<(), i64> {
+    let Some(s) = st.session.as_ref() else {
+        return Err(1101);
+    };
+    if let Some(code) = s.dead {
+        return Err(code);
+    }
+    let uin = st.world.uin.to_string();
+    let cookie = |k: &str| req.cookies.get(k).map(String::as_str);
+    if cookie("wxuin") != Some(&uin)
+        || cookie("wxsid") != Some(&s.sid)
+        || cookie("webwx_auth_ticket") != Some(&s.auth_ticket)
+    {
+        return Err(1101);
+    }
+    let skey_ok = |k: Option<&str>| k.is_none_or(|k| k.is_empty() || k == s.skey);
+    match creds {
+        Creds::Body(body) => {
+            let br = body.and_then(|b| b.get("BaseRequest")).ok_or(1100)?;
+            let uin_ok = match br.get("Uin") {
+                Some(Value::Number(n)) => n.to_string() == uin,
+                Some(Value::String(t)) => *t == uin,
+                _ => false,
+            };
+            if !uin_ok
+                || br.get("Sid").and_then(Value::as_str) != Some(s.sid.as_str())
+                || !skey_ok(br.get("Skey").and_then(Value::as_str))
+            {
+                return Err(1100);
+            }
+        }
+        Creds::Query { sid_uin } => {
+            // A raw `+` in the query decodes to a space; accept either spelling.
+            let sid = req.param("sid").map(|v| v.replace(' ', "+"));
+            if sid_uin && (sid.as_deref() != Some(&s.sid) || req.param("uin") != Some(&uin)) {
+                return Err(1100);
+            }
+            if !skey_ok(req.param("skey")) {
+                return Err(1100);
+            }
+        }
+    }
+    if !s.desktop
+        && let Some(pt) = req.param("pass_ticket")
+    {
+        // Raw (`%2B` in the URL, decoded once here) or encoded once more (`%252B`).
+        let decoded = pt
+            .replace("%2B", "+")
+            .replace("%2F", "/")
+            .replace("%3D", "=");
+        if pt != s.pass_ticket
+            && decoded
+                != s.pass_ticket
+                    .replace("%2B", "+")
+                    .replace("%2F", "/")
+                    .replace("%3D", "=")
+        {
+            return Err(1100);
+        }
+    }
+    Ok(())
+}
+
+fn session(st: &mut State) -> &mut Session {
+    st.session.as_mut().expect("authenticated")
+}
+
+fn init(inner: &Inner, req: &Req) -> Reply {
+    let body = req.json();
+    let st = &mut *inner.lock();
+    if let Err(ret) = authenticate(st, req, Creds::Body(body.as_ref())) {
+        return Reply::base(ret);
+    }
+    let s = st.session.as_ref().expect("authenticated");
+    let w = &st.world;
+    let list: Vec<ContactJson<'_>> = w
+        .init_contact_ids()
+        .into_iter()
+        .map(|id| w.init_json(id, &s.skey))
+        .collect();
+    let mut chat_set = w.chat_set_names().join(",");
+    chat_set.push(',');
+    Reply::json(
+        &json!({
+            "BaseResponse": OK,
+            "Count": list.len(),
+            "ContactList": list,
+            "SyncKey": s.sync_key(w.changes.len(), false),
+            "User": w.user_json(&s.skey),
+            "ChatSet": chat_set,
+            "SKey": s.skey,
+            "ClientVersion": APP_ID_CLIENT_VERSION,
+            "SystemTime": chrono::Utc::now().timestamp(),
+            "GrayScale": 1,
+            "InviteStartCount": 40,
+            "MPSubscribeMsgCount": 0,
+            "MPSubscribeMsgList": [],
+            "ClickReportInterval": 600000,
+        }),
+        0,
+    )
+}
+
+fn status_notify(inner: &Inner, req: &Req) -> Reply {
+    let body = req.json();
+    let msg_id = {
+        let st = &mut *inner.lock();
+        if let Err(ret) = authenticate(st, req, Creds::Body(body.as_ref())) {
+            return Reply::base(ret);
+        }
+        let msg_id: u64 = st
+            .rng
+            .random_range(1_000_000_000_000_000_000..9_000_000_000_000_000_000);
+        let code = body
+            .as_ref()
+            .and_then(|b| b.get("Code"))
+            .and_then(Value::as_i64);
+        if code == Some(3) {
+            let msg = status_msg(&st.world, msg_id);
+            let id = session(st).id;
+            st.world.changes.push(Change::Msg { session: id, msg });
+        }
+        msg_id
+    };
+    inner.bump();
+    Reply::json(&json!({"BaseResponse": OK, "MsgID": msg_id.to_string()}), 0)
+}
+
+/// The MsgType 51 (StatusNotifyCode 4) message that follows statusnotify:
+/// session names in StatusNotifyUserName, permanent ids in Content.
+fn status_msg(w: &World, msg_id: u64) -> Value {
+    let ids: Vec<Id> = w.init_contact_ids();
+    let names: Vec<&str> = ids.iter().map(|id| w.name(*id)).collect();
+    let wxids: Vec<&str> = ids.iter().map(|id| w.entities[*id].wxid.as_str()).collect();
+    let me = w.name(w.self_id);
+    json!({
+        "MsgId": msg_id.to_string(),
+        "FromUserName": me,
+        "ToUserName": me,
+        "MsgType": 51,
+        "Content": format!("&lt;msg&gt;<br/>&lt;op id='4'&gt;<br/>&lt;username&gt;{}&lt;/username&gt;<br/>&lt;/op&gt;<br/>&lt;/msg&gt;", wxids.join(",")),
+        "Status": 3,
+        "ImgStatus": 1,
+        "CreateTime": chrono::Utc::now().timestamp(),
+        "VoiceLength": 0,
+        "PlayLength": 0,
+        "FileName": "",
+        "FileSize": "",
+        "MediaId": "",
+        "Url": "",
+        "AppMsgType": 0,
+        "StatusNotifyCode": 4,
+        "StatusNotifyUserName": names.join(","),
+        "RecommendInfo": {"UserName": "", "NickName": "", "QQNum": 0, "Province": "", "City": "", "Content": "", "Signature": "", "Alias": "", "Scene": 0, "VerifyFlag": 0, "AttrStatus": 0, "Sex": 0, "Ticket": "", "OpCode": 0},
+        "ForwardFlag": 0,
+        "AppInfo": {"AppID": "", "Type": 0},
+        "HasProductId": 0,
+        "Ticket": "",
+        "ImgHeight": 0,
+        "ImgWidth": 0,
+        "SubMsgType": 0,
+        "NewMsgId": msg_id,
+        "OriContent": "",
+        "EncryFileName": "",
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContactPage<'a> {
+    base_response: BaseResponse,
+    member_count: usize,
+    member_list: Vec<ContactJson<'a>>,
+    seq: u64,
+}
+
+/// An opaque continuation token derived from the page's last entry.
+fn seq_token(session: u64, last: Id, next: usize) -> u64 {
+    let mut x = (session << 40) ^ ((last as u64) << 20) ^ next as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    1_000_000_000 + x % 3_000_000_000
+}
+
+fn get_contact(inner: &Inner, req: &Req) -> Reply {
+    let st = &mut *inner.lock();
+    if let Err(ret) = authenticate(st, req, Creds::Query { sid_uin: false }) {
+        return Reply::base(ret);
+    }
+    let page_size = inner.cfg.page_size.max(1);
+    let seq = req.param("seq").unwrap_or("0");
+    let s = st.session.as_mut().expect("authenticated");
+    // An unknown token (not from this session) is a bad parameter: Ret 1.
+    let start = match seq {
+        "" | "0" => 0,
+        t => match s.seq_tokens.get(t) {
+            Some(start) => *start,
+            None => {
+                return Reply::json(
+                    &json!({"BaseResponse": {"Ret": 1, "ErrMsg": ""}, "MemberCount": 0, "MemberList": [], "Seq": 0}),
+                    1,
+                );
+            }
+        },
+    };
+    let listing = st.world.contact_listing();
+    let start = start.min(listing.len());
+    let end = (start + page_size).min(listing.len());
+    let next = if end < listing.len() {
+        let t = seq_token(s.id, listing[end - 1], end);
+        s.seq_tokens.insert(t.to_string(), end);
+        t
+    } else {
+        0
+    };
+    let s = st.session.as_ref().expect("authenticated");
+    let w = &st.world;
+    let list: Vec<ContactJson<'_>> = listing[start..end]
+        .iter()
+        .map(|id| w.contact_json(*id, &s.skey, None, false))
+        .collect();
+    Reply::json(
+        &ContactPage {
+            base_response: OK,
+            member_count: list.len(),
+            member_list: list,
+            seq: next,
+        },
+        0,
+    )
+}
+
+fn batch_get_contact(inner: &Inner, req: &Req) -> Reply {
+    let body = req.json();
+    let st = &mut *inner.lock();
+    if let Err(ret) = authenticate(st, req, Creds::Body(body.as_ref())) {
+        return Reply::base(ret);
+    }
+    let s = st.session.as_ref().expect("authenticated");
+    let w = &st.world;
+    let empty = Vec::new();
+    let items = body
+        .as_ref()
+        .and_then(|b| b.get("List"))
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let mut list: Vec<ContactJson<'_>> = Vec::new();
+    for item in items.iter().take(BATCH_CAP) {
+        let name = item.get("UserName").and_then(Value::as_str).unwrap_or("");
+        let room = ["EncryChatRoomId", "ChatRoomId"]
+            .iter()
+            .filter_map(|k| item.get(*k).and_then(Value::as_str))
+            .find(|v| !v.is_empty());
+        if name.starts_with("@@") {
+            if let Some(g) = w.lookup_group(name) {
+                list.push(w.group_json(g, &s.skey));
+            }
+            continue;
+        }
+        let Some(id) = w.lookup(name) else { continue };
+        let known = match room {
+            Some(room) => {
+                w.entities[id].group.is_none()
+                    && w.lookup_group(room).is_some_and(|g| w.is_member(g, id))
+            }
+            None => w.is_known_person(id),
+        };
+        if known {
+            list.push(w.contact_json(id, &s.skey, None, false));
+        }
+    }
+    Reply::json(
+        &json!({"BaseResponse": OK, "Count": list.len(), "ContactList": list}),
+        0,
+    )
+}
+
+fn oplog(inner: &Inner, req: &Req) -> Reply {
+    let body = req.json();
+    let ret = {
+        let st = &mut *inner.lock();
+        if let Err(ret) = authenticate(st, req, Creds::Body(body.as_ref())) {
+            return Reply::base(ret);
+        }
+        if st.oplog_ignores {
+            return Reply::base(0);
+        }
+        let body = body.unwrap_or_default();
+        let cmd = body.get("CmdId").and_then(Value::as_i64);
+        let remark = body.get("RemarkName").and_then(Value::as_str);
+        let target = body
+            .get("UserName")
+            .and_then(Value::as_str)
+            .and_then(|n| st.world.lookup(n));
+        let w = &mut st.world;
+        match (cmd, target) {
+            (Some(2), Some(id))
+                if w.entities[id].kind == SimKind::Friend && !w.entities[id].removed =>
+            {
+                w.entities[id].remark = text::encode_wire(remark.unwrap_or(""));
+                w.changes.push(Change::Mod(id));
+                0
+            }
+            (Some(3), Some(id))
+                if w.entities[id].kind != SimKind::Stranger && !w.entities[id].removed =>
+            {
+                let e = &mut w.entities[id];
+                match body.get("OP").and_then(Value::as_i64) {
+                    Some(1) => e.contact_flag |= 2048,
+                    _ => e.contact_flag &= !2048,
+                }
+                // Omitting RemarkName erases the remark, as on the real servers.
+                e.remark = text::encode_wire(remark.unwrap_or(""));
+                w.changes.push(Change::Mod(id));
+                0
+            }
+            _ => 1,
+        }
+    };
+    inner.bump();
+    Reply::base(ret)
+}
+
+fn key2_of_query(synckey: &str) -> Option<i64> {
+    synckey
+        .split('|')
+        .filter_map(|kv| kv.split_once('_'))
+        .find(|(k, _)| *k == "2")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn key2_of_body(body: Option<&Value>) -> Option<i64> {
+    body?
+        .get("SyncKey")?
+        .get("List")?
+        .as_array()?
+        .iter()
+        .find(|kv| kv.get("Key").and_then(Value::as_i64) == Some(2))?
+        .get("Val")?
+        .as_i64()
+}
+
+fn relevant(change: &Change, session: u64) -> bool {
+    match change {
+        Change::Msg { session: s, .. } => *s == session,
+        Change::Mod(_) | Change::Del(_) => true,
+    }
+}
+
+async fn synccheck(inner: &Inner, req: &Req) -> Reply {
+    let key2 = key2_of_query(req.param("synckey").unwrap_or(""));
+    long_poll(
+        inner,
+        |st, _| {
+            if st.stopping {
+                return Poll::Ready(Reply::synccheck(0, 0));
+            }
+            if let Err(code) = authenticate(st, req, Creds::Query { sid_uin: true }) {
+                let code = if st.session.as_ref().and_then(|s| s.dead).is_some() {
+                    code
+                } else {
+                    1101
+                };
+                return Poll::Ready(Reply::synccheck(code, 0));
+            }
+            let s = st.session.as_ref().expect("authenticated");
+            let v = st.world.changes.len();
+            let p = s.position(key2, v);
+            if st.world.changes[p..].iter().any(|c| relevant(c, s.id)) {
+                Poll::Ready(Reply::synccheck(0, 2))
+            } else {
+                Poll::Wait(None)
+            }
+        },
+        || Reply::synccheck(0, 0),
+    )
+    .await
+}
+
+fn sync(inner: &Inner, req: &Req) -> Reply {
+    let body = req.json();
+    let st = &mut *inner.lock();
+    if let Err(ret) = authenticate(st, req, Creds::Body(body.as_ref())) {
+        return Reply::base(ret);
+    }
+    let s = st.session.as_ref().expect("authenticated");
+    let w = &st.world;
+    let v = w.changes.len();
+    let p = s.position(key2_of_body(body.as_ref()), v);
+    let end = (p + SYNC_CHUNK).min(v);
+    // The last change per contact in the range wins; messages are this session's.
+    let mut order: Vec<Id> = Vec::new();
+    let mut last: HashMap<Id, bool> = HashMap::new();
+    let mut msgs = Vec::new();
+    for c in &w.changes[p..end] {
+        match c {
+            Change::Mod(id) | Change::Del(id) => {
+                if last.insert(*id, matches!(c, Change::Del(_))).is_none() {
+                    order.push(*id);
+                }
+            }
+            Change::Msg { session, msg } if *session == s.id => msgs.push(msg),
+            Change::Msg { .. } => {}
+        }
+    }
+    let mut mods = Vec::new();
+    let mut dels = Vec::new();
+    for id in order {
+        let e = &w.entities[id];
+        let gone = last[&id] || e.removed || (e.kind == SimKind::Stranger && e.group.is_none());
+        if gone && last[&id] {
+            dels.push(json!({"UserName": w.name(id), "ContactFlag": 0}));
+        } else if !gone {
+            mods.push(w.mod_json(id, &s.skey));
+        }
+    }
+    Reply::json(
+        &json!({
+            "BaseResponse": OK,
+            "AddMsgCount": msgs.len(),
+            "AddMsgList": msgs,
+            "ModContactCount": mods.len(),
+            "ModContactList": mods,
+            "DelContactCount": dels.len(),
+            "DelContactList": dels,
+            "ModChatRoomMemberCount": 0,
+            "ModChatRoomMemberList": [],
+            "Profile": {
+                "BitFlag": 0, "UserName": {"Buff": ""}, "NickName": {"Buff": ""}, "BindUin": 0,
+                "BindEmail": {"Buff": ""}, "BindMobile": {"Buff": ""}, "Status": 0, "Sex": 0,
+                "PersonalCard": 0, "Alias": "", "HeadImgUpdateFlag": 0, "HeadImgUrl": "", "Signature": ""
+            },
+            "ContinueFlag": i64::from(end < v),
+            "SyncKey": s.sync_key(end, false),
+            "SKey": s.skey,
+            "SyncCheckKey": s.sync_key(end, true),
+        }),
+        0,
+    )
+}
+
+fn logout(inner: &Inner, req: &Req) -> Reply {
+    {
+        let mut st = inner.lock();
+        if let Some(s) = st.session.as_mut()
+            && req.cookies.get("wxsid") == Some(&s.sid)
+        {
+            s.dead = Some(1101);
+        }
+    }
+    inner.bump();
+    Reply::plain(200, "text/html", "")
+}
+
+fn control_api(inner: &Inner, path: &str, req: &Req) -> Reply {
+    let ok = || Reply::plain(200, "application/json", "{\"ok\":true}");
+    match (req.method.as_str(), path) {
+        ("GET", "account") => {
+            let mut r = Reply::json(&inner.with_world(World::snapshot), 0);
+            r.content_type = "application/json";
+            r.ret = None;
+            r
+        }
+        ("GET", "calls") => {
+            let mut r = Reply::json(&inner.calls(), 0);
+            r.content_type = "application/json";
+            r.ret = None;
+            r
+        }
+        ("POST", "scan") => {
+            inner.phone(false);
+            ok()
+        }
+        ("POST", "confirm") => {
+            inner.phone(true);
+            ok()
+        }
+        _ => Reply::plain(404, "text/plain", "unknown control path"),
+    }
+}
