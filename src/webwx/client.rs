@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
-use reqwest_cookie_store::CookieStoreMutex;
 use serde_json::{Value, json};
 use url::Url;
 
 use super::error::Error;
+use super::jar::Jar;
 use super::session::{Session, SessionState};
 use super::wire::{
     RawContact, SyncKey, contacts_from, parse_reply, parse_synccheck, value_to_i64, value_to_string,
@@ -80,7 +80,7 @@ pub struct Client {
 
 struct Inner {
     http: reqwest::Client,
-    jar: Arc<CookieStoreMutex>,
+    jar: Arc<Jar>,
     api: Url,
     push: Url,
     synccheck_timeout: Duration,
@@ -99,7 +99,7 @@ impl fmt::Debug for Client {
 /// Builds the HTTP client: browser headers, the shared cookie jar, and no
 /// redirects (the ticket step's 301 must be read, not followed).
 pub(crate) fn http_client(
-    jar: Arc<CookieStoreMutex>,
+    jar: Arc<Jar>,
     mode: Mode,
     timeout: Duration,
 ) -> Result<reqwest::Client, Error> {
@@ -124,37 +124,6 @@ pub(crate) fn http_client(
         .map_err(|e| Error::Setup {
             detail: e.without_url().to_string(),
         })
-}
-
-/// The jar as the session file stores it (all cookies, all hosts).
-pub(crate) fn jar_to_value(jar: &CookieStoreMutex) -> Result<Value, Error> {
-    let store = jar.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut buf = Vec::new();
-    cookie_store::serde::json::save_incl_expired_and_nonpersistent(&store, &mut buf).map_err(
-        |e| Error::Setup {
-            detail: format!("cannot serialize the cookie jar: {e}"),
-        },
-    )?;
-    serde_json::from_slice(&buf).map_err(|e| Error::Setup {
-        detail: format!(
-            "cannot serialize the cookie jar: {}",
-            super::error::redact_quoted(&e.to_string())
-        ),
-    })
-}
-
-fn jar_from_value(cookies: &Value) -> Result<CookieStoreMutex, Error> {
-    if cookies.is_null() {
-        return Ok(CookieStoreMutex::default());
-    }
-    let text = cookies.to_string();
-    let store = cookie_store::serde::json::load_all(text.as_bytes()).map_err(|e| Error::Setup {
-        detail: format!(
-            "the saved cookie jar is unreadable: {}",
-            super::error::redact_quoted(&e.to_string())
-        ),
-    })?;
-    Ok(CookieStoreMutex::new(store))
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -275,7 +244,7 @@ impl Client {
             Some(url) => origin_url(url)?,
             None => Url::parse(&session.push_origin).map_err(|e| bad("push origin", e))?,
         };
-        let jar = Arc::new(jar_from_value(&session.cookies)?);
+        let jar = Arc::new(Jar::from_value(&session.cookies)?);
         let http = http_client(Arc::clone(&jar), session.mode, opts.request_timeout)?;
         Ok(Client {
             inner: Arc::new(Inner {
@@ -298,7 +267,7 @@ impl Client {
 
     /// A snapshot to persist, with the current cookies, skey and sync keys.
     pub fn session(&self) -> Session {
-        let cookies = jar_to_value(&self.inner.jar);
+        let cookies = self.inner.jar.to_value();
         let mut s = self.lock().clone();
         match cookies {
             Ok(cookies) => s.cookies = cookies,

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
-use reqwest_cookie_store::CookieStoreMutex;
 use serde::Deserialize;
 use url::Url;
 
 use super::client::{
-    Client, InitReply, Query, derive_push_origin, http_client, jar_to_value, now_ms, origin_url, rr,
+    Client, InitReply, Query, derive_push_origin, http_client, now_ms, origin_url, rr,
 };
 use super::error::{Error, LoginError};
+use super::jar::Jar;
 use super::session::{Credentials, Session};
 use super::wire::{parse_login_poll, parse_qrlogin};
 use super::{ClientOptions, Mode};
@@ -74,7 +74,7 @@ pub async fn login(
     mut on_event: impl FnMut(LoginEvent),
 ) -> Result<(Client, InitReply), LoginError> {
     let mode = opts.client.mode;
-    let jar = Arc::new(CookieStoreMutex::default());
+    let jar = Arc::new(Jar::default());
     let http = http_client(Arc::clone(&jar), mode, opts.client.request_timeout)?;
     let login_base = opts.login_url.as_str().trim_end_matches('/').to_owned();
 
@@ -90,8 +90,7 @@ pub async fn login(
         detail: "the login poll's redirect_uri is not a URL".into(),
     })?;
     let xml = fetch_ticket(&http, &redirect_uri, mode).await?;
-    let (cookie_sid, cookie_uin) = sid_and_uin_cookies(&jar);
-    let ticket = resolve_ticket(xml, cookie_sid, cookie_uin)?;
+    let ticket = resolve_ticket(xml, jar.value_of("wxsid"), jar.value_of("wxuin"))?;
 
     let api = origin_url(&redirect)?;
     let push = match &opts.client.push_url {
@@ -106,7 +105,7 @@ pub async fn login(
         sid: ticket.sid,
         skey: ticket.skey,
         pass_ticket: ticket.pass_ticket,
-        cookies: jar_to_value(&jar)?,
+        cookies: jar.to_value()?,
     });
     let client = Client::new(session, &opts.client)?;
     let init = client.init().await?;
@@ -374,19 +373,6 @@ pub(crate) fn resolve_ticket(
         skey,
         pass_ticket,
     })
-}
-
-fn sid_and_uin_cookies(jar: &CookieStoreMutex) -> (Option<String>, Option<String>) {
-    let store = jar
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let find = |name: &str| {
-        store
-            .iter_unexpired()
-            .find(|c| c.name() == name)
-            .map(|c| c.value().to_owned())
-    };
-    (find("wxsid"), find("wxuin"))
 }
 
 fn parse_url(s: &str) -> Result<Url, LoginError> {

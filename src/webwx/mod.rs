@@ -8,6 +8,7 @@
 
 mod client;
 mod error;
+mod jar;
 mod login;
 mod session;
 pub mod text;
