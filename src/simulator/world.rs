@@ -649,7 +649,7 @@ impl World {
     pub fn init_json(&self, id: Id, skey: &str) -> ContactJson<'_> {
         match &self.entities[id].group {
             Some(g) => {
-                let k = g.members.len().min(2 + id % 5);
+                let k = (g.members.len() - 1).min(2 + id % 5);
                 let members = g.members[..k]
                     .iter()
                     .enumerate()
