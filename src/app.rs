@@ -34,10 +34,7 @@ impl App {
     pub fn active_session(&self) -> anyhow::Result<Session> {
         let path = self.session_path();
         let Some(session) = self.load_session()? else {
-            bail!(
-                "no session in {}: run `wxsync login` first",
-                path.display()
-            );
+            bail!("no session in {}: run `wxsync login` first", path.display());
         };
         if let SessionState::LoggedOut { code, reason, .. } = session.state() {
             bail!("the session was logged out ({reason}, code {code}): run `wxsync login`");

@@ -169,13 +169,17 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
 
 async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     let sim = Simulator::start(
-        args.account.sim_config(args.long_poll, !args.manual_confirm),
+        args.account
+            .sim_config(args.long_poll, !args.manual_confirm),
         args.listen,
     )
     .await
     .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("WeChat Web simulator on {}", sim.base_url());
-    println!("Point wxsync at it with:  [wechat] login_url = \"{}\"", sim.base_url());
+    println!(
+        "Point wxsync at it with:  [wechat] login_url = \"{}\"",
+        sim.base_url()
+    );
     daemon::signal().await;
     sim.shutdown().await;
     Ok(())

@@ -166,8 +166,11 @@ fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| serde::de::Error::custom(format!("\"{s}\" is not a duration like \"1s\" or \"500ms\" ({e})")))
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "\"{s}\" is not a duration like \"1s\" or \"500ms\" ({e})"
+        ))
+    })
 }
 
 fn optional_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {

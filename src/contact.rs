@@ -232,7 +232,8 @@ mod tests {
             user_name: "@f".into(),
             contact_flag: 3,
             nick_name: r#"Tom &amp; <span class="emoji emoji1f604"></span>"#.into(),
-            head_img_url: "/cgi-bin/mmwebwx-bin/webwxgeticon?seq=1&username=@f&skey=@crypt_x".into(),
+            head_img_url: "/cgi-bin/mmwebwx-bin/webwxgeticon?seq=1&username=@f&skey=@crypt_x"
+                .into(),
             ..RawContact::default()
         };
         let d = Contact::from_raw(&c, "@me").unwrap();

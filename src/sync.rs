@@ -291,7 +291,10 @@ fn build_snapshot(fetched: &Fetched, self_user_name: &str) -> (Snapshot, RunStat
         snapshot.contacts.push(contact);
     }
     if !notes.is_empty() {
-        warn!(groups = notes.len(), "MemberCount differs from the member list received");
+        warn!(
+            groups = notes.len(),
+            "MemberCount differs from the member list received"
+        );
         stats.notes = Some(notes.join("; "));
     }
     (snapshot, stats)
@@ -344,7 +347,11 @@ mod tests {
         let (snap, stats) = build_snapshot(&f, "@me");
         let names: Vec<&str> = snap.contacts.iter().map(|c| c.user_name.as_str()).collect();
         assert_eq!(names, ["@@g", "@@undescribed", "@friend", "@me"]);
-        assert_eq!(snap.members.len(), 1, "only described groups get member lists");
+        assert_eq!(
+            snap.members.len(),
+            1,
+            "only described groups get member lists"
+        );
         assert_eq!(snap.members["@@g"].len(), 2, "duplicate members collapse");
         assert_eq!(stats.member_count_mismatches, 1);
         assert!(stats.notes.unwrap().contains("MemberCount 3 but 2"));

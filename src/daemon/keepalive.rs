@@ -76,7 +76,10 @@ async fn apply(ctx: &SessionCtx, reply: &SyncReply) -> Result<(), crate::store::
         match Contact::from_raw(raw, me) {
             Some(contact) => {
                 if is_group(&raw.user_name) {
-                    ctx.learned_groups.lock().await.insert(raw.user_name.clone());
+                    ctx.learned_groups
+                        .lock()
+                        .await
+                        .insert(raw.user_name.clone());
                     if !raw.member_list.is_empty() {
                         members.insert(raw.user_name.clone(), Member::list_from(&raw.member_list));
                     }

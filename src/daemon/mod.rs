@@ -163,8 +163,14 @@ impl SessionCtx {
         let session_token = shutdown.child_token();
         let (dead_tx, mut dead_rx) = mpsc::channel::<(i64, String)>(4);
         let tasks = TaskTracker::new();
-        tasks.spawn(self.clone().sync_loop(session_token.clone(), dead_tx.clone()));
-        tasks.spawn(self.clone().keepalive_loop(session_token.clone(), dead_tx.clone()));
+        tasks.spawn(
+            self.clone()
+                .sync_loop(session_token.clone(), dead_tx.clone()),
+        );
+        tasks.spawn(
+            self.clone()
+                .keepalive_loop(session_token.clone(), dead_tx.clone()),
+        );
         tasks.spawn(self.clone().ops_loop(session_token.clone(), dead_tx));
         tasks.close();
 

@@ -122,13 +122,19 @@ fn refusal(op: &PendingOp, target: Option<&Target>) -> Option<String> {
         ));
     };
     if target.deleted {
-        return Some(format!("{who} is marked deleted: it is no longer a contact"));
+        return Some(format!(
+            "{who} is marked deleted: it is no longer a contact"
+        ));
     }
     match target.kind {
         Kind::Friend => None,
-        Kind::Official => Some(format!("{who} is an official account; only friends take a remark")),
+        Kind::Official => Some(format!(
+            "{who} is an official account; only friends take a remark"
+        )),
         Kind::Group => Some(format!("{who} is a group; only friends take a remark")),
-        Kind::Special => Some(format!("{who} is a special account; only friends take a remark")),
+        Kind::Special => Some(format!(
+            "{who} is a special account; only friends take a remark"
+        )),
         Kind::SelfUser => Some(format!("{who} is this account itself; it takes no remark")),
     }
 }
@@ -207,9 +213,21 @@ mod tests {
             (Kind::Special, "special"),
             (Kind::SelfUser, "itself"),
         ] {
-            assert!(refusal(&op(), Some(&target(kind, false))).unwrap().contains(word));
+            assert!(
+                refusal(&op(), Some(&target(kind, false)))
+                    .unwrap()
+                    .contains(word)
+            );
         }
-        assert!(refusal(&op(), Some(&target(Kind::Friend, true))).unwrap().contains("deleted"));
-        assert!(refusal(&op(), None).unwrap().contains("change at every login"));
+        assert!(
+            refusal(&op(), Some(&target(Kind::Friend, true)))
+                .unwrap()
+                .contains("deleted")
+        );
+        assert!(
+            refusal(&op(), None)
+                .unwrap()
+                .contains("change at every login")
+        );
     }
 }

@@ -143,9 +143,9 @@ impl Store {
         for c in contacts {
             let row =
                 sqlx::query_as::<_, ContactRow>(concat!(select_contact!(), " WHERE user_name = ?"))
-            .bind(&c.user_name)
-            .fetch_optional(&mut *tx)
-            .await?;
+                    .bind(&c.user_name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if let Some(row) = row {
                 existing.insert(row.user_name.clone(), row.into_contact());
             }

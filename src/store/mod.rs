@@ -64,13 +64,10 @@ impl Store {
                 path: path.to_owned(),
                 source,
             })?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|source| Error::Migrate {
-                path: path.to_owned(),
-                source,
-            })?;
+        MIGRATOR.run(&pool).await.map_err(|source| Error::Migrate {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(Store { pool })
     }
 

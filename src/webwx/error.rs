@@ -37,7 +37,7 @@ pub enum Error {
     RateLimited { endpoint: &'static str },
     /// 1100/1101/1102: the server ended the session (logged out on the phone,
     /// web login elsewhere, or a ban). Only a new QR login helps.
-    #[error("{endpoint}: the session has ended (code {code}); run `wxsync login` again")]
+    #[error("{endpoint}: the server ended the session (code {code})")]
     SessionDead { code: i64, endpoint: &'static str },
     /// More names than one `webwxbatchgetcontact` call can carry.
     #[error("a batch of {0} names is over the server's limit of 50 per call")]

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use tempfile::TempDir;
 use wxsync::simulator::{SimConfig, Simulator};
 
@@ -214,7 +214,8 @@ impl TestApp {
     }
 
     pub async fn ok_runs(&self) -> i64 {
-        self.scalar("SELECT count(*) FROM sync_runs WHERE status = 'ok'").await
+        self.scalar("SELECT count(*) FROM sync_runs WHERE status = 'ok'")
+            .await
     }
 
     pub async fn text(&self, sql: &'static str, arg: &str) -> Option<String> {

@@ -57,8 +57,10 @@ async fn op(app: &TestApp, id: i64) -> Op {
 }
 
 async fn settled(app: &TestApp, id: i64) -> Op {
-    app.eventually("the op to settle", || async { op(app, id).await.status != "pending" })
-        .await;
+    app.eventually("the op to settle", || async {
+        op(app, id).await.status != "pending"
+    })
+    .await;
     op(app, id).await
 }
 
@@ -82,15 +84,28 @@ async fn a_remark_edit_is_applied_verified_and_stored() {
     assert_eq!(done.status, "done", "{done:?}");
     assert_eq!(done.attempts, 1);
     assert!(done.done_at.is_some());
-    let stored = app.text("SELECT remark_name FROM contacts WHERE user_name = ?", &friend).await;
+    let stored = app
+        .text(
+            "SELECT remark_name FROM contacts WHERE user_name = ?",
+            &friend,
+        )
+        .await;
     assert_eq!(stored.as_deref(), Some("Alice & Bob 😀"));
     let calls = oplog_calls(&app);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0]["CmdId"], 2);
     assert_eq!(calls[0]["UserName"], friend.as_str());
     assert_eq!(calls[0]["RemarkName"], "Alice & Bob 😀");
-    let call = app.sim.calls().into_iter().find(|c| c.endpoint == Endpoint::OpLog).unwrap();
-    assert!(call.cookies.contains("wxsid="), "sent with the session cookies");
+    let call = app
+        .sim
+        .calls()
+        .into_iter()
+        .find(|c| c.endpoint == Endpoint::OpLog)
+        .unwrap();
+    assert!(
+        call.cookies.contains("wxsid="),
+        "sent with the session cookies"
+    );
     let sim_remark = app
         .sim
         .account()
@@ -103,7 +118,12 @@ async fn a_remark_edit_is_applied_verified_and_stored() {
 
     let cleared = queue(&app, &friend, "").await;
     assert_eq!(settled(&app, cleared).await.status, "done");
-    let stored = app.text("SELECT remark_name FROM contacts WHERE user_name = ?", &friend).await;
+    let stored = app
+        .text(
+            "SELECT remark_name FROM contacts WHERE user_name = ?",
+            &friend,
+        )
+        .await;
     assert_eq!(stored.as_deref(), Some(""));
     daemon.stop().await;
 }
@@ -124,7 +144,10 @@ async fn edits_that_cannot_apply_fail_with_a_reason() {
         let id = queue(&app, who, "x").await;
         let failed = settled(&app, id).await;
         assert_eq!(failed.status, "failed");
-        assert!(failed.last_error.as_deref().unwrap().contains(word), "{failed:?}");
+        assert!(
+            failed.last_error.as_deref().unwrap().contains(word),
+            "{failed:?}"
+        );
         assert_eq!(failed.attempts, 0, "nothing was sent");
     }
     assert!(oplog_calls(&app).is_empty());
@@ -210,7 +233,11 @@ async fn ops_wait_untouched_while_logged_out() {
 async fn a_crash_between_the_call_and_the_update_completes_the_op_once_on_restart() {
     let (app, daemon) = running().await;
     let friend = of_kind(&app, SimKind::Friend);
-    app.sim.fail(Endpoint::BatchGetContact, Fault::Delay(Duration::from_secs(30)), 1);
+    app.sim.fail(
+        Endpoint::BatchGetContact,
+        Fault::Delay(Duration::from_secs(30)),
+        1,
+    );
 
     let id = queue(&app, &friend, "Crash-proof").await;
     app.eventually("the oplog call", || async { !oplog_calls(&app).is_empty() })
@@ -233,10 +260,23 @@ async fn nonsense_rows_are_refused_at_insert_with_a_readable_error() {
     app.wxsync(&["status"]).await;
     let long = "x".repeat(65);
     for (sql, word) in [
-        ("INSERT INTO pending_ops (user_name, remark_name) VALUES ('', 'x')".to_string(), "user_name must not be empty"),
-        ("INSERT INTO pending_ops (user_name) VALUES ('@a')".to_string(), "NOT NULL constraint failed: pending_ops.remark_name"),
-        (format!("INSERT INTO pending_ops (user_name, remark_name) VALUES ('@a', '{long}')"), "at most 64 characters"),
-        ("INSERT INTO pending_ops (user_name, remark_name, status) VALUES ('@a', 'x', 'later')".to_string(), "status must be one of"),
+        (
+            "INSERT INTO pending_ops (user_name, remark_name) VALUES ('', 'x')".to_string(),
+            "user_name must not be empty",
+        ),
+        (
+            "INSERT INTO pending_ops (user_name) VALUES ('@a')".to_string(),
+            "NOT NULL constraint failed: pending_ops.remark_name",
+        ),
+        (
+            format!("INSERT INTO pending_ops (user_name, remark_name) VALUES ('@a', '{long}')"),
+            "at most 64 characters",
+        ),
+        (
+            "INSERT INTO pending_ops (user_name, remark_name, status) VALUES ('@a', 'x', 'later')"
+                .to_string(),
+            "status must be one of",
+        ),
     ] {
         let out = std::process::Command::new("sqlite3")
             .arg(&app.db)
