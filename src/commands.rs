@@ -22,7 +22,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return simulate(args).await;
     }
     let mut config = Config::load(cli.config.as_deref())?;
-    if let Some(db) = cli.database {
+    if let Command::Demo(_) = &cli.command {
+        // The demo never touches the real cache or session unless told to.
+        config.database = cli
+            .database
+            .clone()
+            .unwrap_or_else(|| "wxsync-demo.db".into());
+        config.session_file = None;
+    } else if let Some(db) = cli.database {
         config.database = db;
     }
     match cli.command {
@@ -30,7 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync => sync_once(&App::open(config).await?).await,
         Command::Run => daemon::run(App::open(config).await?, shutdown_on_signal()).await,
         Command::Status { json } => status(&App::open(config).await?, json).await,
-        Command::Demo(account) => demo(config, cli.config.is_none(), &account).await,
+        Command::Demo(account) => demo(config, &account).await,
         Command::Simulate(_) => unreachable!("handled above"),
     }
 }
@@ -187,16 +194,13 @@ async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
 
 /// The demo: a simulator on a free loopback port, a login against it, and the
 /// daemon into `./wxsync-demo.db` (or `--database`) until Ctrl-C.
-async fn demo(mut config: Config, default_db: bool, account: &AccountArgs) -> anyhow::Result<()> {
+async fn demo(mut config: Config, account: &AccountArgs) -> anyhow::Result<()> {
     let sim = Simulator::start(
         account.sim_config(Duration::from_secs(25), true),
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
     )
     .await
     .context("cannot start the simulator")?;
-    if default_db && config.database == Config::default().database {
-        config.database = "wxsync-demo.db".into();
-    }
     config.wechat.login_url = sim.base_url();
     config.wechat.push_url = None;
     println!("Simulator listening on {}", sim.base_url());

@@ -190,66 +190,41 @@ async fn write_contacts(
     let mut counts = ApplyCounts::default();
     for c in contacts {
         match existing.get(&c.user_name) {
-            None => {
-                sqlx::query(
-                    "INSERT INTO contacts (user_name, kind, nick_name, remark_name, alias, \
-                     signature, province, city, head_img_url, sex, verify_flag, contact_flag, \
-                     star_friend, member_count, encry_chat_room_id, raw, first_seen_at, \
-                     updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-                     ?14, ?15, ?16, ?17, ?17)",
-                )
-                .bind(&c.user_name)
-                .bind(c.kind.as_str())
-                .bind(&c.nick_name)
-                .bind(&c.remark_name)
-                .bind(&c.alias)
-                .bind(&c.signature)
-                .bind(&c.province)
-                .bind(&c.city)
-                .bind(&c.head_img_url)
-                .bind(c.sex)
-                .bind(c.verify_flag)
-                .bind(c.contact_flag)
-                .bind(c.star_friend)
-                .bind(c.member_count)
-                .bind(&c.encry_chat_room_id)
-                .bind(&c.raw)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                counts.inserted += 1;
-            }
+            None => counts.inserted += 1,
             Some((stored, deleted)) if *deleted || stored.as_ref() != Some(c) => {
-                sqlx::query(
-                    "UPDATE contacts SET kind = ?2, nick_name = ?3, remark_name = ?4, alias = ?5, \
-                     signature = ?6, province = ?7, city = ?8, head_img_url = ?9, sex = ?10, \
-                     verify_flag = ?11, contact_flag = ?12, star_friend = ?13, member_count = ?14, \
-                     encry_chat_room_id = ?15, raw = ?16, updated_at = ?17, deleted_at = NULL \
-                     WHERE user_name = ?1",
-                )
-                .bind(&c.user_name)
-                .bind(c.kind.as_str())
-                .bind(&c.nick_name)
-                .bind(&c.remark_name)
-                .bind(&c.alias)
-                .bind(&c.signature)
-                .bind(&c.province)
-                .bind(&c.city)
-                .bind(&c.head_img_url)
-                .bind(c.sex)
-                .bind(c.verify_flag)
-                .bind(c.contact_flag)
-                .bind(c.star_friend)
-                .bind(c.member_count)
-                .bind(&c.encry_chat_room_id)
-                .bind(&c.raw)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                counts.updated += 1;
+                counts.updated += 1
             }
-            Some(_) => {}
+            Some(_) => continue,
         }
+        sqlx::query(
+            "INSERT INTO contacts (user_name, kind, nick_name, remark_name, alias, signature, \
+             province, city, head_img_url, sex, verify_flag, contact_flag, star_friend, \
+             member_count, encry_chat_room_id, raw, first_seen_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17) \
+             ON CONFLICT (user_name) DO UPDATE SET kind = ?2, nick_name = ?3, remark_name = ?4, \
+             alias = ?5, signature = ?6, province = ?7, city = ?8, head_img_url = ?9, sex = ?10, \
+             verify_flag = ?11, contact_flag = ?12, star_friend = ?13, member_count = ?14, \
+             encry_chat_room_id = ?15, raw = ?16, updated_at = ?17, deleted_at = NULL",
+        )
+        .bind(&c.user_name)
+        .bind(c.kind.as_str())
+        .bind(&c.nick_name)
+        .bind(&c.remark_name)
+        .bind(&c.alias)
+        .bind(&c.signature)
+        .bind(&c.province)
+        .bind(&c.city)
+        .bind(&c.head_img_url)
+        .bind(c.sex)
+        .bind(c.verify_flag)
+        .bind(c.contact_flag)
+        .bind(c.star_friend)
+        .bind(c.member_count)
+        .bind(&c.encry_chat_room_id)
+        .bind(&c.raw)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(counts)
 }

@@ -27,7 +27,7 @@ const CLIENT_VERSION: &str = "2.0.0";
 /// The UOS client's `extspam` header, byte-identical in openwechat
 /// `global.go`, itchat-uos `config.py`, wechat4u and puppet-wechat
 /// (880 chars, sha256 11e2f840f986…369795e0).
-const EXTSPAM: &str = concat!(
+pub const UOS_EXTSPAM: &str = concat!(
     "Go8FCIkFEokFCggwMDAwMDAwMRAGGvAESySibk50w5Wb3uTl2c2h64jVVrV7gNs06GFlWplHQbY/5FfiO++1yH4ykC",
     "yNPWKXmco+wfQzK5R98D3so7rJ5LmGFvBLjGceleySrc3SOf2Pc1gVehzJgODeS0lDL3/I/0S2SSE98YgKleq6Uqx6ndTy9yaL9qFxJL7eiA/R",
     "3SEfTaW1SBoSITIu+EEkXff+Pv8NHOk7N57rcGk1w0ZzRrQDkXTOXFN2iHYIzAAZPIOY45Lsh+A4slpgnDiaOvRtlQYCt97nmPLuTipOJ8Qc5p",
@@ -290,7 +290,7 @@ async fn fetch_ticket(
     if mode == Mode::Desktop {
         req = req
             .header("client-version", CLIENT_VERSION)
-            .header("extspam", EXTSPAM);
+            .header("extspam", UOS_EXTSPAM);
     }
     let resp = req.send().await.map_err(|e| Error::network(EP, e))?;
     let status = resp.status().as_u16();
@@ -408,9 +408,9 @@ mod tests {
 
     #[test]
     fn the_extspam_constant_is_the_published_one() {
-        assert_eq!(EXTSPAM.len(), 880);
-        assert!(EXTSPAM.starts_with("Go8FCIkFEokFCggwMDAwMDAw"));
-        assert!(EXTSPAM.ends_with("KAUwAA=="));
+        assert_eq!(UOS_EXTSPAM.len(), 880);
+        assert!(UOS_EXTSPAM.starts_with("Go8FCIkFEokFCggwMDAwMDAw"));
+        assert!(UOS_EXTSPAM.ends_with("KAUwAA=="));
     }
 
     #[test]

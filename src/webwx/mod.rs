@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use client::{BatchItem, Client, ContactPage, InitReply, SyncCheck, SyncReply};
 pub use error::{Error, LoginError, SessionError};
-pub use login::{LoginEvent, LoginOptions, login, render_qr};
+pub use login::{LoginEvent, LoginOptions, UOS_EXTSPAM, login, render_qr};
 pub use session::{Session, SessionState};
 pub use wire::{RawContact, RawMember};
 
