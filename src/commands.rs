@@ -131,11 +131,14 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
     let last = app.store.last_run().await?;
     let counts = app.store.counts().await?;
     let ops = app.store.op_counts().await?;
+    let activity = app.store.activity().await?;
     if as_json {
         let out = json!({
             "session": { "state": state, "reason": reason, "file": app.session_path() },
             "database": app.config.database,
             "last_sync": last,
+            "last_keepalive_at": activity.last_keepalive_at,
+            "last_increment_at": activity.last_increment_at,
             "counts": counts,
             "ops": ops,
         });
@@ -166,6 +169,11 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
             }
         }
     }
+    println!(
+        "keepalive: last answered {}; last contact change stored {}",
+        activity.last_keepalive_at.as_deref().unwrap_or("never"),
+        activity.last_increment_at.as_deref().unwrap_or("never")
+    );
     println!(
         "cache:     {} contacts ({} friends, {} groups), {} memberships, {} marked deleted",
         counts.contacts, counts.friends, counts.groups, counts.memberships, counts.deleted

@@ -24,6 +24,9 @@ pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> Result<(
                 warn!(retcode = %check.retcode, "synccheck answered an unknown retcode");
                 return Ok(false);
             }
+            if let Err(e) = ctx.app.store.touch_keepalive().await {
+                warn!(error = %e, "cannot record the keepalive");
+            }
             if check.selector == "0" {
                 return Ok(true);
             }
@@ -92,6 +95,7 @@ async fn apply(ctx: &SessionCtx, reply: &SyncReply) -> Result<(), crate::store::
     let store = &ctx.app.store;
     let written = store.upsert_contacts(&contacts, &members).await?;
     let deleted = store.mark_contacts_deleted(&gone).await?;
+    store.touch_increment().await?;
     info!(
         inserted = written.inserted,
         updated = written.updated,

@@ -17,7 +17,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use contacts::{ApplyCounts, Snapshot};
 pub use ops::{PendingOp, QueueWatch, Target};
-pub use runs::{Counts, OpCounts, RunStats, SyncRun};
+pub use runs::{Activity, Counts, OpCounts, RunStats, SyncRun};
 
 /// How long a writer waits for another connection's lock (a user's
 /// `sqlite3` session, say) before giving up.

@@ -44,6 +44,13 @@ pub struct Counts {
     pub deleted: i64,
 }
 
+/// When the daemon last heard from the server between full syncs.
+#[derive(Clone, Debug, Default, FromRow, Serialize, PartialEq, Eq)]
+pub struct Activity {
+    pub last_keepalive_at: Option<String>,
+    pub last_increment_at: Option<String>,
+}
+
 #[derive(Clone, Debug, FromRow, Serialize, PartialEq, Eq)]
 pub struct OpCounts {
     pub pending: i64,
@@ -104,6 +111,33 @@ impl Store {
         )
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    pub async fn activity(&self) -> Result<Activity, Error> {
+        Ok(sqlx::query_as::<_, Activity>(
+            "SELECT last_keepalive_at, last_increment_at FROM daemon_state WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or_default())
+    }
+
+    /// Records that a synccheck was answered.
+    pub async fn touch_keepalive(&self) -> Result<(), Error> {
+        sqlx::query("UPDATE daemon_state SET last_keepalive_at = ? WHERE id = 1")
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records that contact changes from webwxsync were stored.
+    pub async fn touch_increment(&self) -> Result<(), Error> {
+        sqlx::query("UPDATE daemon_state SET last_increment_at = ? WHERE id = 1")
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn op_counts(&self) -> Result<OpCounts, Error> {

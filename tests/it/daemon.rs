@@ -66,6 +66,12 @@ async fn pushed_changes_reach_the_cache_without_a_full_sync() {
     .await;
     assert_eq!(app.ok_runs().await, 1, "no full sync was needed");
     assert!(app.sim.calls().iter().any(|c| c.endpoint == Endpoint::Sync));
+    let status = app.wxsync(&["status", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert!(v["last_increment_at"].is_string(), "{status:?}");
+    assert!(v["last_keepalive_at"].is_string(), "{status:?}");
+    assert_eq!(v["session"]["state"], "active");
+    assert!(v["counts"]["contacts"].as_i64().unwrap() > 0);
 
     let (code, logs) = daemon.stop().await;
     assert_eq!(code, Some(0), "{logs}");
