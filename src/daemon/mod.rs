@@ -54,23 +54,12 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     let ticks = Arc::new(Mutex::new(tick_rx));
 
     let watchdog = notifier.spawn_watchdog(shutdown.clone());
-    let mut ready_sent = false;
     let mut announced: Option<String> = None;
     let result = loop {
-        let Some(session) = wait_for_session(&app, &shutdown, &mut announced, || {
-            if !ready_sent {
-                notifier.ready();
-                ready_sent = true;
-            }
-        })
-        .await?
+        let Some(session) = wait_for_session(&app, &shutdown, &mut announced, &notifier).await?
         else {
             break Ok(());
         };
-        if !ready_sent {
-            notifier.ready();
-            ready_sent = true;
-        }
         notifier.status("session active; syncing");
         let ctx = SessionCtx {
             app: app.clone(),
@@ -82,10 +71,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         };
         match ctx.run(&shutdown).await {
             Ok(End::Shutdown) => break Ok(()),
-            Ok(End::LoggedOut(reason)) => {
-                notifier.status(&format!("logged out: {reason}; run `wxsync login`"));
-                announced = None;
-            }
+            Ok(End::LoggedOut) => announced = None,
             Ok(End::Replaced) => info!("a new login replaced the session file; switching to it"),
             Err(e) => break Err(e),
         }
@@ -99,13 +85,13 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
 }
 
 /// Returns the first active session in the session file, or `None` on
-/// shutdown. Says once (per state) why it is waiting; `on_known` runs once the
-/// state is known, even if it is "no session".
+/// shutdown. Says once (per state) why it is waiting. systemd hears READY as
+/// soon as the state is known, whatever it is.
 async fn wait_for_session(
     app: &App,
     shutdown: &CancellationToken,
     announced: &mut Option<String>,
-    mut on_known: impl FnMut(),
+    notifier: &Notifier,
 ) -> anyhow::Result<Option<Session>> {
     let path = app.session_path();
     let mut last_mtime: Option<SystemTime> = None;
@@ -117,7 +103,10 @@ async fn wait_for_session(
             last_mtime = mtime;
             let why = match Session::load(&path) {
                 Ok(Some(s)) => match s.state() {
-                    SessionState::Active => return Ok(Some(s)),
+                    SessionState::Active => {
+                        notifier.ready();
+                        return Ok(Some(s));
+                    }
                     SessionState::LoggedOut { reason, .. } => {
                         format!("the session was logged out ({reason})")
                     }
@@ -127,9 +116,10 @@ async fn wait_for_session(
             };
             if announced.as_deref() != Some(why.as_str()) {
                 warn!("{why}: run `wxsync login`; waiting for a new session");
+                notifier.status(&format!("waiting: {why}; run `wxsync login`"));
                 *announced = Some(why);
             }
-            on_known();
+            notifier.ready();
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(None),
@@ -141,7 +131,7 @@ async fn wait_for_session(
 /// Why a session stopped.
 enum End {
     Shutdown,
-    LoggedOut(String),
+    LoggedOut,
     Replaced,
 }
 
@@ -183,7 +173,7 @@ impl SessionCtx {
                     session.mark_logged_out(code, &reason);
                     self.app.save_session_if_current(&session)?;
                     error!(code, %reason, "the server ended the session; every row is kept");
-                    break End::LoggedOut(reason);
+                    break End::LoggedOut;
                 }
                 _ = tokio::time::sleep(SESSION_POLL) => {
                     if self.file_replaced(&login_id) {

@@ -2,6 +2,9 @@
 //! the session state is known, STATUS lines, WATCHDOG pings, STOPPING. Every
 //! call is a no-op without `NOTIFY_SOCKET`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use sd_notify::NotifyState;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -10,12 +13,14 @@ use tracing::debug;
 #[derive(Clone, Debug)]
 pub struct Notifier {
     enabled: bool,
+    ready_sent: Arc<AtomicBool>,
 }
 
 impl Notifier {
     pub fn from_env() -> Notifier {
         Notifier {
             enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
+            ready_sent: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -27,8 +32,11 @@ impl Notifier {
         }
     }
 
+    /// READY=1, the first time only.
     pub fn ready(&self) {
-        self.send(&[NotifyState::Ready]);
+        if !self.ready_sent.swap(true, Ordering::SeqCst) {
+            self.send(&[NotifyState::Ready]);
+        }
     }
 
     pub fn status(&self, status: &str) {
