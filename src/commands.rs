@@ -42,6 +42,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// An error and its causes on one line, each cause once: error types that
+/// already quote their source in their message do not repeat it.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
 /// A token cancelled by the first SIGTERM or SIGINT.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
@@ -231,4 +245,23 @@ async fn demo(mut config: Config, account: &AccountArgs) -> anyhow::Result<()> {
     let result = daemon::run(app, shutdown_on_signal()).await;
     sim.shutdown().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_names_each_cause_once() {
+        let io = std::io::Error::other("disk full");
+        let e = anyhow::Error::new(crate::config::ConfigError::Read {
+            path: "x.toml".into(),
+            source: io,
+        })
+        .context("starting");
+        assert_eq!(
+            one_line(&e),
+            "starting: cannot read config file x.toml: disk full"
+        );
+    }
 }

@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
     match wxsync::commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wxsync: {e:#}");
+            eprintln!("wxsync: {}", wxsync::commands::one_line(&e));
             ExitCode::FAILURE
         }
     }
