@@ -16,10 +16,7 @@ use tracing::{info, warn};
 use crate::backoff::Backoff;
 use crate::contact::{Contact, Member, is_group};
 use crate::store::{self, ApplyCounts, RunStats, Snapshot, Store};
-use crate::webwx::{self, BatchItem, Client, RawContact};
-
-/// The server keeps only the first 50 names of a longer batch.
-pub const BATCH_LIMIT: usize = 50;
+use crate::webwx::{self, BATCH_LIMIT, BatchItem, Client, RawContact};
 
 /// The official client follows at most 16 extra pages; allow more, but stop
 /// a server that never says "last page".

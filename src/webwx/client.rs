@@ -26,7 +26,7 @@ const DESKTOP_REFERER: &str = "https://wx.qq.com/?&lang=zh_CN&target=t";
 const WEB_REFERER: &str = "https://wx.qq.com/";
 const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 /// The server silently drops names past this many in one batch call.
-const BATCH_LIMIT: usize = 50;
+pub const BATCH_LIMIT: usize = 50;
 
 /// One name for `webwxbatchgetcontact`: a group with `chat_room` "", or a
 /// member with `chat_room` = the group.

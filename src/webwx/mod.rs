@@ -19,7 +19,7 @@ mod stub_tests;
 
 use std::time::Duration;
 
-pub use client::{BatchItem, Client, ContactPage, InitReply, SyncCheck, SyncReply};
+pub use client::{BATCH_LIMIT, BatchItem, Client, ContactPage, InitReply, SyncCheck, SyncReply};
 pub use error::{Error, LoginError, SessionError};
 pub use login::{LoginEvent, LoginOptions, UOS_EXTSPAM, login, render_qr};
 pub use session::{Session, SessionState};

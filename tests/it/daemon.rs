@@ -268,3 +268,57 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
     assert!(heard.contains("STOPPING=1"), "{heard}");
     assert!(heard.contains("STATUS="), "{heard}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_login_while_running_is_picked_up_and_old_names_are_kept_as_deleted() {
+    let app = logged_in().await;
+    let daemon = app.start_daemon(&[]);
+    app.eventually("the first full sync", || async { app.ok_runs().await == 1 })
+        .await;
+    let old_self = app.sim.account().self_user.user_name;
+
+    app.login().await;
+    app.eventually("a full sync under the new login", || async {
+        app.ok_runs().await == 2
+    })
+    .await;
+
+    let new_self = app.sim.account().self_user.user_name;
+    assert_ne!(old_self, new_self, "user names change at every login");
+    let old = app
+        .text(
+            "SELECT deleted_at FROM contacts WHERE user_name = ?",
+            &old_self,
+        )
+        .await;
+    assert!(old.is_some(), "the old row is kept, marked deleted");
+    let new = app
+        .text("SELECT kind FROM contacts WHERE user_name = ?", &new_self)
+        .await;
+    assert_eq!(new.as_deref(), Some("self"));
+    let stale = app
+        .scalar(
+            "SELECT count(*) FROM memberships m JOIN contacts g ON g.user_name = m.group_user_name \
+             WHERE g.deleted_at IS NOT NULL",
+        )
+        .await;
+    assert_eq!(stale, 0, "groups marked deleted have no membership rows");
+    // The new login kicks the old session (1101) and replaces the file; in
+    // either order the daemon must not write "logged out" over the new login.
+    let status = app.wxsync(&["status", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(v["session"]["state"], "active", "{status:?}");
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_without_a_session_says_none() {
+    let app = TestApp::spawn(small_account()).await;
+    let run = app.wxsync(&["status", "--json"]).await;
+    assert!(run.ok(), "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["session"]["state"], "none");
+    assert!(v["last_sync"].is_null());
+    assert_eq!(v["ops"]["pending"], 0);
+}
