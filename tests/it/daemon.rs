@@ -1,3 +1,4 @@
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use tokio::net::UnixDatagram;
@@ -75,6 +76,23 @@ async fn pushed_changes_reach_the_cache_without_a_full_sync() {
 
     let (code, logs) = daemon.stop().await;
     assert_eq!(code, Some(0), "{logs}");
+    let secrets = app.secrets_sent();
+    assert!(!secrets.is_empty());
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret is in the daemon's debug log"
+        );
+    }
+    let mode = std::fs::metadata(app.session_file())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the rewritten session file is still private"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,7 @@
 //! `TestApp`: a simulator on port 0 plus a config and database in a temp
 //! dir, with helpers to run `wxsync` commands and read the cache.
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Output;
@@ -254,5 +255,38 @@ impl Daemon {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    /// Every credential the client sent: cookie values, and skey, sid and
+    /// pass_ticket from query strings and BaseRequest bodies.
+    pub fn secrets_sent(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for call in self.sim.calls() {
+            for pair in call.cookies.split(';') {
+                if let Some((_, v)) = pair.trim().split_once('=')
+                    && v.len() >= 8
+                {
+                    out.insert(v.to_string());
+                }
+            }
+            for pair in call.query.split('&') {
+                if let Some((k, v)) = pair.split_once('=')
+                    && ["skey", "sid", "pass_ticket"].contains(&k)
+                    && v.len() >= 8
+                {
+                    out.insert(v.to_string());
+                }
+            }
+            if let Ok(body) = serde_json::from_str::<serde_json::Value>(&call.body) {
+                for k in ["Sid", "Skey"] {
+                    if let Some(v) = body["BaseRequest"][k].as_str().filter(|v| v.len() >= 8) {
+                        out.insert(v.to_string());
+                    }
+                }
+            }
+        }
+        out
     }
 }

@@ -349,7 +349,7 @@ async fn no_secret_reaches_the_database_or_the_logs() {
     output.push_str(&format!("{sync:?}"));
     output.push_str(&format!("{:?}", app.wxsync(&["status", "--json"]).await));
 
-    let secrets = secrets_sent(&app);
+    let secrets = app.secrets_sent();
     assert!(
         secrets.len() >= 5,
         "skey, sid, pass_ticket, cookies: {secrets:?}"
@@ -385,35 +385,4 @@ fn first_friend(app: &TestApp) -> String {
         .unwrap()
         .user_name
         .clone()
-}
-
-/// Every credential the client sent: cookie values, and skey, sid and
-/// pass_ticket from query strings and BaseRequest bodies.
-fn secrets_sent(app: &TestApp) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for call in app.sim.calls() {
-        for pair in call.cookies.split(';') {
-            if let Some((_, v)) = pair.trim().split_once('=')
-                && v.len() >= 8
-            {
-                out.insert(v.to_string());
-            }
-        }
-        for pair in call.query.split('&') {
-            if let Some((k, v)) = pair.split_once('=')
-                && ["skey", "sid", "pass_ticket"].contains(&k)
-                && v.len() >= 8
-            {
-                out.insert(v.to_string());
-            }
-        }
-        if let Ok(body) = serde_json::from_str::<serde_json::Value>(&call.body) {
-            for k in ["Sid", "Skey"] {
-                if let Some(v) = body["BaseRequest"][k].as_str().filter(|v| v.len() >= 8) {
-                    out.insert(v.to_string());
-                }
-            }
-        }
-    }
-    out
 }
