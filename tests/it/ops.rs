@@ -187,6 +187,28 @@ async fn transient_failures_are_retried_until_done() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_edit_that_keeps_failing_is_given_up_after_bounded_attempts() {
+    let (app, daemon) = running().await;
+    app.sim.fail(Endpoint::OpLog, Fault::Http(503), 100);
+    let friend = of_kind(&app, SimKind::Friend);
+
+    let id = queue(&app, &friend, "Never").await;
+    let failed = settled(&app, id).await;
+
+    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.attempts, 5);
+    assert!(
+        failed
+            .last_error
+            .unwrap()
+            .contains("gave up after 5 attempts")
+    );
+    assert_eq!(oplog_calls(&app).len(), 5);
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "the daemon keeps running: {logs}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn later_edits_supersede_earlier_ones() {
     let (app, daemon) = running().await;
     let friend = of_kind(&app, SimKind::Friend);
