@@ -33,7 +33,10 @@ pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> Result<(
             debug!(selector = %check.selector, "synccheck: something changed");
             let reply = ctx.client.sync().await?;
             if let Err(e) = apply(ctx, &reply).await {
-                warn!(error = %e, "cannot store the changes from webwxsync");
+                // The server will not send these changes again; a full sync
+                // is the only way to get them now.
+                warn!(error = %e, "cannot store the changes from webwxsync; asking for a full sync");
+                let _ = ctx.resync.try_send(());
             }
             ctx.persist();
             Ok::<_, webwx::Error>(true)

@@ -49,8 +49,12 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     let notifier = Notifier::from_env();
     let (tick_tx, tick_rx) = mpsc::channel(1);
     let sync_running = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut scheduler =
-        schedule::start(&app.config.sync.schedule, tick_tx, sync_running.clone()).await?;
+    let mut scheduler = schedule::start(
+        &app.config.sync.schedule,
+        tick_tx.clone(),
+        sync_running.clone(),
+    )
+    .await?;
     let ticks = Arc::new(Mutex::new(tick_rx));
 
     let watchdog = notifier.spawn_watchdog(shutdown.clone());
@@ -65,6 +69,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
             app: app.clone(),
             client: app.client(session)?,
             ticks: ticks.clone(),
+            resync: tick_tx.clone(),
             sync_running: sync_running.clone(),
             learned_groups: Arc::new(Mutex::new(BTreeSet::new())),
             notifier: notifier.clone(),
@@ -142,6 +147,8 @@ struct SessionCtx {
     client: Client,
     /// Full-sync requests from the scheduler (capacity 1).
     ticks: Arc<Mutex<mpsc::Receiver<()>>>,
+    /// Asks for a full sync outside the schedule.
+    resync: mpsc::Sender<()>,
     sync_running: Arc<std::sync::atomic::AtomicBool>,
     /// Groups webwxsync told us about since login, for the next full sync.
     learned_groups: Arc<Mutex<BTreeSet<String>>>,
