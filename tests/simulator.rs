@@ -216,6 +216,22 @@ fn xml_field(xml: &str, tag: &str) -> String {
 }
 
 /// Desktop-mode login to the point of having credentials (no init yet).
+/// The desktop-mode ticket GET, with the UOS headers unless `extspam` is None.
+async fn desktop_ticket(
+    client: &Client,
+    redirect: &str,
+    extspam: Option<&str>,
+) -> reqwest::Response {
+    let mut req = client
+        .get(format!("{redirect}&fun=new&version=v2&mod=desktop"))
+        .header("client-version", "2.0.0")
+        .header("referer", REFERER);
+    if let Some(extspam) = extspam {
+        req = req.header("extspam", extspam);
+    }
+    req.send().await.unwrap()
+}
+
 async fn login(sim: &Simulator) -> Session {
     let base = sim.base_url().to_string();
     let client = jar_client();
@@ -225,14 +241,7 @@ async fn login(sim: &Simulator) -> Session {
         codes.contains(&201),
         "scan reported before confirm: {codes:?}"
     );
-    let r = client
-        .get(format!("{redirect}&fun=new&version=v2&mod=desktop"))
-        .header("client-version", "2.0.0")
-        .header("extspam", UOS_EXTSPAM)
-        .header("referer", REFERER)
-        .send()
-        .await
-        .unwrap();
+    let r = desktop_ticket(&client, &redirect, Some(UOS_EXTSPAM)).await;
     assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY);
     assert!(
         r.headers().get("location").is_none(),
@@ -741,12 +750,7 @@ async fn a_barred_account_gets_ret_1203() {
     let client = jar_client();
     let uuid = jslogin(&client, &base, true).await;
     let (_, redirect) = wait_for_redirect(&client, &base, &uuid).await;
-    let r = client
-        .get(format!("{redirect}&fun=new&version=v2&mod=desktop"))
-        .header("client-version", "2.0.0")
-        .send()
-        .await
-        .unwrap();
+    let r = desktop_ticket(&client, &redirect, None).await;
     assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY);
     assert!(r.headers().get("set-cookie").is_none());
     let xml = r.text().await.unwrap();
@@ -757,22 +761,10 @@ async fn a_barred_account_gets_ret_1203() {
     sim.fail(Endpoint::NewLoginPage, Fault::LoginRet(1203), 1);
     let uuid = jslogin(&client, &base, true).await;
     let (_, redirect) = wait_for_redirect(&client, &base, &uuid).await;
-    let r = client
-        .get(format!("{redirect}&fun=new&version=v2&mod=desktop"))
-        .header("client-version", "2.0.0")
-        .header("extspam", UOS_EXTSPAM)
-        .send()
-        .await
-        .unwrap();
+    let r = desktop_ticket(&client, &redirect, Some(UOS_EXTSPAM)).await;
     assert_eq!(xml_field(&r.text().await.unwrap(), "ret"), "1203");
     // A ticket is good once.
-    let r = client
-        .get(format!("{redirect}&fun=new&version=v2&mod=desktop"))
-        .header("client-version", "2.0.0")
-        .header("extspam", UOS_EXTSPAM)
-        .send()
-        .await
-        .unwrap();
+    let r = desktop_ticket(&client, &redirect, Some(UOS_EXTSPAM)).await;
     assert_ne!(xml_field(&r.text().await.unwrap(), "ret"), "0");
     sim.shutdown().await;
 }

@@ -178,6 +178,14 @@ impl Query {
         self
     }
 
+    /// What the official client adds to every API call: `lang` and the
+    /// (already encoded) `pass_ticket`.
+    fn api(pass_ticket: &str) -> Query {
+        Query::default()
+            .enc("lang", "zh_CN")
+            .pre_encoded("pass_ticket", pass_ticket)
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
@@ -431,9 +439,7 @@ impl Client {
     pub async fn status_notify(&self) -> Result<(), Error> {
         const EP: &str = "webwxstatusnotify";
         let s = self.alive(EP)?;
-        let query = Query::default()
-            .enc("lang", "zh_CN")
-            .pre_encoded("pass_ticket", &s.pass_ticket);
+        let query = Query::api(&s.pass_ticket);
         let url = self.url(&self.inner.api, EP, &query)?;
         let body = json!({
             "BaseRequest": base_request(&s),
@@ -450,9 +456,7 @@ impl Client {
     pub async fn contact_page(&self, seq: &str) -> Result<ContactPage, Error> {
         const EP: &str = "webwxgetcontact";
         let s = self.alive(EP)?;
-        let query = Query::default()
-            .enc("lang", "zh_CN")
-            .pre_encoded("pass_ticket", &s.pass_ticket)
+        let query = Query::api(&s.pass_ticket)
             .enc("r", &now_ms().to_string())
             .enc("seq", seq)
             .enc("skey", &s.skey);
@@ -498,9 +502,7 @@ impl Client {
     pub async fn set_remark(&self, user_name: &str, remark: &str) -> Result<(), Error> {
         const EP: &str = "webwxoplog";
         let s = self.alive(EP)?;
-        let query = Query::default()
-            .enc("lang", "zh_CN")
-            .pre_encoded("pass_ticket", &s.pass_ticket);
+        let query = Query::api(&s.pass_ticket);
         let url = self.url(&self.inner.api, EP, &query)?;
         let body = json!({
             "BaseRequest": base_request(&s),
