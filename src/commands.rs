@@ -132,15 +132,15 @@ async fn sync_once(app: &App) -> anyhow::Result<()> {
 }
 
 async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
-    let (state, reason) = match app.load_session()? {
+    let session = app.load_session()?;
+    let logged_in_at = session.as_ref().map(|s| s.logged_in_at().to_owned());
+    let (state, reason) = match session.as_ref().map(|s| s.state()) {
         None => ("none", None),
-        Some(s) => match s.state() {
-            SessionState::Active => ("active", None),
-            SessionState::LoggedOut { reason, code, at } => (
-                "logged_out",
-                Some(format!("{reason} (code {code}, at {at})")),
-            ),
-        },
+        Some(SessionState::Active) => ("active", None),
+        Some(SessionState::LoggedOut { reason, code, at }) => (
+            "logged_out",
+            Some(format!("{reason} (code {code}, at {at})")),
+        ),
     };
     let last = app.store.last_run().await?;
     let counts = app.store.counts().await?;
@@ -148,7 +148,12 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
     let activity = app.store.activity().await?;
     if as_json {
         let out = json!({
-            "session": { "state": state, "reason": reason, "file": app.session_path() },
+            "session": {
+                "state": state,
+                "reason": reason,
+                "logged_in_at": logged_in_at,
+                "file": app.session_path(),
+            },
             "database": app.config.database,
             "last_sync": last,
             "last_keepalive_at": activity.last_keepalive_at,
@@ -160,8 +165,11 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "session:   {state}{} ({})",
+        "session:   {state}{}{} ({})",
         reason.map(|r| format!(": {r}")).unwrap_or_default(),
+        logged_in_at
+            .map(|t| format!("; logged in at {t}"))
+            .unwrap_or_default(),
         app.session_path().display()
     );
     match last {

@@ -80,10 +80,6 @@ impl Store {
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, Error> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
-
-    pub async fn close(self) {
-        self.pool.close().await;
-    }
 }
 
 /// Now, as stored in every timestamp column: UTC, ISO 8601, milliseconds.

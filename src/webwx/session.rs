@@ -191,10 +191,6 @@ impl Session {
         &self.logged_in_at
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     /// `scheme://host[:port]` of the API host chosen at login.
     pub fn api_origin(&self) -> &str {
         &self.api_origin

@@ -233,6 +233,7 @@ async fn changes_on_the_server_reach_the_cache() {
     app.sim.remove_contact(&removed);
     app.sim.member_leaves(&group.user_name, &leaver);
     let new_group = app.sim.add_group("Fresh group", 5, false);
+    let new_friend = app.sim.add_friend("Newcomer");
     app.sync().await;
 
     let pool = app.db().await;
@@ -268,6 +269,12 @@ async fn changes_on_the_server_reach_the_cache() {
             .await
             .unwrap();
     assert_eq!(new_members, 5);
+    let kind: String = sqlx::query_scalar("SELECT kind FROM contacts WHERE user_name = ?")
+        .bind(&new_friend)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kind, "friend");
 
     let after: BTreeMap<String, String> = rows(&app, "SELECT user_name, updated_at FROM contacts")
         .await
