@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::contact::Contact;
 use crate::daemon;
 use crate::simulator::Simulator;
-use crate::sync::{self, SyncError};
+use crate::sync;
 use crate::webwx::{self, LoginEvent, SessionState};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -104,13 +104,8 @@ async fn sync_once(app: &App) -> anyhow::Result<()> {
     let client = app.client(app.active_session()?)?;
     let stop = shutdown_on_signal();
     let result = sync::full_sync(&client, &app.store, &app.sync_options(), &[], &stop).await;
-    let mut session = client.session();
-    if let Err(SyncError::Protocol(e)) = &result
-        && e.is_session_dead()
-    {
-        session.mark_logged_out(daemon::dead_code(e), &e.to_string());
-    }
-    app.save_session_if_current(&session)?;
+    // Newer keys, or the logged-out state the client recorded.
+    app.save_session_if_current(&client.session())?;
     let report = result?;
     println!(
         "Synced {} contacts ({} groups, {} memberships): {} new, {} changed, {} gone, in {:.1}s.",

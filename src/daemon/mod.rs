@@ -13,6 +13,7 @@ mod ops;
 mod schedule;
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -24,7 +25,7 @@ use tracing::{error, info, warn};
 use crate::app::App;
 use crate::backoff::Backoff;
 use crate::sync::{self, SyncError};
-use crate::webwx::{Client, Session, SessionState};
+use crate::webwx::{self, Client, Session, SessionState};
 
 pub use notify::Notifier;
 
@@ -60,7 +61,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     let watchdog = notifier.spawn_watchdog(shutdown.clone());
     let mut announced: Option<String> = None;
     let result = loop {
-        let Some(session) = wait_for_session(&app, &shutdown, &mut announced, &notifier).await?
+        let Some(session) = wait_for_session(&app, &shutdown, &mut announced, &notifier).await
         else {
             break Ok(());
         };
@@ -97,26 +98,21 @@ async fn wait_for_session(
     shutdown: &CancellationToken,
     announced: &mut Option<String>,
     notifier: &Notifier,
-) -> anyhow::Result<Option<Session>> {
-    let path = app.session_path();
-    let mut last_mtime: Option<SystemTime> = None;
-    let mut first = true;
+) -> Option<Session> {
+    let mut file = FileWatch::new(app.session_path());
     loop {
-        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        if first || mtime != last_mtime {
-            first = false;
-            last_mtime = mtime;
-            let why = match Session::load(&path) {
+        if file.changed() {
+            let why = match file.load() {
                 Ok(Some(s)) => match s.state() {
                     SessionState::Active => {
                         notifier.ready();
-                        return Ok(Some(s));
+                        return Some(s);
                     }
                     SessionState::LoggedOut { reason, .. } => {
                         format!("the session was logged out ({reason})")
                     }
                 },
-                Ok(None) => format!("no session in {}", path.display()),
+                Ok(None) => format!("no session in {}", file.path.display()),
                 Err(e) => format!("the session file is unusable ({e})"),
             };
             if announced.as_deref() != Some(why.as_str()) {
@@ -127,7 +123,7 @@ async fn wait_for_session(
             notifier.ready();
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
+            _ = shutdown.cancelled() => return None,
             _ = tokio::time::sleep(SESSION_POLL) => {}
         }
     }
@@ -157,48 +153,51 @@ struct SessionCtx {
 
 impl SessionCtx {
     async fn run(&self, shutdown: &CancellationToken) -> anyhow::Result<End> {
-        let session_token = shutdown.child_token();
-        let (dead_tx, mut dead_rx) = mpsc::channel::<(i64, String)>(4);
+        let token = shutdown.child_token();
+        let (dead_tx, mut dead_rx) = mpsc::channel::<webwx::Error>(4);
         let tasks = TaskTracker::new();
-        tasks.spawn(
-            self.clone()
-                .sync_loop(session_token.clone(), dead_tx.clone()),
-        );
-        tasks.spawn(
-            self.clone()
-                .keepalive_loop(session_token.clone(), dead_tx.clone()),
-        );
-        tasks.spawn(self.clone().ops_loop(session_token.clone(), dead_tx));
+        let (ctx, t) = (self.clone(), token.clone());
+        tasks.spawn(report_death(dead_tx.clone(), async move {
+            ctx.sync_loop(&t).await
+        }));
+        let (ctx, t) = (self.clone(), token.clone());
+        tasks.spawn(report_death(dead_tx.clone(), async move {
+            keepalive::run(&ctx, &t).await
+        }));
+        let (ctx, t) = (self.clone(), token.clone());
+        tasks.spawn(report_death(
+            dead_tx,
+            async move { ops::run(&ctx, &t).await },
+        ));
         tasks.close();
 
         let login_id = self.client.session().login_id().to_owned();
+        let mut file = FileWatch::new(self.app.session_path());
         let end = loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break End::Shutdown,
-                Some((code, reason)) = dead_rx.recv() => {
-                    let mut session = self.client.session();
-                    session.mark_logged_out(code, &reason);
-                    self.app.save_session_if_current(&session)?;
-                    error!(code, %reason, "the server ended the session; every row is kept");
+                Some(e) = dead_rx.recv() => {
+                    // The client has recorded the logged-out state in its
+                    // session; write it out so `status` can tell.
+                    self.persist();
+                    error!(error = %e, "the server ended the session; every row is kept");
                     break End::LoggedOut;
                 }
                 _ = tokio::time::sleep(SESSION_POLL) => {
-                    if self.file_replaced(&login_id) {
+                    let replaced = file.changed()
+                        && matches!(file.load(), Ok(Some(s)) if s.login_id() != login_id);
+                    if replaced {
                         break End::Replaced;
                     }
                 }
             }
         };
-        session_token.cancel();
+        token.cancel();
         tasks.wait().await;
         if matches!(end, End::Shutdown) {
             self.persist();
         }
         Ok(end)
-    }
-
-    fn file_replaced(&self, login_id: &str) -> bool {
-        matches!(Session::load(&self.app.session_path()), Ok(Some(s)) if s.login_id() != login_id)
     }
 
     /// Writes the newest keys back to the session file (if it is still ours).
@@ -210,7 +209,7 @@ impl SessionCtx {
 
     /// One full sync at start, then one per scheduler tick; on a transient
     /// failure, retries with back-off instead of waiting for the next tick.
-    async fn sync_loop(self, token: CancellationToken, dead: mpsc::Sender<(i64, String)>) {
+    async fn sync_loop(&self, token: &CancellationToken) -> Result<(), webwx::Error> {
         use std::sync::atomic::Ordering;
         let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(600));
         let mut retry_in: Option<Duration> = Some(Duration::ZERO);
@@ -224,7 +223,7 @@ impl SessionCtx {
                 }
             };
             tokio::select! {
-                _ = token.cancelled() => return,
+                _ = token.cancelled() => return Ok(()),
                 _ = wait => {}
             }
             self.sync_running.store(true, Ordering::SeqCst);
@@ -234,7 +233,7 @@ impl SessionCtx {
                 &self.app.store,
                 &self.app.sync_options(),
                 &extra,
-                &token,
+                token,
             )
             .await;
             self.sync_running.store(false, Ordering::SeqCst);
@@ -248,11 +247,8 @@ impl SessionCtx {
                         report.stats.contacts, report.stats.groups, report.stats.memberships
                     ));
                 }
-                Err(SyncError::Cancelled) => return,
-                Err(SyncError::Protocol(e)) if e.is_session_dead() => {
-                    let _ = dead.send((dead_code(&e), e.to_string())).await;
-                    return;
-                }
+                Err(SyncError::Cancelled) => return Ok(()),
+                Err(SyncError::Protocol(e)) if e.is_session_dead() => return Err(e),
                 Err(e) => {
                     let delay = backoff.next_delay();
                     warn!(error = %e, retry_in_s = delay.as_secs(), "full sync failed; will retry");
@@ -261,24 +257,40 @@ impl SessionCtx {
             }
         }
     }
+}
 
-    async fn keepalive_loop(self, token: CancellationToken, dead: mpsc::Sender<(i64, String)>) {
-        if let Err((code, reason)) = keepalive::run(&self, &token).await {
-            let _ = dead.send((code, reason)).await;
-        }
-    }
-
-    async fn ops_loop(self, token: CancellationToken, dead: mpsc::Sender<(i64, String)>) {
-        if let Err(e) = ops::run(&self, &token).await {
-            let _ = dead.send((dead_code(&e), e.to_string())).await;
-        }
+/// Runs one of a session's tasks; a dead session it ends with is passed on.
+async fn report_death(
+    dead: mpsc::Sender<webwx::Error>,
+    task: impl Future<Output = Result<(), webwx::Error>>,
+) {
+    if let Err(e) = task.await {
+        let _ = dead.send(e).await;
     }
 }
 
-/// The Ret or retcode with which the server ended the session.
-pub fn dead_code(e: &crate::webwx::Error) -> i64 {
-    match e {
-        crate::webwx::Error::SessionDead { code, .. } => *code,
-        _ => 0,
+/// Tells when the session file may have changed (its mtime), so that it is
+/// read only then.
+struct FileWatch {
+    path: PathBuf,
+    /// `None` before the first look; `Some(None)` while there is no file.
+    mtime: Option<Option<SystemTime>>,
+}
+
+impl FileWatch {
+    fn new(path: PathBuf) -> FileWatch {
+        FileWatch { path, mtime: None }
+    }
+
+    /// True on the first call and whenever the mtime moved since the last.
+    fn changed(&mut self) -> bool {
+        let now = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        self.mtime.replace(now) != Some(now)
+    }
+
+    fn load(&self) -> Result<Option<Session>, webwx::SessionError> {
+        Session::load(&self.path)
     }
 }

@@ -730,7 +730,9 @@ enum Creds<'a> {
 /// Checks cookies, BaseRequest or query credentials and pass_ticket.
 /// Err carries the Ret: 1101 for missing/foreign cookies, 1100 for a wrong
 /// Sid/Uin/Skey/pass_ticket, or the code the session died with.
-fn authenticate(st: &State, req: &Req, creds: Creds<'_>) -> Result<(), i64> {
+/// Checks a call's credentials against the live session and returns it, or
+/// the Ret the server answers.
+fn authenticate<'a>(st: &'a State, req: &Req, creds: Creds<'_>) -> Result<&'a Session, i64> {
     let Some(s) = st.session.as_ref() else {
         return Err(1101);
     };
@@ -790,7 +792,7 @@ fn authenticate(st: &State, req: &Req, creds: Creds<'_>) -> Result<(), i64> {
             return Err(1100);
         }
     }
-    Ok(())
+    Ok(s)
 }
 
 fn session(st: &mut State) -> &mut Session {
@@ -800,10 +802,10 @@ fn session(st: &mut State) -> &mut Session {
 fn init(inner: &Inner, req: &Req) -> Reply {
     let body = req.json();
     let st = &mut *inner.lock();
-    if let Err(ret) = authenticate(st, req, Creds::Body(body.as_ref())) {
-        return Reply::base(ret);
-    }
-    let s = st.session.as_ref().expect("authenticated");
+    let s = match authenticate(st, req, Creds::Body(body.as_ref())) {
+        Ok(s) => s,
+        Err(ret) => return Reply::base(ret),
+    };
     let w = &st.world;
     let list: Vec<ContactJson<'_>> = w
         .init_contact_ids()
@@ -966,10 +968,10 @@ fn get_contact(inner: &Inner, req: &Req) -> Reply {
 fn batch_get_contact(inner: &Inner, req: &Req) -> Reply {
     let body = req.json();
     let st = &mut *inner.lock();
-    if let Err(ret) = authenticate(st, req, Creds::Body(body.as_ref())) {
-        return Reply::base(ret);
-    }
-    let s = st.session.as_ref().expect("authenticated");
+    let s = match authenticate(st, req, Creds::Body(body.as_ref())) {
+        Ok(s) => s,
+        Err(ret) => return Reply::base(ret),
+    };
     let w = &st.world;
     let empty = Vec::new();
     let items = body
@@ -1088,15 +1090,17 @@ async fn synccheck(inner: &Inner, req: &Req) -> Reply {
             if st.stopping {
                 return Poll::Ready(Reply::synccheck(0, 0));
             }
-            if let Err(code) = authenticate(st, req, Creds::Query { sid_uin: true }) {
-                let code = if st.session.as_ref().and_then(|s| s.dead).is_some() {
-                    code
-                } else {
-                    1101
-                };
-                return Poll::Ready(Reply::synccheck(code, 0));
-            }
-            let s = st.session.as_ref().expect("authenticated");
+            let s = match authenticate(st, req, Creds::Query { sid_uin: true }) {
+                Ok(s) => s,
+                Err(code) => {
+                    let code = if st.session.as_ref().and_then(|s| s.dead).is_some() {
+                        code
+                    } else {
+                        1101
+                    };
+                    return Poll::Ready(Reply::synccheck(code, 0));
+                }
+            };
             let v = st.world.changes.len();
             let p = s.position(key2, v);
             if st.world.changes[p..].iter().any(|c| relevant(c, s.id)) {
@@ -1113,10 +1117,10 @@ async fn synccheck(inner: &Inner, req: &Req) -> Reply {
 fn sync(inner: &Inner, req: &Req) -> Reply {
     let body = req.json();
     let st = &mut *inner.lock();
-    if let Err(ret) = authenticate(st, req, Creds::Body(body.as_ref())) {
-        return Reply::base(ret);
-    }
-    let s = st.session.as_ref().expect("authenticated");
+    let s = match authenticate(st, req, Creds::Body(body.as_ref())) {
+        Ok(s) => s,
+        Err(ret) => return Reply::base(ret),
+    };
     let w = &st.world;
     let v = w.changes.len();
     let p = s.position(key2_of_body(body.as_ref()), v);

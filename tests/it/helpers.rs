@@ -160,15 +160,7 @@ impl TestApp {
         pool.close().await;
         out
     }
-}
 
-/// A `wxsync run` child process; its stderr goes to a file in the temp dir.
-pub struct Daemon {
-    pub child: tokio::process::Child,
-    pub log: PathBuf,
-}
-
-impl TestApp {
     /// Writes extra config lines (appended to the test config).
     pub fn configure(&self, extra: &str) {
         let mut text = std::fs::read_to_string(&self.config).unwrap();
@@ -230,35 +222,7 @@ impl TestApp {
         pool.close().await;
         v
     }
-}
 
-impl Daemon {
-    pub fn signal(&self, sig: &str) {
-        let pid = self.child.id().expect("daemon still running").to_string();
-        let ok = std::process::Command::new("kill")
-            .args([sig, pid.as_str()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {pid}");
-    }
-
-    /// SIGTERM, then the exit code and the whole log.
-    pub async fn stop(mut self) -> (Option<i32>, String) {
-        self.signal("-TERM");
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("the daemon exits within a few seconds of SIGTERM")
-            .unwrap();
-        (status.code(), self.logs())
-    }
-
-    pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl TestApp {
     /// Every credential the client sent: cookie values, and skey, sid and
     /// pass_ticket from query strings and BaseRequest bodies.
     pub fn secrets_sent(&self) -> BTreeSet<String> {
@@ -288,5 +252,37 @@ impl TestApp {
             }
         }
         out
+    }
+}
+
+/// A `wxsync run` child process; its stderr goes to a file in the temp dir.
+pub struct Daemon {
+    pub child: tokio::process::Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("daemon still running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// SIGTERM, then the exit code and the whole log.
+    pub async fn stop(mut self) -> (Option<i32>, String) {
+        self.signal("-TERM");
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("the daemon exits within a few seconds of SIGTERM")
+            .unwrap();
+        (status.code(), self.logs())
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
