@@ -32,7 +32,7 @@ pub enum Command {
     /// Log in by QR code, save the session, store webwxinit's contacts.
     Login,
     /// One full sync now (contacts and group members), then exit.
-    Sync,
+    Sync(SyncArgs),
     /// The daemon: scheduled full syncs, keepalive, increments, remark queue.
     Run,
     /// Session state, last sync, row counts, queued remark edits.
@@ -46,6 +46,14 @@ pub enum Command {
     Demo(AccountArgs),
     /// Run the WeChat Web simulator alone, for manual tests and benchmarks.
     Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// Fetch and decode everything a full sync fetches, then write nothing
+    /// (the benchmark's floor).
+    #[arg(long, hide = true)]
+    pub fetch_only: bool,
 }
 
 /// The simulated account's shape.

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::cli::{AccountArgs, Cli, Command, SimulateArgs};
+use crate::cli::{AccountArgs, Cli, Command, SimulateArgs, SyncArgs};
 use crate::config::Config;
 use crate::contact::Contact;
 use crate::daemon;
@@ -34,7 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Login => login(&App::open(config).await?).await,
-        Command::Sync => sync_once(&App::open(config).await?).await,
+        Command::Sync(args) => sync_once(&App::open(config).await?, &args).await,
         Command::Run => daemon::run(App::open(config).await?, shutdown_on_signal()).await,
         Command::Status { json } => status(&App::open(config).await?, json).await,
         Command::Demo(account) => demo(config, &account).await,
@@ -100,9 +100,19 @@ async fn login(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn sync_once(app: &App) -> anyhow::Result<()> {
+async fn sync_once(app: &App, args: &SyncArgs) -> anyhow::Result<()> {
     let client = app.client(app.active_session()?)?;
     let stop = shutdown_on_signal();
+    if args.fetch_only {
+        let stats = sync::fetch_only(&client, &app.sync_options(), &stop).await;
+        app.save_session_if_current(&client.session())?;
+        let stats = stats?;
+        println!(
+            "Fetched {} contacts ({} groups, {} memberships); nothing written.",
+            stats.contacts, stats.groups, stats.memberships
+        );
+        return Ok(());
+    }
     let result = sync::full_sync(&client, &app.store, &app.sync_options(), &[], &stop).await;
     // Newer keys, or the logged-out state the client recorded.
     app.save_session_if_current(&client.session())?;

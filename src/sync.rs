@@ -128,6 +128,21 @@ pub async fn full_sync(
     }
 }
 
+/// Fetches and decodes what [`full_sync`] would, and writes nothing: the
+/// floor a full sync's time is measured against.
+pub async fn fetch_only(
+    client: &Client,
+    opts: &SyncOptions,
+    cancel: &CancellationToken,
+) -> Result<RunStats, SyncError> {
+    let fetched = tokio::select! {
+        fetched = fetch(client, opts, &[]) => fetched?,
+        _ = cancel.cancelled() => return Err(SyncError::Cancelled),
+    };
+    let self_user_name = client.session().self_user_name().to_owned();
+    Ok(build_snapshot(&fetched, &self_user_name).1)
+}
+
 /// Everything the server said during one sync, before any decoding.
 #[derive(Debug, Default)]
 struct Fetched {

@@ -199,8 +199,9 @@ async fn write_contacts(
         sqlx::query(
             "INSERT INTO contacts (user_name, kind, nick_name, remark_name, alias, signature, \
              province, city, head_img_url, sex, verify_flag, contact_flag, star_friend, \
-             member_count, encry_chat_room_id, raw, first_seen_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17) \
+             member_count, encry_chat_room_id, raw, first_seen_at, updated_at, contact_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, \
+             (SELECT next_contact_id FROM identity)) \
              ON CONFLICT (user_name) DO UPDATE SET kind = ?2, nick_name = ?3, remark_name = ?4, \
              alias = ?5, signature = ?6, province = ?7, city = ?8, head_img_url = ?9, sex = ?10, \
              verify_flag = ?11, contact_flag = ?12, star_friend = ?13, member_count = ?14, \
@@ -225,6 +226,11 @@ async fn write_contacts(
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if !existing.contains_key(&c.user_name) {
+            sqlx::query("UPDATE identity SET next_contact_id = next_contact_id + 1")
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     Ok(counts)
 }
