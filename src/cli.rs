@@ -50,6 +50,11 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct SyncArgs {
+    /// Apply the result even if it would mark more of the cache deleted than
+    /// `sync.deletion_guard` allows (after checking that the account really
+    /// lost those contacts).
+    #[arg(long)]
+    pub force: bool,
     /// Fetch and decode everything a full sync fetches, then write nothing
     /// (the benchmark's floor).
     #[arg(long, hide = true)]

@@ -1,6 +1,5 @@
 //! One function per command of CONTRACT.md; `main` calls [`run`].
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -14,7 +13,8 @@ use crate::config::Config;
 use crate::contact::Contact;
 use crate::daemon;
 use crate::simulator::Simulator;
-use crate::sync;
+use crate::store::{Plan, Source};
+use crate::sync::{self, SyncOptions};
 use crate::webwx::{self, LoginEvent, SessionState};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -86,17 +86,43 @@ async fn login(app: &App) -> anyhow::Result<()> {
         .chain(&init.contacts)
         .filter_map(|c| Contact::from_raw(c, me))
         .collect();
-    app.store
-        .upsert_contacts(&contacts, &BTreeMap::new())
+    println!(
+        "Logged in. Session saved to {} (mode 0600).",
+        path.display()
+    );
+    store_init_contacts(app, &contacts, session.login_id()).await?;
+    println!("Next: `wxsync sync` for everything, or `wxsync run` to keep it fresh.");
+    Ok(())
+}
+
+/// Stores webwxinit's contacts, if the cache is empty. A cache that holds a
+/// previous login's contacts keeps them untouched: the next full sync links
+/// them to this login's names (user names change at every login), which
+/// webwxinit's handful of contacts could not do safely.
+async fn store_init_contacts(
+    app: &App,
+    contacts: &[Contact],
+    login_id: &str,
+) -> anyhow::Result<()> {
+    let db = app.config.database.display();
+    if !app.store.is_empty().await? {
+        println!(
+            "{db} holds a previous login's contacts: the next sync (`wxsync sync`, or the \
+             running daemon) links them to this login's names."
+        );
+        return Ok(());
+    }
+    let mut stage = app.store.stage().await?;
+    stage.contacts(contacts).await?;
+    stage
+        .commit(Plan {
+            source: Source::Login,
+            full: None,
+            claim_login: Some(login_id),
+        })
         .await
         .context("cannot store webwxinit's contacts")?;
-    println!(
-        "Logged in. Session saved to {} (mode 0600); {} contacts from webwxinit stored in {}.",
-        path.display(),
-        contacts.len(),
-        app.config.database.display()
-    );
-    println!("Next: `wxsync sync` for everything, or `wxsync run` to keep it fresh.");
+    println!("{} contacts from webwxinit stored in {db}.", contacts.len());
     Ok(())
 }
 
@@ -113,7 +139,11 @@ async fn sync_once(app: &App, args: &SyncArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let result = sync::full_sync(&client, &app.store, &app.sync_options(), &[], &stop).await;
+    let opts = SyncOptions {
+        force: args.force,
+        ..app.sync_options()
+    };
+    let result = sync::full_sync(&client, &app.store, &opts, &[], &stop).await;
     // Newer keys, or the logged-out state the client recorded.
     app.save_session_if_current(&client.session())?;
     let report = result?;
@@ -127,6 +157,12 @@ async fn sync_once(app: &App, args: &SyncArgs) -> anyhow::Result<()> {
         report.counts.deleted,
         report.elapsed.as_secs_f64()
     );
+    if report.counts.relinked > 0 {
+        println!(
+            "{} contacts of the previous login were linked to this login's names.",
+            report.counts.relinked
+        );
+    }
     if report.stats.member_count_mismatches > 0 {
         println!(
             "{} groups list fewer or more members than their MemberCount (see sync_runs.notes).",

@@ -1,13 +1,14 @@
-//! One full sync: fetch the whole address book, merge, classify, and write it
-//! in one transaction — or, if any call fails, write nothing but the failed
-//! `sync_runs` row.
+//! One full sync: fetch the whole address book, decode and classify each
+//! reply as it arrives, stage it, and write it in one short transaction — or,
+//! if any call fails, write nothing but the failed `sync_runs` row.
 //!
 //! The contact set is webwxinit's `ContactList` ∪ every `webwxgetcontact`
 //! page ∪ the groups in `ChatSet` (and any the caller learned elsewhere);
 //! every group's member list comes from `webwxbatchgetcontact`, because the
-//! lists init carries are partial and getcontact's are empty.
+//! lists init carries are partial and getcontact's are empty. How the staged
+//! result is written is in docs/storage.md.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -15,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::contact::{Contact, Member, is_group};
-use crate::store::{self, ApplyCounts, RunStats, Snapshot, Store};
+use crate::store::{self, ApplyCounts, FullSync, Plan, RunStats, Source, Stage, Store};
 use crate::webwx::{self, BATCH_LIMIT, BatchItem, Client, RawContact};
 
 /// The official client follows at most 16 extra pages; allow more, but stop
@@ -30,6 +31,11 @@ pub struct SyncOptions {
     pub attempts: u32,
     /// First retry delay; doubles on each retry.
     pub retry_base: Duration,
+    /// Share of live contacts (or membership rows) a sync may delete before
+    /// it is held back.
+    pub deletion_guard: f64,
+    /// Apply a deletion the guard would hold back.
+    pub force: bool,
 }
 
 impl Default for SyncOptions {
@@ -38,6 +44,8 @@ impl Default for SyncOptions {
             batch_pause: Duration::from_millis(200),
             attempts: 3,
             retry_base: Duration::from_millis(500),
+            deletion_guard: 0.2,
+            force: false,
         }
     }
 }
@@ -59,6 +67,12 @@ pub enum SyncError {
 impl SyncError {
     pub fn is_session_dead(&self) -> bool {
         matches!(self, SyncError::Protocol(e) if e.is_session_dead())
+    }
+
+    /// The deletion guard held the result back: nothing was written, and
+    /// retrying at once would only ask the same question again.
+    pub fn is_held(&self) -> bool {
+        matches!(self, SyncError::Store(store::Error::Held { .. }))
     }
 }
 
@@ -84,17 +98,32 @@ pub async fn full_sync(
     cancel: &CancellationToken,
 ) -> Result<SyncReport, SyncError> {
     let started = Instant::now();
+    // Taken before the run opens: changes other sources write after this
+    // are newer than anything this sync fetches.
+    let fetch_started = store::now();
     let run_id = store.start_run().await?;
     tracing::Span::current().record("run_id", run_id);
 
     let result = async {
-        let fetched = tokio::select! {
-            fetched = fetch(client, opts, extra_groups) => fetched?,
+        let mut stage = store.stage().await?;
+        let stats = tokio::select! {
+            stats = fetch(client, opts, extra_groups, &mut stage) => stats?,
             _ = cancel.cancelled() => return Err(SyncError::Cancelled),
         };
-        let self_user_name = client.session().self_user_name().to_owned();
-        let (snapshot, stats) = build_snapshot(&fetched, &self_user_name);
-        let counts = store.apply_full_sync(run_id, &snapshot, &stats).await?;
+        let login_id = client.session().login_id().to_owned();
+        let plan = Plan {
+            source: Source::FullSync,
+            full: Some(FullSync {
+                run_id,
+                fetch_started: &fetch_started,
+                login_id: &login_id,
+                guard: opts.deletion_guard,
+                force: opts.force,
+                stats: &stats,
+            }),
+            claim_login: None,
+        };
+        let counts = stage.commit(plan).await?;
         Ok::<_, SyncError>((stats, counts))
     }
     .await;
@@ -109,7 +138,10 @@ pub async fn full_sync(
                 inserted = counts.inserted,
                 updated = counts.updated,
                 deleted = counts.deleted,
+                relinked = counts.relinked,
+                memberships_changed = counts.memberships_changed,
                 mismatches = stats.member_count_mismatches,
+                write_lock_ms = counts.write_lock_ms,
                 elapsed_ms = elapsed.as_millis() as u64,
                 "full sync complete"
             );
@@ -119,6 +151,11 @@ pub async fn full_sync(
                 counts,
                 elapsed,
             })
+        }
+        // The guard recorded its own reason with the run.
+        Err(e) if e.is_held() => {
+            warn!(error = %e, "full sync held back; the cache is unchanged");
+            Err(e)
         }
         Err(e) => {
             warn!(error = %e, "full sync failed; the cache is unchanged");
@@ -135,32 +172,120 @@ pub async fn fetch_only(
     opts: &SyncOptions,
     cancel: &CancellationToken,
 ) -> Result<RunStats, SyncError> {
-    let fetched = tokio::select! {
-        fetched = fetch(client, opts, &[]) => fetched?,
-        _ = cancel.cancelled() => return Err(SyncError::Cancelled),
-    };
-    let self_user_name = client.session().self_user_name().to_owned();
-    Ok(build_snapshot(&fetched, &self_user_name).1)
+    let mut discard = Discard;
+    tokio::select! {
+        stats = fetch(client, opts, &[], &mut discard) => stats,
+        _ = cancel.cancelled() => Err(SyncError::Cancelled),
+    }
 }
 
-/// Everything the server said during one sync, before any decoding.
-#[derive(Debug, Default)]
-struct Fetched {
-    /// Merged by UserName; later sources win (getcontact over init, batch
-    /// replies over both for groups).
-    contacts: BTreeMap<String, RawContact>,
-    /// Groups whose member lists the server described.
-    described_groups: BTreeSet<String>,
+/// Where decoded records go as they arrive.
+trait Sink {
+    async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), store::Error>;
+    async fn members(&mut self, group: &str, members: &[Member]) -> Result<(), store::Error>;
+}
+
+impl Sink for Stage {
+    async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), store::Error> {
+        Stage::contacts(self, contacts).await
+    }
+    async fn members(&mut self, group: &str, members: &[Member]) -> Result<(), store::Error> {
+        Stage::members(self, group, members).await.map(drop)
+    }
+}
+
+/// `--fetch-only`: decode everything, keep nothing.
+struct Discard;
+
+impl Sink for Discard {
+    async fn contacts(&mut self, _: &[Contact]) -> Result<(), store::Error> {
+        Ok(())
+    }
+    async fn members(&mut self, _: &str, _: &[Member]) -> Result<(), store::Error> {
+        Ok(())
+    }
+}
+
+/// What was fetched so far, for the run's statistics.
+#[derive(Default)]
+struct Tally {
+    contacts: HashSet<String>,
+    stats: RunStats,
+    notes: Vec<String>,
+}
+
+impl Tally {
+    /// Decodes and stages one reply's contacts (strangers are left out).
+    async fn contacts(
+        &mut self,
+        sink: &mut impl Sink,
+        raw: &[RawContact],
+        me: &str,
+    ) -> Result<(), SyncError> {
+        let decoded: Vec<Contact> = raw
+            .iter()
+            .filter_map(|c| Contact::from_raw(c, me))
+            .collect();
+        for c in &decoded {
+            if self.contacts.insert(c.user_name.clone()) {
+                self.stats.contacts += 1;
+                if is_group(&c.user_name) {
+                    self.stats.groups += 1;
+                }
+            }
+        }
+        sink.contacts(&decoded).await?;
+        Ok(())
+    }
+
+    /// Stages one batch reply: the groups' records and their member lists.
+    async fn groups(
+        &mut self,
+        sink: &mut impl Sink,
+        groups: Vec<RawContact>,
+        me: &str,
+    ) -> Result<(), SyncError> {
+        self.contacts(sink, &groups, me).await?;
+        for g in &groups {
+            let members = Member::list_from(&g.member_list);
+            if g.member_count != members.len() as i64 {
+                self.stats.member_count_mismatches += 1;
+                self.notes.push(format!(
+                    "{} ({}): MemberCount {} but {} members listed",
+                    webwx::text::decode_text(&g.nick_name),
+                    g.user_name,
+                    g.member_count,
+                    members.len()
+                ));
+            }
+            self.stats.memberships += members.len() as u64;
+            sink.members(&g.user_name, &members).await?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> RunStats {
+        if !self.notes.is_empty() {
+            warn!(
+                groups = self.notes.len(),
+                "MemberCount differs from the member list received"
+            );
+            self.stats.notes = Some(self.notes.join("; "));
+        }
+        self.stats
+    }
 }
 
 async fn fetch(
     client: &Client,
     opts: &SyncOptions,
     extra_groups: &[String],
-) -> Result<Fetched, SyncError> {
-    let mut fetched = Fetched::default();
+    sink: &mut impl Sink,
+) -> Result<RunStats, SyncError> {
+    let mut tally = Tally::default();
 
     let init = retrying(opts, || client.init()).await?;
+    let me = init.user.user_name.clone();
     let mut group_names: BTreeSet<String> = init
         .chat_set
         .iter()
@@ -168,12 +293,17 @@ async fn fetch(
         .filter(|u| is_group(u))
         .cloned()
         .collect();
-    fetched
-        .contacts
-        .insert(init.user.user_name.clone(), init.user);
-    for c in init.contacts {
-        fetched.contacts.insert(c.user_name.clone(), c);
-    }
+    group_names.extend(
+        init.contacts
+            .iter()
+            .map(|c| &c.user_name)
+            .filter(|u| is_group(u))
+            .cloned(),
+    );
+    let mut first = init.contacts;
+    first.push(init.user);
+    tally.contacts(sink, &first, &me).await?;
+    drop(first);
 
     let mut seq = String::from("0");
     let mut seen = HashSet::new();
@@ -182,9 +312,15 @@ async fn fetch(
             return Err(SyncError::TooManyPages);
         }
         let reply = retrying(opts, || client.contact_page(&seq)).await?;
-        for c in reply.contacts {
-            fetched.contacts.insert(c.user_name.clone(), c);
-        }
+        group_names.extend(
+            reply
+                .contacts
+                .iter()
+                .map(|c| &c.user_name)
+                .filter(|u| is_group(u))
+                .cloned(),
+        );
+        tally.contacts(sink, &reply.contacts, &me).await?;
         if reply.seq == "0" || reply.seq.is_empty() {
             break;
         }
@@ -194,25 +330,40 @@ async fn fetch(
         seq = reply.seq;
     }
 
-    group_names.extend(fetched.contacts.keys().filter(|u| is_group(u)).cloned());
+    // Each chunk's reply is staged while the next chunk is being fetched.
     let groups: Vec<String> = group_names.into_iter().collect();
+    let mut described = 0;
+    let mut previous: Option<Vec<RawContact>> = None;
     for (i, chunk) in groups.chunks(BATCH_LIMIT).enumerate() {
-        if i > 0 {
-            tokio::time::sleep(opts.batch_pause).await;
-        }
-        for g in fetch_groups(client, opts, chunk).await? {
-            fetched.described_groups.insert(g.user_name.clone());
-            fetched.contacts.insert(g.user_name.clone(), g);
-        }
+        let next = async {
+            if i > 0 {
+                tokio::time::sleep(opts.batch_pause).await;
+            }
+            fetch_groups(client, opts, chunk).await
+        };
+        let stage_previous = async {
+            match previous.take() {
+                Some(reply) => tally.groups(sink, reply, &me).await,
+                None => Ok(()),
+            }
+        };
+        let (fetched, staged) = tokio::join!(next, stage_previous);
+        staged?;
+        let fetched = fetched?;
+        described += fetched.len();
+        previous = Some(fetched);
     }
-    let missing = groups.len() - fetched.described_groups.len();
+    if let Some(reply) = previous {
+        tally.groups(sink, reply, &me).await?;
+    }
+    let missing = groups.len() - described;
     if missing > 0 {
         warn!(
             missing,
             "the server did not describe some groups; their member lists are kept as they were"
         );
     }
-    Ok(fetched)
+    Ok(tally.finish())
 }
 
 /// Fetches up to [`BATCH_LIMIT`] groups. A chunk the server refuses (a Ret
@@ -220,6 +371,7 @@ async fn fetch(
 /// name cannot hide its neighbours; a group refused on its own, or a chunk
 /// still failing transiently after its retries, fails the sync (it could not
 /// be complete without it, and hammering an unwell server helps no one).
+/// Groups the server describes but nobody asked for are dropped.
 async fn fetch_groups(
     client: &Client,
     opts: &SyncOptions,
@@ -235,9 +387,12 @@ async fn fetch_groups(
     match retrying(opts, || client.batch_get(&items)).await {
         Ok(reply) => {
             let asked: HashSet<&str> = names.iter().map(String::as_str).collect();
+            let mut seen = HashSet::new();
             Ok(reply
                 .into_iter()
-                .filter(|c| asked.contains(c.user_name.as_str()))
+                .filter(|c| {
+                    asked.contains(c.user_name.as_str()) && seen.insert(c.user_name.clone())
+                })
                 .collect())
         }
         Err(e) if e.is_session_dead() || e.is_transient() || names.len() == 1 => Err(e.into()),
@@ -272,50 +427,29 @@ where
     }
 }
 
-/// Decodes and classifies what was fetched.
-fn build_snapshot(fetched: &Fetched, self_user_name: &str) -> (Snapshot, RunStats) {
-    let mut snapshot = Snapshot::default();
-    let mut stats = RunStats::default();
-    let mut notes = Vec::new();
-    for raw in fetched.contacts.values() {
-        let Some(contact) = Contact::from_raw(raw, self_user_name) else {
-            continue;
-        };
-        if fetched.described_groups.contains(&raw.user_name) {
-            let members = Member::list_from(&raw.member_list);
-            if raw.member_count != members.len() as i64 {
-                stats.member_count_mismatches += 1;
-                notes.push(format!(
-                    "{} ({}): MemberCount {} but {} members listed",
-                    contact.nick_name,
-                    contact.user_name,
-                    raw.member_count,
-                    members.len()
-                ));
-            }
-            stats.memberships += members.len() as u64;
-            snapshot.members.insert(raw.user_name.clone(), members);
-        }
-        if is_group(&contact.user_name) {
-            stats.groups += 1;
-        }
-        stats.contacts += 1;
-        snapshot.contacts.push(contact);
-    }
-    if !notes.is_empty() {
-        warn!(
-            groups = notes.len(),
-            "MemberCount differs from the member list received"
-        );
-        stats.notes = Some(notes.join("; "));
-    }
-    (snapshot, stats)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::webwx::RawMember;
+
+    /// Records what would be staged.
+    #[derive(Default)]
+    struct Recorder {
+        contacts: Vec<String>,
+        members: Vec<(String, usize)>,
+    }
+
+    impl Sink for Recorder {
+        async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), store::Error> {
+            self.contacts
+                .extend(contacts.iter().map(|c| c.user_name.clone()));
+            Ok(())
+        }
+        async fn members(&mut self, group: &str, members: &[Member]) -> Result<(), store::Error> {
+            self.members.push((group.to_owned(), members.len()));
+            Ok(())
+        }
+    }
 
     fn member(u: &str) -> RawMember {
         RawMember {
@@ -324,49 +458,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn snapshot_keeps_contacts_drops_strangers_and_counts_mismatches() {
-        let mut f = Fetched::default();
-        let people = [("@me", 0), ("@friend", 3), ("@stranger", 0)];
-        for (u, flag) in people {
-            f.contacts.insert(
-                u.into(),
-                RawContact {
-                    user_name: u.into(),
-                    contact_flag: flag,
-                    ..RawContact::default()
-                },
-            );
+    fn raw(u: &str, flag: i64) -> RawContact {
+        RawContact {
+            user_name: u.into(),
+            contact_flag: flag,
+            ..RawContact::default()
         }
-        f.contacts.insert(
-            "@@g".into(),
-            RawContact {
-                user_name: "@@g".into(),
-                member_count: 3,
-                member_list: vec![member("@a"), member("@b"), member("@a")],
-                ..RawContact::default()
-            },
-        );
-        f.contacts.insert(
-            "@@undescribed".into(),
-            RawContact {
-                user_name: "@@undescribed".into(),
-                ..RawContact::default()
-            },
-        );
-        f.described_groups.insert("@@g".into());
+    }
 
-        let (snap, stats) = build_snapshot(&f, "@me");
-        let names: Vec<&str> = snap.contacts.iter().map(|c| c.user_name.as_str()).collect();
-        assert_eq!(names, ["@@g", "@@undescribed", "@friend", "@me"]);
+    #[tokio::test]
+    async fn the_tally_keeps_contacts_drops_strangers_and_counts_mismatches() {
+        let mut tally = Tally::default();
+        let mut sink = Recorder::default();
+        let people = [raw("@me", 0), raw("@friend", 3), raw("@stranger", 0)];
+        tally.contacts(&mut sink, &people, "@me").await.unwrap();
+        // The friend again (a later page): counted once.
+        tally
+            .contacts(&mut sink, &people[1..2], "@me")
+            .await
+            .unwrap();
+        let group = RawContact {
+            member_count: 3,
+            member_list: vec![member("@a"), member("@b"), member("@a")],
+            ..raw("@@g", 0)
+        };
+        tally.groups(&mut sink, vec![group], "@me").await.unwrap();
+        let stats = tally.finish();
+
+        assert_eq!(sink.contacts, ["@me", "@friend", "@friend", "@@g"]);
         assert_eq!(
-            snap.members.len(),
-            1,
-            "only described groups get member lists"
+            sink.members,
+            [("@@g".to_owned(), 2)],
+            "duplicate members collapse"
         );
-        assert_eq!(snap.members["@@g"].len(), 2, "duplicate members collapse");
         assert_eq!(stats.member_count_mismatches, 1);
         assert!(stats.notes.unwrap().contains("MemberCount 3 but 2"));
-        assert_eq!((stats.contacts, stats.groups, stats.memberships), (4, 2, 2));
+        assert_eq!((stats.contacts, stats.groups, stats.memberships), (3, 1, 2));
     }
 }

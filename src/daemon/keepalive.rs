@@ -2,7 +2,7 @@
 //! reports anything: contact changes reach the database within seconds,
 //! each webwxsync reply in its own short transaction.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -11,14 +11,21 @@ use tracing::{debug, info, warn};
 use super::SessionCtx;
 use crate::backoff::Backoff;
 use crate::contact::{Contact, Member, is_group};
+use crate::store::{self, Plan, Source};
 use crate::webwx::{self, SyncReply};
 
 /// Runs until `token` is cancelled (`Ok`) or the server ends the session
 /// (`Err`). Network errors, 5xx and 1205 back off.
 pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> Result<(), webwx::Error> {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let mut held = Held::new();
     loop {
         let step = async {
+            if let Err(e) = release(ctx, &mut held).await {
+                warn!(error = %e, "cannot store the held contact changes; asking for a full sync");
+                held.clear();
+                let _ = ctx.resync.try_send(());
+            }
             let check = ctx.client.sync_check().await?;
             if check.retcode != "0" {
                 warn!(retcode = %check.retcode, "synccheck answered an unknown retcode");
@@ -32,7 +39,7 @@ pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> Result<(
             }
             debug!(selector = %check.selector, "synccheck: something changed");
             let reply = ctx.client.sync().await?;
-            if let Err(e) = apply(ctx, &reply).await {
+            if let Err(e) = deliver(ctx, &mut held, reply).await {
                 // The server will not send these changes again; a full sync
                 // is the only way to get them now.
                 warn!(error = %e, "cannot store the changes from webwxsync; asking for a full sync");
@@ -65,45 +72,107 @@ pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> Result<(
     }
 }
 
-/// Writes one webwxsync reply: modified contacts replace their rows (an empty
-/// RemarkName clears the remark), group member lists that come with them
-/// replace the membership rows, deleted ones — and friends who are no longer
-/// contacts — get `deleted_at`.
-async fn apply(ctx: &SessionCtx, reply: &SyncReply) -> Result<(), crate::store::Error> {
+/// Replies received while the cache still holds another login's names wait
+/// here, at most this many (older ones are superseded by the full sync that
+/// links the cache anyway).
+const HOLD_LIMIT: usize = 256;
+
+/// Contact changes waiting for the first full sync of this login to link the
+/// cache, each with when it arrived.
+pub(super) type Held = VecDeque<(String, SyncReply)>;
+
+/// Writes a webwxsync reply, or holds it while the cache holds another
+/// login's names: written now, its new names would become new contacts
+/// instead of the cached ones (docs/storage.md, "Other sources").
+async fn deliver(ctx: &SessionCtx, held: &mut Held, reply: SyncReply) -> Result<(), store::Error> {
     if reply.modified.is_empty() && reply.deleted.is_empty() {
         return Ok(());
     }
+    if !linked(ctx).await? {
+        if held.len() == HOLD_LIMIT {
+            held.pop_front();
+            warn!(
+                "too many contact changes waiting for the first full sync of this login; dropping the oldest"
+            );
+        }
+        held.push_back((store::now(), reply));
+        debug!(
+            held = held.len(),
+            "contact changes wait until the first full sync links this login"
+        );
+        return Ok(());
+    }
+    release(ctx, held).await?;
+    apply(ctx, &reply).await
+}
+
+/// Once the cache is linked, writes the held replies that arrived after the
+/// newest full sync began fetching; earlier ones it has already seen.
+async fn release(ctx: &SessionCtx, held: &mut Held) -> Result<(), store::Error> {
+    if held.is_empty() || !linked(ctx).await? {
+        return Ok(());
+    }
+    let since = ctx
+        .app
+        .store
+        .last_ok_sync_started()
+        .await?
+        .unwrap_or_default();
+    while let Some((at, reply)) = held.pop_front() {
+        if at >= since {
+            apply(ctx, &reply).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn linked(ctx: &SessionCtx) -> Result<bool, store::Error> {
+    let login = ctx.client.session().login_id().to_owned();
+    Ok(ctx.app.store.linked_login().await?.as_deref() == Some(login.as_str()))
+}
+
+/// Writes one webwxsync reply: modified contacts replace their rows (an empty
+/// RemarkName clears the remark), group member lists that come with them
+/// replace the membership rows, deleted ones — and friends who are no longer
+/// contacts — get `deleted_at`. One stage, one short transaction.
+async fn apply(ctx: &SessionCtx, reply: &SyncReply) -> Result<(), store::Error> {
     let session = ctx.client.session();
     let me = session.self_user_name();
+    let mut stage = ctx.app.store.stage().await?;
     let mut contacts = Vec::new();
-    let mut members = BTreeMap::new();
     let mut gone = reply.deleted.clone();
     for raw in &reply.modified {
         match Contact::from_raw(raw, me) {
-            Some(contact) => {
-                if is_group(&raw.user_name) {
-                    ctx.learned_groups
-                        .lock()
-                        .await
-                        .insert(raw.user_name.clone());
-                    if !raw.member_list.is_empty() {
-                        members.insert(raw.user_name.clone(), Member::list_from(&raw.member_list));
-                    }
-                }
-                contacts.push(contact);
-            }
+            Some(contact) => contacts.push(contact),
             None => gone.push(raw.user_name.clone()),
         }
     }
-    let store = &ctx.app.store;
-    let written = store.upsert_contacts(&contacts, &members).await?;
-    let deleted = store.mark_contacts_deleted(&gone).await?;
-    store.touch_increment().await?;
+    stage.contacts(&contacts).await?;
+    for raw in reply.modified.iter().filter(|c| is_group(&c.user_name)) {
+        ctx.learned_groups
+            .lock()
+            .await
+            .insert(raw.user_name.clone());
+        if !raw.member_list.is_empty() {
+            stage
+                .members(&raw.user_name, &Member::list_from(&raw.member_list))
+                .await?;
+        }
+    }
+    stage.deleted(&gone).await?;
+    let written = stage
+        .commit(Plan {
+            source: Source::Increment,
+            full: None,
+            claim_login: None,
+        })
+        .await?;
+    ctx.app.store.touch_increment().await?;
     info!(
         inserted = written.inserted,
         updated = written.updated,
+        deleted = written.deleted,
         memberships_changed = written.memberships_changed,
-        deleted,
         "applied contact changes from webwxsync"
     );
     Ok(())

@@ -5,19 +5,22 @@
 //! transaction, so a reader with `sqlite3` sees either the old state or the
 //! new one, and a failure leaves the file as it was.
 
-mod contacts;
+mod identity;
 mod ops;
 mod runs;
+mod stage;
+mod write;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{ConnectOptions, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
-pub use contacts::{ApplyCounts, Snapshot};
 pub use ops::{PendingOp, QueueWatch, Target};
 pub use runs::{Activity, Counts, OpCounts, RunStats, SyncRun};
+pub use stage::{Source, Stage};
+pub use write::{FullSync, Plan};
 
 /// How long a writer waits for another connection's lock (a user's
 /// `sqlite3` session, say) before giving up.
@@ -36,12 +39,34 @@ pub enum Error {
     },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("cannot encode staged rows: {0}")]
+    Encode(serde_json::Error),
+    /// The deletion guard held a full sync's result back (docs/storage.md).
+    #[error("{reason}")]
+    Held { reason: String },
+}
+
+/// Rows a write changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyCounts {
+    pub inserted: u64,
+    /// Rows whose data changed (restored ones included).
+    pub updated: u64,
+    /// Rows newly marked deleted.
+    pub deleted: u64,
+    /// Rows of a previous login linked to this login's names.
+    pub relinked: u64,
+    pub memberships_changed: u64,
+    /// How long the final write held the lock.
+    pub write_lock_ms: u64,
 }
 
 /// A handle on the cache; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// How every connection is opened, for the ones a [`Stage`] owns.
+    options: SqliteConnectOptions,
 }
 
 impl Store {
@@ -58,7 +83,7 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(BUSY_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|source| Error::Open {
                 path: path.to_owned(),
@@ -68,7 +93,12 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Store { pool })
+        Ok(Store { pool, options })
+    }
+
+    /// A connection of its own, outside the pool.
+    async fn connect(&self) -> Result<SqliteConnection, Error> {
+        Ok(self.options.connect().await?)
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -1,9 +1,9 @@
 //! The `sync_runs` log and the summaries `wxsync status` reads.
 
 use serde::Serialize;
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::FromRow;
 
-use super::{ApplyCounts, Error, Store, now};
+use super::{Error, Store, now};
 
 /// What a full sync saw, recorded with its run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -92,6 +92,16 @@ impl Store {
         Ok(())
     }
 
+    /// When the newest successful full sync began: contact changes that
+    /// arrived before it are already in the cache.
+    pub async fn last_ok_sync_started(&self) -> Result<Option<String>, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT started_at FROM sync_runs WHERE status = 'ok' ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     pub async fn last_run(&self) -> Result<Option<SyncRun>, Error> {
         Ok(
             sqlx::query_as::<_, SyncRun>("SELECT * FROM sync_runs ORDER BY id DESC LIMIT 1")
@@ -149,32 +159,4 @@ impl Store {
         .fetch_one(&self.pool)
         .await?)
     }
-}
-
-/// Closes a run as `ok` inside the transaction that wrote its results.
-pub(super) async fn finish_ok(
-    tx: &mut SqliteConnection,
-    run_id: i64,
-    stats: &RunStats,
-    counts: &ApplyCounts,
-    now: &str,
-) -> Result<(), Error> {
-    sqlx::query(
-        "UPDATE sync_runs SET status = 'ok', finished_at = ?, contacts = ?, groups = ?, \
-         memberships = ?, inserted = ?, updated = ?, deleted = ?, member_count_mismatches = ?, \
-         notes = ? WHERE id = ?",
-    )
-    .bind(now)
-    .bind(stats.contacts as i64)
-    .bind(stats.groups as i64)
-    .bind(stats.memberships as i64)
-    .bind(counts.inserted as i64)
-    .bind(counts.updated as i64)
-    .bind(counts.deleted as i64)
-    .bind(stats.member_count_mismatches as i64)
-    .bind(&stats.notes)
-    .bind(run_id)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod daemon;
 mod helpers;
+mod history;
 mod login;
 mod ops;
 mod sync;

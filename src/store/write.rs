@@ -1,0 +1,622 @@
+//! Preparing and applying a stage (docs/storage.md, steps 2 and 3).
+//!
+//! `prepare` computes, into TEMP tables and under a read snapshot, exactly
+//! which rows to insert, update, mark deleted and rename, which membership
+//! rows to add and remove, and the history rows that describe it all.
+//! `apply` copies that into the cache with set-wise statements. Both are
+//! plain SQL over the stage's connection, so nothing scales with the account
+//! in memory.
+
+use std::time::Instant;
+
+use sqlx::{Connection, SqliteConnection};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::stage::{Source, Stage};
+use super::{ApplyCounts, Error, RunStats, now};
+
+/// What a commit is for.
+pub struct Plan<'a> {
+    pub source: Source,
+    /// Set for a complete full sync; `None` for increments and other partial
+    /// writes, which never mark an absent contact deleted.
+    pub full: Option<FullSync<'a>>,
+    /// A partial write into an empty cache (a first login) may say whose
+    /// names it holds, so later increments of that login apply at once.
+    pub claim_login: Option<&'a str>,
+}
+
+/// The parts of a plan only a complete full sync has.
+pub struct FullSync<'a> {
+    pub run_id: i64,
+    /// When fetching began (same format as every timestamp column): a
+    /// contact another source changed since then keeps what it has.
+    pub fetch_started: &'a str,
+    /// The login whose user names the staged records carry.
+    pub login_id: &'a str,
+    /// Share (0..=1] of live contacts or membership rows above which a
+    /// deletion is held back.
+    pub guard: f64,
+    /// Apply even a deletion the guard would hold.
+    pub force: bool,
+    pub stats: &'a RunStats,
+}
+
+/// TEMP tables `prepare` fills (and the links a re-link adds before it).
+const TEMP_TABLES: &[&str] = &[
+    // Re-links decided before prepare: this login's name → the cached row.
+    "CREATE TEMP TABLE links (
+        new_name TEXT PRIMARY KEY NOT NULL, contact_id INTEGER NOT NULL UNIQUE
+    ) WITHOUT ROWID",
+    // Previous-login rows left unlinked and their best candidates.
+    "CREATE TEMP TABLE candidates (
+        old_contact_id INTEGER NOT NULL, new_name TEXT NOT NULL, score REAL NOT NULL,
+        evidence TEXT NOT NULL, PRIMARY KEY (old_contact_id, new_name)
+    ) WITHOUT ROWID",
+    // Every staged contact's identity; old_user_name is set for a re-link.
+    "CREATE TEMP TABLE ident (
+        user_name TEXT PRIMARY KEY NOT NULL, contact_id INTEGER, old_user_name TEXT,
+        fresh INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID",
+    "CREATE INDEX temp.ident_contact ON ident (contact_id)",
+    "CREATE INDEX temp.ident_old ON ident (old_user_name) WHERE old_user_name IS NOT NULL",
+    // Contacts another source changed since the full sync began fetching.
+    "CREATE TEMP TABLE frozen (contact_id INTEGER PRIMARY KEY)",
+    "CREATE TEMP TABLE d_new (contact_id INTEGER PRIMARY KEY, user_name TEXT NOT NULL)",
+    "CREATE TEMP TABLE d_upd (
+        contact_id INTEGER PRIMARY KEY, user_name TEXT NOT NULL, restored INTEGER NOT NULL
+    )",
+    "CREATE TEMP TABLE d_gone (
+        contact_id INTEGER PRIMARY KEY, user_name TEXT NOT NULL, is_group INTEGER NOT NULL
+    )",
+    // Described groups whose member list changed; `fresh` when no rows are
+    // stored for it yet (its list is inserted as is, without history).
+    "CREATE TEMP TABLE gmap (
+        new_name TEXT PRIMARY KEY NOT NULL, old_name TEXT NOT NULL, contact_id INTEGER NOT NULL,
+        fresh INTEGER NOT NULL
+    ) WITHOUT ROWID",
+    // The stored member rows of those groups: m_new is the member's name in
+    // the new list (for history), m_phys the row's key once contact re-links
+    // have renamed it.
+    "CREATE TEMP TABLE old_m (
+        g TEXT NOT NULL, m_old TEXT NOT NULL, m_new TEXT, m_phys TEXT NOT NULL,
+        nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
+        PRIMARY KEY (g, m_old)
+    ) WITHOUT ROWID",
+    "CREATE INDEX temp.old_m_phys ON old_m (g, m_phys)",
+    "CREATE INDEX temp.old_m_new ON old_m (g, m_new)",
+    "CREATE TEMP TABLE d_mdel (g TEXT NOT NULL, m TEXT NOT NULL, PRIMARY KEY (g, m)) WITHOUT ROWID",
+    "CREATE TEMP TABLE d_mups (g TEXT NOT NULL, m TEXT NOT NULL, PRIMARY KEY (g, m)) WITHOUT ROWID",
+    "CREATE TEMP TABLE d_changes (
+        seq INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL, user_name TEXT NOT NULL,
+        source TEXT, change TEXT NOT NULL, field TEXT, old_value TEXT, new_value TEXT
+    )",
+];
+
+pub(super) async fn create_temp_tables(conn: &mut SqliteConnection) -> Result<(), Error> {
+    for sql in TEMP_TABLES {
+        sqlx::query(*sql).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// One `updated` history row per changed column (text and numbers alike).
+macro_rules! updated {
+    ($field:literal) => {
+        concat!(
+            "INSERT INTO temp.d_changes (contact_id, user_name, change, field, old_value, new_value) \
+             SELECT d.contact_id, d.user_name, 'updated', '", $field, "', \
+                    CAST(c.", $field, " AS TEXT), CAST(s.", $field, " AS TEXT) \
+             FROM temp.d_upd d JOIN temp.stage_contacts s ON s.user_name = d.user_name \
+             JOIN main.contacts c ON c.contact_id = d.contact_id \
+             WHERE c.", $field, " IS NOT s.", $field
+        )
+    };
+}
+
+/// Prepare, in order. `?1` is the full sync's fetch start (frozen rows).
+const PREPARE_IDENTITY: &[&str] = &[
+    "DELETE FROM temp.ident",
+    "DELETE FROM temp.frozen",
+    "DELETE FROM temp.d_new",
+    "DELETE FROM temp.d_upd",
+    "DELETE FROM temp.d_gone",
+    "DELETE FROM temp.gmap",
+    "DELETE FROM temp.old_m",
+    "DELETE FROM temp.d_mdel",
+    "DELETE FROM temp.d_mups",
+    "DELETE FROM temp.d_changes",
+    // A staged name already cached is that contact; a re-link names the
+    // cached row of a previous login.
+    "INSERT INTO temp.ident (user_name, contact_id, old_user_name)
+     SELECT s.user_name, coalesce(c.contact_id, l.contact_id),
+            CASE WHEN c.contact_id IS NULL THEN o.user_name END
+     FROM temp.stage_contacts s
+     LEFT JOIN main.contacts c ON c.user_name = s.user_name
+     LEFT JOIN temp.links l ON l.new_name = s.user_name
+     LEFT JOIN main.contacts o ON o.contact_id = l.contact_id",
+    // Everything else is new, numbered from the never-reused counter.
+    "UPDATE temp.ident SET contact_id = n.id, fresh = 1
+     FROM (SELECT user_name,
+                  (SELECT next_contact_id FROM main.identity)
+                      + row_number() OVER (ORDER BY user_name) - 1 AS id
+           FROM temp.ident WHERE contact_id IS NULL) n
+     WHERE ident.user_name = n.user_name",
+    "INSERT INTO temp.d_new SELECT contact_id, user_name FROM temp.ident WHERE fresh = 1",
+];
+
+/// Full syncs only: what another source changed since fetching began.
+const PREPARE_FROZEN: &str = "INSERT OR IGNORE INTO temp.frozen
+     SELECT contact_id FROM main.contact_changes WHERE at >= ?1 AND source != 'full_sync'";
+
+const PREPARE_UPDATED: &str = "INSERT INTO temp.d_upd
+     SELECT i.contact_id, s.user_name, c.deleted_at IS NOT NULL
+     FROM temp.ident i JOIN temp.stage_contacts s ON s.user_name = i.user_name
+     JOIN main.contacts c ON c.contact_id = i.contact_id
+     WHERE i.fresh = 0
+       AND (i.old_user_name IS NOT NULL OR i.contact_id NOT IN (SELECT contact_id FROM temp.frozen))
+       AND (c.deleted_at IS NOT NULL OR c.user_name IS NOT s.user_name OR c.kind IS NOT s.kind
+            OR c.nick_name IS NOT s.nick_name OR c.remark_name IS NOT s.remark_name
+            OR c.alias IS NOT s.alias OR c.signature IS NOT s.signature
+            OR c.province IS NOT s.province OR c.city IS NOT s.city
+            OR c.head_img_url IS NOT s.head_img_url OR c.sex IS NOT s.sex
+            OR c.verify_flag IS NOT s.verify_flag OR c.contact_flag IS NOT s.contact_flag
+            OR c.star_friend IS NOT s.star_friend OR c.member_count IS NOT s.member_count
+            OR c.encry_chat_room_id IS NOT s.encry_chat_room_id OR c.raw IS NOT s.raw)";
+
+/// Full syncs: every live contact the server no longer lists.
+const PREPARE_GONE_FULL: &str = "INSERT INTO temp.d_gone
+     SELECT c.contact_id, c.user_name, c.kind = 'group' FROM main.contacts c
+     WHERE c.deleted_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM temp.ident i WHERE i.contact_id = c.contact_id)
+       AND c.contact_id NOT IN (SELECT contact_id FROM temp.frozen)";
+
+/// Partial writes: what `DelContactList` named.
+const PREPARE_GONE_PARTIAL: &str = "INSERT OR IGNORE INTO temp.d_gone
+     SELECT c.contact_id, c.user_name, c.kind = 'group'
+     FROM temp.stage_deleted d JOIN main.contacts c ON c.user_name = d.user_name
+     WHERE c.deleted_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM temp.ident i WHERE i.contact_id = c.contact_id)";
+
+const PREPARE_MEMBERS: &[&str] = &[
+    "INSERT INTO temp.gmap
+     SELECT g.group_user_name, coalesce(i.old_user_name, g.group_user_name), i.contact_id,
+            i.fresh OR NOT EXISTS (SELECT 1 FROM main.memberships m
+                                   WHERE m.group_user_name = coalesce(i.old_user_name, g.group_user_name))
+     FROM temp.stage_groups g JOIN temp.ident i ON i.user_name = g.group_user_name
+     WHERE g.staged = 1
+       AND (i.old_user_name IS NOT NULL OR i.contact_id NOT IN (SELECT contact_id FROM temp.frozen))",
+    "INSERT INTO temp.old_m
+     SELECT gm.new_name, m.member_user_name,
+            CASE WHEN EXISTS (SELECT 1 FROM temp.stage_members s
+                              WHERE s.group_user_name = gm.new_name
+                                AND s.member_user_name = m.member_user_name)
+                 THEN m.member_user_name ELSE il.user_name END,
+            coalesce(il.user_name, m.member_user_name),
+            m.nick_name, m.display_name, m.attr_status
+     FROM temp.gmap gm JOIN main.memberships m ON m.group_user_name = gm.old_name
+     LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
+     WHERE gm.fresh = 0",
+    // After a new login the members who are not contacts carry new names
+    // too: pair them within their group by (nick name, display name) where
+    // that pair is unique on both sides, so history does not record every
+    // stranger as leaving and joining.
+    "UPDATE temp.old_m SET m_new = p.m
+     FROM (SELECT o.g, o.m_old, n.m
+           FROM (SELECT g, nick_name, display_name, min(m_old) AS m_old FROM temp.old_m
+                 WHERE m_new IS NULL GROUP BY g, nick_name, display_name HAVING count(*) = 1) o
+           JOIN (SELECT s.group_user_name AS g, s.nick_name, s.display_name,
+                        min(s.member_user_name) AS m
+                 FROM temp.stage_members s JOIN temp.gmap gm ON gm.new_name = s.group_user_name
+                 WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
+                   AND NOT EXISTS (SELECT 1 FROM temp.old_m x
+                                   WHERE x.g = s.group_user_name AND x.m_new = s.member_user_name)
+                 GROUP BY 1, 2, 3 HAVING count(*) = 1) n
+             ON n.g = o.g AND n.nick_name = o.nick_name AND n.display_name = o.display_name) p
+     WHERE old_m.g = p.g AND old_m.m_old = p.m_old",
+    "INSERT INTO temp.d_mdel
+     SELECT o.g, o.m_phys FROM temp.old_m o
+     WHERE NOT EXISTS (SELECT 1 FROM temp.stage_members s
+                       WHERE s.group_user_name = o.g AND s.member_user_name = o.m_phys)",
+    "INSERT INTO temp.d_mups
+     SELECT s.group_user_name, s.member_user_name
+     FROM temp.stage_members s JOIN temp.gmap gm ON gm.new_name = s.group_user_name
+     WHERE gm.fresh = 0
+       AND NOT EXISTS (SELECT 1 FROM temp.old_m o
+                       WHERE o.g = s.group_user_name AND o.m_phys = s.member_user_name
+                         AND o.nick_name IS s.nick_name AND o.display_name IS s.display_name
+                         AND o.attr_status IS s.attr_status)",
+];
+
+/// The history rows; `source` NULL means the commit's own source.
+const PREPARE_HISTORY: &[&str] = &[
+    "INSERT INTO temp.d_changes (contact_id, user_name, source, change, old_value, new_value)
+     SELECT i.contact_id, i.user_name, 'login', 'relinked', i.old_user_name, i.user_name
+     FROM temp.ident i WHERE i.old_user_name IS NOT NULL",
+    "INSERT INTO temp.d_changes (contact_id, user_name, change, new_value)
+     SELECT d.contact_id, d.user_name, 'added', s.nick_name
+     FROM temp.d_new d JOIN temp.stage_contacts s ON s.user_name = d.user_name",
+    "INSERT INTO temp.d_changes (contact_id, user_name, change)
+     SELECT contact_id, user_name, 'restored' FROM temp.d_upd WHERE restored",
+    updated!("kind"),
+    updated!("nick_name"),
+    updated!("remark_name"),
+    updated!("alias"),
+    updated!("signature"),
+    updated!("province"),
+    updated!("city"),
+    updated!("sex"),
+    updated!("verify_flag"),
+    updated!("contact_flag"),
+    updated!("star_friend"),
+    updated!("member_count"),
+    // The avatar URL names the contact's session user name; only a change
+    // in the rest (its `seq`) is a new avatar.
+    "INSERT INTO temp.d_changes (contact_id, user_name, change, field, old_value, new_value)
+     SELECT d.contact_id, d.user_name, 'updated', 'head_img_url', c.head_img_url, s.head_img_url
+     FROM temp.d_upd d JOIN temp.stage_contacts s ON s.user_name = d.user_name
+     JOIN main.contacts c ON c.contact_id = d.contact_id
+     WHERE replace(c.head_img_url, c.user_name, '') IS NOT replace(s.head_img_url, s.user_name, '')",
+    "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value)
+     SELECT g.contact_id, g.user_name, 'removed', c.nick_name
+     FROM temp.d_gone g JOIN main.contacts c ON c.contact_id = g.contact_id",
+    "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
+     SELECT gm.contact_id, gm.new_name, 'joined', s.member_user_name,
+            coalesce(nullif(s.display_name, ''), s.nick_name)
+     FROM temp.stage_members s JOIN temp.gmap gm ON gm.new_name = s.group_user_name
+     WHERE gm.fresh = 0
+       AND NOT EXISTS (SELECT 1 FROM temp.old_m o
+                       WHERE o.g = s.group_user_name AND o.m_new = s.member_user_name)",
+    "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
+     SELECT gm.contact_id, gm.new_name, 'left', o.m_old,
+            coalesce(nullif(o.display_name, ''), o.nick_name)
+     FROM temp.old_m o JOIN temp.gmap gm ON gm.new_name = o.g
+     WHERE o.m_new IS NULL
+        OR NOT EXISTS (SELECT 1 FROM temp.stage_members s
+                       WHERE s.group_user_name = o.g AND s.member_user_name = o.m_new)",
+];
+
+/// Apply, in order, inside `BEGIN IMMEDIATE`. `?1` is now, `?2` the source,
+/// `?3` the login a partial write claims (or NULL).
+const APPLY: &[&str] = &[
+    // Re-links first: member rows, queued remark edits and digests follow
+    // their contact to its new name (the contact row itself is renamed by
+    // the update below).
+    "UPDATE main.memberships SET group_user_name = i.user_name
+     FROM temp.ident i WHERE memberships.group_user_name = i.old_user_name",
+    "UPDATE main.memberships SET member_user_name = i.user_name
+     FROM temp.ident i WHERE memberships.member_user_name = i.old_user_name",
+    "UPDATE main.pending_ops SET user_name = i.user_name
+     FROM temp.ident i WHERE pending_ops.status = 'pending' AND pending_ops.user_name = i.old_user_name",
+    "DELETE FROM main.membership_digests
+     WHERE group_user_name IN (SELECT old_user_name FROM temp.ident WHERE old_user_name IS NOT NULL)",
+    "INSERT INTO main.contacts (user_name, kind, nick_name, remark_name, alias, signature,
+         province, city, head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
+         encry_chat_room_id, raw, first_seen_at, updated_at, contact_id)
+     SELECT s.user_name, s.kind, s.nick_name, s.remark_name, s.alias, s.signature, s.province,
+            s.city, s.head_img_url, s.sex, s.verify_flag, s.contact_flag, s.star_friend,
+            s.member_count, s.encry_chat_room_id, s.raw, ?1, ?1, d.contact_id
+     FROM temp.d_new d JOIN temp.stage_contacts s ON s.user_name = d.user_name",
+    "UPDATE main.contacts SET user_name = s.user_name, kind = s.kind, nick_name = s.nick_name,
+         remark_name = s.remark_name, alias = s.alias, signature = s.signature,
+         province = s.province, city = s.city, head_img_url = s.head_img_url, sex = s.sex,
+         verify_flag = s.verify_flag, contact_flag = s.contact_flag, star_friend = s.star_friend,
+         member_count = s.member_count, encry_chat_room_id = s.encry_chat_room_id, raw = s.raw,
+         updated_at = ?1, deleted_at = NULL
+     FROM temp.d_upd d JOIN temp.stage_contacts s ON s.user_name = d.user_name
+     WHERE contacts.contact_id = d.contact_id",
+    "UPDATE main.contacts SET deleted_at = ?1, updated_at = ?1
+     WHERE contact_id IN (SELECT contact_id FROM temp.d_gone)",
+    "DELETE FROM main.memberships
+     WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group)",
+    "DELETE FROM main.membership_digests
+     WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group)",
+    "DELETE FROM main.memberships
+     WHERE (group_user_name, member_user_name) IN (SELECT g, m FROM temp.d_mdel)",
+    "INSERT INTO main.memberships
+     SELECT s.* FROM temp.d_mups d JOIN temp.stage_members s
+         ON s.group_user_name = d.g AND s.member_user_name = d.m
+     WHERE true
+     ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
+         nick_name = excluded.nick_name, display_name = excluded.display_name,
+         attr_status = excluded.attr_status",
+    "INSERT INTO main.memberships
+     SELECT s.* FROM temp.stage_members s JOIN temp.gmap gm ON gm.new_name = s.group_user_name
+     WHERE gm.fresh = 1
+     ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
+         nick_name = excluded.nick_name, display_name = excluded.display_name,
+         attr_status = excluded.attr_status",
+    "INSERT OR REPLACE INTO main.membership_digests
+     SELECT g.group_user_name, g.digest
+     FROM temp.stage_groups g JOIN temp.gmap gm ON gm.new_name = g.group_user_name",
+    "INSERT INTO main.contact_changes (at, contact_id, user_name, source, change, field,
+         old_value, new_value)
+     SELECT ?1, contact_id, user_name, coalesce(source, ?2), change, field, old_value, new_value
+     FROM temp.d_changes ORDER BY seq",
+    "UPDATE main.identity SET next_contact_id = next_contact_id + (SELECT count(*) FROM temp.d_new)",
+    "UPDATE main.identity SET login_id = ?3, linked_at = ?1 WHERE ?3 IS NOT NULL",
+    "UPDATE main.contacts SET real_id = r.real_id
+     FROM main.real_ids r
+     WHERE contacts.user_name = r.user_name AND contacts.real_id IS NOT r.real_id",
+];
+
+/// Counts of a prepared write, read before it is applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+struct Prepared {
+    inserted: i64,
+    updated: i64,
+    deleted: i64,
+    relinked: i64,
+    member_rows_removed: i64,
+    member_rows_written: i64,
+    live_contacts: i64,
+    stored_memberships: i64,
+}
+
+impl Stage {
+    /// Prepares and applies the stage; see the module docs. A full sync whose
+    /// result the deletion guard holds back records its run `failed` and
+    /// returns [`Error::Held`], writing nothing else.
+    pub async fn commit(mut self, plan: Plan<'_>) -> Result<ApplyCounts, Error> {
+        let conn = &mut self.conn;
+        let version = data_version(conn).await?;
+        let mut snapshot = conn.begin().await?;
+        let mut prepared = prepare(&mut snapshot, &plan).await?;
+        snapshot.commit().await?;
+        let held = match &plan.full {
+            Some(full) => guard(conn, full, &prepared).await?,
+            None => None,
+        };
+        if let (Some(held), Some(full)) = (held, &plan.full) {
+            record_held(conn, full.run_id, &held).await?;
+            return Err(held.into_error());
+        }
+
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let locked = Instant::now();
+        if data_version(&mut tx).await? != version {
+            // Someone committed since the snapshot: prepare again, now
+            // that nobody else can.
+            prepared = prepare(&mut tx, &plan).await?;
+            if let Some(full) = &plan.full
+                && let Some(held) = guard(&mut tx, full, &prepared).await?
+            {
+                tx.rollback().await?;
+                record_held(conn, full.run_id, &held).await?;
+                return Err(held.into_error());
+            }
+        }
+        let now = now();
+        for sql in APPLY {
+            sqlx::query(*sql)
+                .bind(&now)
+                .bind(plan.source.as_str())
+                .bind(plan.claim_login)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let counts = ApplyCounts {
+            inserted: prepared.inserted as u64,
+            updated: prepared.updated as u64,
+            deleted: prepared.deleted as u64,
+            relinked: prepared.relinked as u64,
+            memberships_changed: (prepared.member_rows_removed + prepared.member_rows_written)
+                as u64,
+            write_lock_ms: 0,
+        };
+        if let Some(full) = &plan.full {
+            finish_full(&mut tx, full, &counts, &now).await?;
+        }
+        tx.commit().await?;
+        let write_lock_ms = u64::try_from(locked.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Some(full) = &plan.full {
+            sqlx::query("UPDATE main.sync_runs SET write_lock_ms = ?1 WHERE id = ?2")
+                .bind(write_lock_ms as i64)
+                .bind(full.run_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        tracing::debug!(
+            write_lock_ms,
+            source = plan.source.as_str(),
+            "cache written"
+        );
+        Ok(ApplyCounts {
+            write_lock_ms,
+            ..counts
+        })
+    }
+}
+
+async fn data_version(conn: &mut SqliteConnection) -> Result<i64, Error> {
+    Ok(sqlx::query_scalar("PRAGMA main.data_version")
+        .fetch_one(conn)
+        .await?)
+}
+
+async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepared, Error> {
+    let fetch_started = plan.full.as_ref().map(|f| f.fetch_started);
+    for sql in PREPARE_IDENTITY {
+        sqlx::query(*sql).execute(&mut *conn).await?;
+    }
+    if let Some(started) = fetch_started {
+        sqlx::query(PREPARE_FROZEN)
+            .bind(started)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(PREPARE_UPDATED).execute(&mut *conn).await?;
+    let gone = match plan.full {
+        Some(_) => PREPARE_GONE_FULL,
+        None => PREPARE_GONE_PARTIAL,
+    };
+    sqlx::query(gone).execute(&mut *conn).await?;
+    for sql in PREPARE_MEMBERS.iter().chain(PREPARE_HISTORY) {
+        sqlx::query(*sql).execute(&mut *conn).await?;
+    }
+    Ok(sqlx::query_as::<_, Prepared>(
+        "SELECT (SELECT count(*) FROM temp.d_new) AS inserted,
+                (SELECT count(*) FROM temp.d_upd) AS updated,
+                (SELECT count(*) FROM temp.d_gone) AS deleted,
+                (SELECT count(*) FROM temp.ident WHERE old_user_name IS NOT NULL) AS relinked,
+                (SELECT count(*) FROM temp.d_mdel)
+                  + (SELECT count(*) FROM main.memberships
+                     WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group))
+                  AS member_rows_removed,
+                (SELECT count(*) FROM temp.d_mups)
+                  + (SELECT count(*) FROM temp.stage_members s
+                     JOIN temp.gmap gm ON gm.new_name = s.group_user_name WHERE gm.fresh = 1)
+                  AS member_rows_written,
+                (SELECT count(*) FROM main.contacts WHERE deleted_at IS NULL) AS live_contacts,
+                (SELECT count(*) FROM main.memberships) AS stored_memberships",
+    )
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// A deletion the guard holds back.
+struct Held {
+    reason: String,
+    digest: String,
+}
+
+impl Held {
+    fn into_error(self) -> Error {
+        Error::Held {
+            reason: self.reason,
+        }
+    }
+}
+
+/// Rows below this many are never held back: deleting 2 of 5 contacts is
+/// ordinary.
+const GUARD_FLOOR: i64 = 10;
+
+/// Whether the deletion guard holds this result back (docs/storage.md).
+async fn guard(
+    conn: &mut SqliteConnection,
+    full: &FullSync<'_>,
+    p: &Prepared,
+) -> Result<Option<Held>, Error> {
+    let share = |part: i64, whole: i64| {
+        if part < GUARD_FLOOR || whole == 0 {
+            0.0
+        } else {
+            part as f64 / whole as f64
+        }
+    };
+    let contacts = share(p.deleted, p.live_contacts);
+    let members = share(p.member_rows_removed, p.stored_memberships);
+    if full.force || (contacts <= full.guard && members <= full.guard) {
+        return Ok(None);
+    }
+    let gone: Vec<i64> = sqlx::query_scalar("SELECT contact_id FROM temp.d_gone ORDER BY 1")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut h = Xxh3::new();
+    for id in &gone {
+        h.update(&id.to_le_bytes());
+    }
+    h.update(&p.member_rows_removed.to_le_bytes());
+    let digest = format!("{:032x}", h.digest128());
+    let previous: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT deletion_digest FROM main.sync_runs
+         WHERE id < ?1 AND status != 'running' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(full.run_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if previous.flatten().as_deref() == Some(digest.as_str()) {
+        tracing::warn!(
+            deleted = p.deleted,
+            member_rows = p.member_rows_removed,
+            "the same large deletion came twice in a row; applying it"
+        );
+        return Ok(None);
+    }
+    let reason = format!(
+        "held back: this sync would mark {} of {} contacts deleted and remove {} of {} \
+         membership rows, more than the {:.0} % `sync.deletion_guard` allows; the cache is \
+         unchanged. The same answer on the next sync is applied; `wxsync sync --force` \
+         applies it now",
+        p.deleted,
+        p.live_contacts,
+        p.member_rows_removed,
+        p.stored_memberships,
+        full.guard * 100.0
+    );
+    Ok(Some(Held { reason, digest }))
+}
+
+async fn record_held(conn: &mut SqliteConnection, run_id: i64, held: &Held) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE main.sync_runs SET status = 'failed', finished_at = ?1, error = ?2,
+             deletion_digest = ?3 WHERE id = ?4",
+    )
+    .bind(now())
+    .bind(&held.reason)
+    .bind(&held.digest)
+    .bind(run_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The parts of a full sync's write that only it does: the login the cache
+/// now names, the candidates a re-link left, the run row.
+async fn finish_full(
+    tx: &mut SqliteConnection,
+    full: &FullSync<'_>,
+    counts: &ApplyCounts,
+    now: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE main.identity SET login_id = ?1, linked_at = ?2
+         WHERE login_id IS NOT ?1",
+    )
+    .bind(full.login_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let unlinked: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT old_contact_id) FROM temp.candidates")
+            .fetch_one(&mut *tx)
+            .await?;
+    if counts.relinked > 0 || unlinked > 0 {
+        sqlx::query("DELETE FROM main.identity_candidates")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO main.identity_candidates
+             SELECT c.old_contact_id, i.contact_id, c.score, c.evidence, ?1
+             FROM temp.candidates c JOIN temp.ident i ON i.user_name = c.new_name",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let stats = full.stats;
+    sqlx::query(
+        "UPDATE main.sync_runs SET status = 'ok', finished_at = ?1, contacts = ?2, groups = ?3,
+             memberships = ?4, inserted = ?5, updated = ?6, deleted = ?7,
+             member_count_mismatches = ?8, notes = ?9, relinked = ?10, unlinked = ?11,
+             memberships_changed = ?12
+         WHERE id = ?13",
+    )
+    .bind(now)
+    .bind(stats.contacts as i64)
+    .bind(stats.groups as i64)
+    .bind(stats.memberships as i64)
+    .bind(counts.inserted as i64)
+    .bind(counts.updated as i64)
+    .bind(counts.deleted as i64)
+    .bind(stats.member_count_mismatches as i64)
+    .bind(&stats.notes)
+    .bind(counts.relinked as i64)
+    .bind(unlinked)
+    .bind(counts.memberships_changed as i64)
+    .bind(full.run_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
