@@ -67,6 +67,9 @@ pub struct Stage {
     /// Stored member-list digests by group, read when the first group is
     /// staged.
     digests: Option<HashMap<String, String>>,
+    /// Groups described so far: name → (digest, whether rows were staged).
+    /// Written to `stage_groups` in one statement before the commit.
+    groups: HashMap<String, (String, bool)>,
 }
 
 impl Store {
@@ -80,6 +83,7 @@ impl Store {
         Ok(Stage {
             conn,
             digests: None,
+            groups: HashMap::new(),
         })
     }
 }
@@ -122,16 +126,17 @@ impl Stage {
             .as_ref()
             .and_then(|d| d.get(group))
             .is_none_or(|stored| *stored != digest);
-        sqlx::query("INSERT OR REPLACE INTO temp.stage_groups VALUES (?1, ?2, ?3)")
-            .bind(group)
-            .bind(&digest)
-            .bind(changed)
-            .execute(&mut self.conn)
-            .await?;
-        sqlx::query("DELETE FROM temp.stage_members WHERE group_user_name = ?1")
-            .bind(group)
-            .execute(&mut self.conn)
-            .await?;
+        if self
+            .groups
+            .insert(group.to_owned(), (digest, changed))
+            .is_some()
+        {
+            // Described twice: the later list replaces the earlier one.
+            sqlx::query("DELETE FROM temp.stage_members WHERE group_user_name = ?1")
+                .bind(group)
+                .execute(&mut self.conn)
+                .await?;
+        }
         if changed && !members.is_empty() {
             sqlx::query(
                 "INSERT OR REPLACE INTO temp.stage_members \
@@ -143,6 +148,27 @@ impl Stage {
             .await?;
         }
         Ok(changed)
+    }
+
+    /// Writes the described groups to `stage_groups`; the commit calls it.
+    pub(super) async fn flush_groups(&mut self) -> Result<(), Error> {
+        if self.groups.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(&String, &String, bool)> = self
+            .groups
+            .iter()
+            .map(|(g, (digest, staged))| (g, digest, *staged))
+            .collect();
+        sqlx::query(
+            "INSERT OR REPLACE INTO temp.stage_groups \
+             SELECT value->>0, value->>1, value->>2 FROM json_each(?1)",
+        )
+        .bind(serde_json::to_string(&rows).map_err(Error::Encode)?)
+        .execute(&mut self.conn)
+        .await?;
+        self.groups.clear();
+        Ok(())
     }
 
     /// Stages names the server says are gone (`DelContactList`); only a

@@ -349,8 +349,6 @@ struct Prepared {
     relinked: i64,
     member_rows_removed: i64,
     member_rows_written: i64,
-    live_contacts: i64,
-    stored_memberships: i64,
 }
 
 impl Stage {
@@ -358,6 +356,7 @@ impl Stage {
     /// result the deletion guard holds back records its run `failed` and
     /// returns [`Error::Held`], writing nothing else.
     pub async fn commit(mut self, plan: Plan<'_>) -> Result<ApplyCounts, Error> {
+        self.flush_groups().await?;
         let conn = &mut self.conn;
         let version = data_version(conn).await?;
         let mut snapshot = conn.begin().await?;
@@ -466,9 +465,7 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
                 (SELECT count(*) FROM temp.d_mups)
                   + (SELECT count(*) FROM temp.stage_members s
                      JOIN temp.gmap gm ON gm.new_name = s.group_user_name WHERE gm.fresh = 1)
-                  AS member_rows_written,
-                (SELECT count(*) FROM main.contacts WHERE deleted_at IS NULL) AS live_contacts,
-                (SELECT count(*) FROM main.memberships) AS stored_memberships",
+                  AS member_rows_written",
     )
     .fetch_one(&mut *conn)
     .await?)
@@ -498,6 +495,15 @@ async fn guard(
     full: &FullSync<'_>,
     p: &Prepared,
 ) -> Result<Option<Held>, Error> {
+    if full.force || (p.deleted < GUARD_FLOOR && p.member_rows_removed < GUARD_FLOOR) {
+        return Ok(None);
+    }
+    let (live_contacts, stored_memberships): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM main.contacts WHERE deleted_at IS NULL),
+                (SELECT count(*) FROM main.memberships)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     let share = |part: i64, whole: i64| {
         if part < GUARD_FLOOR || whole == 0 {
             0.0
@@ -505,9 +511,9 @@ async fn guard(
             part as f64 / whole as f64
         }
     };
-    let contacts = share(p.deleted, p.live_contacts);
-    let members = share(p.member_rows_removed, p.stored_memberships);
-    if full.force || (contacts <= full.guard && members <= full.guard) {
+    if share(p.deleted, live_contacts) <= full.guard
+        && share(p.member_rows_removed, stored_memberships) <= full.guard
+    {
         return Ok(None);
     }
     let gone: Vec<i64> = sqlx::query_scalar("SELECT contact_id FROM temp.d_gone ORDER BY 1")
@@ -540,9 +546,9 @@ async fn guard(
          unchanged. The same answer on the next sync is applied; `wxsync sync --force` \
          applies it now",
         p.deleted,
-        p.live_contacts,
+        live_contacts,
         p.member_rows_removed,
-        p.stored_memberships,
+        stored_memberships,
         full.guard * 100.0
     );
     Ok(Some(Held { reason, digest }))
