@@ -54,7 +54,8 @@ fn stderr_id() -> Option<(u64, u64)> {
     Some((meta.dev(), meta.ino()))
 }
 
-pub fn init() {
+/// Sets up logging; returns where events go.
+pub fn init() -> Sink {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let registry = tracing_subscriber::registry().with(filter);
@@ -64,7 +65,7 @@ pub fn init() {
                 let _ = registry
                     .with(journald.with_syslog_identifier("wxsync".into()))
                     .try_init();
-                return;
+                return Sink::Journald;
             }
             Err(e) => Some(e),
         },
@@ -78,6 +79,7 @@ pub fn init() {
     if let Some(e) = fallback {
         tracing::warn!(error = %e, "journald is not reachable; logging to stderr");
     }
+    Sink::Stderr
 }
 
 /// A string from outside (a user's `pending_ops` row, a WeChat name) made

@@ -128,8 +128,10 @@ fn create_private(path: &Path) -> Result<(), Error> {
     }
 }
 
-/// Looks at the file read-only: tables but no wxsync migration history
-/// means another application's database.
+/// Looks at the file, reading only (no journal mode set, nothing written;
+/// not a read-only connection, which could not recover a WAL file after a
+/// crash): tables but no wxsync migration history means another
+/// application's database.
 async fn refuse_foreign(path: &Path) -> Result<(), Error> {
     let open_err = |source| Error::Open {
         path: path.to_owned(),
@@ -137,7 +139,6 @@ async fn refuse_foreign(path: &Path) -> Result<(), Error> {
     };
     let options = SqliteConnectOptions::new()
         .filename(path)
-        .read_only(true)
         .busy_timeout(BUSY_TIMEOUT);
     let mut conn = SqliteConnection::connect_with(&options)
         .await
