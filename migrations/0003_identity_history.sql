@@ -106,6 +106,8 @@ CREATE TABLE contact_changes (
 );
 CREATE INDEX contact_changes_contact ON contact_changes (contact_id, at);
 CREATE INDEX contact_changes_at ON contact_changes (at);
+-- A remark edit may name its contact by a user name of an earlier login.
+CREATE INDEX contact_changes_relinked ON contact_changes (old_value) WHERE change = 'relinked';
 
 ALTER TABLE sync_runs ADD COLUMN relinked INTEGER NOT NULL DEFAULT 0;  -- rows linked to this login's names
 ALTER TABLE sync_runs ADD COLUMN unlinked INTEGER NOT NULL DEFAULT 0;  -- previous login's rows left unlinked

@@ -1,10 +1,13 @@
 //! What every command shares: the configuration, the open store, and the
-//! session file with its rules (CONTRACT.md "Session lifecycle").
+//! session file with its rules: one login per file, written back only while
+//! it still holds that login.
 
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use tracing::warn;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -27,7 +30,7 @@ impl App {
     }
 
     pub fn load_session(&self) -> anyhow::Result<Option<Session>> {
-        Ok(Session::load(&self.session_path())?)
+        load_session_file(&self.session_path())
     }
 
     /// The saved session, or an error that says what to do.
@@ -58,6 +61,8 @@ impl App {
         }
     }
 
+    /// A client for `session`. A saved session the client cannot be built
+    /// from is as unusable as an unreadable file: both need a new login.
     pub fn client(&self, session: Session) -> anyhow::Result<Client> {
         Client::new(session, &self.client_options()).context("cannot set up the HTTP client")
     }
@@ -66,6 +71,7 @@ impl App {
         SyncOptions {
             batch_pause: self.config.wechat.batch_pause,
             retry_base: self.config.wechat.retry_delay,
+            deletion_guard: self.config.sync.deletion_guard,
             ..SyncOptions::default()
         }
     }
@@ -75,7 +81,7 @@ impl App {
     /// overwritten. Returns whether it wrote.
     pub fn save_session_if_current(&self, session: &Session) -> anyhow::Result<bool> {
         let path = self.session_path();
-        match Session::load(&path)? {
+        match load_session_file(&path)? {
             Some(on_disk) if on_disk.login_id() == session.login_id() => {
                 session.save(&path)?;
                 Ok(true)
@@ -83,4 +89,33 @@ impl App {
             _ => Ok(false),
         }
     }
+}
+
+/// Reads a session file (`None` when there is none). The file holds login
+/// secrets: if group or others may read it, it is made private first and
+/// that is said loudly — or, if it cannot be, refused, as ssh refuses a key
+/// others can read.
+pub fn load_session_file(path: &Path) -> anyhow::Result<Option<Session>> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+            let mode = meta.permissions().mode() & 0o777;
+            let private = std::fs::Permissions::from_mode(mode & 0o700);
+            if let Err(e) = std::fs::set_permissions(path, private) {
+                bail!(
+                    "session file {} is readable by group or others (mode {mode:04o}) and \
+                     cannot be made private ({e}): it holds login secrets; run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+            warn!(
+                file = %path.display(),
+                "the session file was readable by group or others (mode {mode:04o}); \
+                 it holds login secrets, so wxsync made it {:04o}",
+                mode & 0o700
+            );
+        }
+        _ => {}
+    }
+    Ok(Session::load(path)?)
 }

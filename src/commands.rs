@@ -1,4 +1,4 @@
-//! One function per command of CONTRACT.md; `main` calls [`run`].
+//! One function per command (the README lists them); `main` calls [`run`].
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -34,7 +34,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Login => login(&App::open(config).await?).await,
-        Command::Sync(args) => sync_once(&App::open(config).await?, &args).await,
+        Command::Sync(args) => sync_once(&App::open(config).await?, &args)
+            .await
+            .map_err(login_hint),
         Command::Run => daemon::run(App::open(config).await?, shutdown_on_signal()).await,
         Command::Status { json } => status(&App::open(config).await?, json).await,
         Command::Demo(account) => demo(config, &account).await,
@@ -54,6 +56,25 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
     }
     line
+}
+
+/// An error that comes from the server ending the session, with what a
+/// person at the terminal must do next.
+fn login_hint(e: anyhow::Error) -> anyhow::Error {
+    let dead = e.chain().any(|cause| {
+        cause
+            .downcast_ref::<sync::SyncError>()
+            .is_some_and(sync::SyncError::is_session_dead)
+            || cause
+                .downcast_ref::<webwx::Error>()
+                .is_some_and(webwx::Error::is_session_dead)
+    });
+    let line = one_line(&e);
+    if dead && !line.contains("wxsync login") {
+        anyhow::anyhow!("{line}: run `wxsync login` to log in again")
+    } else {
+        e
+    }
 }
 
 /// A token cancelled by the first SIGTERM or SIGINT.
@@ -312,5 +333,21 @@ mod tests {
             one_line(&e),
             "starting: cannot read config file x.toml: disk full"
         );
+    }
+
+    #[test]
+    fn a_dead_session_error_says_to_log_in_and_others_do_not() {
+        let dead = anyhow::Error::new(sync::SyncError::Protocol(webwx::Error::SessionDead {
+            code: 1101,
+            endpoint: "webwxinit",
+        }));
+        assert_eq!(
+            one_line(&login_hint(dead)),
+            "webwxinit: the server ended the session (code 1101): run `wxsync login` to log in again"
+        );
+        let other = anyhow::Error::new(webwx::Error::RateLimited {
+            endpoint: "webwxinit",
+        });
+        assert!(!one_line(&login_hint(other)).contains("wxsync login"));
     }
 }

@@ -1,5 +1,7 @@
 //! Configuration: defaults, then the TOML file (`--config`), then the command
-//! line (`--database`). Every key is optional; a bad one is named in the error.
+//! line (`--database`). Every key is optional; a bad one is named in the error,
+//! and every value is checked when the file is loaded, so a daemon never starts
+//! with a setting that would stop one of its tasks later.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,6 +33,7 @@ pub struct Config {
     pub wechat: WechatConfig,
     pub sync: SyncConfig,
     pub ops: OpsConfig,
+    pub history: HistoryConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -58,6 +61,11 @@ pub struct SyncConfig {
     /// Full-sync cron expression, six fields (seconds first), UTC.
     #[serde(deserialize_with = "schedule")]
     pub schedule: String,
+    /// The share (0 < x ≤ 1) of live contacts a full sync may mark deleted,
+    /// or of membership rows it may drop, before it is held back. Written
+    /// as a percentage: `"20%"`.
+    #[serde(deserialize_with = "share")]
+    pub deletion_guard: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -68,6 +76,14 @@ pub struct OpsConfig {
     pub poll_interval: Duration,
 }
 
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// How long `contact_changes` rows are kept.
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -76,6 +92,7 @@ impl Default for Config {
             wechat: WechatConfig::default(),
             sync: SyncConfig::default(),
             ops: OpsConfig::default(),
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -96,6 +113,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             schedule: "0 */30 * * * *".into(),
+            deletion_guard: 0.2,
         }
     }
 }
@@ -107,6 +125,44 @@ impl Default for OpsConfig {
         }
     }
 }
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            retention: Duration::from_secs(730 * DAY),
+        }
+    }
+}
+
+const SECOND: u64 = 1;
+const MINUTE: u64 = 60 * SECOND;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+/// The sensible range of each duration key: zero would spin a loop or stop
+/// a task, and the upper bounds catch a unit typed wrong ("500h" for "500ms").
+const DURATION_BOUNDS: [(&str, Duration, Duration); 4] = [
+    (
+        "wechat.batch_pause",
+        Duration::from_millis(1),
+        Duration::from_secs(MINUTE),
+    ),
+    (
+        "wechat.retry_delay",
+        Duration::from_millis(10),
+        Duration::from_secs(10 * MINUTE),
+    ),
+    (
+        "ops.poll_interval",
+        Duration::from_millis(10),
+        Duration::from_secs(HOUR),
+    ),
+    (
+        "history.retention",
+        Duration::from_secs(DAY),
+        Duration::from_secs(100 * 365 * DAY),
+    ),
+];
 
 impl Config {
     /// Reads `path` if given, else the defaults.
@@ -124,9 +180,10 @@ impl Config {
         })
     }
 
-    /// Parses TOML text; the error names the key and line at fault.
+    /// Parses TOML text and checks every value; the error names the key at
+    /// fault (and the line, for a value that does not parse).
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| {
+        let config: Config = toml::from_str(text).map_err(|e| {
             let key = e.message();
             match e.span() {
                 Some(span) => {
@@ -135,7 +192,35 @@ impl Config {
                 }
                 None => key.to_string(),
             }
-        })
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that parse but make no sense: durations out of
+    /// range, URLs that are not http(s) with a host.
+    fn validate(&self) -> Result<(), String> {
+        let durations = [
+            self.wechat.batch_pause,
+            self.wechat.retry_delay,
+            self.ops.poll_interval,
+            self.history.retention,
+        ];
+        for ((key, min, max), value) in DURATION_BOUNDS.iter().zip(durations) {
+            if value < *min || value > *max {
+                return Err(format!(
+                    "{key} = \"{}\" is out of range: it must be between {} and {}",
+                    humantime::format_duration(value),
+                    humantime::format_duration(*min),
+                    humantime::format_duration(*max)
+                ));
+            }
+        }
+        check_web_url("wechat.login_url", &self.wechat.login_url)?;
+        if let Some(url) = &self.wechat.push_url {
+            check_web_url("wechat.push_url", url)?;
+        }
+        Ok(())
     }
 
     pub fn session_file(&self) -> PathBuf {
@@ -173,6 +258,36 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
+/// Only http(s) URLs with a host can reach a WeChat server (or the simulator).
+fn check_web_url(key: &str, url: &Url) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "{key} = \"{url}\": the scheme must be http or https, not {}",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{key} = \"{url}\": the URL names no host"));
+    }
+    Ok(())
+}
+
+/// `"N%"` with 0 < N ≤ 100, as a fraction.
+fn share<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let s = String::deserialize(d)?;
+    let percent = s
+        .trim()
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|n| *n > 0.0 && *n <= 100.0)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "sync.deletion_guard: \"{s}\" is not a share like \"20%\" (more than 0%, at most 100%)"
+            ))
+        })?;
+    Ok(percent / 100.0)
+}
+
 fn optional_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
     let s = String::deserialize(d)?;
     if s.is_empty() {
@@ -204,10 +319,14 @@ mod tests {
             push_url = ""
             mode = "web"
             batch_pause = "50ms"
+            retry_delay = "1s"
             [sync]
             schedule = "0 0 * * * *"
+            deletion_guard = "5.5%"
             [ops]
             poll_interval = "250ms"
+            [history]
+            retention = "90d"
             "#,
         )
         .unwrap();
@@ -215,7 +334,78 @@ mod tests {
         assert_eq!(c.wechat.mode, Mode::Web);
         assert_eq!(c.wechat.push_url, None);
         assert_eq!(c.wechat.batch_pause, Duration::from_millis(50));
+        assert_eq!(c.wechat.retry_delay, Duration::from_secs(1));
         assert_eq!(c.ops.poll_interval, Duration::from_millis(250));
+        assert!((c.sync.deletion_guard - 0.055).abs() < 1e-12);
+        assert_eq!(c.history.retention, Duration::from_secs(90 * DAY));
+    }
+
+    #[test]
+    fn the_defaults_are_documented_values() {
+        let c = Config::default();
+        assert_eq!(c.sync.deletion_guard, 0.2);
+        assert_eq!(c.history.retention, Duration::from_secs(730 * DAY));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_zero_or_absurd_duration_is_refused_with_its_key() {
+        for (text, key) in [
+            ("[ops]\npoll_interval = \"0s\"\n", "ops.poll_interval"),
+            ("[ops]\npoll_interval = \"2h\"\n", "ops.poll_interval"),
+            ("[wechat]\nbatch_pause = \"0ms\"\n", "wechat.batch_pause"),
+            ("[wechat]\nretry_delay = \"0s\"\n", "wechat.retry_delay"),
+            ("[wechat]\nretry_delay = \"500h\"\n", "wechat.retry_delay"),
+            ("[history]\nretention = \"0s\"\n", "history.retention"),
+            ("[history]\nretention = \"1h\"\n", "history.retention"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(
+                e.starts_with(key) && e.contains("out of range"),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_deletion_guard_must_be_a_share_above_zero_and_at_most_all() {
+        assert_eq!(
+            Config::parse("[sync]\ndeletion_guard = \"100%\"\n")
+                .unwrap()
+                .sync
+                .deletion_guard,
+            1.0
+        );
+        for bad in ["0%", "-5%", "101%", "20", "twenty%", "NaN%", ""] {
+            let e = Config::parse(&format!("[sync]\ndeletion_guard = \"{bad}\"\n")).unwrap_err();
+            assert!(
+                e.contains("sync.deletion_guard") && e.contains("line 2"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn urls_must_be_http_or_https_with_a_host() {
+        for (text, key) in [
+            ("[wechat]\nlogin_url = \"htp:/nope\"\n", "wechat.login_url"),
+            (
+                "[wechat]\nlogin_url = \"ftp://login.wx.qq.com\"\n",
+                "wechat.login_url",
+            ),
+            (
+                "[wechat]\npush_url = \"file:///tmp/x\"\n",
+                "wechat.push_url",
+            ),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.starts_with(key), "{text}: {e}");
+        }
+        let c = Config::parse("[wechat]\npush_url = \"https://webpush.wx2.qq.com\"\n").unwrap();
+        assert_eq!(
+            c.wechat.push_url.unwrap().host_str(),
+            Some("webpush.wx2.qq.com")
+        );
     }
 
     #[test]

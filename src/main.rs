@@ -2,15 +2,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use wxsync::cli::Cli;
+use wxsync::telemetry::{self, Sink};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    wxsync::telemetry::init();
+    let sink = telemetry::init();
     match wxsync::commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wxsync: {}", wxsync::commands::one_line(&e));
+            let line = wxsync::commands::one_line(&e);
+            match sink {
+                // At error priority, so `journalctl -p err` shows why it stopped.
+                Sink::Journald => tracing::error!("wxsync: {line}"),
+                Sink::Stderr => eprintln!("wxsync: {line}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::SessionCtx;
+use super::{SessionCtx, TaskError, TaskResult};
 use crate::backoff::Backoff;
 use crate::contact::{Contact, Member, is_group};
 use crate::store::{self, Plan, Source};
@@ -16,7 +16,7 @@ use crate::webwx::{self, SyncReply};
 
 /// Runs until `token` is cancelled (`Ok`) or the server ends the session
 /// (`Err`). Network errors, 5xx and 1205 back off.
-pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> Result<(), webwx::Error> {
+pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> TaskResult {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
     let mut held = Held::new();
     loop {
@@ -58,7 +58,7 @@ pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> Result<(
                 continue;
             }
             Ok(false) => backoff.next_delay(),
-            Err(e) if e.is_session_dead() => return Err(e),
+            Err(e) if e.is_session_dead() => return Err(TaskError::SessionDead(e)),
             Err(e) => {
                 let delay = backoff.next_delay();
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "keepalive failed; backing off");

@@ -5,25 +5,34 @@
 //! and a watch on the session file. A session ends when the server kills it
 //! (the state is recorded and the daemon waits for a new `wxsync login`),
 //! when `wxsync login` replaces the file (the daemon switches over), or on
-//! shutdown. Every task stops through one cancellation token.
+//! shutdown. Every task stops through one cancellation token, and shutdown
+//! waits for them at most [`STOP_GRACE`], well inside the unit's
+//! `TimeoutStopSec`.
+//!
+//! A task that ends any other way — an error it cannot handle, a panic, or
+//! returning while it was not told to stop — ends the daemon with an error
+//! (a non-zero exit), so that systemd (`Restart=on-failure`) starts it again:
+//! the daemon never runs on without one of its tasks while looking healthy.
 
 mod keepalive;
 mod notify;
 mod ops;
 mod schedule;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use anyhow::anyhow;
 use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::app::App;
+use crate::app::{self, App};
 use crate::backoff::Backoff;
+use crate::commands::one_line;
 use crate::sync::{self, SyncError};
 use crate::webwx::{self, Client, Session, SessionState};
 
@@ -32,6 +41,10 @@ pub use notify::Notifier;
 /// How often the session file is looked at (its mtime; it is read only when
 /// that changed).
 const SESSION_POLL: Duration = Duration::from_secs(1);
+
+/// How long shutdown waits for the session's tasks once they are told to
+/// stop; the unit gives the whole process `TimeoutStopSec=20`.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Waits for SIGTERM or SIGINT.
 pub async fn signal() {
@@ -61,14 +74,14 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     let watchdog = notifier.spawn_watchdog(shutdown.clone());
     let mut announced: Option<String> = None;
     let result = loop {
-        let Some(session) = wait_for_session(&app, &shutdown, &mut announced, &notifier).await
+        let Some(client) = wait_for_session(&app, &shutdown, &mut announced, &notifier).await
         else {
             break Ok(());
         };
         notifier.status("session active; syncing");
         let ctx = SessionCtx {
             app: app.clone(),
-            client: app.client(session)?,
+            client,
             ticks: ticks.clone(),
             resync: tick_tx.clone(),
             sync_running: sync_running.clone(),
@@ -83,37 +96,44 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         }
     };
     notifier.stopping();
-    if let Err(e) = scheduler.shutdown().await {
-        warn!(error = %e, "scheduler did not stop cleanly");
+    match tokio::time::timeout(Duration::from_secs(2), scheduler.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "scheduler did not stop cleanly"),
+        Err(_) => warn!("scheduler did not stop within 2 s; leaving it"),
     }
     watchdog.abort();
     result
 }
 
-/// Returns the first active session in the session file, or `None` on
-/// shutdown. Says once (per state) why it is waiting. systemd hears READY as
-/// soon as the state is known, whatever it is.
+/// Returns a client for the first active session in the session file, or
+/// `None` on shutdown. Says once (per state) why it is waiting: no file, a
+/// logged-out session, or a file that cannot be read or used (its client
+/// cannot be built) — each waits for the next `wxsync login`. systemd hears
+/// READY as soon as the state is known, whatever it is.
 async fn wait_for_session(
     app: &App,
     shutdown: &CancellationToken,
     announced: &mut Option<String>,
     notifier: &Notifier,
-) -> Option<Session> {
+) -> Option<Client> {
     let mut file = FileWatch::new(app.session_path());
     loop {
         if file.changed() {
             let why = match file.load() {
                 Ok(Some(s)) => match s.state() {
-                    SessionState::Active => {
-                        notifier.ready();
-                        return Some(s);
-                    }
+                    SessionState::Active => match app.client(s) {
+                        Ok(client) => {
+                            notifier.ready();
+                            return Some(client);
+                        }
+                        Err(e) => format!("the session file is unusable ({})", one_line(&e)),
+                    },
                     SessionState::LoggedOut { reason, .. } => {
                         format!("the session was logged out ({reason})")
                     }
                 },
                 Ok(None) => format!("no session in {}", file.path.display()),
-                Err(e) => format!("the session file is unusable ({e})"),
+                Err(e) => format!("the session file is unusable ({})", one_line(&e)),
             };
             if announced.as_deref() != Some(why.as_str()) {
                 warn!("{why}: run `wxsync login`; waiting for a new session");
@@ -153,51 +173,57 @@ struct SessionCtx {
 
 impl SessionCtx {
     async fn run(&self, shutdown: &CancellationToken) -> anyhow::Result<End> {
-        let token = shutdown.child_token();
-        let (dead_tx, mut dead_rx) = mpsc::channel::<webwx::Error>(4);
-        let tasks = TaskTracker::new();
-        let (ctx, t) = (self.clone(), token.clone());
-        tasks.spawn(report_death(dead_tx.clone(), async move {
-            ctx.sync_loop(&t).await
-        }));
-        let (ctx, t) = (self.clone(), token.clone());
-        tasks.spawn(report_death(dead_tx.clone(), async move {
-            keepalive::run(&ctx, &t).await
-        }));
-        let (ctx, t) = (self.clone(), token.clone());
-        tasks.spawn(report_death(
-            dead_tx,
-            async move { ops::run(&ctx, &t).await },
-        ));
-        tasks.close();
+        let mut tasks = Tasks::new(shutdown.child_token());
+        let (ctx, t) = (self.clone(), tasks.token());
+        tasks.spawn("full sync", async move { ctx.sync_loop(&t).await });
+        let (ctx, t) = (self.clone(), tasks.token());
+        tasks.spawn("keepalive", async move { keepalive::run(&ctx, &t).await });
+        let (ctx, t) = (self.clone(), tasks.token());
+        tasks.spawn("remark queue", async move { ops::run(&ctx, &t).await });
 
         let login_id = self.client.session().login_id().to_owned();
         let mut file = FileWatch::new(self.app.session_path());
         let end = loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break End::Shutdown,
-                Some(e) = dead_rx.recv() => {
-                    // The client has recorded the logged-out state in its
-                    // session; write it out so `status` can tell.
-                    self.persist();
-                    error!(error = %e, "the server ended the session; every row is kept");
-                    break End::LoggedOut;
-                }
+                biased;
+                _ = shutdown.cancelled() => break Ok(End::Shutdown),
+                exit = tasks.exited() => match exit {
+                    Exit::LoggedOut(e) => {
+                        // The client has recorded the logged-out state in its
+                        // session; write it out so `status` can tell.
+                        self.persist();
+                        error!(error = %e, "the server ended the session; every row is kept");
+                        break Ok(End::LoggedOut);
+                    }
+                    Exit::Died(e) => {
+                        error!(
+                            error = %one_line(&e),
+                            "a task of the daemon stopped; exiting so that it is restarted"
+                        );
+                        break Err(e);
+                    }
+                },
                 _ = tokio::time::sleep(SESSION_POLL) => {
                     let replaced = file.changed()
                         && matches!(file.load(), Ok(Some(s)) if s.login_id() != login_id);
                     if replaced {
-                        break End::Replaced;
+                        break Ok(End::Replaced);
                     }
                 }
             }
         };
-        token.cancel();
-        tasks.wait().await;
-        if matches!(end, End::Shutdown) {
+        let stuck = tasks.stop(STOP_GRACE).await;
+        if !stuck.is_empty() {
+            warn!(
+                tasks = ?stuck,
+                grace_s = STOP_GRACE.as_secs(),
+                "tasks did not stop in time; abandoned (a write in progress is rolled back)"
+            );
+        }
+        if !matches!(end, Ok(End::LoggedOut | End::Replaced)) {
             self.persist();
         }
-        Ok(end)
+        end
     }
 
     /// Writes the newest keys back to the session file (if it is still ours).
@@ -209,7 +235,7 @@ impl SessionCtx {
 
     /// One full sync at start, then one per scheduler tick; on a transient
     /// failure, retries with back-off instead of waiting for the next tick.
-    async fn sync_loop(&self, token: &CancellationToken) -> Result<(), webwx::Error> {
+    async fn sync_loop(&self, token: &CancellationToken) -> TaskResult {
         use std::sync::atomic::Ordering;
         let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(600));
         let mut retry_in: Option<Duration> = Some(Duration::ZERO);
@@ -225,6 +251,19 @@ impl SessionCtx {
             tokio::select! {
                 _ = token.cancelled() => return Ok(()),
                 _ = wait => {}
+            }
+            // This sync serves every request made before it starts: a tick
+            // that fired while there was no session, or a resync asked for
+            // during the back-off, must not run a second sync right after.
+            let mut stale = 0;
+            while self.ticks.lock().await.try_recv().is_ok() {
+                stale += 1;
+            }
+            if stale > 0 {
+                debug!(
+                    requests = stale,
+                    "earlier full-sync requests served by this sync"
+                );
             }
             self.sync_running.store(true, Ordering::SeqCst);
             let extra: Vec<String> = self.learned_groups.lock().await.iter().cloned().collect();
@@ -246,9 +285,18 @@ impl SessionCtx {
                         "synced {} contacts, {} groups, {} memberships",
                         report.stats.contacts, report.stats.groups, report.stats.memberships
                     ));
+                    self.prune_history().await;
                 }
                 Err(SyncError::Cancelled) => return Ok(()),
-                Err(SyncError::Protocol(e)) if e.is_session_dead() => return Err(e),
+                Err(SyncError::Protocol(e)) if e.is_session_dead() => {
+                    return Err(TaskError::SessionDead(e));
+                }
+                // Asking again at once would get the same answer and apply
+                // it; the next scheduled sync is the second opinion.
+                Err(e) if e.is_held() => {
+                    warn!(error = %e, "full sync held back until the next scheduled one");
+                    retry_in = None;
+                }
                 Err(e) => {
                     let delay = backoff.next_delay();
                     warn!(error = %e, retry_in_s = delay.as_secs(), "full sync failed; will retry");
@@ -259,14 +307,150 @@ impl SessionCtx {
     }
 }
 
-/// Runs one of a session's tasks; a dead session it ends with is passed on.
-async fn report_death(
-    dead: mpsc::Sender<webwx::Error>,
-    task: impl Future<Output = Result<(), webwx::Error>>,
-) {
-    if let Err(e) = task.await {
-        let _ = dead.send(e).await;
+impl SessionCtx {
+    /// Drops the history rows older than `history.retention`.
+    async fn prune_history(&self) {
+        match self
+            .app
+            .store
+            .prune_history(self.app.config.history.retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(pruned) => info!(
+                pruned,
+                "old contact_changes rows removed (history.retention)"
+            ),
+            Err(e) => warn!(error = %e, "cannot remove old contact_changes rows"),
+        }
     }
+}
+
+/// Why a session task ended before it was told to stop.
+#[derive(Debug)]
+enum TaskError {
+    /// The server ended the session: wait for a new login.
+    SessionDead(webwx::Error),
+    /// Anything else: the task cannot go on.
+    Failed(anyhow::Error),
+}
+
+/// What every session task returns: `Ok` once it was told to stop.
+type TaskResult = Result<(), TaskError>;
+
+/// How a session's tasks ended before they were told to.
+#[derive(Debug)]
+enum Exit {
+    LoggedOut(webwx::Error),
+    /// The error names the task.
+    Died(anyhow::Error),
+}
+
+/// The tasks of one session, each named for the log, sharing one
+/// cancellation token.
+struct Tasks {
+    set: JoinSet<TaskResult>,
+    names: HashMap<tokio::task::Id, &'static str>,
+    token: CancellationToken,
+}
+
+impl Tasks {
+    fn new(token: CancellationToken) -> Tasks {
+        Tasks {
+            set: JoinSet::new(),
+            names: HashMap::new(),
+            token,
+        }
+    }
+
+    fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = TaskResult> + Send + 'static,
+    ) {
+        let id = self.set.spawn(task).id();
+        self.names.insert(id, name);
+    }
+
+    fn name(&self, id: tokio::task::Id) -> &'static str {
+        self.names.get(&id).copied().unwrap_or("unnamed")
+    }
+
+    /// Waits for the first task to end while not told to stop, and says
+    /// how; never returns if none does. Cancel-safe.
+    async fn exited(&mut self) -> Exit {
+        loop {
+            let Some(joined) = self.set.join_next_with_id().await else {
+                return std::future::pending().await;
+            };
+            let (name, outcome) = match joined {
+                Ok((id, outcome)) => (self.names.remove(&id), outcome),
+                Err(e) => (
+                    self.names.remove(&e.id()),
+                    Err(TaskError::Failed(join_failure(e))),
+                ),
+            };
+            let name = name.unwrap_or("unnamed");
+            return match outcome {
+                Err(TaskError::SessionDead(e)) => Exit::LoggedOut(e),
+                Err(TaskError::Failed(e)) => {
+                    Exit::Died(e.context(format!("the {name} task stopped")))
+                }
+                // Told to stop (shutdown reached it first): not a death.
+                Ok(()) if self.token.is_cancelled() => continue,
+                Ok(()) => Exit::Died(anyhow!("the {name} task stopped by itself")),
+            };
+        }
+    }
+
+    /// Tells every task to stop and waits for them, at most `grace`; the
+    /// ones still running then are aborted, and their names returned.
+    async fn stop(mut self, grace: Duration) -> Vec<&'static str> {
+        self.token.cancel();
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(joined) = self.set.join_next_with_id().await {
+                let id = match joined {
+                    Ok((id, _)) => id,
+                    Err(e) => {
+                        let id = e.id();
+                        warn!(
+                            task = self.name(id),
+                            error = %join_failure(e),
+                            "a task failed while stopping"
+                        );
+                        id
+                    }
+                };
+                self.names.remove(&id);
+            }
+        })
+        .await;
+        if drained.is_ok() {
+            return Vec::new();
+        }
+        self.set.abort_all();
+        let mut stuck: Vec<_> = self.names.into_values().collect();
+        stuck.sort_unstable();
+        stuck
+    }
+}
+
+/// A task that panicked (or was aborted), in words.
+fn join_failure(e: tokio::task::JoinError) -> anyhow::Error {
+    if !e.is_panic() {
+        return anyhow!("it was aborted");
+    }
+    let panic = e.into_panic();
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    anyhow!("it panicked: {message}")
 }
 
 /// Tells when the session file may have changed (its mtime), so that it is
@@ -290,7 +474,91 @@ impl FileWatch {
         self.mtime.replace(now) != Some(now)
     }
 
-    fn load(&self) -> Result<Option<Session>, webwx::SessionError> {
-        Session::load(&self.path)
+    fn load(&self) -> anyhow::Result<Option<Session>> {
+        app::load_session_file(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tasks() -> Tasks {
+        Tasks::new(CancellationToken::new())
+    }
+
+    /// `exited`, or a panic if no task ends (time is paused: no wall clock).
+    async fn exited(t: &mut Tasks) -> Exit {
+        tokio::time::timeout(Duration::from_secs(3600), t.exited())
+            .await
+            .expect("a task ended")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_panics_is_reported_by_name() {
+        let mut t = tasks();
+        let token = t.token();
+        t.spawn("patient", async move {
+            token.cancelled().await;
+            Ok(())
+        });
+        t.spawn("remark queue", async { panic!("interval of zero") });
+        let Exit::Died(e) = exited(&mut t).await else {
+            panic!("not a death");
+        };
+        let text = one_line(&e);
+        assert!(text.contains("the remark queue task stopped"), "{text}");
+        assert!(text.contains("panicked: interval of zero"), "{text}");
+        assert!(t.stop(STOP_GRACE).await.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_returns_unasked_or_fails_is_a_death_and_a_dead_session_a_logout() {
+        let mut t = tasks();
+        t.spawn("keepalive", async { Ok(()) });
+        let Exit::Died(e) = exited(&mut t).await else {
+            panic!("not a death");
+        };
+        assert_eq!(one_line(&e), "the keepalive task stopped by itself");
+
+        t.spawn("full sync", async {
+            Err(TaskError::Failed(anyhow!("cannot watch the queue")))
+        });
+        let Exit::Died(e) = exited(&mut t).await else {
+            panic!("not a death");
+        };
+        assert_eq!(
+            one_line(&e),
+            "the full sync task stopped: cannot watch the queue"
+        );
+
+        t.spawn("keepalive", async {
+            Err(TaskError::SessionDead(webwx::Error::SessionDead {
+                code: 1101,
+                endpoint: "synccheck",
+            }))
+        });
+        assert!(matches!(exited(&mut t).await, Exit::LoggedOut(e) if e.is_session_dead()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_waits_for_the_grace_then_abandons_a_task_that_ignores_it() {
+        let mut t = tasks();
+        let token = t.token();
+        t.spawn("obedient", async move {
+            token.cancelled().await;
+            Ok(())
+        });
+        t.spawn("stubborn", async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        });
+        let started = tokio::time::Instant::now();
+        assert_eq!(t.stop(STOP_GRACE).await, vec!["stubborn"]);
+        assert_eq!(
+            started.elapsed(),
+            STOP_GRACE,
+            "paused time: exactly the grace"
+        );
     }
 }

@@ -2,17 +2,21 @@
 //! through webwxoplog, reads the contact back, and records the truth.
 //!
 //! Live servers have been seen answering Ret 0 without changing anything, so
-//! an op is `done` only when the read-back shows the new remark.
+//! an op is `done` only when the read-back shows the new remark. An op may
+//! name its contact by a name from an earlier login; the call and the
+//! read-back use the contact's current name.
 
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::SessionCtx;
+use super::{SessionCtx, TaskError, TaskResult};
 use crate::backoff::Backoff;
 use crate::contact::Kind;
 use crate::store::{PendingOp, Target};
+use crate::telemetry::escape;
 use crate::webwx::{self, BatchItem, text};
 
 /// Calls per op before it is given up as `failed`.
@@ -20,15 +24,13 @@ pub const MAX_ATTEMPTS: i64 = 5;
 
 /// Runs until `token` is cancelled (`Ok`) or the server ends the session
 /// (`Err`); ops then stay pending, untouched, for the next login.
-pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> Result<(), webwx::Error> {
+pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> TaskResult {
     let store = &ctx.app.store;
-    let mut watch = match store.queue_watch().await {
-        Ok(w) => w,
-        Err(e) => {
-            warn!(error = %e, "cannot watch the remark queue");
-            return Ok(());
-        }
-    };
+    let mut watch = store
+        .queue_watch()
+        .await
+        .context("cannot watch the remark queue")
+        .map_err(TaskError::Failed)?;
     let mut tick = tokio::time::interval(ctx.app.config.ops.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut backoff = Backoff::new(ctx.app.config.wechat.retry_delay, Duration::from_secs(300));
@@ -47,7 +49,7 @@ pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> Result<(
         }
         match drain(ctx, token, &mut backoff).await {
             Ok(()) => {}
-            Err(e) if e.is_session_dead() => break Err(e),
+            Err(e) if e.is_session_dead() => break Err(TaskError::SessionDead(e)),
             Err(e) => warn!(error = %e, "remark queue stopped for now"),
         }
     };
@@ -57,6 +59,7 @@ pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> Result<(
 
 /// Applies pending ops until none is left, one fails transiently (it is
 /// retried on a later tick, after a back-off), or `token` is cancelled.
+/// Each op starts with a fresh back-off: one op's outage is not the next's.
 async fn drain(
     ctx: &SessionCtx,
     token: &CancellationToken,
@@ -67,22 +70,26 @@ async fn drain(
         if token.is_cancelled() {
             return Ok(());
         }
-        let next = async {
-            let superseded = store.supersede_ops().await?;
-            if superseded > 0 {
-                info!(superseded, "older remark edits replaced by later ones");
-            }
-            store.next_op().await
-        };
-        let op = match next.await {
-            Ok(Some(op)) => op,
-            Ok(None) => return Ok(()),
+        let next = match store.next_op().await {
+            Ok(next) => next,
             Err(e) => {
                 warn!(error = %e, "cannot read the remark queue");
                 return Ok(());
             }
         };
-        match apply(ctx, &op).await {
+        for bad in &next.malformed {
+            warn!(op = bad.id, reason = %escape(&bad.reason), "remark edit failed: not a usable row");
+        }
+        if next.superseded > 0 {
+            info!(
+                superseded = next.superseded,
+                "older remark edits replaced by later ones"
+            );
+        }
+        let Some(op) = next.op else {
+            return Ok(());
+        };
+        match apply(ctx, &op, token).await {
             Ok(()) => backoff.reset(),
             Err(e) if e.is_session_dead() => return Err(e),
             Err(e) => {
@@ -92,6 +99,7 @@ async fn drain(
                     let reason = format!("gave up after {MAX_ATTEMPTS} attempts: {e}");
                     warn!(op = op.id, %reason, "remark edit failed");
                     record(store.op_failed(op.id, &reason).await);
+                    backoff.reset();
                 } else {
                     warn!(op = op.id, error = %e, retry_in_ms = delay.as_millis() as u64, "remark edit will be retried");
                     record(store.op_retry(op.id, &reason).await);
@@ -139,10 +147,15 @@ fn refusal(op: &PendingOp, target: Option<&Target>) -> Option<String> {
     }
 }
 
-/// One op: validate, count the attempt, call, verify. Transient and logout
-/// errors are returned for the caller to handle; every other outcome is
-/// recorded here.
-async fn apply(ctx: &SessionCtx, op: &PendingOp) -> Result<(), webwx::Error> {
+/// One op: resolve, validate, count the attempt, call, verify. Transient and
+/// logout errors are returned for the caller to handle; every other outcome
+/// is recorded here. On shutdown the call is abandoned where it is: the op
+/// stays pending with the attempt counted, and is sent again next time.
+async fn apply(
+    ctx: &SessionCtx,
+    op: &PendingOp,
+    token: &CancellationToken,
+) -> Result<(), webwx::Error> {
     let store = &ctx.app.store;
     let target = match store.op_target(&op.user_name).await {
         Ok(t) => t,
@@ -152,13 +165,20 @@ async fn apply(ctx: &SessionCtx, op: &PendingOp) -> Result<(), webwx::Error> {
         }
     };
     if let Some(reason) = refusal(op, target.as_ref()) {
-        info!(op = op.id, %reason, "remark edit refused");
+        info!(op = op.id, reason = %escape(&reason), "remark edit refused");
         record(store.op_failed(op.id, &reason).await);
         return Ok(());
     }
+    let Some(target) = target else {
+        return Ok(());
+    };
     // Committed before the call: a crash after it repeats the call at worst.
     record(store.op_attempt(op.id).await);
-    match ctx.client.set_remark(&op.user_name, &op.remark_name).await {
+    let sent = tokio::select! {
+        sent = ctx.client.set_remark(&target.user_name, &op.remark_name) => sent,
+        _ = token.cancelled() => return interrupted(op),
+    };
+    match sent {
         Ok(()) => {}
         Err(e) if e.is_session_dead() || e.is_transient() => return Err(e),
         Err(e) => {
@@ -168,22 +188,33 @@ async fn apply(ctx: &SessionCtx, op: &PendingOp) -> Result<(), webwx::Error> {
         }
     }
     let item = BatchItem {
-        user_name: op.user_name.clone(),
+        user_name: target.user_name.clone(),
         chat_room: String::new(),
     };
-    let back = ctx.client.batch_get(std::slice::from_ref(&item)).await?;
+    let back = tokio::select! {
+        back = ctx.client.batch_get(std::slice::from_ref(&item)) => back?,
+        _ = token.cancelled() => return interrupted(op),
+    };
     let now = back
         .iter()
-        .find(|c| c.user_name == op.user_name)
+        .find(|c| c.user_name == target.user_name)
         .map(|c| text::decode_text(&c.remark_name));
     if now.as_deref() == Some(op.remark_name.as_str()) {
         info!(op = op.id, "remark edit applied and verified");
-        record(store.op_done(op).await);
+        record(store.op_done(op, target.contact_id).await);
     } else {
         let reason = "the server accepted the edit but the remark did not change";
         warn!(op = op.id, reason, "remark edit not verified");
         record(store.op_failed(op.id, reason).await);
     }
+    Ok(())
+}
+
+fn interrupted(op: &PendingOp) -> Result<(), webwx::Error> {
+    info!(
+        op = op.id,
+        "remark edit interrupted by shutdown; it stays pending and is sent again next time"
+    );
     Ok(())
 }
 
@@ -201,7 +232,12 @@ mod tests {
     }
 
     fn target(kind: Kind, deleted: bool) -> Target {
-        Target { kind, deleted }
+        Target {
+            contact_id: 1,
+            user_name: "@x".into(),
+            kind,
+            deleted,
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Full-sync ticks from tokio-cron-scheduler. The scheduler spawns every
-//! activation and never skips one that overlaps (DEPS.md §4), so a job only
+//! activation and never skips one that overlaps, so a job only
 //! asks the sync loop for a run, and a tick that finds a sync running is
 //! dropped with a log line.
 
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
-use tracing::info;
+use tracing::{debug, info};
 
 /// Starts the scheduler; each tick sends on `ticks` unless a sync is running
 /// or one is already queued.
@@ -28,6 +28,8 @@ pub(super) async fn start(
                 info!("scheduled full sync skipped: the previous one is still running");
             } else if ticks.try_send(()).is_err() {
                 info!("scheduled full sync skipped: one is already waiting to start");
+            } else {
+                debug!("scheduled full sync requested");
             }
         })
     })?;

@@ -1,5 +1,5 @@
-//! The SQLite cache: opening it (pragmas, migrations), writing sync results
-//! and reading the summaries `wxsync status` prints.
+//! The SQLite cache: opening it (private files, pragmas, migrations), writing
+//! sync results and reading the summaries `wxsync status` prints.
 //!
 //! Every write that spans several rows happens in one `BEGIN IMMEDIATE`
 //! transaction, so a reader with `sqlite3` sees either the old state or the
@@ -11,13 +11,18 @@ mod runs;
 mod stage;
 mod write;
 
+use std::fs::{DirBuilder, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Sqlite, SqlitePool, Transaction};
 
-pub use ops::{PendingOp, QueueWatch, Target};
+pub use ops::{Malformed, NextOp, PendingOp, QueueWatch, Target};
 pub use runs::{Activity, Counts, OpCounts, RunStats, SyncRun};
 pub use stage::{Source, Stage};
 pub use write::{FullSync, Plan};
@@ -30,6 +35,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("cannot create {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error(
+        "{path} is not a wxsync database (it holds other tables: {tables}); \
+         it was left untouched: give --database a new file"
+    )]
+    Foreign { path: PathBuf, tables: String },
     #[error("cannot open the database {path}: {source}")]
     Open { path: PathBuf, source: sqlx::Error },
     #[error("cannot bring the database {path} up to date: {source}")]
@@ -71,8 +83,14 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and applies any
-    /// migration it lacks.
+    /// migration it lacks. A new file is created mode 0600 (SQLite gives its
+    /// `-wal` and `-shm` the same mode) in a directory created 0700 if
+    /// missing: an address book with remarks is personal data. A file that
+    /// holds another application's tables is refused before anything —
+    /// journal mode, migrations — is written to it.
     pub async fn open(path: &Path) -> Result<Store, Error> {
+        create_private(path)?;
+        refuse_foreign(path).await?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -109,6 +127,83 @@ impl Store {
     /// writes cannot fail half-way on a lock upgrade.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, Error> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// Creates the database file (0600) and its directory (0700) if missing;
+/// an existing file keeps the mode its owner gave it.
+fn create_private(path: &Path) -> Result<(), Error> {
+    let err = |path: &Path, source| Error::Create {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| err(dir, e))?;
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(err(path, e)),
+    }
+}
+
+/// Looks at the file, reading only (no journal mode set, nothing written;
+/// not a read-only connection, which could not recover a WAL file after a
+/// crash): tables but no wxsync migration history means another
+/// application's database.
+async fn refuse_foreign(path: &Path) -> Result<(), Error> {
+    let open_err = |source| Error::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(BUSY_TIMEOUT);
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .map_err(open_err)?;
+    let look = async {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             ORDER BY name",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        let ours = if tables.iter().any(|t| t == "_sqlx_migrations") {
+            let first: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT checksum FROM _sqlx_migrations WHERE version = 1")
+                    .fetch_optional(&mut conn)
+                    .await?;
+            // An empty history (an interrupted first run) with nothing
+            // else beside it is ours as well.
+            first.as_deref() == MIGRATOR.iter().next().map(|m| m.checksum.as_ref())
+                || (first.is_none() && tables.len() == 1)
+        } else {
+            tables.is_empty()
+        };
+        Ok::<_, sqlx::Error>((ours, tables))
+    };
+    let looked = look.await;
+    let _ = conn.close().await;
+    let (ours, tables) = looked.map_err(open_err)?;
+    if ours {
+        Ok(())
+    } else {
+        Err(Error::Foreign {
+            path: path.to_owned(),
+            tables: tables.join(", "),
+        })
     }
 }
 

@@ -1,9 +1,17 @@
-//! The `sync_runs` log and the summaries `wxsync status` reads.
+//! The `sync_runs` log, the summaries `wxsync status` reads, and the
+//! retention of the change history.
+
+use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::FromRow;
+use tracing::warn;
 
-use super::{Error, Store, now};
+use super::{BUSY_TIMEOUT, Error, Store, now};
+
+/// How long [`Store::fail_run`] keeps trying to record a failure while
+/// another connection holds the write lock (each try waits [`BUSY_TIMEOUT`]).
+const FAIL_RUN_PATIENCE: Duration = Duration::from_secs(120);
 
 /// What a full sync saw, recorded with its run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,17 +87,51 @@ impl Store {
         Ok(id)
     }
 
-    /// Closes a run as failed; the contacts are left as they were.
+    /// Closes a run as failed; the contacts are left as they were. A sync
+    /// that failed because another connection held the write lock must not
+    /// leave its row `running` for the same reason, so while the database is
+    /// locked this keeps trying, for up to [`FAIL_RUN_PATIENCE`].
     pub async fn fail_run(&self, run_id: i64, error: &str) -> Result<(), Error> {
-        sqlx::query(
-            "UPDATE sync_runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
-        )
-        .bind(now())
-        .bind(error)
-        .bind(run_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let started = std::time::Instant::now();
+        loop {
+            let done = sqlx::query(
+                "UPDATE sync_runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+            )
+            .bind(now())
+            .bind(error)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await;
+            match done {
+                Err(e)
+                    if is_locked(&e) && started.elapsed() + BUSY_TIMEOUT <= FAIL_RUN_PATIENCE =>
+                {
+                    warn!(
+                        run_id,
+                        "another connection still holds the database lock; \
+                         waiting for it to record the failed sync"
+                    );
+                }
+                done => return Ok(done.map(drop)?),
+            }
+        }
+    }
+
+    /// Deletes the `contact_changes` rows older than `retention`; returns
+    /// how many. One statement, on the `at` index: a short write.
+    pub async fn prune_history(&self, retention: Duration) -> Result<u64, Error> {
+        let cutoff = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|r| chrono::Utc::now().checked_sub_signed(r));
+        let Some(cutoff) = cutoff else {
+            return Ok(0);
+        };
+        let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let done = sqlx::query("DELETE FROM contact_changes WHERE at < ?")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// When the newest successful full sync began: contact changes that
@@ -159,4 +201,14 @@ impl Store {
         .fetch_one(&self.pool)
         .await?)
     }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock.
+fn is_locked(e: &sqlx::Error) -> bool {
+    let code = match e {
+        sqlx::Error::Database(d) => d.code().and_then(|c| c.parse::<i32>().ok()),
+        _ => None,
+    };
+    // The primary code is the low byte of an extended one.
+    code.is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }

@@ -349,9 +349,15 @@ pub(crate) mod tests {
     #[test]
     fn a_failed_save_keeps_the_old_file() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("missing-dir").join("s.json");
+        // A name that fits in a directory entry while the temporary file's
+        // longer name does not: the save fails after the old file exists.
+        let path = dir.path().join("s".repeat(240));
+        fs::write(&path, "old").unwrap();
         let err = sample().save(&path).unwrap_err();
-        assert!(matches!(err, SessionError::Io { .. }));
+        assert!(matches!(err, SessionError::Io { .. }), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "old");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file is left behind");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use regex::Regex;
 use wxsync::simulator::{Endpoint, Fault, SimKind};
 
 use crate::helpers::{Daemon, TestApp, small_account};
@@ -15,15 +16,55 @@ async fn running() -> (TestApp, Daemon) {
     (app, daemon)
 }
 
+/// Stops the daemon; it must have stopped cleanly. Returns its log.
+async fn stop_ok(daemon: Daemon) -> String {
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "the daemon stops cleanly: {logs}");
+    logs
+}
+
 fn of_kind(app: &TestApp, kind: SimKind) -> String {
+    all_of_kind(app, kind).swap_remove(0)
+}
+
+fn all_of_kind(app: &TestApp, kind: SimKind) -> Vec<String> {
     app.sim
         .account()
         .contacts
         .iter()
-        .find(|c| c.kind == kind)
+        .filter(|c| c.kind == kind)
+        .map(|c| c.user_name.clone())
+        .collect()
+}
+
+async fn contact_id(app: &TestApp, user_name: &str) -> i64 {
+    sqlx::query_scalar("SELECT contact_id FROM contacts WHERE user_name = ?")
+        .bind(user_name)
+        .fetch_one(&app.db().await)
+        .await
         .unwrap()
-        .user_name
-        .clone()
+}
+
+/// `contact_changes` rows: (contact_id, user_name, source, change, field,
+/// old_value, new_value), oldest first.
+type Change = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+async fn changes(app: &TestApp) -> Vec<Change> {
+    sqlx::query_as(
+        "SELECT contact_id, user_name, source, change, field, old_value, new_value \
+         FROM contact_changes WHERE source = 'remark' ORDER BY id",
+    )
+    .fetch_all(&app.db().await)
+    .await
+    .unwrap()
 }
 
 async fn queue(app: &TestApp, user_name: &str, remark: &str) -> i64 {
@@ -125,7 +166,27 @@ async fn a_remark_edit_is_applied_verified_and_stored() {
         )
         .await;
     assert_eq!(stored.as_deref(), Some(""));
-    daemon.stop().await;
+    let again = queue(&app, &friend, "").await;
+    assert_eq!(settled(&app, again).await.status, "done");
+
+    let id = contact_id(&app, &friend).await;
+    let row = |old: &str, new: &str| {
+        (
+            id,
+            friend.clone(),
+            "remark".to_string(),
+            "updated".to_string(),
+            Some("remark_name".to_string()),
+            Some(old.to_string()),
+            Some(new.to_string()),
+        )
+    };
+    assert_eq!(
+        changes(&app).await,
+        [row("", "Alice & Bob 😀"), row("Alice & Bob 😀", "")],
+        "one history row per change of the remark; none for an edit that changed nothing"
+    );
+    stop_ok(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -151,7 +212,7 @@ async fn edits_that_cannot_apply_fail_with_a_reason() {
         assert_eq!(failed.attempts, 0, "nothing was sent");
     }
     assert!(oplog_calls(&app).is_empty());
-    daemon.stop().await;
+    stop_ok(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,7 +229,7 @@ async fn an_edit_the_server_ignores_is_not_reported_done() {
         failed.last_error.as_deref(),
         Some("the server accepted the edit but the remark did not change")
     );
-    daemon.stop().await;
+    stop_ok(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,7 +244,7 @@ async fn transient_failures_are_retried_until_done() {
 
     assert_eq!(done.status, "done", "{done:?}");
     assert_eq!(done.attempts, 3);
-    daemon.stop().await;
+    stop_ok(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -204,8 +265,45 @@ async fn an_edit_that_keeps_failing_is_given_up_after_bounded_attempts() {
             .contains("gave up after 5 attempts")
     );
     assert_eq!(oplog_calls(&app).len(), 5);
-    let (code, logs) = daemon.stop().await;
-    assert_eq!(code, Some(0), "the daemon keeps running: {logs}");
+    stop_ok(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_an_edit_gives_up_the_next_starts_with_a_fresh_back_off() {
+    let (app, daemon) = running().await;
+    // Five failures give the first edit up; the second edit's first call
+    // fails too, and its retry must wait the first delay (retry_delay,
+    // 20 ms in the test config), not the sixth.
+    app.sim.fail(Endpoint::OpLog, Fault::Http(503), 6);
+    let friends = all_of_kind(&app, SimKind::Friend);
+    let pool = app.db().await;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO pending_ops (user_name, remark_name) VALUES (?, 'Never'), (?, 'Later') \
+         RETURNING id",
+    )
+    .bind(&friends[0])
+    .bind(&friends[1])
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+
+    assert_eq!(settled(&app, ids[0]).await.status, "failed");
+    let second = settled(&app, ids[1]).await;
+    assert_eq!((second.status.as_str(), second.attempts), ("done", 2));
+
+    let logs = stop_ok(daemon).await;
+    let retry = Regex::new(r"remark edit will be retried op=(\d+) .*retry_in_ms=(\d+)").unwrap();
+    let delays: Vec<u64> = logs
+        .lines()
+        .filter_map(|l| retry.captures(l))
+        .filter(|c| c[1] == ids[1].to_string())
+        .map(|c| c[2].parse().unwrap())
+        .collect();
+    assert_eq!(delays.len(), 1, "{logs}");
+    assert!(
+        delays[0] <= 20,
+        "the second edit's back-off started over: {delays:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -229,7 +327,65 @@ async fn later_edits_supersede_earlier_ones() {
     let calls = oplog_calls(&app);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0]["RemarkName"], "three");
-    daemon.stop().await;
+    stop_ok(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_queued_under_an_earlier_name_reaches_the_contact_under_its_current_name() {
+    let (app, daemon) = running().await;
+    let friend = of_kind(&app, SimKind::Friend);
+    let id = contact_id(&app, &friend).await;
+    let pool = app.db().await;
+    // What a re-link after a new login leaves behind: the history row from
+    // the contact's name in the earlier login to its name now.
+    sqlx::query(
+        "INSERT INTO contact_changes (at, contact_id, user_name, source, change, old_value, \
+         new_value) VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?1, ?2, 'manual', \
+         'relinked', '@earlier-login-name', ?2)",
+    )
+    .bind(id)
+    .bind(&friend)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO pending_ops (user_name, remark_name) VALUES \
+         ('@earlier-login-name', 'one'), (?1, 'two'), ('@earlier-login-name', 'three') \
+         RETURNING id",
+    )
+    .bind(&friend)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+
+    let done = settled(&app, ids[2]).await;
+    assert_eq!(done.status, "done", "{done:?}");
+    for superseded in &ids[..2] {
+        let o = op(&app, *superseded).await;
+        assert_eq!(o.status, "superseded", "both names are one contact: {o:?}");
+    }
+    let calls = oplog_calls(&app);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0]["UserName"],
+        friend.as_str(),
+        "sent under the current name"
+    );
+    assert_eq!(calls[0]["RemarkName"], "three");
+    let stored = app
+        .text(
+            "SELECT remark_name FROM contacts WHERE user_name = ?",
+            &friend,
+        )
+        .await;
+    assert_eq!(stored.as_deref(), Some("three"));
+    let history = changes(&app).await;
+    let last = history.last().unwrap();
+    assert_eq!(
+        (last.0, last.1.as_str(), last.3.as_str()),
+        (id, friend.as_str(), "updated")
+    );
+    stop_ok(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -241,14 +397,120 @@ async fn ops_wait_untouched_while_logged_out() {
     })
     .await;
     let friend = of_kind(&app, SimKind::Friend);
-
     let id = queue(&app, &friend, "Later").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let waiting = op(&app, id).await;
-    assert_eq!((waiting.status.as_str(), waiting.attempts), ("pending", 0));
-    assert!(oplog_calls(&app).is_empty());
-    daemon.stop().await;
+    app.login().await;
+    // The new login's sync may find the friend under a new name; whatever
+    // the op's outcome, it settles only once there is a session again.
+    let settled = settled(&app, id).await;
+    assert!(settled.attempts <= 1, "{settled:?}");
+    let calls = app.sim.calls();
+    let relogin = calls
+        .iter()
+        .rposition(|c| c.endpoint == Endpoint::JsLogin)
+        .unwrap();
+    let first_oplog = calls.iter().position(|c| c.endpoint == Endpoint::OpLog);
+    assert!(
+        first_oplog.is_none_or(|i| i > relogin),
+        "no remark call while logged out"
+    );
+    stop_ok(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_that_is_not_utf8_fails_with_a_reason_and_the_rows_after_it_apply() {
+    let (app, daemon) = running().await;
+    let friends = all_of_kind(&app, SimKind::Friend);
+    let pool = app.db().await;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO pending_ops (user_name, remark_name) VALUES \
+         (?1, 'kept'), (?1, CAST(x'ff' AS TEXT)), (CAST(x'40ff' AS TEXT), 'x'), (?2, 'after') \
+         RETURNING id",
+    )
+    .bind(&friends[0])
+    .bind(&friends[1])
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+
+    let bad_remark = settled(&app, ids[1]).await;
+    assert_eq!(bad_remark.status, "failed");
+    assert_eq!(
+        bad_remark.last_error.as_deref(),
+        Some("remark_name is not valid UTF-8 (hex ff)")
+    );
+    let bad_name = settled(&app, ids[2]).await;
+    assert_eq!(bad_name.status, "failed");
+    assert_eq!(
+        bad_name.last_error.as_deref(),
+        Some("user_name is not valid UTF-8 (hex 40ff)")
+    );
+    assert_eq!((bad_remark.attempts, bad_name.attempts), (0, 0));
+    let kept = settled(&app, ids[0]).await;
+    assert_eq!(
+        kept.status, "done",
+        "a broken later row supersedes nothing: {kept:?}"
+    );
+    assert_eq!(settled(&app, ids[3]).await.status, "done");
+    let sent: Vec<_> = oplog_calls(&app)
+        .into_iter()
+        .map(|c| c["RemarkName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sent, ["kept", "after"]);
+    stop_ok(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_name_cannot_forge_a_log_line() {
+    let (app, daemon) = running().await;
+    let evil = "@nobody\nERROR forged: every contact was deleted\x1b[31m";
+    let id = queue(&app, evil, "x").await;
+    let failed = settled(&app, id).await;
+    assert_eq!(failed.status, "failed");
+    assert!(
+        failed.last_error.unwrap().contains(evil),
+        "the row keeps the name as given"
+    );
+
+    let logs = stop_ok(daemon).await;
+    assert!(
+        !logs.lines().any(|l| l.starts_with("ERROR forged")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("@nobody\\nERROR forged: every contact was deleted\\u{1b}[31m"),
+        "the name is logged escaped: {logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_during_a_remark_call_or_its_read_back_leaves_the_op_pending() {
+    for endpoint in [Endpoint::OpLog, Endpoint::BatchGetContact] {
+        let (app, daemon) = running().await;
+        let friend = of_kind(&app, SimKind::Friend);
+        let before = app.sim.calls().len();
+        // Well inside the client's timeout: a daemon that does not honour
+        // shutdown waits for the answer and finishes the op.
+        app.sim
+            .fail(endpoint, Fault::Delay(Duration::from_secs(8)), 1);
+
+        let id = queue(&app, &friend, "Interrupted").await;
+        app.eventually("the delayed call", || async {
+            app.sim.calls()[before..]
+                .iter()
+                .any(|c| c.endpoint == endpoint)
+        })
+        .await;
+        let logs = stop_ok(daemon).await;
+
+        let o = op(&app, id).await;
+        assert_eq!(
+            (o.status.as_str(), o.attempts),
+            ("pending", 1),
+            "{endpoint:?}: {o:?}"
+        );
+        assert!(logs.contains("interrupted by shutdown"), "{logs}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -273,7 +535,7 @@ async fn a_crash_between_the_call_and_the_update_completes_the_op_once_on_restar
     let done = settled(&app, id).await;
     assert_eq!(done.status, "done", "{done:?}");
     assert_eq!(done.attempts, 2, "the call was repeated once");
-    daemon.stop().await;
+    stop_ok(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,6 +560,14 @@ async fn nonsense_rows_are_refused_at_insert_with_a_readable_error() {
             "INSERT INTO pending_ops (user_name, remark_name, status) VALUES ('@a', 'x', 'later')"
                 .to_string(),
             "status must be one of",
+        ),
+        (
+            "INSERT INTO pending_ops (user_name, remark_name) VALUES (x'40ff', 'x')".to_string(),
+            "user_name must be text",
+        ),
+        (
+            "INSERT INTO pending_ops (user_name, remark_name) VALUES ('@a', x'00ff')".to_string(),
+            "remark_name must be text",
         ),
     ] {
         let out = std::process::Command::new("sqlite3")
