@@ -41,6 +41,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Contacts a new login's sync could not tell apart from the previous
+    /// login's, with their candidates; `link` and `unlink` decide by hand.
+    Identity(IdentityArgs),
     /// Start the built-in simulator, log in against it, and run the daemon
     /// into ./wxsync-demo.db until Ctrl-C.
     Demo(AccountArgs),
@@ -59,6 +62,27 @@ pub struct SyncArgs {
     /// (the benchmark's floor).
     #[arg(long, hide = true)]
     pub fetch_only: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    #[command(subcommand)]
+    pub action: Option<IdentityAction>,
+    /// Print the unlinked rows as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum IdentityAction {
+    /// OLD (a row a re-link left unlinked, marked deleted) and NEW (a live
+    /// contact) are the same: OLD keeps its contact_id, history and first
+    /// sight, and takes NEW's name and data. Each is a contact_id or a
+    /// user_name.
+    Link { old: String, new: String },
+    /// Undo a link: CONTACT keeps its name and data under a new contact_id;
+    /// its earlier contact_id goes back to a row marked deleted.
+    Unlink { contact: String },
 }
 
 /// The simulated account's shape.

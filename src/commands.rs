@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::cli::{AccountArgs, Cli, Command, SimulateArgs, SyncArgs};
+use crate::cli::{AccountArgs, Cli, Command, IdentityAction, IdentityArgs, SimulateArgs, SyncArgs};
 use crate::config::Config;
 use crate::contact::Contact;
 use crate::daemon;
@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .map_err(login_hint),
         Command::Run => daemon::run(App::open(config).await?, shutdown_on_signal()).await,
         Command::Status { json } => status(&App::open(config).await?, json).await,
+        Command::Identity(args) => identity(&App::open(config).await?, &args).await,
         Command::Demo(account) => demo(config, &account).await,
         Command::Simulate(_) => unreachable!("handled above"),
     }
@@ -263,6 +264,73 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
         counts.contacts, counts.friends, counts.groups, counts.memberships, counts.deleted
     );
     println!("ops:       {} pending, {} failed", ops.pending, ops.failed);
+    Ok(())
+}
+
+/// `wxsync identity`: list what the last re-link left to a person, or
+/// link / unlink by hand.
+async fn identity(app: &App, args: &IdentityArgs) -> anyhow::Result<()> {
+    let store = &app.store;
+    match &args.action {
+        Some(IdentityAction::Link { old, new }) => {
+            let id = store.link(old, new).await?;
+            println!("Linked: {new} is now contact_id {id}, with the history of {old}.");
+        }
+        Some(IdentityAction::Unlink { contact }) => {
+            let id = store.unlink(contact).await?;
+            println!(
+                "Unlinked: {contact} is now contact_id {id}; its earlier contact_id keeps the \
+                 history before the link, marked deleted."
+            );
+        }
+        None if args.json => println!("{}", serde_json::to_string(&store.unlinked().await?)?),
+        None => {
+            let rows = store.unlinked().await?;
+            let mut olds: Vec<i64> = rows.iter().map(|r| r.old_contact_id).collect();
+            olds.dedup();
+            if olds.is_empty() {
+                println!(
+                    "Every contact the last re-link could match is linked; nothing to decide."
+                );
+                return Ok(());
+            }
+            println!(
+                "{} rows of the previous login could not be told apart with confidence:",
+                olds.len()
+            );
+            let name = |nick: &str, remark: &str| {
+                let nick = crate::telemetry::escape(nick);
+                if remark.is_empty() {
+                    format!("{nick:?}")
+                } else {
+                    format!("{nick:?} (remark {:?})", crate::telemetry::escape(remark))
+                }
+            };
+            let mut last = None;
+            for r in &rows {
+                if last != Some(r.old_contact_id) {
+                    println!();
+                    println!(
+                        "  old #{} {} {}, was {}",
+                        r.old_contact_id,
+                        r.kind,
+                        name(&r.old_nick_name, &r.old_remark_name),
+                        r.old_user_name
+                    );
+                    last = Some(r.old_contact_id);
+                }
+                println!(
+                    "      new #{} {}: {:.1} bits ({})",
+                    r.new_contact_id,
+                    name(&r.new_nick_name, &r.new_remark_name),
+                    r.score,
+                    r.evidence
+                );
+            }
+            println!();
+            println!("Decide with `wxsync identity link OLD NEW` (contact_ids or user_names).");
+        }
+    }
     Ok(())
 }
 

@@ -1,6 +1,9 @@
 //! Which login's user names the cache holds, and the MsgType 51 map of real
 //! ids (docs/storage.md, "Identity").
 
+use serde::Serialize;
+use sqlx::{FromRow, SqliteConnection};
+
 use super::{Error, Store, now};
 
 impl Store {
@@ -49,4 +52,215 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A previous-login row the last re-link could not tell apart, and one of
+/// its candidates.
+#[derive(Clone, Debug, FromRow, Serialize, PartialEq)]
+pub struct Unlinked {
+    pub old_contact_id: i64,
+    pub old_user_name: String,
+    pub old_nick_name: String,
+    pub old_remark_name: String,
+    pub kind: String,
+    pub new_contact_id: i64,
+    pub new_user_name: String,
+    pub new_nick_name: String,
+    pub new_remark_name: String,
+    pub score: f64,
+    pub evidence: String,
+}
+
+/// Why a manual link or unlink was refused, in words.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("no contact {0} in the cache (give a contact_id or a user_name)")]
+    Unknown(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+impl From<sqlx::Error> for IdentityError {
+    fn from(e: sqlx::Error) -> Self {
+        IdentityError::Store(e.into())
+    }
+}
+
+#[derive(FromRow)]
+struct Found {
+    contact_id: i64,
+    user_name: String,
+    kind: String,
+    deleted_at: Option<String>,
+}
+
+impl Store {
+    /// The rows the last re-link left unlinked, each with its candidates,
+    /// best first.
+    pub async fn unlinked(&self) -> Result<Vec<Unlinked>, Error> {
+        Ok(sqlx::query_as::<_, Unlinked>(
+            "SELECT o.contact_id AS old_contact_id, o.user_name AS old_user_name,
+                    o.nick_name AS old_nick_name, o.remark_name AS old_remark_name, o.kind,
+                    n.contact_id AS new_contact_id, n.user_name AS new_user_name,
+                    n.nick_name AS new_nick_name, n.remark_name AS new_remark_name,
+                    c.score, c.evidence
+             FROM identity_candidates c
+             JOIN contacts o ON o.contact_id = c.old_contact_id
+             JOIN contacts n ON n.contact_id = c.new_contact_id
+             WHERE o.deleted_at IS NOT NULL AND n.deleted_at IS NULL
+             ORDER BY o.contact_id, c.score DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A person's decision that `old` (a row of a previous login, marked
+    /// deleted) and `new` (a live row) are the same contact: the old row
+    /// takes the new one's name and data and keeps its `contact_id`,
+    /// `first_seen_at` and history; the new row's history moves to it and
+    /// the new row goes. Returns the kept `contact_id`.
+    pub async fn link(&self, old: &str, new: &str) -> Result<i64, IdentityError> {
+        let mut tx = self.begin_write().await?;
+        let o = find(&mut tx, old).await?;
+        let n = find(&mut tx, new).await?;
+        if o.contact_id == n.contact_id {
+            return Err(IdentityError::Refused(format!(
+                "{old} and {new} are the same row"
+            )));
+        }
+        if o.deleted_at.is_none() {
+            return Err(IdentityError::Refused(format!(
+                "{} (contact_id {}) is a live contact; the old side must be a row a re-link \
+                 left unlinked (marked deleted)",
+                o.user_name, o.contact_id
+            )));
+        }
+        if n.deleted_at.is_some() {
+            return Err(IdentityError::Refused(format!(
+                "{} (contact_id {}) is marked deleted; the new side must be a live contact",
+                n.user_name, n.contact_id
+            )));
+        }
+        if o.kind != n.kind {
+            return Err(IdentityError::Refused(format!(
+                "{} is a {} and {} a {}; only contacts of one kind can be the same",
+                o.user_name, o.kind, n.user_name, n.kind
+            )));
+        }
+        let now = now();
+        let steps = [
+            "UPDATE contact_changes SET contact_id = ?1 WHERE contact_id = ?2",
+            "DELETE FROM identity_candidates WHERE old_contact_id = ?1 OR new_contact_id = ?2",
+            // The new row's data, under the old row's id.
+            "UPDATE contacts SET (kind, nick_name, remark_name, alias, signature, province, city,
+                 head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
+                 encry_chat_room_id, raw, real_id) =
+               (SELECT kind, nick_name, remark_name, alias, signature, province, city,
+                 head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
+                 encry_chat_room_id, raw, coalesce(n.real_id, contacts.real_id)
+                FROM contacts n WHERE n.contact_id = ?2),
+               deleted_at = NULL, updated_at = ?3
+             WHERE contact_id = ?1",
+            "DELETE FROM contacts WHERE contact_id = ?2",
+            "UPDATE contacts SET user_name = ?4 WHERE contact_id = ?1",
+            "INSERT INTO contact_changes (at, contact_id, user_name, source, change, old_value,
+                 new_value)
+             VALUES (?3, ?1, ?4, 'manual', 'relinked', ?5, ?4)",
+        ];
+        for sql in steps {
+            sqlx::query(sql)
+                .bind(o.contact_id)
+                .bind(n.contact_id)
+                .bind(&now)
+                .bind(&n.user_name)
+                .bind(&o.user_name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await.map_err(Error::from)?;
+        Ok(o.contact_id)
+    }
+
+    /// Undoes a link (made by a re-link or by [`Store::link`]): the live row
+    /// keeps its name and data under a new `contact_id`, with the history
+    /// written since the link; the old `contact_id` goes back to a row
+    /// marked deleted under its previous name. Returns the new id.
+    pub async fn unlink(&self, contact: &str) -> Result<i64, IdentityError> {
+        let mut tx = self.begin_write().await?;
+        let c = find(&mut tx, contact).await?;
+        let link: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, old_value FROM contact_changes
+             WHERE contact_id = ?1 AND change = 'relinked' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(c.contact_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((link_id, old_name)) = link else {
+            return Err(IdentityError::Refused(format!(
+                "{} (contact_id {}) was never linked to an earlier row",
+                c.user_name, c.contact_id
+            )));
+        };
+        let fresh: i64 = sqlx::query_scalar(
+            "UPDATE identity SET next_contact_id = next_contact_id + 1 RETURNING next_contact_id - 1",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let now = now();
+        let steps = [
+            "UPDATE contacts SET contact_id = ?2 WHERE contact_id = ?1",
+            "UPDATE contact_changes SET contact_id = ?2 WHERE contact_id = ?1 AND id > ?3",
+            "INSERT INTO contacts (user_name, kind, nick_name, remark_name, alias, signature,
+                 province, city, head_img_url, sex, verify_flag, contact_flag, star_friend,
+                 member_count, encry_chat_room_id, raw, first_seen_at, updated_at, deleted_at,
+                 contact_id, real_id)
+             SELECT ?4, kind, nick_name, remark_name, alias, signature, province, city,
+                 head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
+                 encry_chat_room_id, raw, first_seen_at, ?5, ?5, ?1, NULL
+             FROM contacts WHERE contact_id = ?2",
+            // The live row was first seen when the link took it for the old one.
+            "UPDATE contacts SET updated_at = ?5,
+                 first_seen_at = (SELECT at FROM contact_changes WHERE id = ?3)
+             WHERE contact_id = ?2",
+            "INSERT INTO contact_changes (at, contact_id, user_name, source, change, old_value)
+             SELECT ?5, ?1, ?4, 'manual', 'removed', nick_name FROM contacts WHERE contact_id = ?2",
+            "INSERT INTO contact_changes (at, contact_id, user_name, source, change, new_value)
+             SELECT ?5, ?2, user_name, 'manual', 'added', nick_name FROM contacts
+             WHERE contact_id = ?2",
+        ];
+        for sql in steps {
+            sqlx::query(sql)
+                .bind(c.contact_id)
+                .bind(fresh)
+                .bind(link_id)
+                .bind(&old_name)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await.map_err(Error::from)?;
+        Ok(fresh)
+    }
+}
+
+/// A contact by `contact_id` (digits) or `user_name`.
+async fn find(tx: &mut SqliteConnection, key: &str) -> Result<Found, IdentityError> {
+    let sql = "SELECT contact_id, user_name, kind, deleted_at FROM contacts WHERE ";
+    let found = match key.parse::<i64>() {
+        Ok(id) => {
+            sqlx::query_as::<_, Found>(sqlx::AssertSqlSafe(format!("{sql}contact_id = ?")))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        Err(_) => {
+            sqlx::query_as::<_, Found>(sqlx::AssertSqlSafe(format!("{sql}user_name = ?")))
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+    };
+    found.ok_or_else(|| IdentityError::Unknown(key.to_owned()))
 }
