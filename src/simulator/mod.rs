@@ -1,5 +1,5 @@
 //! A loopback WeChat Web server with the real servers' quirks
-//! (`PROTOCOL.md` Part 2), for tests, benchmarks, `wxsync demo` and
+//! (docs/protocol.md), for tests, benchmarks, `wxsync demo` and
 //! `wxsync simulate`.
 //!
 //! Everything is served on one origin: jslogin, the login poll, the ticket
@@ -113,7 +113,7 @@ impl Default for SimConfig {
 /// in `Content`, in the same order, split over several messages when long.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StatusNotify {
-    /// No MsgType 51 at all (the state of most accounts since 2018).
+    /// No MsgType 51 at all (reported nearly useless since 2018).
     Off,
     /// The init ContactList and the recent chats (ChatSet).
     Recent,
