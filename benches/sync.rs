@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
         page_size: 1_000,
         long_poll: Duration::from_secs(25),
         auto_confirm: true,
+        ..SimConfig::default()
     };
     println!(
         "account: {} friends, {} officials, {} saved + {} unsaved groups of up to {} members",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::simulator::SimConfig;
+use crate::simulator::{SimConfig, StatusNotify};
 
 /// Keeps a WeChat account's address book in a local SQLite file.
 ///
@@ -103,9 +103,36 @@ pub struct AccountArgs {
     pub unsaved_groups: usize,
     #[arg(long, default_value_t = 500)]
     pub max_group_members: usize,
+    /// The smallest group (equal to --max-group-members for groups of one size).
+    #[arg(long, default_value_t = 3)]
+    pub min_group_members: usize,
+    /// Pairs of friends who look the same in every field a client sees.
+    #[arg(long, default_value_t = 0)]
+    pub lookalikes: usize,
+    /// Whom the MsgType 51 after webwxstatusnotify names: `off`, `recent`
+    /// (init contacts and recent chats) or a share of all contacts and
+    /// groups between 0 and 1 (e.g. `0.3`).
+    #[arg(long, default_value = "recent", value_parser = parse_status_notify)]
+    pub status_notify: StatusNotify,
+    /// How many times that MsgType 51 set is sent.
+    #[arg(long, default_value_t = 2)]
+    pub status_notify_copies: u32,
     /// Contacts per webwxgetcontact page.
     #[arg(long, default_value_t = 200)]
     pub page_size: usize,
+}
+
+fn parse_status_notify(s: &str) -> Result<StatusNotify, String> {
+    match s {
+        "off" => Ok(StatusNotify::Off),
+        "recent" => Ok(StatusNotify::Recent),
+        share => match share.parse::<f64>() {
+            Ok(x) if (0.0..=1.0).contains(&x) => Ok(StatusNotify::Share(x)),
+            _ => Err(format!(
+                "`{s}` is neither `off`, `recent` nor a share between 0 and 1"
+            )),
+        },
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -132,6 +159,10 @@ impl AccountArgs {
             saved_groups: self.saved_groups,
             unsaved_groups: self.unsaved_groups,
             max_group_members: self.max_group_members,
+            min_group_members: self.min_group_members,
+            lookalikes: self.lookalikes,
+            status_notify: self.status_notify,
+            status_notify_copies: self.status_notify_copies,
             page_size: self.page_size,
             long_poll,
             auto_confirm,

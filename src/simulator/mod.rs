@@ -1,5 +1,5 @@
 //! A loopback WeChat Web server with the real servers' quirks
-//! (`PROTOCOL.md` Part 2), for tests, benchmarks, `wxsync demo` and
+//! (docs/protocol.md), for tests, benchmarks, `wxsync demo` and
 //! `wxsync simulate`.
 //!
 //! Everything is served on one origin: jslogin, the login poll, the ticket
@@ -11,7 +11,12 @@
 //!
 //! A small control API lives under `/__sim/`: `GET /__sim/account`,
 //! `GET /__sim/calls`, `POST /__sim/scan`, `POST /__sim/confirm`.
+//!
+//! Every entity has a sim id that outlives logins and a real id (`wxid_…`,
+//! `…@chatroom`, `gh_…`) that only MsgType 51 reveals; [`Account`] carries
+//! both next to the current UserNames, so tests can score a matcher.
 
+mod churn;
 mod server;
 mod text;
 mod world;
@@ -22,12 +27,27 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use churn::ChurnReport;
 use server::Inner;
 use world::{Change, Id};
 
-/// The UOS desktop client's public `extspam` blob, which desktop-mode
-/// logins must carry; one copy, owned by the protocol client.
-pub use crate::webwx::UOS_EXTSPAM;
+/// The UOS desktop client's public `extspam` blob that desktop-mode ticket
+/// steps must carry (880 chars, `Go8FCIkF…`). The simulator keeps its own
+/// copy of it, as the server does, so a wrong constant in a client is caught.
+pub const UOS_EXTSPAM: &str = concat!(
+    "Go8FCIkFEokFCggwMDAwMDAwMRAGGvAESySibk50w5Wb3uTl2c2h64jVVrV7gNs06GFlWplHQbY/5FfiO++1yH4ykC",
+    "yNPWKXmco+wfQzK5R98D3so7rJ5LmGFvBLjGceleySrc3SOf2Pc1gVehzJgODeS0lDL3/I/0S2SSE98YgKleq6Uqx6ndTy9yaL9qFxJL7eiA/R",
+    "3SEfTaW1SBoSITIu+EEkXff+Pv8NHOk7N57rcGk1w0ZzRrQDkXTOXFN2iHYIzAAZPIOY45Lsh+A4slpgnDiaOvRtlQYCt97nmPLuTipOJ8Qc5p",
+    "M7ZsOsAPPrCQL7nK0I7aPrFDF0q4ziUUKettzW8MrAaiVfmbD1/VkmLNVqqZVvBCtRblXb5FHmtS8FxnqCzYP4WFvz3T0TcrOqwLX1M/DQvcHa",
+    "GGw0B0y4bZMs7lVScGBFxMj3vbFi2SRKbKhaitxHfYHAOAa0X7/MSS0RNAjdwoyGHeOepXOKY+h3iHeqCvgOH6LOifdHf/1aaZNwSkGotYnYSc",
+    "W8Yx63LnSwba7+hESrtPa/huRmB9KWvMCKbDThL/nne14hnL277EDCSocPu3rOSYjuB9gKSOdVmWsj9Dxb/iZIe+S6AiG29Esm+/eUacSba0k8",
+    "wn5HhHg9d4tIcixrxveflc8vi2/wNQGVFNsGO6tB5WF0xf/plngOvQ1/ivGV/C1Qpdhzznh0ExAVJ6dwzNg7qIEBaw+BzTJTUuRcPk92Sn6QDn",
+    "2Pu3mpONaEumacjW4w6ipPnPw+g2TfywJjeEcpSZaP4Q3YV5HG8D6UjWA4GSkBKculWpdCMadx0usMomsSS/74QgpYqcPkmamB4nVv1JxczYIT",
+    "IqItIKjD35IGKAUwAA==",
+);
+
+/// The `client-version` header the desktop-mode ticket step requires.
+pub const UOS_CLIENT_VERSION: &str = "2.0.0";
 
 /// The ticket step's message for ret 1203 (account barred from Web WeChat).
 pub const BARRED_MESSAGE: &str = "为了你的帐号安全，此微信号不能登录网页微信。你可以使用Windows微信或Mac微信在电脑端登录。Windows微信下载地址：https://pc.weixin.qq.com  Mac微信下载地址：https://mac.weixin.qq.com";
@@ -45,8 +65,20 @@ pub struct SimConfig {
     pub saved_groups: usize,
     /// Groups known only from webwxinit's ContactList and/or ChatSet.
     pub unsaved_groups: usize,
-    /// Groups have between 3 and this many members (at most 500); the first has exactly this many.
+    /// Groups have between `min_group_members` and this many members (at
+    /// most 500, the real cap); the first has exactly this many.
     pub max_group_members: usize,
+    /// The smallest generated group (at least 3). Set it to
+    /// `max_group_members` for groups all of one size.
+    pub min_group_members: usize,
+    /// Pairs of friends identical in every visible field (names, remark,
+    /// alias, sex, place, signature, avatar seq, flags, group cards), who
+    /// differ only in the real id that MsgType 51 could reveal.
+    pub lookalikes: usize,
+    /// Whom the MsgType 51 after webwxstatusnotify names.
+    pub status_notify: StatusNotify,
+    /// How many times that MsgType 51 set is sent (real servers repeat it, up to 3 times).
+    pub status_notify_copies: u32,
     /// webwxgetcontact page size.
     pub page_size: usize,
     /// How long the login poll and synccheck hold when nothing happens.
@@ -65,11 +97,41 @@ impl Default for SimConfig {
             saved_groups: 30,
             unsaved_groups: 10,
             max_group_members: 500,
+            min_group_members: 3,
+            lookalikes: 0,
+            status_notify: StatusNotify::Recent,
+            status_notify_copies: 2,
             page_size: 200,
             long_poll: Duration::from_secs(25),
             auto_confirm: true,
         }
     }
+}
+
+/// Coverage of the MsgType 51 (StatusNotifyCode 4) message that follows
+/// `webwxstatusnotify`: session UserNames in `StatusNotifyUserName`, real ids
+/// in `Content`, in the same order, split over several messages when long.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StatusNotify {
+    /// No MsgType 51 at all (reported nearly useless since 2018).
+    Off,
+    /// The init ContactList and the recent chats (ChatSet).
+    Recent,
+    /// This share (0.0–1.0) of all contacts and groups, drawn per login.
+    Share(f64),
+}
+
+/// What the phone does with a push login (`webwxpushloginurl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PushLogin {
+    /// The uuid is issued and the phone confirms: by itself under
+    /// [`SimConfig::auto_confirm`], else on [`Simulator::confirm`].
+    #[default]
+    Confirm,
+    /// The uuid is issued but the phone never answers: the poll keeps answering 408.
+    Ignore,
+    /// The server refuses the call (`{"ret":"2","msg":"antispam"}`).
+    Refuse,
 }
 
 /// The endpoints of the protocol, as recorded in [`Call`] and targeted by [`Simulator::fail`].
@@ -87,6 +149,8 @@ pub enum Endpoint {
     Sync,
     /// `webwxlogout`.
     Logout,
+    /// `webwxpushloginurl`: a login confirmed on the phone without a QR code.
+    PushLogin,
     /// Any other path (answered 404).
     Other,
 }
@@ -104,6 +168,28 @@ pub enum Fault {
     Ret(i64),
     /// The ticket step's XML `ret` (e.g. 1203); elsewhere the same as [`Fault::Ret`].
     LoginRet(i64),
+    /// The connection is closed without a reply.
+    Reset,
+    /// This reply instead of the normal one, byte for byte (any status,
+    /// content type and body, invalid UTF-8 included).
+    Custom {
+        status: u16,
+        content_type: String,
+        body: Vec<u8>,
+    },
+    /// A well-formed JSON reply of exactly `bytes` bytes, its list padded with
+    /// copies of one record, generated while it is sent (never held whole).
+    /// With `chunked` there is no Content-Length.
+    Huge { bytes: u64, chunked: bool },
+    /// webwxgetcontact: the reply's `Seq` is a fresh token that goes on (from
+    /// the top of the list once it runs out) instead of 0.
+    EndlessSeq,
+    /// webwxbatchgetcontact: the reply also carries this many live groups
+    /// that were not asked for.
+    UnaskedGroups(usize),
+    /// webwxbatchgetcontact: the first group asked for comes back with this
+    /// many members (made up for the reply, beyond the real cap of 500).
+    HugeGroup(usize),
 }
 
 /// One request the simulator received.
@@ -116,7 +202,8 @@ pub struct Call {
     /// The raw `Cookie` header ('' when none).
     pub cookies: String,
     pub headers: Vec<(String, String)>,
-    /// HTTP status of the reply (0 while a long poll is still held).
+    /// HTTP status of the reply (0 while a long poll is still held, or when
+    /// the connection was reset).
     pub status: u16,
     /// BaseResponse.Ret, synccheck retcode, login code or the ticket XML ret.
     pub ret: Option<i64>,
@@ -132,6 +219,8 @@ pub struct Account {
     pub groups: Vec<SimGroup>,
     /// The ChatSet UserNames, in order.
     pub chat_set: Vec<String>,
+    /// The look-alike friends, as pairs of sim ids.
+    pub lookalikes: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -148,6 +237,10 @@ pub enum SimKind {
 /// A contact as the server holds it; text fields are wire text (emoji spans, entities).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimContact {
+    /// The simulator's id of this person: the same in every login.
+    pub sim_id: u64,
+    /// The permanent id (`wxid_…`, a custom id, `gh_…`, `filehelper`).
+    pub real_id: String,
     pub user_name: String,
     pub nick_name: String,
     pub remark_name: String,
@@ -162,12 +255,21 @@ pub struct SimContact {
     pub alias: String,
     /// wxuin for the self user, 0 for everyone else.
     pub uin: i64,
+    /// The `seq` in HeadImgUrl; changes only with the avatar.
+    pub avatar_seq: u64,
+    pub attr_status: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimGroup {
+    pub sim_id: u64,
+    /// `NNN@chatroom`.
+    pub real_id: String,
     pub user_name: String,
+    /// Issued anew at every login, like the UserName.
+    pub encry_chat_room_id: String,
     pub nick_name: String,
+    pub avatar_seq: u64,
     /// Saved to contacts: listed by webwxgetcontact.
     pub saved: bool,
     /// In webwxinit's ContactList.
@@ -179,6 +281,9 @@ pub struct SimGroup {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimMember {
+    /// The person's sim id (the same as their [`SimContact::sim_id`] when a contact).
+    pub sim_id: u64,
+    pub real_id: String,
     pub user_name: String,
     pub nick_name: String,
     pub display_name: String,
@@ -234,11 +339,7 @@ impl Simulator {
     pub fn rename(&self, user_name: &str, nick_name: &str) {
         self.mutate(user_name, |w, id| {
             w.entities[id].nick = nick_name.to_string();
-            if w.entities[id].kind == SimKind::Stranger {
-                w.groups_of(id).map(Change::Mod).collect()
-            } else {
-                vec![Change::Mod(id)]
-            }
+            w.touched(id)
         });
     }
 
@@ -316,9 +417,29 @@ impl Simulator {
         })
     }
 
-    /// The next `times` calls to `endpoint` get `fault`.
+    /// Between two logins: about `rate` (0.0–1.0) of each kind of entity
+    /// changes in each of the ways real address books change (see
+    /// [`ChurnReport`]). Changes are queued for a live session's webwxsync,
+    /// like the other mutators, and every later login sees them. The same
+    /// seed on the same world churns the same way.
+    pub fn churn(&self, rate: f64, seed: u64) -> ChurnReport {
+        self.inner.with_world_mut(|w| w.churn(rate, seed))
+    }
+
+    /// The next `times` calls to `endpoint` get `fault` (after any faults
+    /// already queued for it); `times` 0 clears the endpoint's queue instead.
     pub fn fail(&self, endpoint: Endpoint, fault: Fault, times: u32) {
         self.inner.add_fault(endpoint, fault, times);
+    }
+
+    /// Drops every queued fault of every endpoint.
+    pub fn clear_faults(&self) {
+        self.inner.clear_faults();
+    }
+
+    /// What the phone does with the next push logins.
+    pub fn set_push_login(&self, mode: PushLogin) {
+        self.inner.set_push_login(mode);
     }
 
     /// The session dies: later API calls answer Ret `code`, synccheck retcode `code`.

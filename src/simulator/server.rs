@@ -2,9 +2,13 @@
 //! faults, records the call, and answers the way the real servers do (JS for
 //! the login steps, XML for the ticket, `text/plain` JSON for the API).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll as TaskPoll};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,12 +20,17 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::io::ReaderStream;
 
-use super::world::{Change, ContactJson, Id, World};
-use super::{BARRED_MESSAGE, Call, Endpoint, Fault, SimConfig, SimKind, UOS_EXTSPAM, text};
+use super::world::{self, Change, ContactJson, Id, ModContactJson, World};
+use super::{
+    BARRED_MESSAGE, Call, Endpoint, Fault, PushLogin, SimConfig, SimKind, UOS_CLIENT_VERSION,
+    UOS_EXTSPAM, text,
+};
 
 /// A QR code is valid this long, then the poll answers 400.
 const UUID_TTL: Duration = Duration::from_secs(300);
@@ -29,6 +38,8 @@ const UUID_TTL: Duration = Duration::from_secs(300);
 const BATCH_CAP: usize = 50;
 /// At most this many log entries per webwxsync; more sets ContinueFlag.
 const SYNC_CHUNK: usize = 100;
+/// A MsgType 51 names at most this many chats; longer lists take several messages.
+const STATUS_CHUNK: usize = 50;
 const APP_ID_CLIENT_VERSION: i64 = 1_661_011_297;
 const AVATAR: &str = "data:img/jpg;base64,/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAAEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQH/wAALCAABAAEBAREA/8QAFAABAAAAAAAAAAAAAAAAAAAACf/EABQQAQAAAAAAAAAAAAAAAAAAAAD/2gAIAQEAAD8AKp//2Q==";
 
@@ -47,7 +58,12 @@ struct State {
     newest_qr: Option<String>,
     session: Option<Session>,
     sessions_made: u64,
-    faults: HashMap<Endpoint, VecDeque<Fault>>,
+    /// The newest `webwx_auth_ticket` issued: what a push login must present.
+    /// It outlives its session (a logged-out client may push-login with it).
+    auth_ticket: Option<String>,
+    push_login: PushLogin,
+    /// Per endpoint: faults still to serve, each with its remaining count.
+    faults: HashMap<Endpoint, VecDeque<(Fault, u32)>>,
     calls: Vec<Call>,
     oplog_ignores: bool,
     stopping: bool,
@@ -63,6 +79,8 @@ struct Qr {
     auto: Option<(Instant, Instant)>,
     told_scan: bool,
     used: bool,
+    /// A push login the phone does not answer ([`PushLogin::Ignore`]).
+    ignored: bool,
 }
 
 impl Qr {
@@ -160,6 +178,8 @@ pub(crate) async fn start(
             newest_qr: None,
             session: None,
             sessions_made: 0,
+            auth_ticket: None,
+            push_login: PushLogin::default(),
             faults: HashMap::new(),
             calls: Vec::new(),
             oplog_ignores: false,
@@ -226,8 +246,35 @@ impl Inner {
 
     pub fn add_fault(&self, endpoint: Endpoint, fault: Fault, times: u32) {
         let mut st = self.lock();
-        let q = st.faults.entry(endpoint).or_default();
-        q.extend(std::iter::repeat_n(fault, times as usize));
+        if times == 0 {
+            st.faults.remove(&endpoint);
+        } else {
+            st.faults
+                .entry(endpoint)
+                .or_default()
+                .push_back((fault, times));
+        }
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// The fault the next call to `endpoint` gets, if any.
+    fn take_fault(&self, endpoint: Endpoint) -> Option<Fault> {
+        let mut st = self.lock();
+        let queue = st.faults.get_mut(&endpoint)?;
+        let (fault, left) = queue.front_mut()?;
+        let fault = fault.clone();
+        *left -= 1;
+        if *left == 0 {
+            queue.pop_front();
+        }
+        Some(fault)
+    }
+
+    pub fn set_push_login(&self, mode: PushLogin) {
+        self.lock().push_login = mode;
     }
 
     pub fn kill_session(&self, code: i64) {
@@ -271,18 +318,27 @@ impl Req {
 
 struct Reply {
     status: u16,
-    content_type: &'static str,
+    content_type: Cow<'static, str>,
     body: Vec<u8>,
+    /// Sent instead of `body` when set: a body produced while it is sent.
+    stream: Option<Streamed>,
     cookies: Vec<String>,
     ret: Option<i64>,
+}
+
+struct Streamed {
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+    /// Announced as Content-Length; None sends it chunked.
+    length: Option<u64>,
 }
 
 impl Reply {
     fn json(v: &impl Serialize, ret: i64) -> Reply {
         Reply {
             status: 200,
-            content_type: "text/plain",
+            content_type: Cow::Borrowed("text/plain"),
             body: serde_json::to_vec(v).unwrap_or_default(),
+            stream: None,
             cookies: Vec::new(),
             ret: Some(ret),
         }
@@ -293,8 +349,9 @@ impl Reply {
     fn js(text: String, ret: i64) -> Reply {
         Reply {
             status: 200,
-            content_type: "text/javascript",
+            content_type: Cow::Borrowed("text/javascript"),
             body: text.into_bytes(),
+            stream: None,
             cookies: Vec::new(),
             ret: Some(ret),
         }
@@ -306,13 +363,31 @@ impl Reply {
         )
     }
     fn plain(status: u16, content_type: &'static str, body: &str) -> Reply {
+        Reply::bytes(
+            status,
+            Cow::Borrowed(content_type),
+            body.as_bytes().to_vec(),
+        )
+    }
+    fn bytes(status: u16, content_type: Cow<'static, str>, body: Vec<u8>) -> Reply {
         Reply {
             status,
             content_type,
-            body: body.as_bytes().to_vec(),
+            body,
+            stream: None,
             cookies: Vec::new(),
             ret: None,
         }
+    }
+    /// The connection closes before a byte of the reply is sent.
+    fn reset() -> Reply {
+        let mut r = Reply::bytes(200, Cow::Borrowed("text/plain"), Vec::new());
+        r.status = 0;
+        r.stream = Some(Streamed {
+            reader: Box::new(FailingReader),
+            length: None,
+        });
+        r
     }
     fn ticket_xml(status: u16, ret: i64, message: &str) -> Reply {
         let mut r = Reply::plain(
@@ -350,6 +425,7 @@ fn endpoint_of(path: &str) -> Endpoint {
         "/cgi-bin/mmwebwx-bin/synccheck" => Endpoint::SyncCheck,
         "/cgi-bin/mmwebwx-bin/webwxsync" => Endpoint::Sync,
         "/cgi-bin/mmwebwx-bin/webwxlogout" => Endpoint::Logout,
+        "/cgi-bin/mmwebwx-bin/webwxpushloginurl" => Endpoint::PushLogin,
         _ => Endpoint::Other,
     }
 }
@@ -417,12 +493,7 @@ async fn dispatch(
         });
         st.calls.len() - 1
     };
-    let fault = inner
-        .lock()
-        .faults
-        .get_mut(&endpoint)
-        .and_then(VecDeque::pop_front);
-    let reply = match fault {
+    let reply = match inner.take_fault(endpoint) {
         None => handle(&inner, endpoint, &req).await,
         Some(Fault::Http(code)) => Reply::plain(
             code,
@@ -444,6 +515,26 @@ async fn dispatch(
             ticket(&inner, &req, Some(n))
         }
         Some(Fault::Ret(n) | Fault::LoginRet(n)) => fault_ret(&inner, endpoint, n),
+        Some(Fault::Reset) => Reply::reset(),
+        Some(Fault::Custom {
+            status,
+            content_type,
+            body,
+        }) => Reply::bytes(status, Cow::Owned(content_type), body),
+        Some(Fault::Huge { bytes, chunked }) => huge_reply(endpoint, bytes, chunked),
+        Some(Fault::EndlessSeq) if endpoint == Endpoint::GetContact => {
+            get_contact(&inner, &req, true)
+        }
+        Some(Fault::UnaskedGroups(n)) if endpoint == Endpoint::BatchGetContact => {
+            batch_get_contact(&inner, &req, Oddity::Unasked(n))
+        }
+        Some(Fault::HugeGroup(n)) if endpoint == Endpoint::BatchGetContact => {
+            batch_get_contact(&inner, &req, Oddity::HugeGroup(n))
+        }
+        // Faults of one endpoint's shape leave the others alone.
+        Some(Fault::EndlessSeq | Fault::UnaskedGroups(_) | Fault::HugeGroup(_)) => {
+            handle(&inner, endpoint, &req).await
+        }
     };
     {
         let mut st = inner.lock();
@@ -457,14 +548,141 @@ async fn dispatch(
 }
 
 fn respond(r: Reply) -> Response {
+    // Status 0 marks a reset in the call log; the connection dies before any status is sent.
+    let status = if r.status == 0 { 200 } else { r.status };
     let mut b = Response::builder()
-        .status(r.status)
-        .header("content-type", r.content_type);
+        .status(status)
+        .header("content-type", r.content_type.as_ref());
     for c in &r.cookies {
         b = b.header("set-cookie", c);
     }
-    b.body(Body::from(r.body))
+    let body = match r.stream {
+        Some(Streamed { reader, length }) => {
+            if let Some(n) = length {
+                b = b.header("content-length", n);
+            }
+            Body::from_stream(ReaderStream::new(reader))
+        }
+        None => Body::from(r.body),
+    };
+    b.body(body)
         .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// A body that fails at once: the server drops the connection with nothing sent.
+struct FailingReader;
+
+impl AsyncRead for FailingReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut ReadBuf<'_>,
+    ) -> TaskPoll<io::Result<()>> {
+        TaskPoll::Ready(Err(io::ErrorKind::ConnectionReset.into()))
+    }
+}
+
+/// `prefix`, then `copies` copies of `record` separated by commas, then
+/// `pad` spaces and `suffix`: a JSON reply of any size, produced as it is read.
+struct HugeBody {
+    prefix: Vec<u8>,
+    record: Vec<u8>,
+    copies: u64,
+    pad: u64,
+    suffix: Vec<u8>,
+    pos: u64,
+}
+
+impl HugeBody {
+    fn len(&self) -> u64 {
+        let r = self.record.len() as u64;
+        self.prefix.len() as u64 + self.copies * (r + 1) - 1 + self.pad + self.suffix.len() as u64
+    }
+
+    /// The bytes at `pos`, up to the end of the piece they belong to.
+    fn piece(&self, pos: u64) -> Cow<'_, [u8]> {
+        let p = self.prefix.len() as u64;
+        let r = self.record.len() as u64;
+        let list = self.copies * (r + 1) - 1;
+        if pos < p {
+            return Cow::Borrowed(&self.prefix[pos as usize..]);
+        }
+        let q = pos - p;
+        if q < list {
+            // Copy i occupies [i*(r+1), i*(r+1)+r), followed by a comma.
+            let at = q % (r + 1);
+            return if at == r {
+                Cow::Borrowed(b",")
+            } else {
+                Cow::Borrowed(&self.record[at as usize..])
+            };
+        }
+        let q = q - list;
+        if q < self.pad {
+            return Cow::Owned(vec![b' '; (self.pad - q).min(64 * 1024) as usize]);
+        }
+        Cow::Borrowed(&self.suffix[(q - self.pad) as usize..])
+    }
+}
+
+impl AsyncRead for HugeBody {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> TaskPoll<io::Result<()>> {
+        let total = self.len();
+        while buf.remaining() > 0 && self.pos < total {
+            let piece = self.piece(self.pos);
+            let n = piece.len().min(buf.remaining());
+            buf.put_slice(&piece[..n]);
+            self.pos += n as u64;
+        }
+        TaskPoll::Ready(Ok(()))
+    }
+}
+
+/// The endpoint's usual JSON shape with its list padded to `bytes` bytes.
+fn huge_reply(endpoint: Endpoint, bytes: u64, chunked: bool) -> Reply {
+    let (count_key, list_key, tail) = match endpoint {
+        Endpoint::GetContact => ("MemberCount", "MemberList", r#","Seq":0}"#),
+        Endpoint::Sync => ("ModContactCount", "ModContactList", "}"),
+        _ => ("Count", "ContactList", "}"),
+    };
+    let record = serde_json::to_vec(&json!({
+        "Uin": 0, "UserName": format!("@{}", "5a".repeat(32)), "NickName": "填充",
+        "HeadImgUrl": "/cgi-bin/mmwebwx-bin/webwxgeticon?seq=600000000&username=@5a&skey=",
+        "ContactFlag": 3, "MemberCount": 0, "MemberList": [], "RemarkName": "", "Sex": 0,
+        "Signature": "", "VerifyFlag": 0, "PYInitial": "TC", "PYQuanPin": "tianchong",
+        "AttrStatus": 102945, "Province": "", "City": "", "Alias": "", "KeyWord": "",
+    }))
+    .unwrap_or_default();
+    let head_len = |copies: u64| {
+        format!(r#"{{"BaseResponse":{{"Ret":0,"ErrMsg":""}},"{count_key}":{copies},"{list_key}":["#)
+            .len() as u64
+    };
+    let fixed = head_len(0) + 20 + tail.len() as u64 + 1;
+    let copies = (bytes.saturating_sub(fixed) / (record.len() as u64 + 1)).max(1);
+    let prefix = format!(
+        r#"{{"BaseResponse":{{"Ret":0,"ErrMsg":""}},"{count_key}":{copies},"{list_key}":["#
+    );
+    let mut body = HugeBody {
+        prefix: prefix.into_bytes(),
+        record,
+        copies,
+        pad: 0,
+        suffix: format!("]{tail}").into_bytes(),
+        pos: 0,
+    };
+    body.pad = bytes.saturating_sub(body.len());
+    let length = body.len();
+    let mut r = Reply::bytes(200, Cow::Borrowed("text/plain"), Vec::new());
+    r.ret = Some(0);
+    r.stream = Some(Streamed {
+        reader: Box::new(body),
+        length: (!chunked).then_some(length),
+    });
+    r
 }
 
 /// A `Fault::Ret`: the endpoint's own error shape; 1100-1102 end the session.
@@ -481,6 +699,7 @@ fn fault_ret(inner: &Inner, endpoint: Endpoint, n: i64) -> Reply {
         Endpoint::LoginPoll => Reply::js(format!("window.code={n};"), n),
         Endpoint::NewLoginPage => Reply::ticket_xml(200, n, ""),
         Endpoint::SyncCheck => Reply::synccheck(n, 0),
+        Endpoint::PushLogin => push_refusal(n, ""),
         _ => Reply::base(n),
     }
 }
@@ -494,12 +713,13 @@ async fn handle(inner: &Inner, endpoint: Endpoint, req: &Req) -> Reply {
         Endpoint::NewLoginPage if get => ticket(inner, req, None),
         Endpoint::Init if post => init(inner, req),
         Endpoint::StatusNotify if post => status_notify(inner, req),
-        Endpoint::GetContact if get => get_contact(inner, req),
-        Endpoint::BatchGetContact if post => batch_get_contact(inner, req),
+        Endpoint::GetContact if get => get_contact(inner, req, false),
+        Endpoint::BatchGetContact if post => batch_get_contact(inner, req, Oddity::None),
         Endpoint::OpLog if post => oplog(inner, req),
         Endpoint::SyncCheck if get => synccheck(inner, req).await,
         Endpoint::Sync if post => sync(inner, req),
         Endpoint::Logout => logout(inner, req),
+        Endpoint::PushLogin if get => push_login(inner, req),
         Endpoint::Other => {
             Reply::plain(404, "text/html", "<html><body>404 Not Found</body></html>")
         }
@@ -521,11 +741,9 @@ const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const HEX: &[u8] = b"0123456789abcdef";
 
-fn jslogin(inner: &Inner, req: &Req) -> Reply {
-    let desktop = req
-        .param("redirect_uri")
-        .is_some_and(|r| r.contains("mod=desktop"));
-    let mut st = inner.lock();
+/// Issues a login uuid. A push login's has no scan step (the phone was
+/// asked directly); an ignored one never becomes the phone's newest.
+fn new_uuid(st: &mut State, desktop: bool, push: Option<PushLogin>) -> String {
     let uuid = format!(
         "{}==",
         random_string(
@@ -535,24 +753,68 @@ fn jslogin(inner: &Inner, req: &Req) -> Reply {
         )
     );
     let ticket = format!("A{}@qrticket_0", random_string(&mut st.rng, ALNUM, 31));
+    let ignored = push == Some(PushLogin::Ignore);
     st.qr.insert(
         uuid.clone(),
         Qr {
             created: Instant::now(),
             desktop,
             ticket,
-            scanned: false,
+            scanned: push.is_some(),
             confirmed: false,
             auto: None,
-            told_scan: false,
+            told_scan: push.is_some(),
             used: false,
+            ignored,
         },
     );
-    st.newest_qr = Some(uuid.clone());
+    if !ignored {
+        st.newest_qr = Some(uuid.clone());
+    }
+    uuid
+}
+
+fn jslogin(inner: &Inner, req: &Req) -> Reply {
+    let desktop = req
+        .param("redirect_uri")
+        .is_some_and(|r| r.contains("mod=desktop"));
+    let uuid = new_uuid(&mut inner.lock(), desktop, None);
     Reply::js(
         format!("window.QRLogin.code = 200; window.QRLogin.uuid = \"{uuid}\";"),
         200,
     )
+}
+
+/// `{"ret":"N","msg":…}`: the push-login shape, ret as a quoted number.
+fn push_refusal(ret: i64, msg: &str) -> Reply {
+    Reply::json(&json!({"ret": ret.to_string(), "msg": msg}), ret)
+}
+
+/// `webwxpushloginurl?uin=…`: with the `wxuin` and newest `webwx_auth_ticket`
+/// cookies of this account, asks the phone to confirm a new login and
+/// answers its uuid; the client then polls that uuid as after a QR code.
+fn push_login(inner: &Inner, req: &Req) -> Reply {
+    let reply = {
+        let st = &mut *inner.lock();
+        let uin = st.world.uin.to_string();
+        let cookie_uin = req.cookies.get("wxuin");
+        let ticket = req.cookies.get("webwx_auth_ticket");
+        if ticket.is_none() || cookie_uin != Some(&uin) || req.param("uin") != Some(&uin) {
+            return push_refusal(1, "args error");
+        }
+        if ticket != st.auth_ticket.as_ref() {
+            return push_refusal(3, "device authinfo invalid");
+        }
+        if st.push_login == PushLogin::Refuse {
+            return push_refusal(2, "antispam");
+        }
+        let desktop = req.param("mod") == Some("desktop");
+        let mode = st.push_login;
+        let uuid = new_uuid(st, desktop, Some(mode));
+        Reply::json(&json!({"ret": "0", "msg": "all ok", "uuid": uuid}), 0)
+    };
+    inner.bump();
+    reply
 }
 
 enum Poll {
@@ -601,7 +863,7 @@ async fn login_poll(inner: &Inner, req: &Req) -> Reply {
             if q.used || now.duration_since(q.created) > UUID_TTL {
                 return Poll::Ready(Reply::js("window.code=400;".into(), 400));
             }
-            if auto && q.auto.is_none() {
+            if auto && q.auto.is_none() && !q.ignored {
                 q.auto = Some((now + step, now + 2 * step));
             }
             if q.confirmed(now) {
@@ -655,7 +917,7 @@ fn ticket(inner: &Inner, req: &Req, login_ret: Option<i64>) -> Reply {
         return Reply::ticket_xml(status, n, msg);
     }
     if desktop
-        && (req.header("client-version") != Some("2.0.0")
+        && (req.header("client-version") != Some(UOS_CLIENT_VERSION)
             || req.header("extspam") != Some(UOS_EXTSPAM))
     {
         return Reply::ticket_xml(status, 1203, BARRED_MESSAGE);
@@ -699,6 +961,7 @@ fn ticket(inner: &Inner, req: &Req, login_ret: Option<i64>) -> Reply {
     let body = format!(
         "<error><ret>0</ret><message></message><skey>{skey}</skey><wxsid>{sid}</wxsid><wxuin>{uin}</wxuin><pass_ticket>{pass_ticket}</pass_ticket><isgrayscale>1</isgrayscale></error>"
     );
+    st.auth_ticket = Some(auth_ticket.clone());
     st.session = Some(Session {
         id: st.sessions_made,
         sid,
@@ -850,9 +1113,17 @@ fn status_notify(inner: &Inner, req: &Req) -> Reply {
             .and_then(|b| b.get("Code"))
             .and_then(Value::as_i64);
         if code == Some(3) {
-            let msg = status_msg(&st.world, msg_id);
-            let id = session(st).id;
-            st.world.changes.push(Change::Msg { session: id, msg });
+            let session = session(st).id;
+            let State { world, rng, .. } = st;
+            let ids = world.status_notify_ids(inner.cfg.status_notify, rng);
+            for _ in 0..inner.cfg.status_notify_copies {
+                for chunk in ids.chunks(STATUS_CHUNK) {
+                    let id: u64 =
+                        rng.random_range(1_000_000_000_000_000_000..9_000_000_000_000_000_000);
+                    let msg = status_msg(world, chunk, id);
+                    world.changes.push(Change::Msg { session, msg });
+                }
+            }
         }
         msg_id
     };
@@ -860,10 +1131,9 @@ fn status_notify(inner: &Inner, req: &Req) -> Reply {
     Reply::json(&json!({"BaseResponse": OK, "MsgID": msg_id.to_string()}), 0)
 }
 
-/// The MsgType 51 (StatusNotifyCode 4) message that follows statusnotify:
+/// A MsgType 51 (StatusNotifyCode 4) message that follows statusnotify:
 /// session names in StatusNotifyUserName, permanent ids in Content.
-fn status_msg(w: &World, msg_id: u64) -> Value {
-    let ids: Vec<Id> = w.init_contact_ids();
+fn status_msg(w: &World, ids: &[Id], msg_id: u64) -> Value {
     let names: Vec<&str> = ids.iter().map(|id| w.name(*id)).collect();
     let wxids: Vec<&str> = ids.iter().map(|id| w.entities[*id].wxid.as_str()).collect();
     let me = w.name(w.self_id);
@@ -917,7 +1187,9 @@ fn seq_token(session: u64, last: Id, next: usize) -> u64 {
     1_000_000_000 + x % 3_000_000_000
 }
 
-fn get_contact(inner: &Inner, req: &Req) -> Reply {
+/// A webwxgetcontact page. `endless`: the page's Seq is never 0 (past the
+/// end it points at the top of the list again, under a new token).
+fn get_contact(inner: &Inner, req: &Req, endless: bool) -> Reply {
     let st = &mut *inner.lock();
     if let Err(ret) = authenticate(st, req, Creds::Query { sid_uin: false }) {
         return Reply::base(ret);
@@ -941,9 +1213,12 @@ fn get_contact(inner: &Inner, req: &Req) -> Reply {
     let listing = st.world.contact_listing();
     let start = start.min(listing.len());
     let end = (start + page_size).min(listing.len());
-    let next = if end < listing.len() {
-        let t = seq_token(s.id, listing[end - 1], end);
-        s.seq_tokens.insert(t.to_string(), end);
+    let next = if end < listing.len() || endless {
+        let issued = s.seq_tokens.len();
+        let last = end.checked_sub(1).map_or(0, |i| listing[i]);
+        let t = seq_token(s.id, last, end + issued * listing.len().max(1));
+        s.seq_tokens
+            .insert(t.to_string(), if end < listing.len() { end } else { 0 });
         t
     } else {
         0
@@ -965,7 +1240,25 @@ fn get_contact(inner: &Inner, req: &Req) -> Reply {
     )
 }
 
-fn batch_get_contact(inner: &Inner, req: &Req) -> Reply {
+/// What a batchgetcontact fault makes the reply do besides answering.
+#[derive(Clone, Copy)]
+enum Oddity {
+    None,
+    /// Also carry this many live groups nobody asked for.
+    Unasked(usize),
+    /// The first group asked for comes back with this many members.
+    HugeGroup(usize),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchReply<'a> {
+    base_response: BaseResponse,
+    count: usize,
+    contact_list: Vec<ContactJson<'a>>,
+}
+
+fn batch_get_contact(inner: &Inner, req: &Req, oddity: Oddity) -> Reply {
     let body = req.json();
     let st = &mut *inner.lock();
     let s = match authenticate(st, req, Creds::Body(body.as_ref())) {
@@ -979,6 +1272,11 @@ fn batch_get_contact(inner: &Inner, req: &Req) -> Reply {
         .and_then(|b| b.get("List"))
         .and_then(Value::as_array)
         .unwrap_or(&empty);
+    let filler = match oddity {
+        Oddity::HugeGroup(n) => world::filler_members(n),
+        _ => Vec::new(),
+    };
+    let mut inflated = false;
     let mut list: Vec<ContactJson<'_>> = Vec::new();
     for item in items.iter().take(BATCH_CAP) {
         let name = item.get("UserName").and_then(Value::as_str).unwrap_or("");
@@ -988,7 +1286,12 @@ fn batch_get_contact(inner: &Inner, req: &Req) -> Reply {
             .find(|v| !v.is_empty());
         if name.starts_with("@@") {
             if let Some(g) = w.lookup_group(name) {
-                list.push(w.group_json(g, &s.skey));
+                let mut json = w.group_json(g, &s.skey);
+                if !inflated && let Oddity::HugeGroup(n) = oddity {
+                    json.pad_members(&filler, n);
+                    inflated = true;
+                }
+                list.push(json);
             }
             continue;
         }
@@ -1004,8 +1307,21 @@ fn batch_get_contact(inner: &Inner, req: &Req) -> Reply {
             list.push(w.contact_json(id, &s.skey, None, false));
         }
     }
+    if let Oddity::Unasked(n) = oddity {
+        let asked: Vec<&str> = list.iter().map(ContactJson::user_name).collect();
+        let extra: Vec<Id> = w
+            .live_groups()
+            .filter(|g| !asked.contains(&w.name(*g)))
+            .take(n)
+            .collect();
+        list.extend(extra.into_iter().map(|g| w.group_json(g, &s.skey)));
+    }
     Reply::json(
-        &json!({"BaseResponse": OK, "Count": list.len(), "ContactList": list}),
+        &BatchReply {
+            base_response: OK,
+            count: list.len(),
+            contact_list: list,
+        },
         0,
     )
 }
@@ -1146,34 +1462,66 @@ fn sync(inner: &Inner, req: &Req) -> Reply {
         let e = &w.entities[id];
         let gone = last[&id] || e.removed || (e.kind == SimKind::Stranger && e.group.is_none());
         if gone && last[&id] {
-            dels.push(json!({"UserName": w.name(id), "ContactFlag": 0}));
+            dels.push(DelContact {
+                user_name: w.name(id),
+                contact_flag: 0,
+            });
         } else if !gone {
             mods.push(w.mod_json(id, &s.skey));
         }
     }
     Reply::json(
-        &json!({
-            "BaseResponse": OK,
-            "AddMsgCount": msgs.len(),
-            "AddMsgList": msgs,
-            "ModContactCount": mods.len(),
-            "ModContactList": mods,
-            "DelContactCount": dels.len(),
-            "DelContactList": dels,
-            "ModChatRoomMemberCount": 0,
-            "ModChatRoomMemberList": [],
-            "Profile": {
+        &SyncReply {
+            base_response: OK,
+            add_msg_count: msgs.len(),
+            add_msg_list: msgs,
+            mod_contact_count: mods.len(),
+            mod_contact_list: mods,
+            del_contact_count: dels.len(),
+            del_contact_list: dels,
+            mod_chat_room_member_count: 0,
+            mod_chat_room_member_list: Vec::new(),
+            profile: json!({
                 "BitFlag": 0, "UserName": {"Buff": ""}, "NickName": {"Buff": ""}, "BindUin": 0,
                 "BindEmail": {"Buff": ""}, "BindMobile": {"Buff": ""}, "Status": 0, "Sex": 0,
                 "PersonalCard": 0, "Alias": "", "HeadImgUpdateFlag": 0, "HeadImgUrl": "", "Signature": ""
-            },
-            "ContinueFlag": i64::from(end < v),
-            "SyncKey": s.sync_key(end, false),
-            "SKey": s.skey,
-            "SyncCheckKey": s.sync_key(end, true),
-        }),
+            }),
+            continue_flag: i64::from(end < v),
+            sync_key: s.sync_key(end, false),
+            s_key: &s.skey,
+            sync_check_key: s.sync_key(end, true),
+        },
         0,
     )
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DelContact<'a> {
+    user_name: &'a str,
+    contact_flag: i64,
+}
+
+/// The webwxsync reply, serialized straight from borrowed records (a chunk
+/// of group changes can carry tens of thousands of members).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SyncReply<'a> {
+    base_response: BaseResponse,
+    add_msg_count: usize,
+    add_msg_list: Vec<&'a Value>,
+    mod_contact_count: usize,
+    mod_contact_list: Vec<ModContactJson<'a>>,
+    del_contact_count: usize,
+    del_contact_list: Vec<DelContact<'a>>,
+    mod_chat_room_member_count: usize,
+    mod_chat_room_member_list: Vec<Value>,
+    profile: Value,
+    continue_flag: i64,
+    sync_key: Value,
+    #[serde(rename = "SKey")]
+    s_key: &'a str,
+    sync_check_key: Value,
 }
 
 fn logout(inner: &Inner, req: &Req) -> Reply {
@@ -1194,13 +1542,13 @@ fn control_api(inner: &Inner, path: &str, req: &Req) -> Reply {
     match (req.method.as_str(), path) {
         ("GET", "account") => {
             let mut r = Reply::json(&inner.with_world(World::snapshot), 0);
-            r.content_type = "application/json";
+            r.content_type = Cow::Borrowed("application/json");
             r.ret = None;
             r
         }
         ("GET", "calls") => {
             let mut r = Reply::json(&inner.calls(), 0);
-            r.content_type = "application/json";
+            r.content_type = Cow::Borrowed("application/json");
             r.ret = None;
             r
         }

@@ -88,6 +88,13 @@ pub(crate) const SIGNATURES: &[&str] = &[
     "busy",
 ];
 
+/// AttrStatus values seen on real contacts. The field is a set of privacy
+/// and feature flags, so a handful of combinations cover most accounts and
+/// many contacts share each one: it tells nobody apart.
+pub(crate) const ATTR_STATUS: &[i64] = &[
+    36961, 102945, 102945, 103357, 119911, 122983, 135461, 4293221,
+];
+
 pub(crate) const OFFICIALS: &[&str] = &[
     "腾讯新闻",
     "人民日报",

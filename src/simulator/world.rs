@@ -4,6 +4,7 @@
 //! sends.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -11,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::text::{self, GenName};
-use super::{Account, SimConfig, SimContact, SimGroup, SimKind, SimMember};
+use super::{Account, SimConfig, SimContact, SimGroup, SimKind, SimMember, StatusNotify};
 
 pub(crate) type Id = usize;
 
@@ -25,42 +26,46 @@ const SPECIALS: &[(&str, &str, i64, &str)] = &[
     ("floatbottle", "漂流瓶", 0, "flo"),
 ];
 
+#[derive(Clone)]
 pub(crate) struct Entity {
     pub kind: SimKind,
     /// Specials keep one name for ever (`filehelper`).
     pub fixed_name: Option<&'static str>,
     /// `@` + 64 hex when true, `@` + 32 hex otherwise (people only).
-    long_name: bool,
+    pub long_name: bool,
     pub nick: String,
     pub remark: String,
-    py_initial: String,
-    py_quan_pin: String,
+    pub py_initial: String,
+    pub py_quan_pin: String,
     pub sex: i64,
-    pub province: String,
-    pub city: String,
-    pub signature: String,
+    pub province: &'static str,
+    pub city: &'static str,
+    pub signature: &'static str,
     pub alias: String,
     pub verify_flag: i64,
     pub contact_flag: i64,
-    key_word: String,
-    head_seq: u64,
-    attr_status: i64,
-    sns_flag: i64,
-    /// The permanent id (`wxid_…`, `…@chatroom`) that MsgType 51 reveals.
+    pub key_word: &'static str,
+    /// The avatar's `seq` in HeadImgUrl: survives logins, changes with the avatar.
+    pub head_seq: u64,
+    pub attr_status: i64,
+    pub sns_flag: i64,
+    /// The permanent id (`wxid_…`, `…@chatroom`, `gh_…`) that MsgType 51 reveals.
     pub wxid: String,
     pub removed: bool,
     pub group: Option<GroupData>,
 }
 
+#[derive(Clone)]
 pub(crate) struct GroupData {
     pub members: Vec<Member>,
     pub saved: bool,
     pub in_init: bool,
     pub in_chat_set: bool,
-    owner: Id,
-    statues: i64,
+    pub owner: Id,
+    pub statues: i64,
 }
 
+#[derive(Clone)]
 pub(crate) struct Member {
     pub id: Id,
     pub display_name: String,
@@ -77,17 +82,24 @@ pub(crate) enum Change {
     },
 }
 
+/// The real servers cap a group at this many members.
+pub(crate) const GROUP_CAP: usize = 500;
+
 pub(crate) struct World {
     seed: u64,
     rng: StdRng,
     pub entities: Vec<Entity>,
     /// `webwxgetcontact` order (a shuffle, then additions at the end).
-    listing: Vec<Id>,
+    pub listing: Vec<Id>,
     pub self_id: Id,
     pub uin: i64,
     /// The first few init ContactList members and the ChatSet, in order.
     init_people: Vec<Id>,
-    chat_set: Vec<Id>,
+    pub chat_set: Vec<Id>,
+    /// Friends generated identical in every visible field, in pairs.
+    pub lookalikes: Vec<(Id, Id)>,
+    pub min_members: usize,
+    pub max_members: usize,
     names: Vec<String>,
     encry: Vec<String>,
     by_name: HashMap<String, Id>,
@@ -96,16 +108,35 @@ pub(crate) struct World {
     pub changes: Vec<Change>,
 }
 
-fn hex(rng: &mut StdRng, n: usize) -> String {
-    const HEX: &[u8] = b"0123456789abcdef";
-    (0..n)
-        .map(|_| HEX[rng.random_range(0..16)] as char)
-        .collect()
+/// `n` random lowercase hex digits, 16 per draw.
+pub(crate) fn hex(rng: &mut StdRng, n: usize) -> String {
+    let mut s = String::with_capacity(n + 16);
+    while s.len() < n {
+        let _ = write!(s, "{:016x}", rng.random::<u64>());
+    }
+    s.truncate(n);
+    s
+}
+
+/// A person's permanent id: `wxid_` + 14 characters, or for some old
+/// accounts a custom id without the prefix.
+pub(crate) fn person_id(rng: &mut StdRng, py_quan_pin: &str) -> String {
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    if rng.random_bool(0.08) {
+        let stem: String = py_quan_pin.chars().take(12).collect();
+        let stem = if stem.is_empty() { "user".into() } else { stem };
+        return format!("{stem}{}", rng.random_range(1960..2010));
+    }
+    let tail: String = (0..14)
+        .map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char)
+        .collect();
+    format!("wxid_{tail}")
 }
 
 impl World {
     pub fn generate(cfg: &SimConfig) -> World {
         let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let max_members = cfg.max_group_members.clamp(3, GROUP_CAP);
         let mut w = World {
             seed: cfg.seed,
             rng: StdRng::seed_from_u64(cfg.seed ^ 0x005e_ed0f_c4a9),
@@ -115,6 +146,9 @@ impl World {
             uin: rng.random_range(1_000_000_000..4_000_000_000),
             init_people: Vec::new(),
             chat_set: Vec::new(),
+            lookalikes: Vec::new(),
+            min_members: cfg.min_group_members.clamp(3, max_members),
+            max_members,
             names: Vec::new(),
             encry: Vec::new(),
             by_name: HashMap::new(),
@@ -129,7 +163,7 @@ impl World {
             let mut e = blank(SimKind::Special, nick.to_string());
             e.fixed_name = Some(name);
             e.verify_flag = *verify;
-            e.key_word = kw.to_string();
+            e.key_word = kw;
             e.contact_flag = 3;
             e.wxid = name.to_string();
             listed.push(w.push(e));
@@ -143,12 +177,14 @@ impl World {
             };
             let mut e = blank(SimKind::Official, nick);
             e.verify_flag = [24, 8, 56, 24][i % 4];
-            e.key_word = "gh_".into();
+            e.key_word = "gh_";
             e.contact_flag = 3;
             e.long_name = false;
-            e.signature = "提供资讯与服务".into();
-            e.province = "广东".into();
-            e.city = "深圳".into();
+            e.signature = "提供资讯与服务";
+            e.province = "广东";
+            e.city = "深圳";
+            e.head_seq = rng.random_range(600_000_000..700_000_000);
+            e.attr_status = *text::ATTR_STATUS.choose(&mut rng).expect("non-empty");
             e.wxid = format!("gh_{}", hex(&mut rng, 12));
             listed.push(w.push(e));
         }
@@ -160,17 +196,18 @@ impl World {
             listed.push(id);
         }
         let total_groups = cfg.saved_groups + cfg.unsaved_groups;
-        let max_members = cfg.max_group_members.clamp(3, 500);
+        let (min, max) = (w.min_members, w.max_members);
         let mut groups = Vec::with_capacity(total_groups);
+        let mut strangers = Vec::new();
         for g in 0..total_groups {
             let saved = g < cfg.saved_groups;
             let n = if g == 0 {
-                max_members
+                max
             } else {
                 let u: f64 = rng.random();
-                3 + ((max_members - 3) as f64 * u * u) as usize
+                min + ((max - min) as f64 * u * u) as usize
             };
-            let id = w.generate_group(&mut rng, g, n, saved, &friends);
+            let id = w.generate_group(&mut rng, g, n, saved, &friends, &mut strangers);
             if saved {
                 listed.push(id);
             } else {
@@ -185,6 +222,10 @@ impl World {
             let grp = w.entities[*id].group.as_mut().expect("group");
             grp.in_init = true;
             grp.in_chat_set = i != 2;
+        }
+        for i in 0..cfg.lookalikes {
+            let (a, b) = w.generate_lookalikes(&mut rng, i % 2 == 1, &groups);
+            listed.extend([a, b]);
         }
         listed.shuffle(&mut rng);
         w.listing = listed;
@@ -202,6 +243,54 @@ impl World {
         w
     }
 
+    /// Two friends alike in every field a client sees (names, remark, alias,
+    /// sex, place, signature, avatar seq, flags); only their permanent ids
+    /// differ. With `in_groups`, both sit in the same groups under the same
+    /// card; otherwise in none.
+    fn generate_lookalikes(
+        &mut self,
+        rng: &mut StdRng,
+        in_groups: bool,
+        groups: &[Id],
+    ) -> (Id, Id) {
+        let first = person(rng, SimKind::Friend);
+        let mut twin = first.clone();
+        while twin.wxid == first.wxid {
+            twin.wxid = person_id(rng, &twin.py_quan_pin);
+        }
+        let (a, b) = (self.push(first), self.push(twin));
+        self.lookalikes.push((a, b));
+        if in_groups {
+            let card = if rng.random_bool(0.5) {
+                text::person_name(rng).wire
+            } else {
+                String::new()
+            };
+            let roomy: Vec<Id> = groups
+                .iter()
+                .copied()
+                .filter(|g| {
+                    self.entities[*g]
+                        .group
+                        .as_ref()
+                        .is_some_and(|d| d.members.len() + 2 <= self.max_members)
+                })
+                .collect();
+            for g in roomy.choose_multiple(rng, 2) {
+                let data = self.entities[*g].group.as_mut().expect("group");
+                for id in [a, b] {
+                    data.members.push(Member {
+                        id,
+                        display_name: card.clone(),
+                    });
+                }
+            }
+        }
+        (a, b)
+    }
+
+    /// A group of `n` members: the self user, about 2/5 friends, the rest
+    /// strangers, some of whom (from `strangers`) already sit in other groups.
     fn generate_group(
         &mut self,
         rng: &mut StdRng,
@@ -209,17 +298,13 @@ impl World {
         n: usize,
         saved: bool,
         friends: &[Id],
+        strangers: &mut Vec<Id>,
     ) -> Id {
         let nick = if index == 4 {
             // A group nobody named: clients show its members instead.
             String::new()
         } else {
-            let base = text::GROUP_NAMES[index % text::GROUP_NAMES.len()];
-            if index < text::GROUP_NAMES.len() {
-                base.to_string()
-            } else {
-                format!("{base}{}", index / text::GROUP_NAMES.len() + 1)
-            }
+            group_name(index)
         };
         let mut members = vec![Member {
             id: self.self_id,
@@ -233,20 +318,25 @@ impl World {
             });
         }
         while members.len() < n {
-            let id = self.push(person(rng, SimKind::Stranger));
-            members.push(Member {
-                id,
-                display_name: String::new(),
-            });
+            let id = match strangers.choose(rng) {
+                Some(s) if rng.random_bool(0.1) => *s,
+                _ => {
+                    let id = self.push(person(rng, SimKind::Stranger));
+                    strangers.push(id);
+                    id
+                }
+            };
+            if !members.iter().any(|m| m.id == id) {
+                members.push(Member {
+                    id,
+                    display_name: String::new(),
+                });
+            }
         }
         members[1..].shuffle(rng);
         for m in members.iter_mut() {
             if rng.random_bool(0.2) {
-                let mut name = text::person_name(rng).wire;
-                if rng.random_bool(0.3) {
-                    name.push_str("-项目组");
-                }
-                m.display_name = name;
+                m.display_name = card_name(rng);
             }
         }
         let owner = members[rng.random_range(0..members.len())].id;
@@ -257,6 +347,7 @@ impl World {
             [2, 6][index % 2]
         };
         e.long_name = true;
+        e.head_seq = rng.random_range(600_000_000..700_000_000);
         e.wxid = format!(
             "{}@chatroom",
             rng.random_range(10_000_000_000u64..30_000_000_000)
@@ -336,6 +427,10 @@ impl World {
         e.group.is_some() && !e.removed
     }
 
+    pub fn live_groups(&self) -> impl Iterator<Item = Id> + '_ {
+        (0..self.entities.len()).filter(|id| self.is_live_group(*id))
+    }
+
     /// Listed by `webwxgetcontact` right now.
     pub fn in_contact_list(&self, id: Id) -> bool {
         let e = &self.entities[id];
@@ -365,13 +460,19 @@ impl World {
     }
 
     pub fn groups_of(&self, person: Id) -> impl Iterator<Item = Id> + '_ {
-        (0..self.entities.len()).filter(move |g| {
-            self.is_live_group(*g)
-                && self.entities[*g]
-                    .group
-                    .as_ref()
-                    .is_some_and(|grp| grp.members.iter().any(|m| m.id == person))
-        })
+        self.live_groups()
+            .filter(move |g| self.is_member(*g, person))
+    }
+
+    /// Every live group each person sits in, in one pass.
+    pub fn member_index(&self) -> HashMap<Id, Vec<Id>> {
+        let mut index: HashMap<Id, Vec<Id>> = HashMap::new();
+        for g in self.live_groups() {
+            for m in &self.entities[g].group.as_ref().expect("group").members {
+                index.entry(m.id).or_default().push(g);
+            }
+        }
+        index
     }
 
     pub fn is_member(&self, group: Id, person: Id) -> bool {
@@ -381,56 +482,125 @@ impl World {
             .is_some_and(|g| g.members.iter().any(|m| m.id == person))
     }
 
+    /// What a change to `id` queues: its own record, or for a stranger
+    /// (who has none) the groups that list them.
+    pub fn touched(&self, id: Id) -> Vec<Change> {
+        if self.entities[id].kind == SimKind::Stranger {
+            self.groups_of(id).map(Change::Mod).collect()
+        } else {
+            vec![Change::Mod(id)]
+        }
+    }
+
     pub fn chat_set_names(&self) -> Vec<String> {
+        self.chat_set_ids()
+            .into_iter()
+            .map(|id| self.names[id].clone())
+            .collect()
+    }
+
+    fn chat_set_ids(&self) -> Vec<Id> {
         self.chat_set
             .iter()
+            .copied()
             .filter(|id| {
-                let e = &self.entities[**id];
+                let e = &self.entities[*id];
                 !e.removed && e.group.as_ref().is_none_or(|g| g.in_chat_set)
             })
-            .map(|id| self.names[*id].clone())
             .collect()
     }
 
     pub fn init_contact_ids(&self) -> Vec<Id> {
         let mut ids = vec![1];
-        ids.extend(
-            self.init_people
-                .iter()
-                .filter(|id| !self.entities[**id].removed),
-        );
-        ids.extend((0..self.entities.len()).filter(|id| {
-            self.is_live_group(*id) && self.entities[*id].group.as_ref().is_some_and(|g| g.in_init)
+        ids.extend(self.init_people.iter().filter(|id| {
+            let e = &self.entities[**id];
+            !e.removed && e.kind != SimKind::Stranger
         }));
+        ids.extend(
+            self.live_groups()
+                .filter(|id| self.entities[*id].group.as_ref().is_some_and(|g| g.in_init)),
+        );
         ids
+    }
+
+    /// Whom the MsgType 51 after statusnotify names, in order.
+    pub fn status_notify_ids(&self, coverage: StatusNotify, rng: &mut StdRng) -> Vec<Id> {
+        match coverage {
+            StatusNotify::Off => Vec::new(),
+            StatusNotify::Recent => {
+                let mut ids = self.init_contact_ids();
+                for id in self.chat_set_ids() {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+                ids
+            }
+            StatusNotify::Share(share) => {
+                let mut all: Vec<Id> = self
+                    .contact_listing()
+                    .into_iter()
+                    .filter(|id| *id != self.self_id && self.entities[*id].group.is_none())
+                    .collect();
+                all.extend(self.live_groups());
+                let k =
+                    ((share.clamp(0.0, 1.0) * all.len() as f64).round() as usize).min(all.len());
+                let mut picked: Vec<Id> = all.choose_multiple(rng, k).copied().collect();
+                picked.shuffle(rng);
+                picked
+            }
+        }
     }
 
     // ---- mutations (each returns what to queue) ----
 
-    pub fn new_person(&mut self, kind: SimKind, nick: &str) -> Id {
-        let mut e = person(&mut self.rng, kind);
-        e.nick = nick.to_string();
-        e.remark.clear();
+    /// Adds a person and names them for the current login.
+    pub fn add_person(&mut self, e: Entity, rng: &mut StdRng) -> Id {
+        let kind = e.kind;
         let id = self.push(e);
-        let mut rng = StdRng::seed_from_u64(self.rng.random());
-        self.name_entity(&mut rng, id);
+        self.name_entity(rng, id);
         if kind != SimKind::Stranger {
             self.listing.push(id);
         }
         id
     }
 
+    pub fn new_person(&mut self, kind: SimKind, nick: &str) -> Id {
+        let mut e = person(&mut self.rng, kind);
+        e.nick = nick.to_string();
+        e.remark.clear();
+        let mut rng = StdRng::seed_from_u64(self.rng.random());
+        self.add_person(e, &mut rng)
+    }
+
     pub fn new_group(&mut self, nick: &str, members: usize, saved: bool) -> Id {
+        let mut rng = StdRng::seed_from_u64(self.rng.random());
+        self.new_group_with(&mut rng, nick, members, saved)
+    }
+
+    pub fn new_group_with(
+        &mut self,
+        rng: &mut StdRng,
+        nick: &str,
+        members: usize,
+        saved: bool,
+    ) -> Id {
         let friends: Vec<Id> = (0..self.entities.len())
             .filter(|id| self.entities[*id].kind == SimKind::Friend && !self.entities[*id].removed)
             .collect();
-        let mut rng = StdRng::seed_from_u64(self.rng.random());
         let first_new = self.entities.len();
         let index = rng.random_range(5..1000);
-        let id = self.generate_group(&mut rng, index, members.clamp(3, 500), saved, &friends);
+        let id = self.generate_group(
+            rng,
+            index,
+            members.clamp(3, GROUP_CAP),
+            saved,
+            &friends,
+            &mut Vec::new(),
+        );
         self.entities[id].nick = nick.to_string();
         for new in first_new..self.entities.len() {
-            self.name_entity(&mut rng, new);
+            self.name_entity(rng, new);
         }
         self.listing.push(id);
         self.chat_set.insert(1, id);
@@ -441,6 +611,8 @@ impl World {
         let contact = |id: Id| {
             let e = &self.entities[id];
             SimContact {
+                sim_id: id as u64,
+                real_id: e.wxid.clone(),
                 user_name: self.names[id].clone(),
                 nick_name: e.nick.clone(),
                 remark_name: e.remark.clone(),
@@ -449,11 +621,13 @@ impl World {
                 contact_flag: e.contact_flag,
                 sex: e.sex,
                 star_friend: i64::from(e.contact_flag & 64 != 0),
-                province: e.province.clone(),
-                city: e.city.clone(),
-                signature: e.signature.clone(),
+                province: e.province.to_string(),
+                city: e.city.to_string(),
+                signature: e.signature.to_string(),
                 alias: e.alias.clone(),
                 uin: if id == self.self_id { self.uin } else { 0 },
+                avatar_seq: e.head_seq,
+                attr_status: e.attr_status,
             }
         };
         let contacts = self
@@ -462,14 +636,18 @@ impl World {
             .filter(|id| *id != self.self_id && self.entities[*id].group.is_none())
             .map(contact)
             .collect();
-        let groups = (0..self.entities.len())
-            .filter(|id| self.is_live_group(*id))
+        let groups = self
+            .live_groups()
             .map(|id| {
                 let e = &self.entities[id];
                 let g = e.group.as_ref().expect("group");
                 SimGroup {
+                    sim_id: id as u64,
+                    real_id: e.wxid.clone(),
                     user_name: self.names[id].clone(),
+                    encry_chat_room_id: self.encry[id].clone(),
                     nick_name: e.nick.clone(),
+                    avatar_seq: e.head_seq,
                     saved: g.saved,
                     in_init: g.in_init,
                     in_chat_set: g.in_chat_set,
@@ -477,6 +655,8 @@ impl World {
                         .members
                         .iter()
                         .map(|m| SimMember {
+                            sim_id: m.id as u64,
+                            real_id: self.entities[m.id].wxid.clone(),
                             user_name: self.names[m.id].clone(),
                             nick_name: self.entities[m.id].nick.clone(),
                             display_name: m.display_name.clone(),
@@ -491,6 +671,11 @@ impl World {
             contacts,
             groups,
             chat_set: self.chat_set_names(),
+            lookalikes: self
+                .lookalikes
+                .iter()
+                .map(|(a, b)| (*a as u64, *b as u64))
+                .collect(),
         }
     }
 
@@ -553,7 +738,7 @@ impl World {
             remark_name: &e.remark,
             hide_input_bar_flag: 0,
             sex: e.sex,
-            signature: &e.signature,
+            signature: e.signature,
             verify_flag: e.verify_flag,
             owner_uin: 0,
             py_initial: &e.py_initial,
@@ -564,14 +749,14 @@ impl World {
             app_account_flag: 0,
             statues: e.group.as_ref().map_or(0, |g| g.statues),
             attr_status: e.attr_status,
-            province: &e.province,
-            city: &e.city,
+            province: e.province,
+            city: e.city,
             alias: &e.alias,
             sns_flag: e.sns_flag,
             uni_friend: 0,
             display_name: "",
             chat_room_id: 0,
-            key_word: &e.key_word,
+            key_word: e.key_word,
             encry_chat_room_id: if with_encry { &self.encry[id] } else { "" },
             is_owner,
         }
@@ -607,15 +792,15 @@ impl World {
             contact_flag: e.contact_flag,
             member_count: members.len(),
             member_list: members,
-            signature: &e.signature,
+            signature: e.signature,
             verify_flag: e.verify_flag,
             remark_name: &e.remark,
             statues: e.group.as_ref().map_or(0, |g| g.statues),
             attr_status: e.attr_status,
-            province: &e.province,
-            city: &e.city,
+            province: e.province,
+            city: e.city,
             sns_flag: e.sns_flag,
-            key_word: &e.key_word,
+            key_word: e.key_word,
         }
     }
 
@@ -678,13 +863,13 @@ fn blank(kind: SimKind, nick: String) -> Entity {
         py_initial: String::new(),
         py_quan_pin: String::new(),
         sex: 0,
-        province: String::new(),
-        city: String::new(),
-        signature: String::new(),
+        province: "",
+        city: "",
+        signature: "",
         alias: String::new(),
         verify_flag: 0,
         contact_flag: 0,
-        key_word: String::new(),
+        key_word: "",
         head_seq: 0,
         attr_status: 0,
         sns_flag: 0,
@@ -694,7 +879,7 @@ fn blank(kind: SimKind, nick: String) -> Entity {
     }
 }
 
-fn person(rng: &mut StdRng, kind: SimKind) -> Entity {
+pub(crate) fn person(rng: &mut StdRng, kind: SimKind) -> Entity {
     let GenName {
         wire,
         py_initial,
@@ -706,14 +891,13 @@ fn person(rng: &mut StdRng, kind: SimKind) -> Entity {
     e.long_name = rng.random_bool(0.8);
     e.sex = rng.random_range(0..3);
     let (prov, cities) = text::PROVINCES.choose(rng).expect("non-empty");
-    e.province = prov.to_string();
-    e.city = cities.choose(rng).expect("non-empty").to_string();
-    e.signature = text::SIGNATURES.choose(rng).expect("non-empty").to_string();
+    e.province = prov;
+    e.city = cities.choose(rng).expect("non-empty");
+    e.signature = text::SIGNATURES.choose(rng).expect("non-empty");
     e.head_seq = rng.random_range(600_000_000..700_000_000);
-    e.attr_status = rng.random_range(0..240_000_000);
+    e.attr_status = *text::ATTR_STATUS.choose(rng).expect("non-empty");
     e.sns_flag = [0, 1, 17, 49][rng.random_range(0..4)];
-    let wx = hex(rng, 14);
-    e.wxid = format!("wxid_{wx}");
+    e.wxid = person_id(rng, &e.py_quan_pin);
     if rng.random_bool(0.15) {
         e.alias = format!("{}{}", &e.py_quan_pin, rng.random_range(10..9999));
     }
@@ -730,14 +914,49 @@ fn person(rng: &mut StdRng, kind: SimKind) -> Entity {
             e.contact_flag |= 65536;
         }
         if rng.random_bool(0.3) {
-            let mut remark = text::person_name(rng).wire;
-            if rng.random_bool(0.3) {
-                remark.push_str(" (同事)");
-            }
-            e.remark = remark;
+            e.remark = remark_name(rng);
         }
     }
     e
+}
+
+/// Made-up members (UserName, NickName) for a group past the real cap,
+/// numbered so each is distinct.
+pub(crate) fn filler_members(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let mix = (i as u64 ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            (format!("@{mix:016x}{i:048x}"), format!("成员{i}"))
+        })
+        .collect()
+}
+
+/// A remark as people write them: a name, sometimes with where they know them from.
+pub(crate) fn remark_name(rng: &mut StdRng) -> String {
+    let mut remark = text::person_name(rng).wire;
+    if rng.random_bool(0.3) {
+        remark.push_str(" (同事)");
+    }
+    remark
+}
+
+/// A group card (DisplayName).
+pub(crate) fn card_name(rng: &mut StdRng) -> String {
+    let mut name = text::person_name(rng).wire;
+    if rng.random_bool(0.3) {
+        name.push_str("-项目组");
+    }
+    name
+}
+
+/// The generator's group names: the table, then numbered repeats.
+pub(crate) fn group_name(index: usize) -> String {
+    let base = text::GROUP_NAMES[index % text::GROUP_NAMES.len()];
+    if index < text::GROUP_NAMES.len() {
+        base.to_string()
+    } else {
+        format!("{base}{}", index / text::GROUP_NAMES.len() + 1)
+    }
 }
 
 #[derive(Serialize)]
@@ -798,6 +1017,37 @@ pub(crate) struct ContactJson<'a> {
     key_word: &'a str,
     encry_chat_room_id: &'a str,
     is_owner: i64,
+}
+
+impl<'a> ContactJson<'a> {
+    pub fn user_name(&self) -> &'a str {
+        self.user_name
+    }
+
+    /// Grows the member list to `n` with made-up members from `filler`.
+    pub fn pad_members(&mut self, filler: &'a [(String, String)], n: usize) {
+        let missing = n.saturating_sub(self.member_list.len());
+        self.member_list
+            .extend(
+                filler
+                    .iter()
+                    .take(missing)
+                    .map(|(user_name, nick_name)| MemberJson {
+                        uin: 0,
+                        user_name,
+                        nick_name,
+                        attr_status: 0,
+                        py_initial: "",
+                        py_quan_pin: "",
+                        remark_py_initial: "",
+                        remark_py_quan_pin: "",
+                        member_status: 0,
+                        display_name: "",
+                        key_word: "",
+                    }),
+            );
+        self.member_count = self.member_list.len();
+    }
 }
 
 #[derive(Serialize)]

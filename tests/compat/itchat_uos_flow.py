@@ -8,6 +8,21 @@ The simulator must run with auto_confirm (the default). itchat-uos 1.4.1 on
 PyPI still carries the 1412-char extspam that died on 2022-01-01, so the
 simulator (like the live servers) answers its ticket step with ret 1203; the
 script patches in the current public constant, as the project's GitHub head did.
+
+Then it logs in again the way an itchat user with hotReload does after the
+session died: a new instance loads the saved status, finds the session dead
+(webwxsync answers 1101), keeps the auth cookies and asks the phone through
+webwxpushloginurl. The push call, the poll and the ticket step must be
+accepted without a second QR code. (auto_login(hotReload=True) is replayed
+step by step to skip its connectivity probe, a GET of the bare origin that the
+simulator answers 404.)
+
+Known gap of itchat-uos, reported and not failed on: its push request lacks
+`mod=desktop`, so the new session is a plain web one, which checks
+pass_ticket, and itchat-uos sends its device id there; webwxinit answers 1100
+and itchat raises KeyError 'User', the failure users of the UOS-patched
+ItChat report with hotReload (ItChat#951). Should a push login ever complete,
+the script checks the friends it then loads.
 """
 import json
 import os
@@ -41,11 +56,39 @@ def calls():
         return json.load(r)
 
 
+PKL = "itchat.pkl"
+NO_QR = dict(qrCallback=lambda **kw: None, loginCallback=lambda: None)
+
+
+def push_relogin():
+    """auto_login(hotReload=True) of a dead session; the friends it then
+    loads, "init refused" for the known gap, or None."""
+    core = itchat.new_instance()
+    core.useHotReload = True
+    core.hotReloadDir = PKL
+    if core.load_login_status(PKL, loginCallback=lambda: None):
+        print("the logged-out session was reloaded as if alive")
+        return None
+    try:
+        core.login(**NO_QR)
+    except KeyError as e:
+        if e.args == ("User",):
+            return "init refused"
+        raise
+    if not core.alive:
+        print("push re-login failed")
+        return None
+    friends = core.get_friends(update=True)
+    core.logout()
+    return friends
+
+
 def main():
-    itchat.login(qrCallback=lambda **kw: None, loginCallback=lambda: None)
+    itchat.login(**NO_QR)
     if not itchat.originInstance.alive:
         print("login failed")
         return 1
+    itchat.originInstance.dump_login_status(PKL)
     friends = itchat.get_friends(update=True)
     rooms = itchat.get_chatrooms(update=True)
     for i in range(0, len(rooms), 50):
@@ -55,16 +98,40 @@ def main():
     time.sleep(2)  # let the receiving thread run synccheck/webwxsync
     itchat.logout()
     print(f"friends={len(friends)} chatrooms={len(rooms)}")
+    again = push_relogin()
+    gap = again == "init refused"
+    if gap:
+        print("known gap: itchat-uos sends a junk pass_ticket on the web-mode session "
+              "its push login opens; webwxinit answered 1100 (ItChat#951)")
+    else:
+        print(f"after push login: friends={len(again) if again is not None else 'none'}")
+
+    log = calls()
     ok = {0, 200, 201, 408, None}
-    # The synccheck held while itchat logs out is answered 1101 by its own logout.
-    refused = [c for c in calls()
+    first_logout = next(i for i, c in enumerate(log) if c["endpoint"] == "Logout")
+    push = next((i for i, c in enumerate(log) if c["endpoint"] == "PushLogin"), len(log))
+    gap_init = next((i for i, c in enumerate(log)
+                     if gap and i > push and c["endpoint"] == "Init" and c["ret"] == 1100), None)
+    refused = [c for i, c in enumerate(log)
                if c["endpoint"] != "Logout"
+               # The synccheck held while itchat logs out is answered 1101 by its own logout.
                and not (c["endpoint"] == "SyncCheck" and c["ret"] == 1101)
+               # The hot-reload probe finds the logged-out session dead, as it should.
+               and not (c["endpoint"] == "Sync" and c["ret"] == 1101 and first_logout < i < push)
+               and i != gap_init
                and (c["status"] not in (200, 301) or c["ret"] not in ok)]
     for c in refused:
         print("REFUSED", c["endpoint"], c["method"], c["query"], c["status"], c["ret"])
-    print(f"{len(calls())} calls, {len(refused)} refused")
-    return 1 if refused else 0
+    print(f"{len(log)} calls, {len(refused)} refused")
+    count = lambda e: sum(1 for c in log if c["endpoint"] == e)
+    pushed = [c["ret"] for c in log if c["endpoint"] == "PushLogin"]
+    print(f"push login: webwxpushloginurl rets {pushed}, {count('JsLogin')} QR code(s), "
+          f"{count('NewLoginPage')} ticket step(s)")
+    relogged = ((gap or (again is not None and len(again) == len(friends)))
+                and pushed == [0] and count("JsLogin") == 1 and count("NewLoginPage") == 2)
+    if not relogged:
+        print("FAILED: the second login did not go through push login")
+    return 1 if refused or not relogged else 0
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@
  *   simulator returned, untouched.
  * - The heartbeat text. At login wechat4u's checkPolling sends a text message
  *   to filehelper (webwxsendmsg), then every 5 min; the simulator models
- *   contacts, not messaging, and PROTOCOL.md says a contact daemon skips that
+ *   contacts, not messaging, and docs/protocol.md says a contact daemon skips that
  *   text. The script turns it off with wechat4u's own public
  *   `setPollingTargetGetter(() => '')` (README "bot.setPollingTargetGetter").
  *   `--stock-heartbeat` keeps it (webwxsendmsg is then answered 404, refused).
@@ -33,8 +33,10 @@
  * constant (`Go8FCIkFEokFCggwMDAwMDAw…`, byte-identical to wxsync's
  * UOS_EXTSPAM); the script checks the header the ticket step received.
  *
- * Known gaps of wechat4u, reported and not failed on (PROTOCOL.md Part 1):
- * - It never reads ChatSet, so groups known only from ChatSet are missing.
+ * Known gaps of wechat4u, reported and not failed on (docs/protocol.md):
+ * - It never reads ChatSet, so groups known only from ChatSet are missing
+ *   unless the MsgType 51 after webwxstatusnotify names them (it batch-gets
+ *   those names; the simulator's default coverage includes the recent chats).
  * - It batch-gets all saved groups in one webwxbatchgetcontact call (not in
  *   chunks of 50; only MsgType 51 names are chunked), and the server answers
  *   at most 50, so saved groups past the 50th keep no members. Unsaved groups
@@ -198,7 +200,7 @@ async function main () {
   console.log(`groups: simulator ${account.groups.length} (${reachable.length} saved or in init, ` +
     `${chatSetOnly.length} only in ChatSet), wechat4u ${w4uGroups.length}, ` +
     `missing ${missingGroups.length}, unknown ${unknownGroups.length}`)
-  console.log(`known gap: ${chatSetMissing.length} ChatSet-only groups missing (wechat4u does not read ChatSet)`)
+  console.log(`known gap: ${chatSetMissing.length} ChatSet-only groups missing (wechat4u does not read ChatSet; MsgType 51 names it fetches)`)
   for (const g of missingGroups) console.log('MISSING GROUP', g.user_name, g.saved ? 'saved' : 'init')
   if (missingGroups.length || unknownGroups.length) code = 1
 

@@ -24,6 +24,7 @@ pub fn small_account() -> SimConfig {
         page_size: 30,
         long_poll: Duration::from_millis(500),
         auto_confirm: true,
+        ..SimConfig::default()
     }
 }
 
