@@ -58,6 +58,7 @@ impl App {
             login_url: self.config.wechat.login_url.clone(),
             client: self.client_options(),
             poll_timeout: Duration::from_secs(35),
+            push_wait: LoginOptions::DEFAULT_PUSH_WAIT,
         }
     }
 

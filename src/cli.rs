@@ -29,8 +29,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Log in by QR code, save the session, store webwxinit's contacts.
-    Login,
+    /// Log in, save the session, store webwxinit's contacts. With a previous
+    /// session, the phone is first asked to confirm (push login); the QR
+    /// code follows if it does not.
+    Login(LoginArgs),
     /// One full sync now (contacts and group members), then exit.
     Sync(SyncArgs),
     /// The daemon: scheduled full syncs, keepalive, increments, remark queue.
@@ -49,6 +51,17 @@ pub enum Command {
     Demo(AccountArgs),
     /// Run the WeChat Web simulator alone, for manual tests and benchmarks.
     Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    /// Show the QR code at once, without asking the phone first.
+    #[arg(long)]
+    pub qr: bool,
+    /// How long to wait for the phone to confirm a push login before
+    /// showing the QR code [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub push_wait: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Args)]

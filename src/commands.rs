@@ -8,7 +8,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::cli::{AccountArgs, Cli, Command, IdentityAction, IdentityArgs, SimulateArgs, SyncArgs};
+use crate::cli::{
+    AccountArgs, Cli, Command, IdentityAction, IdentityArgs, LoginArgs, SimulateArgs, SyncArgs,
+};
 use crate::config::Config;
 use crate::contact::Contact;
 use crate::daemon;
@@ -33,7 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         config.database = db;
     }
     match cli.command {
-        Command::Login => login(&App::open(config).await?).await,
+        Command::Login(args) => login(&App::open(config).await?, &args).await,
         Command::Sync(args) => sync_once(&App::open(config).await?, &args)
             .await
             .map_err(login_hint),
@@ -89,16 +91,43 @@ pub fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-async fn login(app: &App) -> anyhow::Result<()> {
-    let (client, init) = webwx::login(&app.login_options(), |event| match event {
+/// `wxsync login`. Unless `--qr`, a previous session file (in any state)
+/// lets the phone confirm without a scan (push login) before the QR code.
+async fn login(app: &App, args: &LoginArgs) -> anyhow::Result<()> {
+    let on_event = |event| match event {
+        LoginEvent::PushSent => {
+            println!("Asked WeChat on your phone to confirm this login; confirm it there.");
+        }
+        LoginEvent::PushFailed { reason } => {
+            println!("Push login did not work: {reason}. Showing a QR code instead.");
+        }
         LoginEvent::Qr { url } => {
             println!("{}", webwx::render_qr(&url));
             println!("Scan this QR code with WeChat on your phone: {url}");
         }
         LoginEvent::Scanned => println!("Scanned. Confirm the login on your phone."),
         LoginEvent::Confirmed => println!("Confirmed."),
-    })
-    .await?;
+    };
+    let mut opts = app.login_options();
+    if let Some(wait) = args.push_wait {
+        opts.push_wait = wait;
+    }
+    let previous = if args.qr {
+        None
+    } else {
+        // An unreadable file only costs the push: the QR code still works.
+        app.load_session().unwrap_or_else(|e| {
+            println!(
+                "Cannot read the previous session ({}); using a QR code.",
+                one_line(&e)
+            );
+            None
+        })
+    };
+    let (client, init) = match &previous {
+        Some(previous) => webwx::push_login(&opts, previous, on_event).await?,
+        None => webwx::login(&opts, on_event).await?,
+    };
     let session = client.session();
     let path = app.session_path();
     session.save(&path)?;
@@ -366,7 +395,12 @@ async fn demo(mut config: Config, account: &AccountArgs) -> anyhow::Result<()> {
     println!("Simulator listening on {}", sim.base_url());
 
     let app = App::open(config).await?;
-    login(&app).await?;
+    // A fresh simulator knows no earlier session.
+    let qr = LoginArgs {
+        qr: true,
+        push_wait: None,
+    };
+    login(&app, &qr).await?;
     let db = app.config.database.display().to_string();
     println!();
     println!("The daemon now syncs into {db}. Try, in another terminal:");

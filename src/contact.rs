@@ -140,7 +140,7 @@ impl Contact {
             star_friend: c.star_friend,
             member_count: c.member_count,
             encry_chat_room_id: c.encry_chat_room_id.clone(),
-            raw: c.raw.to_string(),
+            raw: c.raw.clone(),
         })
     }
 }

@@ -12,9 +12,11 @@ use url::Url;
 
 use super::error::Error;
 use super::jar::Jar;
+use super::realid::{self, RealId};
 use super::session::{Session, SessionState};
 use super::wire::{
-    RawContact, SyncKey, contacts_from, parse_reply, parse_synccheck, value_to_i64, value_to_string,
+    BareReply, BatchWire, ContactPageWire, InitWire, RawContact, Record, SyncKey, SyncWire,
+    parse_reply, parse_synccheck, utf8,
 };
 use super::{ClientOptions, Mode};
 
@@ -70,6 +72,9 @@ pub struct SyncReply {
     /// `DelContactList` user names.
     pub deleted: Vec<String>,
     pub continue_flag: i64,
+    /// Session names paired with real ids by MsgType 51 messages
+    /// (StatusNotifyCode 4) in `AddMsgList`; see [`RealId`].
+    pub real_ids: Vec<RealId>,
 }
 
 /// A handle on one logged-in session; cheap to clone, all clones share state.
@@ -84,6 +89,7 @@ struct Inner {
     api: Url,
     push: Url,
     synccheck_timeout: Duration,
+    max_reply_bytes: u64,
     session: Mutex<Session>,
 }
 
@@ -227,6 +233,45 @@ pub(crate) fn derive_push_origin(api: &Url) -> Url {
     push
 }
 
+/// Reads a reply body chunk by chunk and refuses one larger than `limit`
+/// without buffering past it: first by its Content-Length, then by counting.
+/// The buffer is allocated once from a Content-Length within the limit;
+/// without one it grows geometrically, never beyond the limit.
+pub(crate) async fn read_body(
+    endpoint: &'static str,
+    mut resp: reqwest::Response,
+    limit: u64,
+) -> Result<Vec<u8>, Error> {
+    let too_large = |announced| Error::TooLarge {
+        endpoint,
+        limit,
+        announced,
+    };
+    let announced = resp.content_length();
+    if announced.is_some_and(|n| n > limit) {
+        return Err(too_large(announced));
+    }
+    let limit_len = usize::try_from(limit).unwrap_or(usize::MAX);
+    let capacity = announced.map_or(0, |n| usize::try_from(n).unwrap_or(0));
+    let mut body = Vec::with_capacity(capacity);
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| Error::network(endpoint, e))?
+    {
+        let len = body.len() + chunk.len();
+        if len > limit_len {
+            return Err(too_large(None));
+        }
+        if len > body.capacity() {
+            let target = body.capacity().saturating_mul(2).max(len).min(limit_len);
+            body.reserve_exact(target - body.len());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 fn base_request(s: &Session) -> Value {
     json!({"Uin": s.uin, "Sid": s.sid, "Skey": s.skey, "DeviceID": s.device_id})
 }
@@ -261,6 +306,7 @@ impl Client {
                 api,
                 push,
                 synccheck_timeout: opts.synccheck_timeout,
+                max_reply_bytes: opts.max_reply_bytes,
                 session: Mutex::new(session),
             }),
         })
@@ -336,46 +382,44 @@ impl Client {
                 status: status.as_u16(),
             });
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::network(endpoint, e))?;
+        let body = read_body(endpoint, resp, self.inner.max_reply_bytes).await?;
         tracing::debug!(
             endpoint,
             bytes = body.len(),
             ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "reply"
         );
-        Ok(body.to_vec())
+        Ok(body)
     }
 
-    async fn get_json(&self, endpoint: &'static str, url: Url) -> Result<Value, Error> {
-        let result = match self.fetch(endpoint, self.inner.http.get(url)).await {
-            Ok(body) => parse_reply(&body, endpoint),
-            Err(e) => Err(e),
-        };
-        self.observe(result)
-    }
-
-    async fn post_json(
+    /// Sends a request and reads its JSON reply as `T`.
+    async fn call<T: for<'de> Record<'de>>(
         &self,
         endpoint: &'static str,
-        url: Url,
-        body: &Value,
-    ) -> Result<Value, Error> {
-        // serde_json writes raw UTF-8 and no HTML escapes, as the server wants.
-        let bytes = serde_json::to_vec(body).map_err(|e| Error::json(endpoint, &e))?;
-        let req = self
-            .inner
-            .http
-            .post(url)
-            .header(header::CONTENT_TYPE, JSON_CONTENT_TYPE)
-            .body(bytes);
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, Error> {
         let result = match self.fetch(endpoint, req).await {
             Ok(body) => parse_reply(&body, endpoint),
             Err(e) => Err(e),
         };
         self.observe(result)
+    }
+
+    /// A POST of `body` as JSON.
+    fn post(
+        &self,
+        endpoint: &'static str,
+        url: Url,
+        body: &Value,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        // serde_json writes raw UTF-8 and no HTML escapes, as the server wants.
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::json(endpoint, &e))?;
+        Ok(self
+            .inner
+            .http
+            .post(url)
+            .header(header::CONTENT_TYPE, JSON_CONTENT_TYPE)
+            .body(bytes))
     }
 
     /// `webwxinit`: the account itself, recent chats and `ChatSet`; takes the
@@ -387,34 +431,29 @@ impl Client {
             .enc("r", &rr().to_string())
             .pre_encoded("pass_ticket", &s.pass_ticket);
         let url = self.url(&self.inner.api, EP, &query)?;
-        let mut v = self
-            .post_json(EP, url, &json!({"BaseRequest": base_request(&s)}))
-            .await?;
-        let user =
-            RawContact::from_value(v.get_mut("User").map(Value::take).unwrap_or_default(), EP)?;
-        if user.user_name.is_empty() {
+        let req = self.post(EP, url, &json!({"BaseRequest": base_request(&s)}))?;
+        let reply: InitWire = self.call(EP, req).await?;
+        let Some(user) = reply.user.filter(|u| !u.user_name.is_empty()) else {
             return Err(Error::Decode {
                 endpoint: EP,
                 detail: "the reply names no User".into(),
             });
-        }
-        let contacts = contacts_from(v.get_mut("ContactList").map(Value::take), EP)?;
-        let chat_set = v
-            .get("ChatSet")
-            .map(value_to_string)
-            .unwrap_or_default()
+        };
+        let contacts = reply.contacts.into_contacts(EP)?;
+        let chat_set = reply
+            .chat_set
             .split(',')
             .map(str::trim)
             .filter(|name| !name.is_empty())
             .map(str::to_owned)
             .collect();
-        let Some(sync_key) = SyncKey::from_reply(v.get("SyncKey")) else {
+        let Some(sync_key) = SyncKey::from_reply(reply.sync_key) else {
             return Err(Error::Decode {
                 endpoint: EP,
                 detail: "the reply carries no SyncKey".into(),
             });
         };
-        let skey = v.get("SKey").map(value_to_string).unwrap_or_default();
+        let skey = reply.skey;
         let mut s = self.lock();
         if !skey.is_empty() {
             s.skey = skey;
@@ -448,7 +487,8 @@ impl Client {
             "ToUserName": s.self_user_name,
             "ClientMsgId": now_ms(),
         });
-        self.post_json(EP, url, &body).await.map(drop)
+        let req = self.post(EP, url, &body)?;
+        self.call::<BareReply>(EP, req).await.map(drop)
     }
 
     /// One `webwxgetcontact` page; start with `seq` "0" and pass each
@@ -461,11 +501,12 @@ impl Client {
             .enc("seq", seq)
             .enc("skey", &s.skey);
         let url = self.url(&self.inner.api, EP, &query)?;
-        let mut v = self.get_json(EP, url).await?;
-        let contacts = contacts_from(v.get_mut("MemberList").map(Value::take), EP)?;
-        let seq = match v.get("Seq").map(value_to_string) {
-            Some(seq) if !seq.is_empty() => seq,
-            _ => "0".to_owned(),
+        let reply: ContactPageWire = self.call(EP, self.inner.http.get(url)).await?;
+        let contacts = reply.contacts.into_contacts(EP)?;
+        let seq = if reply.seq.is_empty() {
+            "0".to_owned()
+        } else {
+            reply.seq
         };
         Ok(ContactPage { contacts, seq })
     }
@@ -493,8 +534,9 @@ impl Client {
             .map(|i| json!({"UserName": i.user_name, "EncryChatRoomId": i.chat_room}))
             .collect();
         let body = json!({"BaseRequest": base_request(&s), "Count": list.len(), "List": list});
-        let mut v = self.post_json(EP, url, &body).await?;
-        contacts_from(v.get_mut("ContactList").map(Value::take), EP)
+        let req = self.post(EP, url, &body)?;
+        let reply: BatchWire = self.call(EP, req).await?;
+        reply.contacts.into_contacts(EP)
     }
 
     /// `webwxoplog` CmdId 2: sets (or with "" clears) a friend's remark,
@@ -510,7 +552,8 @@ impl Client {
             "RemarkName": remark,
             "UserName": user_name,
         });
-        self.post_json(EP, url, &body).await.map(drop)
+        let req = self.post(EP, url, &body)?;
+        self.call::<BareReply>(EP, req).await.map(drop)
     }
 
     /// The synccheck long poll on the push origin. Retcodes 1100/1101/1102
@@ -535,14 +578,14 @@ impl Client {
             .get(url)
             .timeout(self.inner.synccheck_timeout);
         let result = self.fetch(EP, req).await.and_then(|body| {
-            let text = String::from_utf8_lossy(&body);
-            let (retcode, selector) = parse_synccheck(&text).ok_or_else(|| Error::Decode {
-                endpoint: EP,
-                detail: format!("{} bytes without window.synccheck", body.len()),
-            })?;
+            let (retcode, selector) =
+                parse_synccheck(utf8(&body, EP)?).ok_or_else(|| Error::Decode {
+                    endpoint: EP,
+                    detail: format!("{} bytes without window.synccheck", body.len()),
+                })?;
             match retcode.as_str() {
                 "1100" | "1101" | "1102" => Err(Error::SessionDead {
-                    code: value_to_i64(&Value::String(retcode)),
+                    code: retcode.parse().unwrap_or_default(),
                     endpoint: EP,
                 }),
                 _ => Ok(SyncCheck { retcode, selector }),
@@ -563,20 +606,19 @@ impl Client {
             .pre_encoded("pass_ticket", &s.pass_ticket);
         let url = self.url(&self.inner.api, EP, &query)?;
         let body = json!({"BaseRequest": base_request(&s), "SyncKey": s.sync_key, "rr": rr()});
-        let mut v = self.post_json(EP, url, &body).await?;
-        let modified = contacts_from(v.get_mut("ModContactList").map(Value::take), EP)?;
-        let deleted = match v.get("DelContactList") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|item| item.get("UserName").map(value_to_string))
-                .filter(|name| !name.is_empty())
-                .collect(),
-            _ => Vec::new(),
-        };
-        let continue_flag = v.get("ContinueFlag").map(value_to_i64).unwrap_or_default();
-        let sync_key = SyncKey::from_reply(v.get("SyncKey"));
-        let sync_check_key = SyncKey::from_reply(v.get("SyncCheckKey"));
-        let skey = v.get("SKey").map(value_to_string).unwrap_or_default();
+        let req = self.post(EP, url, &body)?;
+        let reply: SyncWire = self.call(EP, req).await?;
+        let modified = reply.modified.into_contacts(EP)?;
+        let deleted = reply
+            .deleted
+            .into_iter()
+            .map(|d| d.user_name)
+            .filter(|name| !name.is_empty())
+            .collect();
+        let real_ids = realid::pair(&reply.messages);
+        let sync_key = SyncKey::from_reply(reply.sync_key);
+        let sync_check_key = SyncKey::from_reply(reply.sync_check_key);
+        let skey = reply.skey;
         let mut s = self.lock();
         if let Some(key) = sync_key {
             s.sync_key = key;
@@ -591,7 +633,8 @@ impl Client {
         Ok(SyncReply {
             modified,
             deleted,
-            continue_flag,
+            continue_flag: reply.continue_flag,
+            real_ids,
         })
     }
 }

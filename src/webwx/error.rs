@@ -25,6 +25,24 @@ pub enum Error {
         endpoint: &'static str,
         detail: String,
     },
+    /// The reply was larger than `ClientOptions.max_reply_bytes`; it was
+    /// refused without reading past the limit.
+    #[error("{endpoint}: reply refused: {}", too_large(*limit, *announced))]
+    TooLarge {
+        endpoint: &'static str,
+        limit: u64,
+        /// The reply's Content-Length, when it gave one.
+        announced: Option<u64>,
+    },
+    /// The reply body holds a byte sequence that is not UTF-8.
+    #[error(
+        "{endpoint}: reply refused: it is not valid UTF-8 (invalid byte at offset {offset} of {len})"
+    )]
+    NotUtf8 {
+        endpoint: &'static str,
+        offset: usize,
+        len: usize,
+    },
     /// `BaseResponse.Ret` was non-zero (and not one of the codes below).
     #[error("{endpoint}: server answered Ret {code}{}", ret_message(message))]
     Ret {
@@ -47,6 +65,25 @@ pub enum Error {
     Setup { detail: String },
 }
 
+/// A byte count for people: `16777216 bytes (16.0 MiB)`.
+fn bytes(n: u64) -> String {
+    format!("{n} bytes ({:.1} MiB)", n as f64 / (1024.0 * 1024.0))
+}
+
+fn too_large(limit: u64, announced: Option<u64>) -> String {
+    match announced {
+        Some(n) => format!(
+            "it announces {}, over the limit of {} (max_reply_bytes)",
+            bytes(n),
+            bytes(limit)
+        ),
+        None => format!(
+            "it grew past the limit of {} while arriving (max_reply_bytes)",
+            bytes(limit)
+        ),
+    }
+}
+
 fn ret_message(message: &str) -> String {
     if message.is_empty() {
         String::new()
@@ -62,12 +99,22 @@ impl Error {
     }
 
     /// True when trying again later may succeed: network errors, 5xx and
-    /// 429 statuses, unreadable (e.g. truncated) replies and `Ret 1205`.
+    /// 429 statuses, unreadable (e.g. truncated, or cut inside a character)
+    /// replies and `Ret 1205`.
+    ///
+    /// Not transient: a reply over `max_reply_bytes` ([`Error::TooLarge`])
+    /// and a body with an invalid UTF-8 byte inside it ([`Error::NotUtf8`]).
+    /// The server sends the same data again when asked again, so a retry
+    /// would only repeat the download; a caller that can ask for less (a
+    /// batch split in halves) should, and one that cannot should give up
+    /// rather than loop.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Network { .. } | Error::Decode { .. } | Error::RateLimited { .. } => true,
             Error::Status { status, .. } => *status >= 500 || *status == 429,
-            Error::Ret { .. }
+            Error::TooLarge { .. }
+            | Error::NotUtf8 { .. }
+            | Error::Ret { .. }
             | Error::SessionDead { .. }
             | Error::BatchTooLarge(_)
             | Error::Setup { .. } => false,
@@ -180,6 +227,36 @@ mod tests {
         assert!(!dead.is_transient());
         assert!(dead.is_session_dead());
         assert!(!Error::BatchTooLarge(51).is_transient());
+        let big = Error::TooLarge {
+            endpoint: "webwxbatchgetcontact",
+            limit: 16 << 20,
+            announced: None,
+        };
+        assert!(!big.is_transient());
+    }
+
+    #[test]
+    fn too_large_replies_name_the_endpoint_and_the_limit() {
+        let announced = Error::TooLarge {
+            endpoint: "webwxgetcontact",
+            limit: 16 << 20,
+            announced: Some(200_000_000),
+        };
+        assert_eq!(
+            announced.to_string(),
+            "webwxgetcontact: reply refused: it announces 200000000 bytes (190.7 MiB), over the \
+             limit of 16777216 bytes (16.0 MiB) (max_reply_bytes)"
+        );
+        let grew = Error::TooLarge {
+            endpoint: "webwxsync",
+            limit: 1024,
+            announced: None,
+        };
+        assert_eq!(
+            grew.to_string(),
+            "webwxsync: reply refused: it grew past the limit of 1024 bytes (0.0 MiB) while \
+             arriving (max_reply_bytes)"
+        );
     }
 
     #[test]

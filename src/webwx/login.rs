@@ -1,5 +1,6 @@
-//! One QR login attempt: jslogin → QR → poll → ticket → session → webwxinit
-//! → webwxstatusnotify. Never retried automatically: a person runs it.
+//! One login attempt: jslogin → QR → poll → ticket → session → webwxinit
+//! → webwxstatusnotify, or first a push login that asks the phone of the
+//! previous session to confirm. Never retried automatically: a person runs it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,12 +11,12 @@ use serde::Deserialize;
 use url::Url;
 
 use super::client::{
-    Client, InitReply, Query, derive_push_origin, http_client, now_ms, origin_url, rr,
+    Client, InitReply, Query, derive_push_origin, http_client, now_ms, origin_url, read_body, rr,
 };
 use super::error::{Error, LoginError};
 use super::jar::Jar;
 use super::session::{Credentials, Session};
-use super::wire::{parse_login_poll, parse_qrlogin};
+use super::wire::{lenient_string, parse_login_poll, parse_qrlogin, utf8};
 use super::{ClientOptions, Mode};
 
 const APP_ID: &str = "wx782c26e4c19acffb";
@@ -54,11 +55,23 @@ pub struct LoginOptions {
     pub client: ClientOptions,
     /// Client timeout of one login poll (the server holds it ~25 s).
     pub poll_timeout: Duration,
+    /// How long a push login waits for the phone before the QR code is
+    /// shown instead.
+    pub push_wait: Duration,
+}
+
+impl LoginOptions {
+    /// About one long-poll cycle of the login server.
+    pub const DEFAULT_PUSH_WAIT: Duration = Duration::from_secs(30);
 }
 
 /// Progress of a login, for the person holding the phone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoginEvent {
+    /// Push login: the phone was asked to confirm; there is nothing to scan.
+    PushSent,
+    /// Push login did not work, for `reason` (one line); a QR code follows.
+    PushFailed { reason: String },
     /// Show this URL as a QR code (see [`render_qr`]).
     Qr { url: String },
     /// The phone scanned the code; waiting for the confirmation.
@@ -76,20 +89,146 @@ pub async fn login(
     let mode = opts.client.mode;
     let jar = Arc::new(Jar::default());
     let http = http_client(Arc::clone(&jar), mode, opts.client.request_timeout)?;
-    let login_base = opts.login_url.as_str().trim_end_matches('/').to_owned();
 
-    let uuid = request_uuid(&http, &login_base, mode).await?;
+    let uuid = request_uuid(&http, opts).await?;
     on_event(LoginEvent::Qr {
         url: format!("{QR_PREFIX}{uuid}"),
     });
-    let redirect_uri =
-        wait_for_confirmation(&http, &login_base, opts, &uuid, &mut on_event).await?;
+    let redirect_uri = wait_for_confirmation(&http, opts, &uuid, &mut on_event).await?;
     on_event(LoginEvent::Confirmed);
+    finish(opts, &http, &jar, &redirect_uri).await
+}
 
-    let redirect = Url::parse(&redirect_uri).map_err(|_| LoginError::Ticket {
+/// A login that first asks the phone of `previous`'s account to confirm
+/// (push login: `webwxpushloginurl` with the previous session's `wxuin`
+/// and cookies, then the login poll with the uuid it hands out). If the
+/// server refuses, or the phone does not confirm within `opts.push_wait`,
+/// it reports why ([`LoginEvent::PushFailed`]) and goes on as [`login`]
+/// with a QR code. `previous` may be logged out: only its `wxuin` and
+/// cookies are used.
+pub async fn push_login(
+    opts: &LoginOptions,
+    previous: &Session,
+    mut on_event: impl FnMut(LoginEvent),
+) -> Result<(Client, InitReply), LoginError> {
+    match ask_phone(opts, previous, &mut on_event).await {
+        Ok((http, jar, redirect_uri)) => {
+            on_event(LoginEvent::Confirmed);
+            finish(opts, &http, &jar, &redirect_uri).await
+        }
+        Err(reason) => {
+            tracing::info!(%reason, "push login did not work; falling back to the QR code");
+            on_event(LoginEvent::PushFailed { reason });
+            login(opts, on_event).await
+        }
+    }
+}
+
+/// The push request and the wait for the phone; the error is the reason
+/// to fall back, in one line.
+async fn ask_phone(
+    opts: &LoginOptions,
+    previous: &Session,
+    on_event: &mut impl FnMut(LoginEvent),
+) -> Result<(reqwest::Client, Arc<Jar>, String), String> {
+    if previous.uin == 0 {
+        return Err("the previous session has no wxuin".into());
+    }
+    let setup = |e: Error| e.to_string();
+    let jar = Arc::new(Jar::from_value(&previous.cookies).map_err(setup)?);
+    let http = http_client(
+        Arc::clone(&jar),
+        opts.client.mode,
+        opts.client.request_timeout,
+    )
+    .map_err(setup)?;
+    let uuid = request_push(&http, opts, previous).await?;
+    on_event(LoginEvent::PushSent);
+    let confirmed = tokio::time::timeout(
+        opts.push_wait,
+        wait_for_confirmation(&http, opts, &uuid, on_event),
+    )
+    .await;
+    match confirmed {
+        Ok(Ok(redirect_uri)) => Ok((http, jar, redirect_uri)),
+        Ok(Err(LoginError::QrExpired)) => Err("the login request expired on the server".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "the phone did not confirm within {}",
+            humantime::format_duration(opts.push_wait)
+        )),
+    }
+}
+
+/// The push-login reply: `{"ret":"0","msg":"all ok","uuid":"…"}`.
+#[derive(Deserialize)]
+struct PushReply {
+    #[serde(default, deserialize_with = "lenient_string")]
+    ret: String,
+    #[serde(default, deserialize_with = "lenient_string")]
+    msg: String,
+    #[serde(default, deserialize_with = "lenient_string")]
+    uuid: String,
+}
+
+/// `GET {previous api}/cgi-bin/mmwebwx-bin/webwxpushloginurl?uin=…[&mod=desktop]`
+/// with the previous cookies; returns the uuid to poll for.
+async fn request_push(
+    http: &reqwest::Client,
+    opts: &LoginOptions,
+    previous: &Session,
+) -> Result<String, String> {
+    const EP: &str = "webwxpushloginurl";
+    let mut query = Query::default().enc("uin", &previous.uin.to_string());
+    if opts.client.mode == Mode::Desktop {
+        query = query.enc("mod", "desktop");
+    }
+    let url = parse_url(&format!(
+        "{}/cgi-bin/mmwebwx-bin/{EP}?{}",
+        previous.api_origin().trim_end_matches('/'),
+        query.as_str()
+    ))
+    .map_err(|e| e.to_string())?;
+    let body = get_text(EP, http.get(url), opts.client.max_reply_bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let reply: PushReply = serde_json::from_str(&body).map_err(|_| {
+        format!(
+            "{EP}: unreadable reply: {} bytes are not the expected JSON",
+            body.len()
+        )
+    })?;
+    if reply.ret.trim() != "0" {
+        let msg = reply.msg.trim();
+        return Err(if msg.is_empty() {
+            format!("the server refused push login (ret {})", reply.ret.trim())
+        } else {
+            format!(
+                "the server refused push login (ret {}: {msg})",
+                reply.ret.trim()
+            )
+        });
+    }
+    let uuid = reply.uuid.trim();
+    if uuid.is_empty() {
+        return Err(format!("{EP}: the reply carries no uuid"));
+    }
+    Ok(uuid.to_owned())
+}
+
+/// Everything after the phone confirmed: ticket (the 301 is read, not
+/// followed) → session → webwxinit → webwxstatusnotify.
+async fn finish(
+    opts: &LoginOptions,
+    http: &reqwest::Client,
+    jar: &Jar,
+    redirect_uri: &str,
+) -> Result<(Client, InitReply), LoginError> {
+    let mode = opts.client.mode;
+    let redirect = Url::parse(redirect_uri).map_err(|_| LoginError::Ticket {
         detail: "the login poll's redirect_uri is not a URL".into(),
     })?;
-    let xml = fetch_ticket(&http, &redirect_uri, mode).await?;
+    let xml = fetch_ticket(http, redirect_uri, opts).await?;
     let ticket = resolve_ticket(xml, jar.value_of("wxsid"), jar.value_of("wxuin"))?;
 
     let api = origin_url(&redirect)?;
@@ -134,13 +273,14 @@ pub fn render_qr(content: &str) -> String {
     }
 }
 
-async fn request_uuid(
-    http: &reqwest::Client,
-    login_base: &str,
-    mode: Mode,
-) -> Result<String, LoginError> {
+/// The login server's origin without a trailing slash.
+fn login_base(opts: &LoginOptions) -> &str {
+    opts.login_url.as_str().trim_end_matches('/')
+}
+
+async fn request_uuid(http: &reqwest::Client, opts: &LoginOptions) -> Result<String, LoginError> {
     const EP: &str = "jslogin";
-    let redirect = match mode {
+    let redirect = match opts.client.mode {
         Mode::Desktop => format!("{NEW_LOGIN_PAGE}?mod=desktop"),
         Mode::Web => NEW_LOGIN_PAGE.to_owned(),
     };
@@ -150,8 +290,8 @@ async fn request_uuid(
         .enc("lang", "zh_CN")
         .enc("redirect_uri", &redirect)
         .enc("_", &now_ms().to_string());
-    let url = parse_url(&format!("{login_base}/{EP}?{}", query.as_str()))?;
-    let body = get_text(EP, http.get(url)).await?;
+    let url = parse_url(&format!("{}/{EP}?{}", login_base(opts), query.as_str()))?;
+    let body = get_text(EP, http.get(url), opts.client.max_reply_bytes).await?;
     match parse_qrlogin(&body) {
         (Some(code), Some(uuid)) if code == "200" => Ok(uuid),
         (Some(code), _) => Err(LoginError::NoQrCode {
@@ -166,7 +306,6 @@ async fn request_uuid(
 /// Polls until the phone confirms; returns the redirect_uri.
 async fn wait_for_confirmation(
     http: &reqwest::Client,
-    login_base: &str,
     opts: &LoginOptions,
     uuid: &str,
     on_event: &mut impl FnMut(LoginEvent),
@@ -188,14 +327,15 @@ async fn wait_for_confirmation(
             .enc("r", &rr().to_string())
             .enc("_", &now_ms().to_string());
         let url = parse_url(&format!(
-            "{login_base}/cgi-bin/mmwebwx-bin/{EP}?{}",
+            "{}/cgi-bin/mmwebwx-bin/{EP}?{}",
+            login_base(opts),
             query.as_str()
         ))?;
         let req = http.get(url).timeout(opts.poll_timeout);
         let body = match req.send().await {
             Ok(resp) if resp.status().is_success() => {
-                let bytes = resp.bytes().await.map_err(|e| Error::network(EP, e))?;
-                String::from_utf8_lossy(&bytes).into_owned()
+                let bytes = read_body(EP, resp, opts.client.max_reply_bytes).await?;
+                utf8(&bytes, EP)?.to_owned()
             }
             Ok(resp) => {
                 return Err(Error::Status {
@@ -278,9 +418,10 @@ impl std::fmt::Debug for Ticket {
 async fn fetch_ticket(
     http: &reqwest::Client,
     redirect_uri: &str,
-    mode: Mode,
+    opts: &LoginOptions,
 ) -> Result<TicketXml, LoginError> {
     const EP: &str = "webwxnewloginpage";
+    let mode = opts.client.mode;
     let separator = if redirect_uri.contains('?') { '&' } else { '?' };
     let mut target = format!("{redirect_uri}{separator}fun=new&version=v2");
     if mode == Mode::Desktop && !redirect_uri.contains("mod=desktop") {
@@ -301,8 +442,8 @@ async fn fetch_ticket(
         }
         .into());
     }
-    let bytes = resp.bytes().await.map_err(|e| Error::network(EP, e))?;
-    parse_ticket_xml(&String::from_utf8_lossy(&bytes))
+    let bytes = read_body(EP, resp, opts.client.max_reply_bytes).await?;
+    parse_ticket_xml(utf8(&bytes, EP)?)
 }
 
 pub(crate) fn parse_ticket_xml(body: &str) -> Result<TicketXml, LoginError> {
@@ -383,7 +524,11 @@ fn parse_url(s: &str) -> Result<Url, LoginError> {
     })
 }
 
-async fn get_text(endpoint: &'static str, req: reqwest::RequestBuilder) -> Result<String, Error> {
+async fn get_text(
+    endpoint: &'static str,
+    req: reqwest::RequestBuilder,
+    limit: u64,
+) -> Result<String, Error> {
     let resp = req.send().await.map_err(|e| Error::network(endpoint, e))?;
     if !resp.status().is_success() {
         return Err(Error::Status {
@@ -391,11 +536,8 @@ async fn get_text(endpoint: &'static str, req: reqwest::RequestBuilder) -> Resul
             status: resp.status().as_u16(),
         });
     }
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| Error::network(endpoint, e))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    let bytes = read_body(endpoint, resp, limit).await?;
+    Ok(utf8(&bytes, endpoint)?.to_owned())
 }
 
 #[cfg(test)]

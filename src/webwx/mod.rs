@@ -1,8 +1,8 @@
-//! The WeChat Web protocol client: QR login (desktop/UOS mode by default),
-//! the session file, typed calls for every endpoint wxsync uses, and text
-//! decoding.
+//! The WeChat Web protocol client: QR and push login (desktop/UOS mode by
+//! default), the session file, typed calls for every endpoint wxsync uses,
+//! and text decoding.
 //!
-//! It follows `PROTOCOL.md`. Secrets (cookies, skey, sid, pass_ticket, uin,
+//! It follows docs/protocol.md. Secrets (cookies, skey, sid, pass_ticket, uin,
 //! device id, sync keys) never appear in an error message or a log line:
 //! endpoints are logged by name, never by URL.
 
@@ -10,6 +10,7 @@ mod client;
 mod error;
 mod jar;
 mod login;
+mod realid;
 mod session;
 pub mod text;
 mod wire;
@@ -21,7 +22,8 @@ use std::time::Duration;
 
 pub use client::{BATCH_LIMIT, BatchItem, Client, ContactPage, InitReply, SyncCheck, SyncReply};
 pub use error::{Error, LoginError, SessionError};
-pub use login::{LoginEvent, LoginOptions, UOS_EXTSPAM, login, render_qr};
+pub use login::{LoginEvent, LoginOptions, UOS_EXTSPAM, login, push_login, render_qr};
+pub use realid::RealId;
 pub use session::{Session, SessionState};
 pub use wire::{RawContact, RawMember};
 
@@ -50,6 +52,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Client timeout of the synccheck long poll (the server holds ~25 s).
     pub synccheck_timeout: Duration,
+    /// Replies larger than this are refused ([`Error::TooLarge`]) without
+    /// being read whole. A batch of 50 groups of 500 members is under 10 MB.
+    pub max_reply_bytes: u64,
 }
 
 impl Default for ClientOptions {
@@ -59,6 +64,7 @@ impl Default for ClientOptions {
             push_url: None,
             request_timeout: Duration::from_secs(20),
             synccheck_timeout: Duration::from_secs(35),
+            max_reply_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the client against a tiny stub of the WeChat Web
-//! endpoints on loopback. The stub checks what PROTOCOL.md says the server
-//! sees; the real simulator tests live with the lead.
+//! endpoints on loopback. The stub checks what docs/protocol.md says the
+//! server sees; the real simulator tests live with the lead. Replies too
+//! large or not UTF-8 come from a raw TCP server that writes bytes exactly.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +23,25 @@ struct Script {
     barred: bool,
     /// The login poll answers 400.
     expire: bool,
+    /// What the phone does with a push login.
+    push: Push,
 }
+
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Push {
+    /// The phone confirms after one empty poll.
+    #[default]
+    Confirm,
+    /// The server refuses the push request.
+    Refuse,
+    /// The phone never answers: the poll says 408 forever.
+    Ignore,
+    /// The push request answers with an HTML page.
+    Garbage,
+}
+
+/// The uuid the stub hands out for a push login.
+const PUSH_UUID: &str = "push-uu";
 
 struct Seen {
     path: String,
@@ -36,6 +55,7 @@ struct Stub {
     script: Script,
     seen: Mutex<Vec<Seen>>,
     polls: AtomicUsize,
+    push_polls: AtomicUsize,
     sync_checks: AtomicUsize,
 }
 
@@ -98,6 +118,24 @@ async fn handle(
     }
     match name {
         "jslogin" => text(r#"window.QRLogin.code = 200; window.QRLogin.uuid = "uu-1==";"#),
+        "webwxpushloginurl" => match stub.script.push {
+            Push::Confirm | Push::Ignore => text(format!(
+                r#"{{"ret":"0","msg":"all ok","uuid":"{PUSH_UUID}"}}"#
+            )),
+            Push::Refuse => text(r#"{"ret":"1","msg":"push login disabled"}"#),
+            Push::Garbage => text("<html>busy</html>"),
+        },
+        "login" if query.contains(&format!("uuid={PUSH_UUID}")) => {
+            let first = stub.push_polls.fetch_add(1, Ordering::SeqCst) == 0;
+            if stub.script.push == Push::Ignore || first {
+                text("window.code=408;")
+            } else {
+                text(format!(
+                    "window.code=200;\nwindow.redirect_uri=\"http://{}/cgi-bin/mmwebwx-bin/webwxnewloginpage?ticket=T2&uuid={PUSH_UUID}&lang=zh_CN\";",
+                    stub.addr
+                ))
+            }
+        }
         "login" => {
             if stub.script.expire {
                 return text("window.code=400;");
@@ -182,7 +220,11 @@ async fn handle(
             _ => text(r#"window.synccheck={retcode:"1101",selector:"0"}"#),
         },
         "webwxsync" => ok(json!({
-            "AddMsgCount": 0, "AddMsgList": [],
+            "AddMsgCount": 2, "AddMsgList": [
+                {"MsgType": 51, "StatusNotifyCode": 4, "StatusNotifyUserName": "@a,@@g1,filehelper",
+                 "Content": "&lt;msg&gt;<br/>&lt;op id='4'&gt;<br/>&lt;username&gt;wxid_real_a,4242@chatroom,filehelper&lt;/username&gt;<br/>&lt;/op&gt;<br/>&lt;/msg&gt;"},
+                {"MsgType": 1, "Content": "hello", "StatusNotifyUserName": "@x"}
+            ],
             "ModContactCount": 1,
             "ModContactList": [{"UserName": "@a", "NickName": "A2", "RemarkName": "",
                                 "HeadImgUrl": format!("/i?u=@a&skey={SKEY2}")}],
@@ -206,6 +248,7 @@ async fn start(script: Script) -> Arc<Stub> {
         script,
         seen: Mutex::new(Vec::new()),
         polls: AtomicUsize::new(0),
+        push_polls: AtomicUsize::new(0),
         sync_checks: AtomicUsize::new(0),
     });
     let app = axum::Router::new()
@@ -223,8 +266,10 @@ fn options(stub: &Stub, mode: Mode) -> LoginOptions {
             push_url: None,
             request_timeout: Duration::from_secs(5),
             synccheck_timeout: Duration::from_secs(5),
+            max_reply_bytes: 1 << 20,
         },
         poll_timeout: Duration::from_secs(5),
+        push_wait: Duration::from_secs(10),
     }
 }
 
@@ -295,7 +340,7 @@ async fn a_desktop_login_then_every_call_speaks_the_protocol() {
     assert!(!init.user.raw.to_string().contains("2718281828"));
     assert_eq!(init.contacts.len(), 2);
     assert_eq!(init.contacts[0].member_list.len(), 1);
-    assert!(init.contacts[0].raw.get("MemberList").is_none());
+    assert!(!init.contacts[0].raw.contains("MemberList"));
     assert_eq!(init.chat_set, vec!["filehelper", "@@g1", "@@g2"]);
     assert_no_secret(&format!("{init:?}"));
 
@@ -402,6 +447,19 @@ async fn a_desktop_login_then_every_call_speaks_the_protocol() {
     assert_eq!(reply.modified[0].nick_name, "A2");
     assert!(!reply.modified[0].head_img_url.contains("skey"));
     assert_eq!(reply.deleted, vec!["@gone"]);
+    let pairs: Vec<(&str, &str)> = reply
+        .real_ids
+        .iter()
+        .map(|p| (p.user_name.as_str(), p.real_id.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("@a", "wxid_real_a"),
+            ("@@g1", "4242@chatroom"),
+            ("filehelper", "filehelper")
+        ]
+    );
     let (q, _, body) = &stub.requests("/webwxsync")[0];
     assert!(
         q.contains("sid=") && q.contains(&format!("pass_ticket={PASS_TICKET}")),
@@ -519,4 +577,323 @@ async fn network_and_session_errors_carry_no_secret() {
         );
         assert_no_secret(&format!("{err} {err:?}"));
     }
+}
+
+/// A finished QR login against `stub`, for its session.
+async fn previous_session(stub: &Stub) -> Session {
+    let (client, _) = login(&options(stub, Mode::Desktop), |_| {}).await.unwrap();
+    client.session()
+}
+
+#[tokio::test]
+async fn a_push_login_needs_no_scan_even_after_a_logout() {
+    let stub = start(Script::default()).await;
+    let mut previous = previous_session(&stub).await;
+    previous.mark_logged_out(1101, "web login elsewhere");
+    let jslogins = stub.requests("/jslogin").len();
+
+    let mut events = Vec::new();
+    let (client, init) = push_login(&options(&stub, Mode::Desktop), &previous, |e| {
+        events.push(e);
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(events, vec![LoginEvent::PushSent, LoginEvent::Confirmed]);
+    assert_eq!(stub.requests("/jslogin").len(), jslogins, "no QR code");
+    let (q, h, _) = &stub.requests("/webwxpushloginurl")[0];
+    assert_eq!(q, "uin=2718281828&mod=desktop");
+    let cookies = h["cookie"].to_str().unwrap();
+    assert!(
+        cookies.contains("webwx_data_ticket=DATAsecret"),
+        "{cookies}"
+    );
+    let polls: Vec<String> = stub
+        .requests("/login")
+        .into_iter()
+        .map(|(q, _, _)| q)
+        .filter(|q| q.contains(PUSH_UUID))
+        .collect();
+    assert_eq!(polls.len(), 2);
+    assert!(polls.iter().all(|q| q.contains("tip=1")), "{polls:?}");
+    // Then exactly a QR login's steps: the ticket, init, statusnotify.
+    let (q, h, _) = stub.requests("/webwxnewloginpage").pop().unwrap();
+    assert!(q.contains("ticket=T2") && q.ends_with("mod=desktop"), "{q}");
+    assert_eq!(h["extspam"].len(), 880);
+    assert_eq!(init.user.user_name, "@self");
+    assert_eq!(stub.requests("/webwxstatusnotify").len(), 2);
+    let session = client.session();
+    assert_eq!(session.state(), &SessionState::Active);
+    assert_ne!(session.login_id(), previous.login_id());
+}
+
+/// A push login that must fall back; returns the events and the reason.
+async fn fallback(
+    stub: &Stub,
+    previous: &Session,
+    push_wait: Duration,
+) -> (Vec<LoginEvent>, String) {
+    let mut opts = options(stub, Mode::Desktop);
+    opts.push_wait = push_wait;
+    let mut events = Vec::new();
+    push_login(&opts, previous, |e| events.push(e))
+        .await
+        .expect("the QR code logs in");
+    let failed = events
+        .iter()
+        .position(|e| matches!(e, LoginEvent::PushFailed { .. }))
+        .unwrap_or_else(|| panic!("no fallback: {events:?}"));
+    let LoginEvent::PushFailed { reason } = events[failed].clone() else {
+        unreachable!("found above");
+    };
+    assert!(
+        matches!(events.get(failed + 1), Some(LoginEvent::Qr { .. })),
+        "{events:?}"
+    );
+    assert_eq!(events.last(), Some(&LoginEvent::Confirmed));
+    assert_no_secret(&format!("{events:?}"));
+    assert!(!reason.contains('\n'), "{reason}");
+    (events, reason)
+}
+
+#[tokio::test]
+async fn a_refused_push_falls_back_to_the_qr_code() {
+    let stub = start(Script {
+        push: Push::Refuse,
+        ..Script::default()
+    })
+    .await;
+    let previous = previous_session(&stub).await;
+    let (events, reason) = fallback(&stub, &previous, Duration::from_secs(10)).await;
+    assert_eq!(
+        reason,
+        "the server refused push login (ret 1: push login disabled)"
+    );
+    assert!(!events.contains(&LoginEvent::PushSent));
+    assert!(
+        stub.requests("/login")
+            .iter()
+            .all(|(q, _, _)| !q.contains(PUSH_UUID))
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_push_falls_back_after_push_wait() {
+    let stub = start(Script {
+        push: Push::Ignore,
+        ..Script::default()
+    })
+    .await;
+    let previous = previous_session(&stub).await;
+    let (events, reason) = fallback(&stub, &previous, Duration::from_millis(1500)).await;
+    assert_eq!(reason, "the phone did not confirm within 1s 500ms");
+    assert_eq!(events[0], LoginEvent::PushSent);
+    assert!(
+        stub.requests("/login")
+            .iter()
+            .any(|(q, _, _)| q.contains(PUSH_UUID)),
+        "the phone was waited for"
+    );
+}
+
+#[tokio::test]
+async fn unreadable_or_unreachable_push_replies_fall_back_too() {
+    let stub = start(Script {
+        push: Push::Garbage,
+        ..Script::default()
+    })
+    .await;
+    let mut previous = previous_session(&stub).await;
+    let (_, reason) = fallback(&stub, &previous, Duration::from_secs(10)).await;
+    assert_eq!(
+        reason,
+        "webwxpushloginurl: unreadable reply: 17 bytes are not the expected JSON"
+    );
+    // Nothing listens on port 9 of loopback.
+    previous.api_origin = "http://127.0.0.1:9".into();
+    let (_, reason) = fallback(&stub, &previous, Duration::from_secs(10)).await;
+    assert!(
+        reason.starts_with("webwxpushloginurl: network error"),
+        "{reason}"
+    );
+    assert_no_secret(&reason);
+    assert!(!reason.contains("2718281828"), "{reason}");
+}
+
+/// A server that answers every connection with `head` and then `body`,
+/// written as is; with `endless`, the body is chunk-encoded and goes on
+/// until the client hangs up. Connections close after one reply.
+async fn raw_server(head: impl Into<String>, body: Vec<u8>, endless: bool) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (head, body) = (Arc::new(head.into()), Arc::new(body));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (head, body) = (Arc::clone(&head), Arc::clone(&body));
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                if endless {
+                    let chunk = [
+                        format!("{:x}\r\n", body.len()).into_bytes(),
+                        body.to_vec(),
+                        b"\r\n".to_vec(),
+                    ]
+                    .concat();
+                    while socket.write_all(&chunk).await.is_ok() {}
+                } else if socket.write_all(&body).await.is_ok() {
+                    // Hold the connection until the client is done with it.
+                    let _ = socket.read(&mut buf).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One `webwxgetcontact` call, refusing replies over `limit` bytes, against
+/// a [`raw_server`] of `head`, `body` and `endless`.
+async fn page_from(
+    head: impl Into<String>,
+    body: Vec<u8>,
+    endless: bool,
+    limit: u64,
+) -> Result<ContactPage, Error> {
+    let addr = raw_server(head, body, endless).await;
+    let mut session = super::session::tests::sample();
+    session.api_origin = format!("http://{addr}");
+    session.push_origin = session.api_origin.clone();
+    let opts = ClientOptions {
+        request_timeout: Duration::from_secs(5),
+        max_reply_bytes: limit,
+        ..ClientOptions::default()
+    };
+    Client::new(session, &opts).unwrap().contact_page("0").await
+}
+
+/// A webwxgetcontact page of exactly `len` bytes.
+fn page_of(len: usize) -> Vec<u8> {
+    let head = r#"{"BaseResponse":{"Ret":0},"Seq":0,"MemberList":[],"Pad":""#;
+    let tail = r#""}"#;
+    let mut body = head.as_bytes().to_vec();
+    body.resize(len - tail.len(), b'x');
+    body.extend_from_slice(tail.as_bytes());
+    body
+}
+
+#[tokio::test]
+async fn a_reply_announcing_more_than_the_limit_is_refused_before_its_body() {
+    // The body never completes: only the header can end this call.
+    let err = page_from(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1073741824\r\n\r\n",
+        b"{\"BaseResponse\":".to_vec(),
+        false,
+        64 * 1024,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLarge {
+                endpoint: "webwxgetcontact",
+                limit: 65536,
+                announced: Some(1_073_741_824)
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+    let text = err.to_string();
+    assert!(
+        text.starts_with("webwxgetcontact: reply refused: it announces 1073741824 bytes"),
+        "{text}"
+    );
+    assert!(text.contains("limit of 65536 bytes"), "{text}");
+}
+
+#[tokio::test]
+async fn an_endless_reply_without_length_is_refused_at_the_limit() {
+    let err = page_from(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+        vec![b' '; 8192],
+        true,
+        64 * 1024,
+    )
+    .await
+    .unwrap_err();
+    let expected = Error::TooLarge {
+        endpoint: "webwxgetcontact",
+        limit: 65536,
+        announced: None,
+    };
+    assert_eq!(err.to_string(), expected.to_string());
+    assert!(err.to_string().contains("while arriving"), "{err}");
+}
+
+#[tokio::test]
+async fn replies_up_to_the_limit_are_read_whole_with_or_without_length() {
+    const LIMIT: usize = 100_000;
+    for (len, fits) in [(LIMIT, true), (LIMIT + 1, false)] {
+        let body = page_of(len);
+        let with_length = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        );
+        let chunked = {
+            // One chunk per 1000 bytes, then the last chunk.
+            let mut b = Vec::new();
+            for part in body.chunks(1000) {
+                b.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                b.extend_from_slice(part);
+                b.extend_from_slice(b"\r\n");
+            }
+            b.extend_from_slice(b"0\r\n\r\n");
+            b
+        };
+        let chunked_head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                            Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        for (head, body) in [(with_length.as_str(), body), (chunked_head, chunked)] {
+            match page_from(head, body, false, LIMIT as u64).await {
+                Ok(page) => assert!(fits && page.seq == "0", "{len} bytes read"),
+                Err(e) => assert!(!fits && matches!(e, Error::TooLarge { .. }), "{len}: {e:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reply_that_is_not_utf8_is_refused_with_where() {
+    let mut body =
+        br#"{"BaseResponse":{"Ret":0},"Seq":0,"MemberList":[{"UserName":"@a","NickName":"caf"#
+            .to_vec();
+    // Latin-1 é: a lead byte without its continuation.
+    let bad = body.len();
+    body.extend_from_slice(&[0xE9, b'"', b'}', b']', b'}']);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let err = page_from(head, body, false, 1 << 20).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotUtf8 {
+                endpoint: "webwxgetcontact",
+                offset,
+                len,
+            } if offset == bad && len == bad + 5
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
 }

@@ -89,7 +89,7 @@ fn is_skey_param(piece: &str) -> bool {
     name.eq_ignore_ascii_case("skey")
 }
 
-fn has_skey_param(s: &str) -> bool {
+pub(crate) fn has_skey_param(s: &str) -> bool {
     s.split_once('?').is_some_and(|(_, q)| {
         q.split(['&', '#'])
             .any(|p| p.contains('=') && is_skey_param(p))

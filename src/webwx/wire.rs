@@ -1,168 +1,823 @@
-//! Wire types and reply parsing: JSON objects as the server sends them (with
-//! lenient numbers and strings, since peers and servers disagree on both) and
-//! the small JavaScript replies of the login and push endpoints.
+//! Wire types and reply parsing. JSON replies are parsed straight from the
+//! received bytes into typed records, with lenient numbers and strings
+//! (peers and servers disagree on both); a contact's `raw` text is built from
+//! borrowed slices of the reply. The small JavaScript replies of the login
+//! and push endpoints are read with regexes.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
-use super::error::Error;
-use super::text::strip_skey_json;
+use super::error::{Error, redact_quoted};
+use super::text::{has_skey_param, strip_skey, strip_skey_json};
+
+/// Visitor methods for every JSON value a lenient reader does not want:
+/// scalars read as `$default`, objects and arrays are skipped whole.
+macro_rules! skip_other_values {
+    ($default:expr, [$($skip:ident),*]) => {
+        $(skip_other_values!(@one $skip, $default);)*
+    };
+    (@one bool, $default:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> { Ok($default) }
+    };
+    (@one i64, $default:expr) => {
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> { Ok($default) }
+    };
+    (@one u64, $default:expr) => {
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> { Ok($default) }
+    };
+    (@one f64, $default:expr) => {
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> { Ok($default) }
+    };
+    (@one str, $default:expr) => {
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> { Ok($default) }
+    };
+    (@one unit, $default:expr) => {
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> { Ok($default) }
+    };
+    (@one map, $default:expr) => {
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            IgnoredAny.visit_map(map).map(|_| $default)
+        }
+    };
+    (@one seq, $default:expr) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            IgnoredAny.visit_seq(seq).map(|_| $default)
+        }
+    };
+}
 
 /// A number that may arrive as a JSON number, a numeric string, or null.
 /// Anything unusable reads as 0 rather than failing the whole reply.
-pub(crate) fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    Ok(value_to_i64(&Value::deserialize(d)?))
+struct LenientI64;
+
+impl<'de> Visitor<'de> for LenientI64 {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+        Ok(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+        // Saturating float-to-int conversion is what we want here.
+        Ok(v as i64)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<i64, E> {
+        Ok(v.trim().parse().unwrap_or_default())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<i64, E> {
+        Ok(i64::from(v))
+    }
+
+    skip_other_values!(0, [unit, map, seq]);
 }
 
-pub(crate) fn value_to_i64(v: &Value) -> i64 {
-    match v {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_u64().map(|u| i64::try_from(u).unwrap_or(i64::MAX)))
-            // Saturating float-to-int conversion is what we want here.
-            .or_else(|| n.as_f64().map(|f| f as i64))
-            .unwrap_or_default(),
-        Value::String(s) => s.trim().parse().unwrap_or_default(),
-        Value::Bool(b) => i64::from(*b),
-        _ => 0,
+impl<'de> DeserializeSeed<'de> for LenientI64 {
+    type Value = i64;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<i64, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
 /// A string that may arrive as a string, a number, or null.
-pub(crate) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(value_to_string(&Value::deserialize(d)?))
+struct LenientString;
+
+impl<'de> Visitor<'de> for LenientString {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+        // As serde_json writes a float (`3.0`, `100000.0`).
+        Ok(serde_json::Number::from_f64(v).map_or_else(String::new, |n| n.to_string()))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    skip_other_values!(String::new(), [unit, map, seq]);
 }
 
-pub(crate) fn value_to_string(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => String::new(),
+impl<'de> DeserializeSeed<'de> for LenientString {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-/// A list that may be missing or null; items that are not objects are skipped.
-fn lenient_members<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RawMember>, D::Error> {
-    let items = match Value::deserialize(d)? {
-        Value::Array(items) => items,
-        _ => Vec::new(),
-    };
-    Ok(items
-        .iter()
-        .filter(|v| v.is_object())
-        .filter_map(|v| RawMember::deserialize(v).ok())
-        .collect())
+pub(crate) fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    d.deserialize_any(LenientI64)
 }
 
-/// A contact object as received (strings NOT decoded; skey already stripped
-/// from URLs).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+pub(crate) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_any(LenientString)
+}
+
+/// A string with any `skey` parameter removed: what every string of a
+/// contact or member becomes before anything reads it.
+fn clean(s: String) -> String {
+    if has_skey_param(&s) {
+        strip_skey(&s)
+    } else {
+        s
+    }
+}
+
+/// A lenient string read from one JSON value's text, skey removed.
+fn string_from(text: &str) -> String {
+    match plain_string(text) {
+        Some(inner) => clean(inner.to_owned()),
+        None => clean(
+            LenientString
+                .deserialize(&mut serde_json::Deserializer::from_str(text))
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+/// A lenient number read from one JSON value's text.
+fn i64_from(text: &str) -> i64 {
+    LenientI64
+        .deserialize(&mut serde_json::Deserializer::from_str(text))
+        .unwrap_or_default()
+}
+
+/// The content of a JSON string literal without escapes, which is exactly
+/// its text between the quotes.
+fn plain_string(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
+/// An object key, borrowed from the reply when it holds no escapes.
+pub(crate) struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// An object read field by field. Unknown keys are skipped, a key given
+/// twice keeps its last value, and every field is lenient, so that the
+/// content of a record never fails a reply.
+pub(crate) trait Record<'de>: Default {
+    /// Reads the value of `key` from `map` (or skips it).
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error>;
+}
+
+/// Reads a [`Record`] from an object; any other value is skipped and reads
+/// as `None`.
+struct Lenient<T>(PhantomData<T>);
+
+impl<T> Lenient<T> {
+    fn new() -> Self {
+        Lenient(PhantomData)
+    }
+}
+
+impl<'de, T: Record<'de>> Visitor<'de> for Lenient<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+        let mut record = T::default();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            record.field(key, &mut map)?;
+        }
+        Ok(Some(record))
+    }
+
+    skip_other_values!(None, [bool, i64, u64, f64, str, unit, seq]);
+}
+
+impl<'de, T: Record<'de>> DeserializeSeed<'de> for Lenient<T> {
+    type Value = Option<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// An array of [`Record`]s: entries that are not objects are skipped, and a
+/// missing, null or non-array list reads as empty.
+struct LenientList<T>(PhantomData<T>);
+
+impl<T> LenientList<T> {
+    fn new() -> Self {
+        LenientList(PhantomData)
+    }
+}
+
+impl<'de, T: Record<'de>> Visitor<'de> for LenientList<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(Lenient::<T>::new())? {
+            out.extend(item);
+        }
+        Ok(out)
+    }
+
+    skip_other_values!(Vec::new(), [bool, i64, u64, f64, str, unit, map]);
+}
+
+impl<'de, T: Record<'de>> DeserializeSeed<'de> for LenientList<T> {
+    type Value = Vec<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A contact object as received (strings NOT decoded; every skey already
+/// stripped).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RawContact {
-    #[serde(deserialize_with = "lenient_string")]
     pub user_name: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub nick_name: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub remark_name: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub alias: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub signature: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub province: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub city: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub head_img_url: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub encry_chat_room_id: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub key_word: String,
-    #[serde(deserialize_with = "lenient_i64")]
     pub uin: i64,
-    #[serde(deserialize_with = "lenient_i64")]
     pub sex: i64,
-    #[serde(deserialize_with = "lenient_i64")]
     pub verify_flag: i64,
-    #[serde(deserialize_with = "lenient_i64")]
     pub contact_flag: i64,
-    #[serde(deserialize_with = "lenient_i64")]
     pub star_friend: i64,
-    #[serde(deserialize_with = "lenient_i64")]
     pub member_count: i64,
-    #[serde(deserialize_with = "lenient_i64")]
     pub attr_status: i64,
-    #[serde(deserialize_with = "lenient_members")]
     pub member_list: Vec<RawMember>,
-    /// The whole object as received, skey stripped, `MemberList` removed,
-    /// and a non-zero `Uin`/`OwnerUin` (the account's own `wxuin`, a session
+    /// The object as JSON text: keys in sorted order (the last of a repeated
+    /// key wins), skey stripped from every string, `MemberList` left out, and
+    /// a non-zero `Uin`/`OwnerUin` (the account's own `wxuin`, a session
     /// credential) set to 0. The typed `uin` field keeps the value.
-    #[serde(skip)]
-    pub raw: Value,
+    pub raw: String,
 }
 
 /// One member in a group's `MemberList` (thin records: no avatar).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RawMember {
-    #[serde(deserialize_with = "lenient_string")]
     pub user_name: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub nick_name: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub display_name: String,
-    #[serde(deserialize_with = "lenient_i64")]
     pub attr_status: i64,
 }
 
-impl RawContact {
-    /// Builds a contact from one JSON object of a reply: strips every skey,
-    /// reads the typed fields, and keeps the rest (minus `MemberList`) in `raw`.
-    pub(crate) fn from_value(mut v: Value, endpoint: &'static str) -> Result<RawContact, Error> {
-        if !v.is_object() {
-            return Err(Error::Decode {
-                endpoint,
-                detail: "a contact entry is not a JSON object".into(),
-            });
-        }
-        strip_skey_json(&mut v);
-        let mut contact = RawContact::deserialize(&v).map_err(|e| Error::json(endpoint, &e))?;
-        if let Value::Object(map) = &mut v {
-            map.remove("MemberList");
-            // Only the account itself has a non-zero Uin, and it equals the
-            // `wxuin` credential, which must not leave the session file.
-            for key in ["Uin", "OwnerUin"] {
-                if let Some(uin) = map.get_mut(key).filter(|u| value_to_i64(u) != 0) {
-                    *uin = Value::from(0);
-                }
+impl<'de> Record<'de> for RawMember {
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        match &*key.0 {
+            "UserName" => self.user_name = clean(map.next_value_seed(LenientString)?),
+            "NickName" => self.nick_name = clean(map.next_value_seed(LenientString)?),
+            "DisplayName" => self.display_name = clean(map.next_value_seed(LenientString)?),
+            "AttrStatus" => self.attr_status = map.next_value_seed(LenientI64)?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        contact.raw = v;
-        Ok(contact)
+        Ok(())
     }
 }
 
-/// Reads a list of contacts (e.g. `ContactList`, `MemberList`); a missing or
-/// null list is empty.
-pub(crate) fn contacts_from(
-    v: Option<Value>,
-    endpoint: &'static str,
-) -> Result<Vec<RawContact>, Error> {
-    match v {
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .map(|item| RawContact::from_value(item, endpoint))
-            .collect(),
-        Some(Value::Null) | None => Ok(Vec::new()),
-        Some(_) => Err(Error::Decode {
+impl RawContact {
+    /// Sets the typed field named `key` from its value's text.
+    fn set(&mut self, key: &str, text: &str) {
+        let string = match key {
+            "UserName" => &mut self.user_name,
+            "NickName" => &mut self.nick_name,
+            "RemarkName" => &mut self.remark_name,
+            "Alias" => &mut self.alias,
+            "Signature" => &mut self.signature,
+            "Province" => &mut self.province,
+            "City" => &mut self.city,
+            "HeadImgUrl" => &mut self.head_img_url,
+            "EncryChatRoomId" => &mut self.encry_chat_room_id,
+            "KeyWord" => &mut self.key_word,
+            _ => {
+                let number = match key {
+                    "Uin" => &mut self.uin,
+                    "Sex" => &mut self.sex,
+                    "VerifyFlag" => &mut self.verify_flag,
+                    "ContactFlag" => &mut self.contact_flag,
+                    "StarFriend" => &mut self.star_friend,
+                    "MemberCount" => &mut self.member_count,
+                    "AttrStatus" => &mut self.attr_status,
+                    _ => return,
+                };
+                *number = i64_from(text);
+                return;
+            }
+        };
+        *string = string_from(text);
+    }
+}
+
+/// Reads one contact object in a single pass: the typed fields, the member
+/// list, and the `raw` text from the slices of every other value.
+struct ContactSeed;
+
+impl<'de> Visitor<'de> for ContactSeed {
+    type Value = Option<RawContact>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a contact object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut contact = RawContact::default();
+        let mut pieces: Vec<(Key<'de>, &'de RawValue)> = Vec::with_capacity(40);
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if key.0 == "MemberList" {
+                contact.member_list = map.next_value_seed(LenientList::<RawMember>::new())?;
+                continue;
+            }
+            let value: &'de RawValue = map.next_value()?;
+            contact.set(&key.0, value.get());
+            pieces.push((key, value));
+        }
+        contact.raw = raw_text(pieces);
+        Ok(Some(contact))
+    }
+
+    skip_other_values!(None, [bool, i64, u64, f64, str, unit, seq]);
+}
+
+impl<'de> DeserializeSeed<'de> for ContactSeed {
+    type Value = Option<RawContact>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// The `raw` text of a contact from its (key, value) slices. Keys are sorted
+/// and a repeated key keeps its last value, as serde_json's map did when
+/// `raw` was a `Value`, so stored texts stay comparable across versions;
+/// values are copied as received, except that strings lose any skey, a
+/// non-zero `Uin`/`OwnerUin` becomes 0, and the rare values whose text
+/// serde_json would write differently (escaped strings, floats, nested
+/// objects) are written as serde_json writes them.
+fn raw_text(mut pieces: Vec<(Key<'_>, &RawValue)>) -> String {
+    pieces.sort_by(|a, b| a.0.0.cmp(&b.0.0));
+    let size: usize = pieces
+        .iter()
+        .map(|(k, v)| k.0.len() + v.get().len() + 4)
+        .sum();
+    let mut out = String::with_capacity(size + 2);
+    out.push('{');
+    for (i, (key, value)) in pieces.iter().enumerate() {
+        if pieces.get(i + 1).is_some_and(|next| next.0.0 == key.0) {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        push_json_string(&mut out, &key.0);
+        out.push(':');
+        push_value(&mut out, &key.0, value.get());
+    }
+    out.push('}');
+    out
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        // Writing a `&str` cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
+}
+
+fn push_value(out: &mut String, key: &str, text: &str) {
+    // Only the account itself has a non-zero Uin, and it equals the `wxuin`
+    // credential, which must not leave the session file.
+    if matches!(key, "Uin" | "OwnerUin") && i64_from(text) != 0 {
+        out.push('0');
+        return;
+    }
+    match text.as_bytes().first() {
+        Some(b'"') => match plain_string(text) {
+            Some(inner) if !has_skey_param(inner) => out.push_str(text),
+            Some(inner) => push_json_string(out, &strip_skey(inner)),
+            None => push_json_string(out, &string_from(text)),
+        },
+        Some(b't' | b'f' | b'n') => out.push_str(text),
+        _ if is_plain_integer(text) => out.push_str(text),
+        _ => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(mut v) => {
+                strip_skey_json(&mut v);
+                out.push_str(&v.to_string());
+            }
+            // Unreachable: the text is a slice the parser just accepted.
+            Err(_) => out.push_str("null"),
+        },
+    }
+}
+
+/// An integer that serde_json writes back as the same text (no sign on 0,
+/// no fraction or exponent, within 64 bits).
+fn is_plain_integer(text: &str) -> bool {
+    match text.strip_prefix('-') {
+        Some(digits) => {
+            !digits.starts_with('0')
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && text.parse::<i64>().is_ok()
+        }
+        None => text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u64>().is_ok(),
+    }
+}
+
+/// A list of contacts. A null list is empty; a list that is not an array,
+/// or holds an entry that is not an object, is a decode error, reported
+/// only after `BaseResponse`, which may explain it.
+#[derive(Debug)]
+pub(crate) struct ContactList(Result<Vec<RawContact>, &'static str>);
+
+impl Default for ContactList {
+    fn default() -> Self {
+        ContactList(Ok(Vec::new()))
+    }
+}
+
+impl ContactList {
+    pub(crate) fn into_contacts(self, endpoint: &'static str) -> Result<Vec<RawContact>, Error> {
+        self.0.map_err(|detail| Error::Decode {
             endpoint,
-            detail: "a contact list is not a JSON array".into(),
+            detail: detail.into(),
+        })
+    }
+}
+
+/// Reads a [`ContactList`].
+struct ContactListSeed;
+
+impl<'de> Visitor<'de> for ContactListSeed {
+    type Value = ContactList;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of contacts")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ContactList, A::Error> {
+        let mut contacts = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let mut all_objects = true;
+        while let Some(item) = seq.next_element_seed(ContactSeed)? {
+            match item {
+                Some(c) => contacts.push(c),
+                None => all_objects = false,
+            }
+        }
+        Ok(ContactList(if all_objects {
+            Ok(contacts)
+        } else {
+            Err("a contact entry is not a JSON object")
+        }))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<ContactList, E> {
+        Ok(ContactList::default())
+    }
+
+    skip_other_values!(
+        ContactList(Err("a contact list is not a JSON array")),
+        [bool, i64, u64, f64, str, map]
+    );
+}
+
+impl<'de> DeserializeSeed<'de> for ContactListSeed {
+    type Value = ContactList;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ContactList, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+fn contact_list<'de, A: MapAccess<'de>>(map: &mut A) -> Result<ContactList, A::Error> {
+    map.next_value_seed(ContactListSeed)
+}
+
+/// `BaseResponse`: `Ret` and `ErrMsg`.
+#[derive(Debug, Default)]
+struct BaseResponse {
+    ret: i64,
+    err_msg: String,
+}
+
+impl<'de> Record<'de> for BaseResponse {
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        match &*key.0 {
+            "Ret" => self.ret = map.next_value_seed(LenientI64)?,
+            "ErrMsg" => self.err_msg = map.next_value_seed(LenientString)?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A reply's `BaseResponse` next to the fields of one endpoint.
+#[derive(Default)]
+struct Envelope<T> {
+    base: Option<BaseResponse>,
+    body: T,
+}
+
+impl<'de, T: Record<'de>> Record<'de> for Envelope<T> {
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        if key.0 == "BaseResponse" {
+            // A BaseResponse that is not an object counts as Ret 0.
+            let base = map.next_value_seed(Lenient::<BaseResponse>::new())?;
+            self.base = Some(base.unwrap_or_default());
+            Ok(())
+        } else {
+            self.body.field(key, map)
+        }
+    }
+}
+
+/// Reads a JSON reply (which must be UTF-8) into `T` and checks its
+/// `BaseResponse.Ret`, mapping the session-ending and rate-limit codes.
+pub(crate) fn parse_reply<'de, T: Record<'de>>(
+    body: &'de [u8],
+    endpoint: &'static str,
+) -> Result<T, Error> {
+    let text = utf8(body, endpoint)?;
+    let not_json = |e: serde_json::Error| Error::Decode {
+        endpoint,
+        detail: format!(
+            "{} bytes are not JSON ({})",
+            body.len(),
+            redact_quoted(&e.to_string())
+        ),
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let reply = Lenient::<Envelope<T>>::new()
+        .deserialize(&mut de)
+        .map_err(not_json)?;
+    de.end().map_err(not_json)?;
+    let Some(Envelope {
+        base: Some(base),
+        body,
+    }) = reply
+    else {
+        return Err(Error::Decode {
+            endpoint,
+            detail: "no BaseResponse in the reply".into(),
+        });
+    };
+    match base.ret {
+        0 => Ok(body),
+        code @ 1100..=1102 => Err(Error::SessionDead { code, endpoint }),
+        1205 => Err(Error::RateLimited { endpoint }),
+        code => Err(Error::Ret {
+            endpoint,
+            code,
+            message: base.err_msg,
         }),
+    }
+}
+
+/// A reply body as text. A body cut inside a character is a truncated
+/// reply (transient, like any cut body); an invalid byte elsewhere is
+/// refused as [`Error::NotUtf8`].
+pub(crate) fn utf8<'a>(body: &'a [u8], endpoint: &'static str) -> Result<&'a str, Error> {
+    std::str::from_utf8(body).map_err(|e| match e.error_len() {
+        None => Error::Decode {
+            endpoint,
+            detail: format!(
+                "the reply ends inside a UTF-8 character after {} bytes (truncated?)",
+                body.len()
+            ),
+        },
+        Some(_) => Error::NotUtf8 {
+            endpoint,
+            offset: e.valid_up_to(),
+            len: body.len(),
+        },
+    })
+}
+
+/// A reply whose only field of interest is `BaseResponse`
+/// (`webwxstatusnotify`, `webwxoplog`).
+#[derive(Default)]
+pub(crate) struct BareReply;
+
+impl<'de> Record<'de> for BareReply {
+    fn field<A: MapAccess<'de>>(&mut self, _: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        map.next_value::<IgnoredAny>().map(drop)
+    }
+}
+
+/// `webwxinit`'s reply.
+#[derive(Default)]
+pub(crate) struct InitWire {
+    /// `None` when `User` is missing or not an object.
+    pub user: Option<RawContact>,
+    pub contacts: ContactList,
+    pub chat_set: String,
+    pub sync_key: Option<SyncKey>,
+    pub skey: String,
+}
+
+impl<'de> Record<'de> for InitWire {
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        match &*key.0 {
+            "User" => self.user = map.next_value_seed(ContactSeed)?,
+            "ContactList" => self.contacts = contact_list(map)?,
+            "ChatSet" => self.chat_set = map.next_value_seed(LenientString)?,
+            "SyncKey" => self.sync_key = map.next_value_seed(Lenient::<SyncKey>::new())?,
+            "SKey" => self.skey = map.next_value_seed(LenientString)?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One `webwxgetcontact` page.
+#[derive(Default)]
+pub(crate) struct ContactPageWire {
+    pub contacts: ContactList,
+    /// "" when missing.
+    pub seq: String,
+}
+
+impl<'de> Record<'de> for ContactPageWire {
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        match &*key.0 {
+            "MemberList" => self.contacts = contact_list(map)?,
+            "Seq" => self.seq = map.next_value_seed(LenientString)?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `webwxbatchgetcontact`'s reply.
+#[derive(Default)]
+pub(crate) struct BatchWire {
+    pub contacts: ContactList,
+}
+
+impl<'de> Record<'de> for BatchWire {
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        if key.0 == "ContactList" {
+            self.contacts = contact_list(map)?;
+        } else {
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+/// `webwxsync`'s reply.
+#[derive(Default)]
+pub(crate) struct SyncWire {
+    pub modified: ContactList,
+    pub deleted: Vec<DelEntry>,
+    pub messages: Vec<WireMsg>,
+    pub continue_flag: i64,
+    pub sync_key: Option<SyncKey>,
+    pub sync_check_key: Option<SyncKey>,
+    pub skey: String,
+}
+
+impl<'de> Record<'de> for SyncWire {
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        match &*key.0 {
+            "ModContactList" => self.modified = contact_list(map)?,
+            "DelContactList" => self.deleted = map.next_value_seed(LenientList::new())?,
+            "AddMsgList" => self.messages = map.next_value_seed(LenientList::new())?,
+            "ContinueFlag" => self.continue_flag = map.next_value_seed(LenientI64)?,
+            "SyncKey" => self.sync_key = map.next_value_seed(Lenient::<SyncKey>::new())?,
+            "SyncCheckKey" => {
+                self.sync_check_key = map.next_value_seed(Lenient::<SyncKey>::new())?;
+            }
+            "SKey" => self.skey = map.next_value_seed(LenientString)?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `DelContactList` entry.
+#[derive(Default)]
+pub(crate) struct DelEntry {
+    pub user_name: String,
+}
+
+impl<'de> Record<'de> for DelEntry {
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        if key.0 == "UserName" {
+            self.user_name = map.next_value_seed(LenientString)?;
+        } else {
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+/// The fields of an `AddMsgList` message that the MsgType 51 map needs.
+#[derive(Debug, Default)]
+pub(crate) struct WireMsg {
+    pub msg_type: i64,
+    pub status_notify_code: i64,
+    pub status_notify_user_name: String,
+    pub content: String,
+}
+
+impl<'de> Record<'de> for WireMsg {
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        match &*key.0 {
+            "MsgType" => self.msg_type = map.next_value_seed(LenientI64)?,
+            "StatusNotifyCode" => self.status_notify_code = map.next_value_seed(LenientI64)?,
+            "StatusNotifyUserName" => {
+                self.status_notify_user_name = map.next_value_seed(LenientString)?;
+            }
+            "Content" => self.content = map.next_value_seed(LenientString)?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -176,32 +831,48 @@ pub(crate) struct SyncKey {
     pub list: Vec<SyncPair>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct SyncPair {
-    #[serde(default, deserialize_with = "lenient_i64")]
     pub key: i64,
-    #[serde(default, deserialize_with = "lenient_i64")]
     pub val: i64,
 }
 
 fn lenient_pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SyncPair>, D::Error> {
-    let items = match Value::deserialize(d)? {
-        Value::Array(items) => items,
-        _ => Vec::new(),
-    };
-    Ok(items
-        .iter()
-        .filter_map(|v| SyncPair::deserialize(v).ok())
-        .collect())
+    LenientList::new().deserialize(d)
+}
+
+impl<'de> Record<'de> for SyncPair {
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        match &*key.0 {
+            "Key" => self.key = map.next_value_seed(LenientI64)?,
+            "Val" => self.val = map.next_value_seed(LenientI64)?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Record<'de> for SyncKey {
+    fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
+        match &*key.0 {
+            "Count" => self.count = map.next_value_seed(LenientI64)?,
+            "List" => self.list = map.next_value_seed(LenientList::new())?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl SyncKey {
-    /// Reads a key from a reply field; `None` when absent or empty
-    /// (`Count` 0), which callers must ignore rather than store.
-    pub(crate) fn from_reply(v: Option<&Value>) -> Option<SyncKey> {
-        let key = SyncKey::deserialize(v?).ok()?;
-        (key.count != 0 && !key.list.is_empty()).then_some(key)
+    /// A key from a reply; `None` when absent or empty (`Count` 0), which
+    /// callers must ignore rather than store.
+    pub(crate) fn from_reply(key: Option<SyncKey>) -> Option<SyncKey> {
+        key.filter(|k| k.count != 0 && !k.list.is_empty())
     }
 
     /// The `synckey` query value of synccheck: `k_v|k_v|…`.
@@ -211,37 +882,6 @@ impl SyncKey {
             .map(|p| format!("{}_{}", p.key, p.val))
             .collect::<Vec<_>>()
             .join("|")
-    }
-}
-
-/// Parses a JSON reply (UTF-8, decoded lossily) and checks its
-/// `BaseResponse.Ret`, mapping the session-ending and rate-limit codes.
-pub(crate) fn parse_reply(body: &[u8], endpoint: &'static str) -> Result<Value, Error> {
-    let text = String::from_utf8_lossy(body);
-    let v: Value = serde_json::from_str(&text).map_err(|e| Error::Decode {
-        endpoint,
-        detail: format!(
-            "{} bytes are not JSON ({})",
-            body.len(),
-            super::error::redact_quoted(&e.to_string())
-        ),
-    })?;
-    let Some(base) = v.get("BaseResponse") else {
-        return Err(Error::Decode {
-            endpoint,
-            detail: "no BaseResponse in the reply".into(),
-        });
-    };
-    let code = base.get("Ret").map(value_to_i64).unwrap_or_default();
-    match code {
-        0 => Ok(v),
-        1100..=1102 => Err(Error::SessionDead { code, endpoint }),
-        1205 => Err(Error::RateLimited { endpoint }),
-        _ => Err(Error::Ret {
-            endpoint,
-            code,
-            message: base.get("ErrMsg").map(value_to_string).unwrap_or_default(),
-        }),
     }
 }
 
@@ -293,134 +933,378 @@ pub(crate) fn parse_synccheck(body: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
-    #[test]
-    fn numbers_are_read_from_numbers_strings_and_null() {
-        let c = RawContact::from_value(
-            json!({"UserName": "@a", "Uin": "12345", "Sex": 2, "VerifyFlag": "8",
-                   "ContactFlag": null, "MemberCount": 3.0, "StarFriend": "x",
-                   "AttrStatus": 4294967296u64}),
-            "test",
-        )
-        .unwrap();
-        assert_eq!(c.uin, 12345);
-        assert_eq!(c.sex, 2);
-        assert_eq!(c.verify_flag, 8);
-        assert_eq!(c.contact_flag, 0);
-        assert_eq!(c.member_count, 3);
-        assert_eq!(c.star_friend, 0);
-        assert_eq!(c.attr_status, 4294967296);
+    /// What a contact became before replies were parsed straight into typed
+    /// records (bytes → `Value` → strip every skey → typed fields, `raw` =
+    /// the value minus `MemberList` with `Uin`/`OwnerUin` zeroed): the
+    /// reference the single-pass reader must agree with.
+    fn via_value(text: &str) -> RawContact {
+        fn int(v: Option<&Value>) -> i64 {
+            match v {
+                Some(Value::Number(n)) => n
+                    .as_i64()
+                    .or_else(|| n.as_u64().map(|u| i64::try_from(u).unwrap_or(i64::MAX)))
+                    .or_else(|| n.as_f64().map(|f| f as i64))
+                    .unwrap_or_default(),
+                Some(Value::String(s)) => s.trim().parse().unwrap_or_default(),
+                Some(Value::Bool(b)) => i64::from(*b),
+                _ => 0,
+            }
+        }
+        fn string(v: Option<&Value>) -> String {
+            match v {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Bool(b)) => b.to_string(),
+                _ => String::new(),
+            }
+        }
+        let mut v: Value = serde_json::from_str(text).unwrap();
+        strip_skey_json(&mut v);
+        let member_list = match v.get("MemberList") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter(|m| m.is_object())
+                .map(|m| RawMember {
+                    user_name: string(m.get("UserName")),
+                    nick_name: string(m.get("NickName")),
+                    display_name: string(m.get("DisplayName")),
+                    attr_status: int(m.get("AttrStatus")),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let s = |k: &str| string(v.get(k));
+        let n = |k: &str| int(v.get(k));
+        let mut c = RawContact {
+            user_name: s("UserName"),
+            nick_name: s("NickName"),
+            remark_name: s("RemarkName"),
+            alias: s("Alias"),
+            signature: s("Signature"),
+            province: s("Province"),
+            city: s("City"),
+            head_img_url: s("HeadImgUrl"),
+            encry_chat_room_id: s("EncryChatRoomId"),
+            key_word: s("KeyWord"),
+            uin: n("Uin"),
+            sex: n("Sex"),
+            verify_flag: n("VerifyFlag"),
+            contact_flag: n("ContactFlag"),
+            star_friend: n("StarFriend"),
+            member_count: n("MemberCount"),
+            attr_status: n("AttrStatus"),
+            member_list,
+            raw: String::new(),
+        };
+        let map = v.as_object_mut().unwrap();
+        map.remove("MemberList");
+        for key in ["Uin", "OwnerUin"] {
+            if let Some(uin) = map.get_mut(key).filter(|u| int(Some(u)) != 0) {
+                *uin = Value::from(0);
+            }
+        }
+        c.raw = v.to_string();
+        c
+    }
+
+    fn contact(text: &str) -> Option<RawContact> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let c = ContactSeed.deserialize(&mut de).unwrap();
+        de.end().unwrap();
+        c
+    }
+
+    fn assert_same(text: &str) {
+        let new = contact(text).expect("an object");
+        assert_eq!(new, via_value(text), "input: {text}");
+        let raw: Value = serde_json::from_str(&new.raw).expect("raw is JSON");
+        assert!(raw.get("MemberList").is_none());
     }
 
     #[test]
-    fn strings_are_read_from_strings_numbers_and_null() {
-        let c = RawContact::from_value(
-            json!({"UserName": "@a", "Alias": 12345, "City": null}),
-            "test",
-        )
-        .unwrap();
-        assert_eq!(c.alias, "12345");
-        assert_eq!(c.city, "");
-        assert_eq!(c.nick_name, "");
+    fn numbers_and_strings_are_read_leniently_as_before() {
+        assert_same(
+            r#"{"UserName":"@a","Uin":"12345","Sex":2,"VerifyFlag":"8","ContactFlag":null,
+                "MemberCount":3.0,"StarFriend":"x","AttrStatus":4294967296,"Alias":12345,
+                "City":null,"Province":true,"Signature":1.5,"KeyWord":-7,"RemarkName":[1],
+                "NickName":{"a":1},"EncryChatRoomId":" 12 "}"#,
+        );
+        let c = contact(r#"{"Sex":" 2 ","VerifyFlag":1e3,"ContactFlag":18446744073709551615,"MemberCount":-3.9}"#)
+            .unwrap();
+        assert_eq!(
+            (c.sex, c.verify_flag, c.contact_flag, c.member_count),
+            (2, 1000, i64::MAX, -3)
+        );
     }
 
     #[test]
-    fn a_contact_keeps_its_members_but_raw_drops_them_and_the_skey() {
-        let c = RawContact::from_value(
-            json!({
-                "UserName": "@@g", "NickName": "&lt;team&gt;", "MemberCount": 2,
-                "HeadImgUrl": "/cgi-bin/mmwebwx-bin/webwxgetheadimg?seq=9&username=@@g&skey=@crypt_s",
-                "MemberList": [
-                    {"UserName": "@m1", "NickName": "M1", "DisplayName": "", "AttrStatus": "7"},
-                    {"UserName": "@m2", "NickName": "M2", "DisplayName": "boss", "AttrStatus": 1},
-                    "junk"
-                ],
-                "Extra": {"Deep": 1},
-                "Uin": "2718281828", "OwnerUin": 0
-            }),
-            "test",
-        )
-        .unwrap();
-        assert_eq!(c.nick_name, "&lt;team&gt;", "strings stay as received");
+    fn odd_numbers_are_written_to_raw_as_serde_json_writes_them() {
+        for n in [
+            "0",
+            "-0",
+            "-0.0",
+            "3.0",
+            "1e3",
+            "1E+2",
+            "-12",
+            "007e1",
+            "1.5e300",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775809",
+        ] {
+            let Ok(_) = serde_json::from_str::<Value>(n) else {
+                continue;
+            };
+            assert_same(&format!(r#"{{"Statues":{n},"ChatRoomId":{n},"Sex":{n}}}"#));
+        }
+    }
+
+    #[test]
+    fn emoji_spans_escapes_and_unicode_survive_as_before() {
+        assert_same(
+            r#"{"UserName":"@f","NickName":"Tom &amp; <span class=\"emoji emoji1f604\"></span>",
+                "City":"\u5317\u4eac","Signature":"line\nbreak \/ \ud83d\ude00 tab\t","Province":"广东",
+                "RemarkName":"😀 &lt;3","Nick\u004eame2":"escaped key","Quote\"Key":1}"#,
+        );
+    }
+
+    #[test]
+    fn every_skey_is_stripped_at_any_depth_and_in_typed_fields() {
+        let text = r#"{"UserName":"@@g","HeadImgUrl":"/cgi-bin/mmwebwx-bin/webwxgetheadimg?seq=9&username=@@g&skey=@crypt_s1",
+            "NickName":"see /x?a=1&skey=@crypt_s2","Escaped":"/y?u=1\u0026skey=@crypt_s3",
+            "Entity":"/z?u=1&amp;skey=@crypt_s4&amp;v=2","Extra":{"Deep":["/d?u=1&skey=@crypt_s5"]},
+            "NotUrl":"skey=@crypt_plain","MemberList":[{"UserName":"@m","NickName":"/n?skey=@crypt_s6&k=1"}]}"#;
+        assert_same(text);
+        let c = contact(text).unwrap();
+        for s in ["s1", "s2", "s3", "s4", "s5", "s6"] {
+            assert!(!c.raw.contains(&format!("@crypt_{s}")), "{s}: {}", c.raw);
+        }
         assert_eq!(
             c.head_img_url,
             "/cgi-bin/mmwebwx-bin/webwxgetheadimg?seq=9&username=@@g"
         );
-        assert_eq!(c.member_list.len(), 2);
-        assert_eq!(c.member_list[0].attr_status, 7);
-        assert_eq!(c.member_list[1].display_name, "boss");
-        assert!(c.raw.get("MemberList").is_none());
-        assert_eq!(c.raw["Extra"], json!({"Deep": 1}));
-        assert!(!c.raw.to_string().contains("crypt"));
-        assert_eq!(c.uin, 2718281828);
-        assert_eq!((&c.raw["Uin"], &c.raw["OwnerUin"]), (&json!(0), &json!(0)));
+        assert_eq!(c.nick_name, "see /x?a=1");
+        assert_eq!(c.member_list[0].nick_name, "/n?k=1");
+        // Only URL-like strings lose their skey.
+        assert!(
+            c.raw.contains(r#""NotUrl":"skey=@crypt_plain""#),
+            "{}",
+            c.raw
+        );
     }
 
     #[test]
-    fn a_non_object_contact_is_a_decode_error() {
-        let err = RawContact::from_value(json!("x"), "webwxinit").unwrap_err();
-        assert!(matches!(
-            err,
-            Error::Decode {
-                endpoint: "webwxinit",
-                ..
-            }
-        ));
-        assert!(contacts_from(None, "t").unwrap().is_empty());
-        assert!(contacts_from(Some(Value::Null), "t").unwrap().is_empty());
-        assert!(contacts_from(Some(json!({})), "t").is_err());
+    fn a_nonzero_uin_is_zeroed_in_raw_only() {
+        for uin in [
+            r#""2718281828""#,
+            "2718281828",
+            "2718281828.0",
+            "-5",
+            "true",
+        ] {
+            let text = format!(r#"{{"UserName":"@self","Uin":{uin},"OwnerUin":{uin}}}"#);
+            assert_same(&text);
+            let c = contact(&text).unwrap();
+            assert!(
+                c.raw.contains(r#""Uin":0"#) && c.raw.contains(r#""OwnerUin":0"#),
+                "{}",
+                c.raw
+            );
+            assert!(!c.raw.contains("2718281828"), "{}", c.raw);
+        }
+        assert_eq!(contact(r#"{"Uin":"2718281828"}"#).unwrap().uin, 2718281828);
+        // Zero and unreadable values stay as they came.
+        for uin in ["0", r#""0""#, r#""abc""#, "null", "0.5"] {
+            assert_same(&format!(r#"{{"Uin":{uin},"OwnerUin":{uin}}}"#));
+        }
     }
 
     #[test]
-    fn sync_keys_with_count_zero_are_ignored() {
-        assert_eq!(
-            SyncKey::from_reply(Some(&json!({"Count": 0, "List": []}))),
-            None
+    fn member_lists_skip_junk_entries_as_before() {
+        assert_same(
+            r#"{"UserName":"@@g","MemberCount":2,"MemberList":["junk",5,null,[],
+                {"UserName":"@m1","NickName":"M1","DisplayName":"","AttrStatus":"7","Uin":0,"PYQuanPin":"m"},
+                {"UserName":"@m2","NickName":null,"DisplayName":"boss","AttrStatus":1.0,"KeyWord":"wxi"},
+                {"UserName":"@m3","UserName":"@m3b","AttrStatus":{"x":[1]}}, {}]}"#,
         );
-        assert_eq!(SyncKey::from_reply(None), None);
-        let key = SyncKey::from_reply(Some(&json!({
-            "Count": 2, "List": [{"Key": 1, "Val": 650}, {"Key": "2", "Val": "651"}]
-        })))
-        .unwrap();
-        assert_eq!(key.to_query(), "1_650|2_651");
-        assert_eq!(
-            serde_json::to_value(&key).unwrap(),
-            json!({"Count": 2, "List": [{"Key": 1, "Val": 650}, {"Key": 2, "Val": 651}]})
+        let c = contact(r#"{"MemberList":[1,{"UserName":"@a"},"x",{"UserName":"@b"}]}"#).unwrap();
+        let names: Vec<_> = c.member_list.iter().map(|m| m.user_name.as_str()).collect();
+        assert_eq!(names, ["@a", "@b"]);
+        for list in ["null", "{}", r#""x""#, "3"] {
+            assert_same(&format!(r#"{{"UserName":"@@g","MemberList":{list}}}"#));
+        }
+    }
+
+    #[test]
+    fn repeated_keys_and_whitespace_read_as_before() {
+        assert_same(
+            "{ \"NickName\" : \"a\" ,\n\t\"NickName\":\"b\", \"Extra\" : { \"B\" : [ 1 , 2 ] , \"A\" : null },
+               \"MemberList\": [{\"UserName\":\"@x\"}], \"MemberList\": [], \"ZZ\": 1, \"AA\": \"2\" }",
         );
+        assert_same("{}");
+    }
+
+    #[test]
+    fn raw_text_matches_the_old_text_byte_for_byte_on_server_style_replies() {
+        let text = json!({
+            "Uin": 0, "UserName": "@@0f3a", "NickName": "家人 <span class=\"emoji emoji1f600\"></span>",
+            "HeadImgUrl": "/cgi-bin/mmwebwx-bin/webwxgetheadimg?seq=1&username=@@0f3a&skey=@crypt_x",
+            "ContactFlag": 2, "MemberCount": 1, "RemarkName": "", "Statues": 1, "OwnerUin": 0,
+            "MemberList": [{"UserName": "@m", "NickName": "M", "AttrStatus": 4229}],
+            "EncryChatRoomId": "@enc", "IsOwner": 0
+        })
+        .to_string();
+        assert_eq!(contact(&text).unwrap().raw, via_value(&text).raw);
+    }
+
+    #[test]
+    fn a_contact_that_is_not_an_object_reads_as_none() {
+        assert_eq!(contact(r#""x""#), None);
+        assert_eq!(contact("[1]"), None);
+        assert_eq!(contact("null"), None);
+    }
+
+    fn batch(body: &str) -> Result<Vec<RawContact>, Error> {
+        parse_reply::<BatchWire>(body.as_bytes(), "webwxbatchgetcontact")?
+            .contacts
+            .into_contacts("webwxbatchgetcontact")
+    }
+
+    #[test]
+    fn contact_lists_are_checked_after_the_base_response() {
+        let ok =
+            r#"{"BaseResponse":{"Ret":0},"ContactList":[{"UserName":"@@a"},{"UserName":"@@b"}]}"#;
+        assert_eq!(batch(ok).unwrap().len(), 2);
+        assert!(
+            batch(r#"{"BaseResponse":{"Ret":0},"ContactList":null}"#)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(batch(r#"{"BaseResponse":{"Ret":0}}"#).unwrap().is_empty());
+        for bad in [r#"[{"UserName":"@@a"},"junk"]"#, "{}", r#""x""#] {
+            let body = format!(r#"{{"BaseResponse":{{"Ret":0}},"ContactList":{bad}}}"#);
+            let err = batch(&body).unwrap_err();
+            assert!(matches!(err, Error::Decode { .. }), "{bad}: {err:?}");
+            // A logout explains a strange body: it wins.
+            let body = format!(r#"{{"ContactList":{bad},"BaseResponse":{{"Ret":1101}}}}"#);
+            assert!(batch(&body).unwrap_err().is_session_dead(), "{bad}");
+        }
     }
 
     #[test]
     fn base_response_codes_map_to_errors() {
-        let ok = parse_reply(br#"{"BaseResponse":{"Ret":0,"ErrMsg":""},"X":1}"#, "e").unwrap();
-        assert_eq!(ok["X"], 1);
+        let bare = |body: &[u8], ep| parse_reply::<BareReply>(body, ep).map(drop);
+        bare(br#"{"BaseResponse":{"Ret":0,"ErrMsg":""},"X":1}"#, "e").unwrap();
         for code in ["1100", "1101", "1102"] {
             let body = format!(r#"{{"BaseResponse":{{"Ret":{code}}}}}"#);
-            let err = parse_reply(body.as_bytes(), "webwxsync").unwrap_err();
+            let err = bare(body.as_bytes(), "webwxsync").unwrap_err();
             assert!(err.is_session_dead(), "{code}");
         }
-        let err = parse_reply(br#"{"BaseResponse":{"Ret":"1205"}}"#, "webwxoplog").unwrap_err();
+        let err = bare(br#"{"BaseResponse":{"Ret":"1205"}}"#, "webwxoplog").unwrap_err();
         assert!(matches!(
             err,
             Error::RateLimited {
                 endpoint: "webwxoplog"
             }
         ));
-        let err = parse_reply(br#"{"BaseResponse":{"Ret":1,"ErrMsg":"bad"}}"#, "e").unwrap_err();
+        let err = bare(br#"{"BaseResponse":{"Ret":1,"ErrMsg":"bad"}}"#, "e").unwrap_err();
         assert!(matches!(err, Error::Ret { code: 1, ref message, .. } if message == "bad"));
-        let err = parse_reply(br#"{"BaseResponse":{"Ret":0},"Trunc"#, "e").unwrap_err();
+        let err = bare(br#"{"BaseResponse":{"Ret":0},"Trunc"#, "e").unwrap_err();
         assert!(matches!(err, Error::Decode { .. }) && err.is_transient());
-        let err = parse_reply(br#"{"Other":1}"#, "e").unwrap_err();
-        assert!(matches!(err, Error::Decode { .. }));
+        let err = bare(br#"{"BaseResponse":{"Ret":0}} trailing"#, "e").unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+        for no_base in [&br#"{"Other":1}"#[..], b"[1,2]", b"\"x\""] {
+            let err = bare(no_base, "e").unwrap_err();
+            assert!(
+                matches!(&err, Error::Decode { detail, .. } if detail.contains("no BaseResponse")),
+                "{err:?}"
+            );
+        }
+        // A BaseResponse that is not an object reads as Ret 0, as before.
+        bare(br#"{"BaseResponse":null}"#, "e").unwrap();
     }
 
     #[test]
-    fn bodies_are_utf8_decoded_lossily() {
+    fn a_body_that_is_not_utf8_is_refused_with_where() {
         let mut body = br#"{"BaseResponse":{"Ret":0},"NickName":"caf"#.to_vec();
+        let bad = body.len() + 2;
         body.extend_from_slice(&[0xC3, 0xA9, 0xFF]);
         body.extend_from_slice(br#""}"#);
-        let v = parse_reply(&body, "e").unwrap();
-        assert_eq!(v["NickName"], "café\u{FFFD}");
+        let err = parse_reply::<BareReply>(&body, "webwxsync")
+            .map(drop)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NotUtf8 {
+                    endpoint: "webwxsync",
+                    offset,
+                    len: 46
+                } if offset == bad
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+        assert_eq!(
+            err.to_string(),
+            "webwxsync: reply refused: it is not valid UTF-8 (invalid byte at offset 43 of 46)"
+        );
+        // Cut inside a character: a truncated reply, worth another try.
+        let cut = &"{\"NickName\":\"é".as_bytes()[..14];
+        let err = parse_reply::<BareReply>(cut, "webwxsync")
+            .map(drop)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Decode { .. }) && err.is_transient(),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn sync_keys_with_count_zero_are_ignored() {
+        let key = |v: &str| {
+            let body = format!(r#"{{"BaseResponse":{{"Ret":0}},"SyncKey":{v}}}"#);
+            SyncKey::from_reply(
+                parse_reply::<SyncWire>(body.as_bytes(), "e")
+                    .unwrap()
+                    .sync_key,
+            )
+        };
+        assert_eq!(key(r#"{"Count": 0, "List": []}"#), None);
+        assert_eq!(key("null"), None);
+        assert_eq!(key(r#""junk""#), None);
+        let k = key(
+            r#"{"Count": 2, "List": [{"Key": 1, "Val": 650}, "junk", {"Key": "2", "Val": "651"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(k.to_query(), "1_650|2_651");
+        assert_eq!(
+            serde_json::to_value(&k).unwrap(),
+            json!({"Count": 2, "List": [{"Key": 1, "Val": 650}, {"Key": 2, "Val": 651}]})
+        );
+        // The session file reads its keys back through the same lenient fields.
+        let back: SyncKey = serde_json::from_value(serde_json::to_value(&k).unwrap()).unwrap();
+        assert_eq!(back, k);
+    }
+
+    #[test]
+    fn sync_replies_carry_deletions_and_messages() {
+        let body = br#"{"BaseResponse":{"Ret":0},"DelContactList":[{"UserName":"@gone"},{"UserName":""},"x",{"Other":1}],
+            "AddMsgList":[{"MsgType":"51","StatusNotifyCode":4,"StatusNotifyUserName":"@a","Content":"c","Extra":[1]},7],
+            "ContinueFlag":"1","SKey":"@crypt_new"}"#;
+        let r = parse_reply::<SyncWire>(body, "webwxsync").unwrap();
+        let deleted: Vec<_> = r.deleted.iter().map(|d| d.user_name.as_str()).collect();
+        assert_eq!(deleted, ["@gone", "", ""]);
+        assert_eq!(r.messages.len(), 1);
+        assert_eq!(
+            (r.messages[0].msg_type, r.messages[0].status_notify_code),
+            (51, 4)
+        );
+        assert_eq!(r.continue_flag, 1);
+        assert_eq!(r.skey, "@crypt_new");
     }
 
     #[test]

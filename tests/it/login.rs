@@ -1,8 +1,8 @@
 use std::os::unix::fs::PermissionsExt;
 
-use wxsync::simulator::{Endpoint, Fault};
+use wxsync::simulator::{Endpoint, Fault, PushLogin};
 
-use crate::helpers::{TestApp, small_account};
+use crate::helpers::{Run, TestApp, small_account};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn login_saves_a_private_session_and_stores_init_contacts() {
@@ -106,4 +106,113 @@ async fn sync_without_a_session_says_to_log_in() {
             .count(),
         1
     );
+}
+
+/// The saved session's login id (changes with every login).
+fn login_id(app: &TestApp) -> String {
+    let text = std::fs::read_to_string(app.session_file()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["login_id"].as_str().unwrap().to_owned()
+}
+
+fn calls_to(app: &TestApp, endpoint: Endpoint) -> usize {
+    app.sim
+        .calls()
+        .iter()
+        .filter(|c| c.endpoint == endpoint)
+        .count()
+}
+
+fn qr_codes_served(app: &TestApp) -> usize {
+    calls_to(app, Endpoint::JsLogin)
+}
+
+/// A login's output holds none of the credentials the client sent.
+fn assert_no_secret(app: &TestApp, run: &Run) {
+    let output = format!("{run:?}");
+    for secret in app.secrets_sent() {
+        assert!(!output.contains(&secret), "{secret} leaked: {output}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relogin_after_a_logout_is_confirmed_on_the_phone_without_a_qr_code() {
+    let app = TestApp::spawn(small_account()).await;
+    app.login().await;
+    let first = login_id(&app);
+    app.sim.force_logout(1101);
+    assert!(!app.wxsync(&["sync"]).await.ok(), "the session is dead");
+    app.sim.set_push_login(PushLogin::Confirm);
+
+    let run = app.wxsync(&["login"]).await;
+
+    assert!(run.ok(), "{run:?}");
+    assert!(run.stdout.contains("confirm it there"), "{run:?}");
+    assert!(!run.stdout.contains("/l/"), "no QR code: {run:?}");
+    assert_eq!(qr_codes_served(&app), 1, "only the first login showed one");
+    assert_eq!(calls_to(&app, Endpoint::PushLogin), 1);
+    assert_ne!(login_id(&app), first, "a new session was saved");
+    assert!(app.wxsync(&["sync"]).await.ok(), "the new session works");
+    assert_no_secret(&app, &run);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_push_login_falls_back_to_the_qr_code() {
+    let app = TestApp::spawn(small_account()).await;
+    app.login().await;
+    let first = login_id(&app);
+    app.sim.set_push_login(PushLogin::Refuse);
+
+    let run = app.wxsync(&["login"]).await;
+
+    assert!(run.ok(), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("Push login did not work: the server refused push login"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("/l/"), "a QR code follows: {run:?}");
+    assert_eq!(qr_codes_served(&app), 2);
+    assert_ne!(login_id(&app), first);
+    assert_no_secret(&app, &run);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unanswered_push_login_falls_back_after_push_wait() {
+    let app = TestApp::spawn(small_account()).await;
+    app.login().await;
+    app.sim.set_push_login(PushLogin::Ignore);
+
+    let run = app.wxsync(&["login", "--push-wait", "2s"]).await;
+
+    assert!(run.ok(), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("Push login did not work: the phone did not confirm within 2s"),
+        "{run:?}"
+    );
+    let asked = run
+        .stdout
+        .find("confirm it there")
+        .expect("the phone was asked");
+    let qr = run.stdout.find("/l/").expect("a QR code follows");
+    assert!(asked < qr, "{run:?}");
+    assert_eq!(qr_codes_served(&app), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_with_qr_does_not_ask_the_phone() {
+    let app = TestApp::spawn(small_account()).await;
+    app.login().await;
+    let first = login_id(&app);
+
+    let run = app.wxsync(&["login", "--qr"]).await;
+
+    assert!(run.ok(), "{run:?}");
+    assert!(!run.stdout.contains("confirm it there"), "{run:?}");
+    assert!(!run.stdout.contains("Push login"), "{run:?}");
+    assert_eq!(calls_to(&app, Endpoint::PushLogin), 0);
+    assert!(run.stdout.contains("/l/"), "{run:?}");
+    assert_eq!(qr_codes_served(&app), 2);
+    assert_ne!(login_id(&app), first);
 }
