@@ -748,3 +748,145 @@ fn timings() {
         );
     }
 }
+
+/// `items` reordered by a random permutation, and where each item went.
+fn shuffled<T: Clone>(rng: &mut StdRng, items: &[T]) -> (Vec<T>, Vec<usize>) {
+    use rand::seq::SliceRandom;
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.shuffle(rng);
+    let mut to = vec![0; items.len()];
+    for (pos, i) in order.iter().enumerate() {
+        to[*i] = pos;
+    }
+    (order.iter().map(|i| items[*i].clone()).collect(), to)
+}
+
+/// Links as (old, new) pairs of the original slices, sorted.
+fn pairs_through(out: &Outcome, old_from: &[usize], new_from: &[usize]) -> Vec<(usize, usize)> {
+    let mut pairs: Vec<(usize, usize)> = out
+        .links
+        .iter()
+        .map(|l| (old_from[l.old], new_from[l.new]))
+        .collect();
+    pairs.sort_unstable();
+    pairs
+}
+
+fn inverse(to: &[usize]) -> Vec<usize> {
+    let mut from = vec![0; to.len()];
+    for (i, pos) in to.iter().enumerate() {
+        from[*pos] = i;
+    }
+    from
+}
+
+fn assert_one_to_one(out: &Outcome) {
+    let mut olds: Vec<usize> = out.links.iter().map(|l| l.old).collect();
+    let mut news: Vec<usize> = out.links.iter().map(|l| l.new).collect();
+    olds.sort_unstable();
+    news.sort_unstable();
+    let n = olds.len();
+    olds.dedup();
+    news.dedup();
+    assert_eq!((olds.len(), news.len()), (n, n), "a row linked twice");
+}
+
+/// On random re-logins, some rows carrying real ids from a MsgType 51 map:
+/// links are one-to-one, a row never links to a different known real id,
+/// every real id known on both sides links its two rows, look-alikes
+/// without real ids never link, and the outcome is the same for the same
+/// input and does not depend on the order of the rows.
+#[test]
+fn matching_properties_hold_on_random_relogins() {
+    let mut rng = StdRng::seed_from_u64(51);
+    for case in 0..24 {
+        let shape = Shape {
+            friends: rng.random_range(20..120),
+            groups: rng.random_range(3..15),
+            max_members: rng.random_range(3..80),
+        };
+        let mut w = World::generate(1000 + case, shape);
+        let mut before = w.login();
+        w.churn(rng.random_range(0.0..0.3));
+        let mut after = w.login();
+        let named = rng.random_range(0.0..0.6);
+        for login in [&mut before, &mut after] {
+            for (p, b) in login.people.iter_mut().zip(&login.ids) {
+                if rng.random_bool(named) {
+                    p.real_id = Some(format!("wxid_{b}"));
+                }
+            }
+        }
+
+        let out = link_people(&before.people, &after.people);
+        assert_one_to_one(&out);
+        assert_eq!(link_people(&before.people, &after.people), out);
+        for l in &out.links {
+            let (a, b) = (&before.people[l.old].real_id, &after.people[l.new].real_id);
+            assert!(
+                a.is_none() || b.is_none() || a == b,
+                "linked across real ids"
+            );
+        }
+        for (o, p) in before.people.iter().enumerate() {
+            let Some(id) = &p.real_id else { continue };
+            if let Some(n) = after
+                .people
+                .iter()
+                .position(|q| q.real_id.as_ref() == Some(id))
+            {
+                assert!(
+                    out.links.iter().any(|l| (l.old, l.new) == (o, n)),
+                    "{id} not linked"
+                );
+            }
+        }
+        for (a, b) in &w.twins {
+            let unnamed = |x: &usize| {
+                let row = before.ids.iter().position(|i| i == x);
+                row.is_some_and(|r| before.people[r].real_id.is_none())
+            };
+            if unnamed(a) && unnamed(b) {
+                let twin_rows: Vec<usize> = (0..before.ids.len())
+                    .filter(|r| before.ids[*r] == *a || before.ids[*r] == *b)
+                    .collect();
+                assert!(
+                    out.links.iter().all(|l| !twin_rows.contains(&l.old)),
+                    "case {case}: a look-alike linked"
+                );
+            }
+        }
+        let (old_p, old_to) = shuffled(&mut rng, &before.people);
+        let (new_p, new_to) = shuffled(&mut rng, &after.people);
+        let reordered = link_people(&old_p, &new_p);
+        let identity: Vec<usize> = (0..before.people.len().max(after.people.len())).collect();
+        assert_eq!(
+            pairs_through(&reordered, &inverse(&old_to), &inverse(&new_to)),
+            pairs_through(&out, &identity, &identity),
+            "case {case}: the order of the rows changed the links"
+        );
+
+        let link_of: HashMap<usize, usize> = out.links.iter().map(|l| (l.new, l.old)).collect();
+        let old_groups = before.groups(|row| row as i64);
+        let new_groups = after.groups(|row| {
+            link_of
+                .get(&row)
+                .map_or(1_000_000 + row as i64, |o| *o as i64)
+        });
+        let groups = link_groups(&old_groups, &new_groups);
+        assert_one_to_one(&groups);
+        assert_eq!(link_groups(&old_groups, &new_groups), groups);
+        let (old_g, old_to) = shuffled(&mut rng, &old_groups);
+        let (new_g, new_to) = shuffled(&mut rng, &new_groups);
+        let identity: Vec<usize> = (0..old_groups.len().max(new_groups.len())).collect();
+        assert_eq!(
+            pairs_through(
+                &link_groups(&old_g, &new_g),
+                &inverse(&old_to),
+                &inverse(&new_to)
+            ),
+            pairs_through(&groups, &identity, &identity),
+            "case {case}: the order of the groups changed the links"
+        );
+    }
+}
