@@ -17,10 +17,10 @@ pub(super) struct Pair {
 }
 
 /// When a pair is confident enough to link.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Rule {
-    /// The least score a link needs.
-    pub threshold: f64,
+    /// The least score a link of each old row needs.
+    pub needs: Vec<f64>,
     /// How far the best must lead the runner-up, on both sides.
     pub margin: f64,
     /// The least score a candidate needs to be listed for a person to decide.
@@ -169,7 +169,7 @@ pub(super) fn assign(
                     b.offer(p.new as usize, p.score);
                 }
             }
-            if b.best < rule.threshold || b.lead() < rule.margin {
+            if b.best < rule.needs[o] || b.lead() < rule.margin {
                 continue;
             }
             let theirs = new_best[b.other];
@@ -212,12 +212,14 @@ pub(super) fn assign(
 mod tests {
     use super::*;
 
-    const RULE: Rule = Rule {
-        threshold: 10.0,
-        margin: 4.0,
-        listed: 5.0,
-        listed_max: 2,
-    };
+    fn rule(n_old: usize) -> Rule {
+        Rule {
+            needs: vec![10.0; n_old],
+            margin: 4.0,
+            listed: 5.0,
+            listed_max: 2,
+        }
+    }
 
     fn p(old: u32, new: u32, score: f64) -> Pair {
         Pair { old, new, score }
@@ -230,7 +232,7 @@ mod tests {
             2,
             &[],
             vec![p(0, 0, 20.0), p(0, 1, 3.0), p(1, 1, 18.0)],
-            RULE,
+            rule(2),
         );
         assert_eq!(a.links, vec![(0, 0), (1, 1)]);
         assert!(a.unresolved.is_empty());
@@ -239,29 +241,29 @@ mod tests {
     #[test]
     fn a_tie_on_either_side_links_nothing() {
         // Two old rows equally good for one new row.
-        let a = assign(2, 1, &[], vec![p(0, 0, 20.0), p(1, 0, 20.0)], RULE);
+        let a = assign(2, 1, &[], vec![p(0, 0, 20.0), p(1, 0, 20.0)], rule(2));
         assert!(a.links.is_empty());
         assert_eq!(
             a.unresolved,
             vec![(0, vec![(0, 20.0)]), (1, vec![(0, 20.0)])]
         );
         // One old row equally good for two new rows.
-        let a = assign(1, 2, &[], vec![p(0, 0, 20.0), p(0, 1, 20.0)], RULE);
+        let a = assign(1, 2, &[], vec![p(0, 0, 20.0), p(0, 1, 20.0)], rule(1));
         assert!(a.links.is_empty());
         assert_eq!(a.unresolved, vec![(0, vec![(0, 20.0), (1, 20.0)])]);
     }
 
     #[test]
     fn a_lead_smaller_than_the_margin_links_nothing() {
-        let a = assign(1, 2, &[], vec![p(0, 0, 20.0), p(0, 1, 17.0)], RULE);
+        let a = assign(1, 2, &[], vec![p(0, 0, 20.0), p(0, 1, 17.0)], rule(1));
         assert!(a.links.is_empty());
-        let a = assign(2, 1, &[], vec![p(0, 0, 20.0), p(1, 0, 17.0)], RULE);
+        let a = assign(2, 1, &[], vec![p(0, 0, 20.0), p(1, 0, 17.0)], rule(2));
         assert!(a.links.is_empty());
     }
 
     #[test]
     fn below_the_threshold_links_nothing() {
-        let a = assign(1, 1, &[], vec![p(0, 0, 9.0)], RULE);
+        let a = assign(1, 1, &[], vec![p(0, 0, 9.0)], rule(1));
         assert!(a.links.is_empty());
         assert_eq!(a.unresolved, vec![(0, vec![(0, 9.0)])]);
     }
@@ -270,14 +272,14 @@ mod tests {
     fn a_confident_link_frees_its_rival() {
         // Old 1 is torn between new 0 and new 1 until old 0 takes new 0.
         let pairs = vec![p(0, 0, 40.0), p(1, 0, 20.0), p(1, 1, 19.0)];
-        let a = assign(2, 2, &[], pairs, RULE);
+        let a = assign(2, 2, &[], pairs, rule(2));
         assert_eq!(a.links, vec![(0, 0), (1, 1)]);
     }
 
     #[test]
     fn forced_links_come_first_and_leave_the_pool() {
         let pairs = vec![p(0, 0, 30.0), p(1, 0, 29.0), p(1, 1, 12.0)];
-        let a = assign(2, 2, &[(0, 1)], pairs, RULE);
+        let a = assign(2, 2, &[(0, 1)], pairs, rule(2));
         // Old 0 is held by its forced link, so old 1 gets new 0.
         assert_eq!(a.links, vec![(0, 1), (1, 0)]);
     }
@@ -285,7 +287,7 @@ mod tests {
     #[test]
     fn candidates_are_listed_best_first_and_capped() {
         let pairs = vec![p(0, 0, 8.0), p(0, 1, 9.0), p(0, 2, 9.0), p(0, 3, 2.0)];
-        let a = assign(1, 4, &[], pairs, RULE);
+        let a = assign(1, 4, &[], pairs, rule(1));
         assert_eq!(a.unresolved, vec![(0, vec![(1, 9.0), (2, 9.0)])]);
     }
 }

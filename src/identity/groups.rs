@@ -218,6 +218,10 @@ impl Table for Groups<'_> {
         ]
     }
 
+    fn peers(&self, _old: usize) -> usize {
+        self.groups
+    }
+
     fn score(&self, old: usize, new: usize) -> f64 {
         self.compare(old, new).0.score()
     }

@@ -39,7 +39,7 @@
 //! Candidates come from blocks of shared values (real id, remark, alias,
 //! avatar, nick name, group cards; group name, avatar, members), never from
 //! all pairs, and must be of the same kind. A pair links when it scores at
-//! least [`LINK_ODDS_BITS`] + log₂(rows), each side is the other's best remaining candidate,
+//! least [`LINK_ODDS_BITS`] + log₂(rows of its kind), each side is the other's best remaining candidate,
 //! and on both sides it leads the runner-up by at least [`MARGIN_BITS`];
 //! linked rows leave the pool and the rounds repeat. Two rows that score the
 //! same against everything — look-alikes identical in every field — tie on
@@ -129,10 +129,10 @@ pub struct Outcome {
 }
 
 /// How much likelier a link must be than not, in bits, once the odds
-/// against any one pair are counted: among n rows a given pair is the right
-/// one with odds of about 1 : n, so a link needs a score of at least
-/// `LINK_ODDS_BITS + log₂ n` (14 bits among 300 people, 20 among 20,000,
-/// 11 among 40 groups). A unique avatar or remark alone (14–16 bits, less
+/// against any one pair are counted: among n rows of a kind a given pair is
+/// the right one with odds of about 1 : n, so a link needs a score of at
+/// least `LINK_ODDS_BITS + log₂ n` (14 bits among 300 friends, 20 among
+/// 20,000, 11 among 40 groups, 9 among 10 officials). A unique avatar or remark alone (14–16 bits, less
 /// the cost of a changed nick name) is therefore not enough among a few
 /// hundred people: it needs one more signal behind it.
 pub const LINK_ODDS_BITS: f64 = 6.0;
@@ -182,6 +182,9 @@ trait Table {
     fn keys(&self) -> Vec<(Key<Self::Row>, usize)>;
     /// How many old × new rows sharing one value are too many to enumerate.
     const BLOCK_LIMIT: u64;
+    /// How many rows an old row could be: those of its kind, on the side
+    /// with more of them.
+    fn peers(&self, old: usize) -> usize;
     fn score(&self, old: usize, new: usize) -> f64;
     fn explain(&self, old: usize, new: usize) -> (f64, String);
 }
@@ -216,7 +219,9 @@ fn solve<T: Table>(t: &T) -> Outcome {
         })
         .collect();
     let rule = Rule {
-        threshold: LINK_ODDS_BITS + (n_old.max(n_new).max(2) as f64).log2(),
+        needs: (0..n_old)
+            .map(|o| LINK_ODDS_BITS + (t.peers(o).max(2) as f64).log2())
+            .collect(),
         margin: MARGIN_BITS,
         listed: MARGIN_BITS,
         listed_max: LISTED,

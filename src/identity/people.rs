@@ -66,6 +66,10 @@ mod bits {
         top: 8.0,
         floor: 0.0,
     };
+    pub const BRAND_CORE: Agree = Agree::Identifier {
+        top: 16.0,
+        floor: 0.0,
+    };
     /// People rarely change their sex or place; signatures more often.
     pub const SEX: Weigh = Weigh {
         agree: Agree::Attribute { top: 2.0 },
@@ -215,6 +219,7 @@ impl<'a> People<'a> {
         }
     }
 
+    /// Rows of a class on the side with more of them.
     fn class_rows(&self, class: u8) -> usize {
         let [o, n] = self.rows[class as usize];
         o.max(n)
@@ -230,15 +235,15 @@ impl<'a> People<'a> {
         s.bits[REMARK] = self.remark.weigh(&bits::REMARK, a.remark, b.remark, rows);
         s.bits[ALIAS] = self.alias.weigh(&bits::ALIAS, a.alias, b.alias, rows);
         s.bits[AVATAR] = self.avatar.weigh(&bits::AVATAR, a.avatar, b.avatar, rows);
-        let nick = if a.class == class_of(Kind::Official) {
-            &bits::BRAND
+        let (nick, core) = if a.class == class_of(Kind::Official) {
+            (&bits::BRAND, bits::BRAND_CORE)
         } else {
-            &bits::NICK
+            (&bits::NICK, bits::NICK_CORE)
         };
         s.bits[NICK] = self.nick.weigh(nick, a.nick, b.nick, rows);
         if s.bits[NICK] < 0.0 && a.nick_core.is_some() && a.nick_core == b.nick_core {
             let core = Weigh {
-                agree: bits::NICK_CORE,
+                agree: core,
                 differs: 0.0,
                 one_sided: 0.0,
             };
@@ -287,6 +292,10 @@ impl Table for People<'_> {
             (|r| r.nick_core.as_slice(), self.nick_core.len()),
             (|r| &r.cards, self.cards.len()),
         ]
+    }
+
+    fn peers(&self, old: usize) -> usize {
+        self.class_rows(self.old[old].class)
     }
 
     fn score(&self, old: usize, new: usize) -> f64 {
