@@ -63,6 +63,7 @@ const MEMBERS: usize = 4;
 /// not used to find candidates (the self user is in every group).
 const BLOCK_LIMIT: u64 = 2_500;
 
+/// A group with each field interned.
 pub(super) struct Row {
     real_id: Option<u32>,
     name: Option<u32>,
@@ -73,6 +74,7 @@ pub(super) struct Row {
     members: Vec<u32>,
 }
 
+/// Both logins' groups, each field's values counted.
 pub(super) struct Groups<'a> {
     real_id: Values<&'a str>,
     name: Values<&'a str>,
@@ -109,24 +111,19 @@ impl<'a> Groups<'a> {
         };
         for (side, groups) in [(Side::Old, old), (Side::New, new)] {
             for g in groups {
-                let mut keys = g.members.clone();
-                keys.sort_unstable();
-                keys.dedup();
-                let mut members: Vec<u32> = keys
-                    .into_iter()
-                    .map(|k| t.members.add(side, 0, k))
-                    .collect();
-                members.sort_unstable();
-                let text = |v: &mut Values<&'a str>, s: &'a str| {
-                    (!s.is_empty()).then(|| v.add(side, 0, s))
-                };
                 let row = Row {
-                    real_id: g.real_id.as_deref().and_then(|r| text(&mut t.real_id, r)),
-                    name: text(&mut t.name, &g.nick_name),
-                    avatar: g.avatar_seq.as_deref().and_then(|s| text(&mut t.avatar, s)),
+                    real_id: g
+                        .real_id
+                        .as_deref()
+                        .and_then(|r| t.real_id.add_text(side, 0, r)),
+                    name: t.name.add_text(side, 0, &g.nick_name),
+                    avatar: g
+                        .avatar_seq
+                        .as_deref()
+                        .and_then(|s| t.avatar.add_text(side, 0, s)),
                     count: g.member_count,
                     count_id: (g.member_count > 0).then(|| t.count.add(side, 0, g.member_count)),
-                    members,
+                    members: t.members.add_set(side, 0, &g.members),
                 };
                 match side {
                     Side::Old => t.old.push(row),

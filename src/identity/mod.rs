@@ -28,9 +28,11 @@
 //!   fixed amount, sized by how often the field really changes between
 //!   logins (an alias almost never, an avatar or nick name now and then).
 //!   An empty side says nothing, except for a remark (set or cleared).
-//! - **Members** (groups): each shared member key adds the bits of its
-//!   rarity across groups (log₂((groups + 1) / groups holding it)); each key
-//!   on one side only subtracts up to 2 bits.
+//! - **Members** (groups): a member key in both lists adds log₂(0.8 / p)
+//!   bits, p being the chance that an unrelated group holds it (from how
+//!   many groups do), so the account itself, in every group, adds nothing;
+//!   an old member missing from the new list costs about 2.3 bits, a new
+//!   member a quarter bit.
 //!
 //! The weights are in `people.rs` and `groups.rs` with the reason for each.
 //!
@@ -39,9 +41,10 @@
 //! Candidates come from blocks of shared values (real id, remark, alias,
 //! avatar, nick name, group cards; group name, avatar, members), never from
 //! all pairs, and must be of the same kind. A pair links when it scores at
-//! least [`LINK_ODDS_BITS`] + log₂(rows of its kind), each side is the other's best remaining candidate,
-//! and on both sides it leads the runner-up by at least [`MARGIN_BITS`];
-//! linked rows leave the pool and the rounds repeat. Two rows that score the
+//! least [`LINK_ODDS_BITS`] + log₂(rows of its kind), each side is the
+//! other's best remaining candidate, and on both sides it leads the
+//! runner-up by at least [`MARGIN_BITS`]; linked rows leave the pool and
+//! the rounds repeat. Two rows that score the
 //! same against everything — look-alikes identical in every field — tie on
 //! every side and so never link: a wrong link is worse than a missed one.
 //! Unlinked old rows list their best remaining candidates with the evidence
@@ -105,7 +108,8 @@ pub struct Link {
     pub evidence: String,
 }
 
-/// An old row left unlinked that has candidates worth a person's look.
+/// An old row left unlinked that has candidates worth a person's look
+/// (scoring at least [`MARGIN_BITS`], not linked to another row).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Unresolved {
     pub old: usize,
@@ -132,9 +136,10 @@ pub struct Outcome {
 /// against any one pair are counted: among n rows of a kind a given pair is
 /// the right one with odds of about 1 : n, so a link needs a score of at
 /// least `LINK_ODDS_BITS + log₂ n` (14 bits among 300 friends, 20 among
-/// 20,000, 11 among 40 groups, 9 among 10 officials). A unique avatar or remark alone (14–16 bits, less
-/// the cost of a changed nick name) is therefore not enough among a few
-/// hundred people: it needs one more signal behind it.
+/// 20,000, 11 among 40 groups, 9 among 10 officials). A unique avatar (16
+/// bits) or remark (14) alone, less the cost of a changed nick name or
+/// avatar, is therefore not enough among a few hundred friends: it needs
+/// one more signal behind it.
 pub const LINK_ODDS_BITS: f64 = 6.0;
 
 /// How far a link must lead the runner-up on both sides, in bits (64 times

@@ -136,6 +136,7 @@ pub(super) struct Row {
     cards: Vec<u32>,
 }
 
+/// Both logins' people, each field's values counted.
 pub(super) struct People<'a> {
     real_id: Values<&'a str>,
     remark: Values<&'a str>,
@@ -147,14 +148,10 @@ pub(super) struct People<'a> {
     place: Values<(&'a str, &'a str)>,
     signature: Values<&'a str>,
     cards: Values<u64>,
-    /// Rows of each class (the larger side).
+    /// Rows of each class, by side.
     rows: [[usize; 2]; 5],
     old: Vec<Row>,
     new: Vec<Row>,
-}
-
-fn text<'a>(values: &mut Values<&'a str>, side: Side, class: u8, s: &'a str) -> Option<u32> {
-    (!s.is_empty()).then(|| values.add(side, class, s))
 }
 
 impl<'a> People<'a> {
@@ -189,33 +186,25 @@ impl<'a> People<'a> {
     fn intern(&mut self, side: Side, p: &'a Person) -> Row {
         let class = class_of(p.kind);
         self.rows[class as usize][side as usize] += 1;
-        let mut cards: Vec<u32> = p
-            .cards
-            .iter()
-            .map(|c| self.cards.add(side, class, *c))
-            .collect();
-        cards.sort_unstable();
-        cards.dedup();
         Row {
             class,
             real_id: p
                 .real_id
                 .as_deref()
-                .filter(|r| !r.is_empty())
-                .map(|r| self.real_id.add(side, 0, r)),
-            remark: text(&mut self.remark, side, class, &p.remark_name),
-            alias: text(&mut self.alias, side, class, &p.alias),
+                .and_then(|r| self.real_id.add_text(side, 0, r)),
+            remark: self.remark.add_text(side, class, &p.remark_name),
+            alias: self.alias.add_text(side, class, &p.alias),
             avatar: p
                 .avatar_seq
                 .as_deref()
-                .and_then(|s| text(&mut self.avatar, side, class, s)),
-            nick: text(&mut self.nick, side, class, &p.nick_name),
+                .and_then(|s| self.avatar.add_text(side, class, s)),
+            nick: self.nick.add_text(side, class, &p.nick_name),
             nick_core: name_core(&p.nick_name).map(|c| self.nick_core.add(side, class, c)),
             sex: (p.sex != 0).then(|| self.sex.add(side, class, p.sex)),
             place: (!p.province.is_empty() || !p.city.is_empty())
                 .then(|| self.place.add(side, class, (&p.province, &p.city))),
-            signature: text(&mut self.signature, side, class, &p.signature),
-            cards,
+            signature: self.signature.add_text(side, class, &p.signature),
+            cards: self.cards.add_set(side, class, &p.cards),
         }
     }
 

@@ -18,6 +18,13 @@ pub(super) struct Values<K> {
     holders: Vec<[u32; 2]>,
 }
 
+impl<'a> Values<&'a str> {
+    /// Interns a text value; empty text is no value.
+    pub fn add_text(&mut self, side: Side, class: u8, text: &'a str) -> Option<u32> {
+        (!text.is_empty()).then(|| self.add(side, class, text))
+    }
+}
+
 impl<K: Hash + Eq> Values<K> {
     pub fn new() -> Self {
         Values {
@@ -35,6 +42,23 @@ impl<K: Hash + Eq> Values<K> {
         }
         self.holders[id as usize][side as usize] += 1;
         id
+    }
+
+    /// Interns a set of values one row holds (each counted once), as
+    /// sorted ids.
+    pub fn add_set(&mut self, side: Side, class: u8, values: &[K]) -> Vec<u32>
+    where
+        K: Copy + Ord,
+    {
+        let mut values = values.to_vec();
+        values.sort_unstable();
+        values.dedup();
+        let mut ids: Vec<u32> = values
+            .into_iter()
+            .map(|v| self.add(side, class, v))
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// How many rows hold the value: the larger side's count, so a value
