@@ -727,7 +727,7 @@ fn generated_relogins_link_precisely_and_never_link_look_alikes() {
 /// about time. `cargo test --release --lib identity::synthetic::timings --
 /// --ignored --nocapture`
 #[test]
-#[ignore = "minutes in a debug build; run with --release"]
+#[ignore = "a measurement: run with --release"]
 fn timings() {
     for friends in [5_000, 20_000] {
         let shape = Shape {
