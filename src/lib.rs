@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod contact;
 pub mod daemon;
+pub mod identity;
 pub mod simulator;
 pub mod store;
 pub mod sync;

@@ -1,0 +1,238 @@
+//! Scoring groups across two logins: mostly by who is in them.
+
+use super::evidence::Breakdown;
+use super::values::{Side, Values};
+use super::{Group, Key, Table};
+
+/// What each signal is worth, in bits; see [`super`] for the model.
+mod bits {
+    use super::super::values::{Agree, Weigh};
+
+    pub const REAL_ID: f64 = 64.0;
+    /// Names repeat ("大学同学") and get changed: a hint, cheap to lose.
+    /// Named on one side only is a rename too.
+    pub const NAME: Weigh = Weigh {
+        agree: Agree::Identifier {
+            top: 10.0,
+            floor: 0.0,
+        },
+        differs: -2.0,
+        one_sided: -2.0,
+    };
+    /// Group avatars are rebuilt from members' faces, so they change often.
+    pub const AVATAR: Weigh = Weigh {
+        agree: Agree::Identifier {
+            top: 12.0,
+            floor: 2.0,
+        },
+        differs: -1.0,
+        one_sided: 0.0,
+    };
+    /// Equal counts are a small hint; counts within 10 % (or 2) say nothing.
+    pub const COUNT: Weigh = Weigh {
+        agree: Agree::Attribute { top: 3.0 },
+        differs: -1.0,
+        one_sided: 0.0,
+    };
+    /// Members are weighed as in record linkage: a key shared by `holders`
+    /// groups is in an unrelated group with probability p = (holders − 1 +
+    /// `UNSEEN`) / groups (the other holders; `UNSEEN` stands for the chance
+    /// that a key seen once is elsewhere unseen), and in the same group
+    /// after a login with probability `KEPT`. Shared, it adds log₂(KEPT /
+    /// p) bits, at most `MEMBER_TOP`; on the old side only (left, renamed,
+    /// card changed), it costs log₂((1 − KEPT) / (1 − p)), about 2.3 bits.
+    /// `KEPT` is set for churn up to about 20 %.
+    pub const KEPT: f64 = 0.8;
+    pub const UNSEEN: f64 = 0.1;
+    pub const MEMBER_TOP: f64 = 10.0;
+    /// The most a new member not in the old list costs: little, as a small
+    /// group that grew is still itself, and a different group with a few of
+    /// the same members is told apart by the members it lacks.
+    pub const MEMBER_JOINED: f64 = 0.25;
+}
+
+const SIGNALS: usize = 5;
+const NAMES: [&str; SIGNALS] = ["real id", "name", "avatar", "member count", "members"];
+const REAL_ID: usize = 0;
+const NAME: usize = 1;
+const AVATAR: usize = 2;
+const COUNT: usize = 3;
+const MEMBERS: usize = 4;
+
+/// A member key held by more old × new groups than this finds no
+/// candidates: a group shares rarer members with its own next version
+/// (strangers are mostly in one group), while a friend in dozens of groups,
+/// or the account itself in all of them, would pair every group with every
+/// other (at 2,000 groups a limit of 2,500 took 1.7 s, 64 takes 1.0 s, with
+/// the same links).
+const BLOCK_LIMIT: u64 = 64;
+
+/// A group with each field interned.
+pub(super) struct Row {
+    real_id: Option<u32>,
+    name: Option<u32>,
+    avatar: Option<u32>,
+    count: i64,
+    count_id: Option<u32>,
+    /// Interned member keys, sorted.
+    members: Vec<u32>,
+}
+
+/// Both logins' groups, each field's values counted.
+pub(super) struct Groups<'a> {
+    real_id: Values<&'a str>,
+    name: Values<&'a str>,
+    avatar: Values<&'a str>,
+    count: Values<i64>,
+    members: Values<u64>,
+    /// Bits a member key adds when shared, and costs when only on the old
+    /// side, by interned id.
+    member_bits: Vec<(f64, f64)>,
+    groups: usize,
+    old: Vec<Row>,
+    new: Vec<Row>,
+}
+
+/// What two member lists share, for the score and its explanation.
+struct Overlap {
+    bits: f64,
+    shared: usize,
+    union: usize,
+}
+
+impl<'a> Groups<'a> {
+    pub fn build(old: &'a [Group], new: &'a [Group]) -> Self {
+        let mut t = Groups {
+            real_id: Values::new(),
+            name: Values::new(),
+            avatar: Values::new(),
+            count: Values::new(),
+            members: Values::new(),
+            member_bits: Vec::new(),
+            groups: old.len().max(new.len()),
+            old: Vec::with_capacity(old.len()),
+            new: Vec::with_capacity(new.len()),
+        };
+        for (side, groups) in [(Side::Old, old), (Side::New, new)] {
+            for g in groups {
+                let row = Row {
+                    real_id: g
+                        .real_id
+                        .as_deref()
+                        .and_then(|r| t.real_id.add_text(side, 0, r)),
+                    name: t.name.add_text(side, 0, &g.nick_name),
+                    avatar: g
+                        .avatar_seq
+                        .as_deref()
+                        .and_then(|s| t.avatar.add_text(side, 0, s)),
+                    count: g.member_count,
+                    count_id: (g.member_count > 0).then(|| t.count.add(side, 0, g.member_count)),
+                    members: t.members.add_set(side, 0, &g.members),
+                };
+                match side {
+                    Side::Old => t.old.push(row),
+                    Side::New => t.new.push(row),
+                }
+            }
+        }
+        let groups = t.groups as f64;
+        t.member_bits = (0..t.members.len() as u32)
+            .map(|k| {
+                let others = f64::from(t.members.holders(k) - 1) + bits::UNSEEN;
+                let p = (others / groups).min(1.0);
+                let shared = (bits::KEPT / p).log2().clamp(0.0, bits::MEMBER_TOP);
+                let left = ((1.0 - bits::KEPT) / (1.0 - p)).log2().min(0.0);
+                (shared, left)
+            })
+            .collect();
+        t
+    }
+
+    fn overlap(&self, a: &[u32], b: &[u32]) -> Overlap {
+        let (mut i, mut j) = (0, 0);
+        let mut o = Overlap {
+            bits: 0.0,
+            shared: 0,
+            union: 0,
+        };
+        while i < a.len() || j < b.len() {
+            o.union += 1;
+            if j == b.len() || (i < a.len() && a[i] < b[j]) {
+                o.bits += self.member_bits[a[i] as usize].1;
+                i += 1;
+            } else if i == a.len() || b[j] < a[i] {
+                o.bits -= self.member_bits[b[j] as usize].0.min(bits::MEMBER_JOINED);
+                j += 1;
+            } else {
+                o.bits += self.member_bits[a[i] as usize].0;
+                o.shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+        o
+    }
+
+    fn compare(&self, o: usize, n: usize) -> (Breakdown<SIGNALS>, Overlap) {
+        let (a, b) = (&self.old[o], &self.new[n]);
+        let mut s = Breakdown::new();
+        if a.real_id.is_some() && a.real_id == b.real_id {
+            s.bits[REAL_ID] = bits::REAL_ID;
+        }
+        let groups = self.groups;
+        s.bits[NAME] = self.name.weigh(&bits::NAME, a.name, b.name, groups);
+        s.bits[AVATAR] = self.avatar.weigh(&bits::AVATAR, a.avatar, b.avatar, groups);
+        s.bits[COUNT] = self
+            .count
+            .weigh(&bits::COUNT, a.count_id, b.count_id, groups);
+        let close = (a.count - b.count).abs() <= 2.max(a.count.max(b.count) / 10);
+        if s.bits[COUNT] < 0.0 && close {
+            s.bits[COUNT] = 0.0;
+        }
+        let overlap = self.overlap(&a.members, &b.members);
+        s.bits[MEMBERS] = overlap.bits;
+        (s, overlap)
+    }
+}
+
+impl Table for Groups<'_> {
+    type Row = Row;
+    const BLOCK_LIMIT: u64 = BLOCK_LIMIT;
+
+    fn rows(&self) -> [&[Row]; 2] {
+        [&self.old, &self.new]
+    }
+
+    fn real_ids(&self) -> &Values<&str> {
+        &self.real_id
+    }
+
+    fn real_id(row: &Row) -> Option<u32> {
+        row.real_id
+    }
+
+    fn keys(&self) -> Vec<(Key<Row>, usize)> {
+        vec![
+            (|r| r.name.as_slice(), self.name.len()),
+            (|r| r.avatar.as_slice(), self.avatar.len()),
+            (|r| &r.members, self.members.len()),
+        ]
+    }
+
+    fn peers(&self, _old: usize) -> usize {
+        self.groups
+    }
+
+    fn score(&self, old: usize, new: usize) -> f64 {
+        self.compare(old, new).0.score()
+    }
+
+    fn explain(&self, old: usize, new: usize) -> (f64, String) {
+        let (b, overlap) = self.compare(old, new);
+        let words = b.words(&NAMES, |i| {
+            (i == MEMBERS && overlap.union > 0)
+                .then(|| format!("members ({} shared of {})", overlap.shared, overlap.union))
+        });
+        (b.score(), words)
+    }
+}

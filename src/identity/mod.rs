@@ -1,0 +1,272 @@
+//! Who is who across two logins.
+//!
+//! WeChat Web gives every contact and group a new `UserName` at each login.
+//! The first full sync after a new login links the previous login's cached
+//! rows to the new session's contacts: [`link_people`] first, then — with
+//! group member keys built from those links — [`link_groups`]. Each is a
+//! pure function of its input: the same rows give the same links, in any
+//! process.
+//!
+//! # Scoring
+//!
+//! A candidate pair scores the sum of what each signal says, in bits (log₂
+//! of how much likelier the observation is for the same person than for two
+//! different ones):
+//!
+//! - **Real ids decide.** Equal known real ids (`wxid_…`, `…@chatroom`,
+//!   `gh_…`, from a MsgType 51 map) link whatever else differs; two
+//!   different known real ids never link.
+//! - **Identifier-like values** (remark, alias, avatar `seq`, nick name,
+//!   group cards, group name) are worth a fixed number of bits when one row
+//!   holds the value, one bit less each time the number of holders doubles
+//!   (a remark three people share says about 1.6 bits less than a unique
+//!   one). Holders are counted per kind, on the side where the value is
+//!   more common.
+//! - **Attributes** (sex, province + city, signature, member count) are
+//!   worth the bits of their frequency, capped.
+//! - **Disagreement costs**: a different value on both sides subtracts a
+//!   fixed amount, sized by how often the field really changes between
+//!   logins (an alias almost never, an avatar or nick name now and then).
+//!   An empty side says nothing, except for a remark (set or cleared).
+//! - **Members** (groups): a member key in both lists adds log₂(0.8 / p)
+//!   bits, p being the chance that an unrelated group holds it (from how
+//!   many groups do), so the account itself, in every group, adds nothing;
+//!   an old member missing from the new list costs about 2.3 bits, a new
+//!   member a quarter bit.
+//!
+//! The weights are in `people.rs` and `groups.rs` with the reason for each.
+//!
+//! # Deciding
+//!
+//! Candidates come from blocks of shared values (real id, remark, alias,
+//! avatar, nick name, group cards; group name, avatar, members), never from
+//! all pairs, and must be of the same kind. A pair links when it scores at
+//! least [`LINK_ODDS_BITS`] + log₂(rows of its kind), each side is the
+//! other's best remaining candidate, and on both sides it leads the
+//! runner-up by at least [`MARGIN_BITS`]; linked rows leave the pool and
+//! the rounds repeat. Two rows that score the
+//! same against everything — look-alikes identical in every field — tie on
+//! every side and so never link: a wrong link is worse than a missed one.
+//! Unlinked old rows list their best remaining candidates with the evidence
+//! in words, for a person to decide.
+
+mod assign;
+mod evidence;
+mod groups;
+mod keys;
+mod people;
+mod values;
+
+pub use keys::{avatar_seq, card_key, contact_member_key, stranger_member_key};
+
+use crate::contact::Kind;
+use assign::{Pair, Rule, assign, held};
+use values::{Values, sharing};
+
+/// A contact who is not a group: friend, official, special or self.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Person {
+    pub kind: Kind,
+    /// `wxid_…` / `gh_…` once learned from a MsgType 51 map.
+    pub real_id: Option<String>,
+    pub nick_name: String,
+    pub remark_name: String,
+    pub alias: String,
+    pub signature: String,
+    pub province: String,
+    pub city: String,
+    /// 0 unknown, 1 male, 2 female.
+    pub sex: i64,
+    /// `seq=` of HeadImgUrl (see [`avatar_seq`]).
+    pub avatar_seq: Option<String>,
+    /// [`card_key`]`(group nick, display name)` for each group they are in
+    /// with a non-empty DisplayName, sorted.
+    pub cards: Vec<u64>,
+}
+
+/// A group.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Group {
+    /// `NNN@chatroom` once learned.
+    pub real_id: Option<String>,
+    pub nick_name: String,
+    pub member_count: i64,
+    pub avatar_seq: Option<String>,
+    /// Member keys, sorted: [`contact_member_key`] for a member who is a
+    /// linked contact, [`stranger_member_key`] for anyone else.
+    pub members: Vec<u64>,
+}
+
+/// A confident match: `old` and `new` index the input slices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Link {
+    pub old: usize,
+    pub new: usize,
+    /// Bits of evidence (see the module documentation).
+    pub score: f64,
+    /// In words: "real id", "remark, avatar, nick name; differs: signature".
+    pub evidence: String,
+}
+
+/// An old row left unlinked that has candidates worth a person's look
+/// (scoring at least [`MARGIN_BITS`], not linked to another row).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unresolved {
+    pub old: usize,
+    /// The best few, best first.
+    pub candidates: Vec<Candidate>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub new: usize,
+    pub score: f64,
+    pub evidence: String,
+}
+
+/// Links in old-row order; old rows not linked and not listed in
+/// `unresolved` had no candidate worth listing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub links: Vec<Link>,
+    pub unresolved: Vec<Unresolved>,
+}
+
+/// How much likelier a link must be than not, in bits, once the odds
+/// against any one pair are counted: among n rows of a kind a given pair is
+/// the right one with odds of about 1 : n, so a link needs a score of at
+/// least `LINK_ODDS_BITS + log₂ n` (14 bits among 300 friends, 20 among
+/// 20,000, 11 among 40 groups, 9 among 10 officials). A unique avatar (16
+/// bits) or remark (14) alone, less the cost of a changed nick name or
+/// avatar, is therefore not enough among a few hundred friends: it needs
+/// one more signal behind it.
+pub const LINK_ODDS_BITS: f64 = 6.0;
+
+/// How far a link must lead the runner-up on both sides, in bits (64 times
+/// likelier).
+pub const MARGIN_BITS: f64 = 6.0;
+
+/// How many candidates an unresolved row lists.
+const LISTED: usize = 3;
+
+/// Links the previous login's people (`old`) to this login's (`new`).
+pub fn link_people(old: &[Person], new: &[Person]) -> Outcome {
+    solve(&people::People::build(old, new))
+}
+
+/// Links the previous login's groups to this login's. Call it after
+/// [`link_people`]: member keys of linked contacts must use the old row's
+/// `contact_id` on both sides.
+pub fn link_groups(old: &[Group], new: &[Group]) -> Outcome {
+    solve(&groups::Groups::build(old, new))
+}
+
+/// Values are counted per kind: a kind's small number.
+fn class_of(kind: Kind) -> u8 {
+    match kind {
+        Kind::SelfUser => 0,
+        Kind::Friend => 1,
+        Kind::Group => 2,
+        Kind::Official => 3,
+        Kind::Special => 4,
+    }
+}
+
+/// A field that finds candidates: a row's interned values of it.
+type Key<R> = fn(&R) -> &[u32];
+
+/// Old and new rows side by side, interned, as `people.rs` and `groups.rs`
+/// build them.
+trait Table {
+    type Row;
+    /// Old rows, new rows.
+    fn rows(&self) -> [&[Self::Row]; 2];
+    fn real_ids(&self) -> &Values<&str>;
+    fn real_id(row: &Self::Row) -> Option<u32>;
+    /// The fields that find candidates, with how many values each has.
+    fn keys(&self) -> Vec<(Key<Self::Row>, usize)>;
+    /// How many old × new rows sharing one value are too many to enumerate.
+    const BLOCK_LIMIT: u64;
+    /// How many rows an old row could be: those of its kind, on the side
+    /// with more of them.
+    fn peers(&self, old: usize) -> usize;
+    fn score(&self, old: usize, new: usize) -> f64;
+    fn explain(&self, old: usize, new: usize) -> (f64, String);
+}
+
+/// Real ids first, then candidates from shared values, then the assignment.
+fn solve<T: Table>(t: &T) -> Outcome {
+    let rows = t.rows();
+    let (n_old, n_new) = (rows[0].len(), rows[1].len());
+    let ids = |side: &[T::Row]| side.iter().map(T::real_id).collect::<Vec<_>>();
+    let (old_ids, new_ids) = (ids(rows[0]), ids(rows[1]));
+    let forced = t.real_ids().one_to_one(&old_ids, &new_ids);
+    let held = held(n_old, n_new, &forced);
+    let mut pairs = Vec::new();
+    for (key, values) in t.keys() {
+        let old: Vec<&[u32]> = rows[0].iter().map(key).collect();
+        let new: Vec<&[u32]> = rows[1].iter().map(key).collect();
+        let held = [held[0].as_slice(), held[1].as_slice()];
+        sharing(values, [&old, &new], held, T::BLOCK_LIMIT, &mut pairs);
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    let pairs = pairs
+        .into_iter()
+        .filter(|(o, n)| {
+            let (a, b) = (old_ids[*o as usize], new_ids[*n as usize]);
+            !(a.is_some() && b.is_some() && a != b)
+        })
+        .map(|(o, n)| Pair {
+            old: o,
+            new: n,
+            score: t.score(o as usize, n as usize),
+        })
+        .collect();
+    let rule = Rule {
+        needs: (0..n_old)
+            .map(|o| LINK_ODDS_BITS + (t.peers(o).max(2) as f64).log2())
+            .collect(),
+        margin: MARGIN_BITS,
+        listed: MARGIN_BITS,
+        listed_max: LISTED,
+    };
+    let a = assign(n_old, n_new, &forced, pairs, rule);
+    let links = a
+        .links
+        .into_iter()
+        .map(|(old, new)| {
+            let (score, evidence) = t.explain(old, new);
+            Link {
+                old,
+                new,
+                score,
+                evidence,
+            }
+        })
+        .collect();
+    let unresolved = a
+        .unresolved
+        .into_iter()
+        .map(|(old, listed)| Unresolved {
+            old,
+            candidates: listed
+                .into_iter()
+                .map(|(new, _)| {
+                    let (score, evidence) = t.explain(old, new);
+                    Candidate {
+                        new,
+                        score,
+                        evidence,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Outcome { links, unresolved }
+}
+
+#[cfg(test)]
+mod synthetic;
+#[cfg(test)]
+mod tests;

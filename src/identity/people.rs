@@ -1,0 +1,298 @@
+//! Scoring people (friends, officials, specials, self) across two logins.
+
+use super::evidence::Breakdown;
+use super::keys::name_core;
+use super::values::{Side, Values, Weigh, identifier};
+use super::{Key, Person, Table, class_of};
+use crate::contact::Kind;
+
+/// What each signal is worth, in bits; see [`super`] for the model.
+mod bits {
+    use super::super::values::{Agree, Weigh};
+
+    /// A known real id on both sides (equal ones link whatever else says).
+    pub const REAL_ID: f64 = 64.0;
+    /// The user's own label for a person; unique when meant to identify. Set
+    /// or cleared between logins costs less than changed.
+    pub const REMARK: Weigh = Weigh {
+        agree: Agree::Identifier {
+            top: 14.0,
+            floor: 2.0,
+        },
+        differs: -4.0,
+        one_sided: -2.0,
+    };
+    /// The WeChat ID: unique per account and changed at most yearly. The
+    /// server often leaves it empty even when set, so empty says nothing.
+    pub const ALIAS: Weigh = Weigh {
+        agree: Agree::Identifier {
+            top: 18.0,
+            floor: 4.0,
+        },
+        differs: -8.0,
+        one_sided: 0.0,
+    };
+    /// A number per uploaded avatar; a new avatar is common churn.
+    pub const AVATAR: Weigh = Weigh {
+        agree: Agree::Identifier {
+            top: 16.0,
+            floor: 2.0,
+        },
+        differs: -3.0,
+        one_sided: 0.0,
+    };
+    /// Chosen by its owner, often common ("Alice", "王伟").
+    pub const NICK: Weigh = Weigh {
+        agree: Agree::Identifier {
+            top: 10.0,
+            floor: 1.0,
+        },
+        differs: -3.0,
+        one_sided: 0.0,
+    };
+    /// An official account's name is its registered brand: unique, and
+    /// renamed a few times a year at most.
+    pub const BRAND: Weigh = Weigh {
+        agree: Agree::Identifier {
+            top: 18.0,
+            floor: 1.0,
+        },
+        differs: -3.0,
+        one_sided: 0.0,
+    };
+    /// The same nick with emoji or symbols added or dropped: worth a little
+    /// less, and no cost for the change.
+    pub const NICK_CORE: Agree = Agree::Identifier {
+        top: 8.0,
+        floor: 0.0,
+    };
+    pub const BRAND_CORE: Agree = Agree::Identifier {
+        top: 16.0,
+        floor: 0.0,
+    };
+    /// People rarely change their sex or place; signatures more often.
+    pub const SEX: Weigh = Weigh {
+        agree: Agree::Attribute { top: 2.0 },
+        differs: -6.0,
+        one_sided: 0.0,
+    };
+    pub const PLACE: Weigh = Weigh {
+        agree: Agree::Attribute { top: 6.0 },
+        differs: -4.0,
+        one_sided: 0.0,
+    };
+    pub const SIGNATURE: Weigh = Weigh {
+        agree: Agree::Attribute { top: 6.0 },
+        differs: -2.0,
+        one_sided: 0.0,
+    };
+    /// One shared group card (group name, DisplayName), and the most all of
+    /// a pair's shared cards add up to.
+    pub const CARD_TOP: f64 = 10.0;
+    pub const CARD_FLOOR: f64 = 1.0;
+    pub const CARDS_MAX: f64 = 24.0;
+}
+
+const SIGNALS: usize = 10;
+const NAMES: [&str; SIGNALS] = [
+    "real id",
+    "remark",
+    "alias",
+    "avatar",
+    "nick name",
+    "nick name without emoji",
+    "sex",
+    "place",
+    "signature",
+    "group cards",
+];
+const REAL_ID: usize = 0;
+const REMARK: usize = 1;
+const ALIAS: usize = 2;
+const AVATAR: usize = 3;
+const NICK: usize = 4;
+const NICK_CORE: usize = 5;
+const SEX: usize = 6;
+const PLACE: usize = 7;
+const SIGNATURE: usize = 8;
+const CARDS: usize = 9;
+
+/// Old × new rows sharing one value beyond which the value finds no
+/// candidates ("Alice" shared by 200 × 200 rows is worth about 2 bits).
+const BLOCK_LIMIT: u64 = 40_000;
+
+/// A person with each field interned.
+pub(super) struct Row {
+    class: u8,
+    real_id: Option<u32>,
+    remark: Option<u32>,
+    alias: Option<u32>,
+    avatar: Option<u32>,
+    nick: Option<u32>,
+    nick_core: Option<u32>,
+    sex: Option<u32>,
+    place: Option<u32>,
+    signature: Option<u32>,
+    cards: Vec<u32>,
+}
+
+/// Both logins' people, each field's values counted.
+pub(super) struct People<'a> {
+    real_id: Values<&'a str>,
+    remark: Values<&'a str>,
+    alias: Values<&'a str>,
+    avatar: Values<&'a str>,
+    nick: Values<&'a str>,
+    nick_core: Values<String>,
+    sex: Values<i64>,
+    place: Values<(&'a str, &'a str)>,
+    signature: Values<&'a str>,
+    cards: Values<u64>,
+    /// Rows of each class, by side.
+    rows: [[usize; 2]; 5],
+    old: Vec<Row>,
+    new: Vec<Row>,
+}
+
+impl<'a> People<'a> {
+    pub fn build(old: &'a [Person], new: &'a [Person]) -> Self {
+        let mut t = People {
+            real_id: Values::new(),
+            remark: Values::new(),
+            alias: Values::new(),
+            avatar: Values::new(),
+            nick: Values::new(),
+            nick_core: Values::new(),
+            sex: Values::new(),
+            place: Values::new(),
+            signature: Values::new(),
+            cards: Values::new(),
+            rows: [[0; 2]; 5],
+            old: Vec::with_capacity(old.len()),
+            new: Vec::with_capacity(new.len()),
+        };
+        for (side, people) in [(Side::Old, old), (Side::New, new)] {
+            for p in people {
+                let row = t.intern(side, p);
+                match side {
+                    Side::Old => t.old.push(row),
+                    Side::New => t.new.push(row),
+                }
+            }
+        }
+        t
+    }
+
+    fn intern(&mut self, side: Side, p: &'a Person) -> Row {
+        let class = class_of(p.kind);
+        self.rows[class as usize][side as usize] += 1;
+        Row {
+            class,
+            real_id: p
+                .real_id
+                .as_deref()
+                .and_then(|r| self.real_id.add_text(side, 0, r)),
+            remark: self.remark.add_text(side, class, &p.remark_name),
+            alias: self.alias.add_text(side, class, &p.alias),
+            avatar: p
+                .avatar_seq
+                .as_deref()
+                .and_then(|s| self.avatar.add_text(side, class, s)),
+            nick: self.nick.add_text(side, class, &p.nick_name),
+            nick_core: name_core(&p.nick_name).map(|c| self.nick_core.add(side, class, c)),
+            sex: (p.sex != 0).then(|| self.sex.add(side, class, p.sex)),
+            place: (!p.province.is_empty() || !p.city.is_empty())
+                .then(|| self.place.add(side, class, (&p.province, &p.city))),
+            signature: self.signature.add_text(side, class, &p.signature),
+            cards: self.cards.add_set(side, class, &p.cards),
+        }
+    }
+
+    /// Rows of a class on the side with more of them.
+    fn class_rows(&self, class: u8) -> usize {
+        let [o, n] = self.rows[class as usize];
+        o.max(n)
+    }
+
+    fn compare(&self, o: usize, n: usize) -> Breakdown<SIGNALS> {
+        let (a, b) = (&self.old[o], &self.new[n]);
+        let rows = self.class_rows(a.class);
+        let mut s = Breakdown::new();
+        if a.real_id.is_some() && a.real_id == b.real_id {
+            s.bits[REAL_ID] = bits::REAL_ID;
+        }
+        s.bits[REMARK] = self.remark.weigh(&bits::REMARK, a.remark, b.remark, rows);
+        s.bits[ALIAS] = self.alias.weigh(&bits::ALIAS, a.alias, b.alias, rows);
+        s.bits[AVATAR] = self.avatar.weigh(&bits::AVATAR, a.avatar, b.avatar, rows);
+        let (nick, core) = if a.class == class_of(Kind::Official) {
+            (&bits::BRAND, bits::BRAND_CORE)
+        } else {
+            (&bits::NICK, bits::NICK_CORE)
+        };
+        s.bits[NICK] = self.nick.weigh(nick, a.nick, b.nick, rows);
+        if s.bits[NICK] < 0.0 && a.nick_core.is_some() && a.nick_core == b.nick_core {
+            let core = Weigh {
+                agree: core,
+                differs: 0.0,
+                one_sided: 0.0,
+            };
+            s.bits[NICK] = 0.0;
+            s.bits[NICK_CORE] = self.nick_core.weigh(&core, a.nick_core, b.nick_core, rows);
+        }
+        s.bits[SEX] = self.sex.weigh(&bits::SEX, a.sex, b.sex, rows);
+        s.bits[PLACE] = self.place.weigh(&bits::PLACE, a.place, b.place, rows);
+        s.bits[SIGNATURE] = self
+            .signature
+            .weigh(&bits::SIGNATURE, a.signature, b.signature, rows);
+        s.bits[CARDS] = a
+            .cards
+            .iter()
+            .filter(|c| b.cards.binary_search(c).is_ok())
+            .map(|c| identifier(bits::CARD_TOP, bits::CARD_FLOOR, self.cards.holders(*c)))
+            .sum::<f64>()
+            .min(bits::CARDS_MAX);
+        s
+    }
+}
+
+impl Table for People<'_> {
+    type Row = Row;
+    const BLOCK_LIMIT: u64 = BLOCK_LIMIT;
+
+    fn rows(&self) -> [&[Row]; 2] {
+        [&self.old, &self.new]
+    }
+
+    fn real_ids(&self) -> &Values<&str> {
+        &self.real_id
+    }
+
+    fn real_id(row: &Row) -> Option<u32> {
+        row.real_id
+    }
+
+    /// Values are interned per class, so rows sharing one are of one kind.
+    fn keys(&self) -> Vec<(Key<Row>, usize)> {
+        vec![
+            (|r| r.remark.as_slice(), self.remark.len()),
+            (|r| r.alias.as_slice(), self.alias.len()),
+            (|r| r.avatar.as_slice(), self.avatar.len()),
+            (|r| r.nick.as_slice(), self.nick.len()),
+            (|r| r.nick_core.as_slice(), self.nick_core.len()),
+            (|r| &r.cards, self.cards.len()),
+        ]
+    }
+
+    fn peers(&self, old: usize) -> usize {
+        self.class_rows(self.old[old].class)
+    }
+
+    fn score(&self, old: usize, new: usize) -> f64 {
+        self.compare(old, new).score()
+    }
+
+    fn explain(&self, old: usize, new: usize) -> (f64, String) {
+        let b = self.compare(old, new);
+        (b.score(), b.words(&NAMES, |_| None))
+    }
+}

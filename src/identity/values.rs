@@ -1,0 +1,214 @@
+//! Field values interned to small ids, with how many old and how many new
+//! rows hold each: the counts behind every rarity weight.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// Which login a row comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Side {
+    Old = 0,
+    New = 1,
+}
+
+/// One field's values. Values are scoped by a class (the row's kind), so a
+/// value held by officials does not count against friends who hold it too.
+pub(super) struct Values<K> {
+    ids: HashMap<(u8, K), u32>,
+    holders: Vec<[u32; 2]>,
+}
+
+impl<'a> Values<&'a str> {
+    /// Interns a text value; empty text is no value.
+    pub fn add_text(&mut self, side: Side, class: u8, text: &'a str) -> Option<u32> {
+        (!text.is_empty()).then(|| self.add(side, class, text))
+    }
+}
+
+impl<K: Hash + Eq> Values<K> {
+    pub fn new() -> Self {
+        Values {
+            ids: HashMap::new(),
+            holders: Vec::new(),
+        }
+    }
+
+    /// Interns a value and counts one more holder of it on `side`.
+    pub fn add(&mut self, side: Side, class: u8, value: K) -> u32 {
+        let next = self.holders.len() as u32;
+        let id = *self.ids.entry((class, value)).or_insert(next);
+        if id == next {
+            self.holders.push([0, 0]);
+        }
+        self.holders[id as usize][side as usize] += 1;
+        id
+    }
+
+    /// Interns a set of values one row holds (each counted once), as
+    /// sorted ids.
+    pub fn add_set(&mut self, side: Side, class: u8, values: &[K]) -> Vec<u32>
+    where
+        K: Copy + Ord,
+    {
+        let mut values = values.to_vec();
+        values.sort_unstable();
+        values.dedup();
+        let mut ids: Vec<u32> = values
+            .into_iter()
+            .map(|v| self.add(side, class, v))
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// How many rows hold the value: the larger side's count, so a value
+    /// that became common in the new login is weighed as common.
+    pub fn holders(&self, id: u32) -> u32 {
+        let [old, new] = self.holders[id as usize];
+        old.max(new)
+    }
+
+    /// `(old, new)` row pairs holding a value that exactly one row holds on
+    /// each side, in old order; `old[i]`/`new[i]` are row `i`'s value.
+    pub fn one_to_one(&self, old: &[Option<u32>], new: &[Option<u32>]) -> Vec<(usize, usize)> {
+        let mut holder: Vec<[usize; 2]> = vec![[usize::MAX; 2]; self.holders.len()];
+        for (side, ids) in [(Side::Old, old), (Side::New, new)] {
+            for (row, id) in ids.iter().enumerate() {
+                if let Some(id) = id {
+                    holder[*id as usize][side as usize] = row;
+                }
+            }
+        }
+        let mut pairs: Vec<(usize, usize)> = holder
+            .iter()
+            .zip(&self.holders)
+            .filter(|(_, counts)| **counts == [1, 1])
+            .map(|(rows, _)| (rows[0], rows[1]))
+            .collect();
+        pairs.sort_unstable();
+        pairs
+    }
+
+    pub fn len(&self) -> usize {
+        self.holders.len()
+    }
+
+    /// What a pair's values of this field say, in bits; `rows` is how many
+    /// rows of the pair's class there are.
+    pub fn weigh(&self, w: &Weigh, a: Option<u32>, b: Option<u32>, rows: usize) -> f64 {
+        match (a, b) {
+            (Some(x), Some(y)) if x == y => match w.agree {
+                Agree::Identifier { top, floor } => identifier(top, floor, self.holders(x)),
+                Agree::Attribute { top } => attribute(top, self.holders(x), rows),
+            },
+            (Some(_), Some(_)) => w.differs,
+            (None, None) => 0.0,
+            _ => w.one_sided,
+        }
+    }
+}
+
+/// How a field's agreement is valued.
+pub(super) enum Agree {
+    /// See [`identifier`].
+    Identifier { top: f64, floor: f64 },
+    /// See [`attribute`].
+    Attribute { top: f64 },
+}
+
+/// How one field weighs: agreeing, differing, and empty on one side only.
+pub(super) struct Weigh {
+    pub agree: Agree,
+    pub differs: f64,
+    pub one_sided: f64,
+}
+
+/// Appends every `(old, new)` pair of rows not `held` that share a value of
+/// one field (`rows[side][i]` lists row `i`'s interned values, of `values`
+/// in all). A value shared by more than `limit` pairs is skipped: it is
+/// worth too few bits to carry a link, and enumerating it would make the
+/// matcher quadratic.
+pub(super) fn sharing(
+    values: usize,
+    rows: [&[&[u32]]; 2],
+    held: [&[bool]; 2],
+    limit: u64,
+    out: &mut Vec<(u32, u32)>,
+) {
+    let mut lists: [Vec<Vec<u32>>; 2] = [vec![Vec::new(); values], vec![Vec::new(); values]];
+    for side in 0..2 {
+        for (i, vs) in rows[side].iter().enumerate() {
+            if !held[side][i] {
+                for v in *vs {
+                    lists[side][*v as usize].push(i as u32);
+                }
+            }
+        }
+    }
+    for (olds, news) in lists[0].iter().zip(&lists[1]) {
+        if (olds.len() as u64) * (news.len() as u64) <= limit {
+            for o in olds {
+                out.extend(news.iter().map(|n| (*o, *n)));
+            }
+        }
+    }
+}
+
+/// Agreement on an identifier-like value (remark, alias, avatar, nick name,
+/// card, group name): worth `top` bits when one row holds it, one bit less
+/// each time the number of holders doubles, never less than `floor`.
+pub(super) fn identifier(top: f64, floor: f64, holders: u32) -> f64 {
+    (top - f64::from(holders.max(1)).log2()).max(floor)
+}
+
+/// Agreement on a categorical attribute (sex, place, signature, member
+/// count): the bits of its frequency among `rows` rows, at most `top`.
+fn attribute(top: f64, holders: u32, rows: usize) -> f64 {
+    let rows = rows.max(1) as f64;
+    (rows / f64::from(holders.max(1))).log2().clamp(0.0, top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_are_counted_per_side_and_class() {
+        let mut v = Values::new();
+        let a = v.add(Side::Old, 0, "x");
+        assert_eq!(v.add(Side::Old, 0, "x"), a);
+        assert_eq!(v.add(Side::New, 0, "x"), a);
+        let other_class = v.add(Side::New, 1, "x");
+        assert_ne!(other_class, a);
+        assert_eq!(v.holders(a), 2);
+        assert_eq!(v.holders(other_class), 1);
+        assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn one_to_one_pairs_only_unshared_values() {
+        let mut v = Values::new();
+        let old = [
+            Some(v.add(Side::Old, 0, "a")),
+            None,
+            Some(v.add(Side::Old, 0, "b")),
+        ];
+        let new = [
+            Some(v.add(Side::New, 0, "b")),
+            Some(v.add(Side::New, 0, "a")),
+            Some(v.add(Side::New, 0, "a")),
+        ];
+        // "a" is held twice on the new side: no pair for it.
+        assert_eq!(v.one_to_one(&old, &new), vec![(2, 0)]);
+    }
+
+    #[test]
+    fn a_shared_value_weighs_less() {
+        assert_eq!(identifier(16.0, 2.0, 1), 16.0);
+        assert_eq!(identifier(16.0, 2.0, 4), 14.0);
+        assert_eq!(identifier(16.0, 2.0, 1 << 20), 2.0);
+        assert_eq!(attribute(6.0, 100, 400), 2.0);
+        assert_eq!(attribute(6.0, 1, 400), 6.0);
+        assert_eq!(attribute(6.0, 400, 400), 0.0);
+    }
+}
