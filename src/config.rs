@@ -140,11 +140,12 @@ const HOUR: u64 = 60 * MINUTE;
 const DAY: u64 = 24 * HOUR;
 
 /// The sensible range of each duration key: zero would spin a loop or stop
-/// a task, and the upper bounds catch a unit typed wrong ("500h" for "500ms").
+/// a task (a zero pause between batch calls only drops the politeness), and
+/// the upper bounds catch a unit typed wrong ("500h" for "500ms").
 const DURATION_BOUNDS: [(&str, Duration, Duration); 4] = [
     (
         "wechat.batch_pause",
-        Duration::from_millis(1),
+        Duration::ZERO,
         Duration::from_secs(MINUTE),
     ),
     (
@@ -353,7 +354,7 @@ mod tests {
         for (text, key) in [
             ("[ops]\npoll_interval = \"0s\"\n", "ops.poll_interval"),
             ("[ops]\npoll_interval = \"2h\"\n", "ops.poll_interval"),
-            ("[wechat]\nbatch_pause = \"0ms\"\n", "wechat.batch_pause"),
+            ("[wechat]\nbatch_pause = \"2m\"\n", "wechat.batch_pause"),
             ("[wechat]\nretry_delay = \"0s\"\n", "wechat.retry_delay"),
             ("[wechat]\nretry_delay = \"500h\"\n", "wechat.retry_delay"),
             ("[history]\nretention = \"0s\"\n", "history.retention"),

@@ -105,12 +105,20 @@ pub async fn full_sync(
     tracing::Span::current().record("run_id", run_id);
 
     let result = async {
+        let login_id = client.session().login_id().to_owned();
+        let relink = store.linked_login().await?.as_deref() != Some(login_id.as_str());
         let mut stage = store.stage().await?;
         let stats = tokio::select! {
-            stats = fetch(client, opts, extra_groups, &mut stage) => stats?,
+            stats = async {
+                learn_real_ids(client, store).await?;
+                fetch(client, opts, extra_groups, &mut stage).await
+            } => stats?,
             _ = cancel.cancelled() => return Err(SyncError::Cancelled),
         };
-        let login_id = client.session().login_id().to_owned();
+        let unlinked = match relink {
+            true => stage.relink().await?.unlinked,
+            false => 0,
+        };
         let plan = Plan {
             source: Source::FullSync,
             full: Some(FullSync {
@@ -120,6 +128,7 @@ pub async fn full_sync(
                 guard: opts.deletion_guard,
                 force: opts.force,
                 stats: &stats,
+                unlinked,
             }),
             claim_login: None,
         };
@@ -163,6 +172,32 @@ pub async fn full_sync(
             Err(e)
         }
     }
+}
+
+/// After a login the server names the real ids of recent contacts in a
+/// MsgType 51 message, delivered through webwxsync; a full sync reads what
+/// is pending before its `webwxinit` moves the sync key past it. The
+/// replies' contact changes are older than what the fetch then reads, so
+/// only the ids are kept.
+async fn learn_real_ids(client: &Client, store: &Store) -> Result<(), SyncError> {
+    /// The map comes in a few messages; a server that keeps saying "more"
+    /// is not waited for.
+    const ROUNDS: usize = 3;
+    for _ in 0..ROUNDS {
+        let reply = match client.sync().await {
+            Ok(reply) => reply,
+            Err(e) if e.is_session_dead() => return Err(e.into()),
+            Err(e) => {
+                warn!(error = %e, "cannot read this login's real ids; linking without them");
+                return Ok(());
+            }
+        };
+        store.save_real_ids(&reply.real_ids).await?;
+        if reply.continue_flag == 0 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Fetches and decodes what [`full_sync`] would, and writes nothing: the

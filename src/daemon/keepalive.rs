@@ -85,10 +85,11 @@ pub(super) type Held = VecDeque<(String, SyncReply)>;
 /// login's names: written now, its new names would become new contacts
 /// instead of the cached ones (docs/storage.md, "Other sources").
 async fn deliver(ctx: &SessionCtx, held: &mut Held, reply: SyncReply) -> Result<(), store::Error> {
+    ctx.app.store.save_real_ids(&reply.real_ids).await?;
     if reply.modified.is_empty() && reply.deleted.is_empty() {
         return Ok(());
     }
-    if !linked(ctx).await? {
+    if !ctx.cache_linked().await? {
         if held.len() == HOLD_LIMIT {
             held.pop_front();
             warn!(
@@ -109,7 +110,7 @@ async fn deliver(ctx: &SessionCtx, held: &mut Held, reply: SyncReply) -> Result<
 /// Once the cache is linked, writes the held replies that arrived after the
 /// newest full sync began fetching; earlier ones it has already seen.
 async fn release(ctx: &SessionCtx, held: &mut Held) -> Result<(), store::Error> {
-    if held.is_empty() || !linked(ctx).await? {
+    if held.is_empty() || !ctx.cache_linked().await? {
         return Ok(());
     }
     let since = ctx
@@ -124,11 +125,6 @@ async fn release(ctx: &SessionCtx, held: &mut Held) -> Result<(), store::Error> 
         }
     }
     Ok(())
-}
-
-async fn linked(ctx: &SessionCtx) -> Result<bool, store::Error> {
-    let login = ctx.client.session().login_id().to_owned();
-    Ok(ctx.app.store.linked_login().await?.as_deref() == Some(login.as_str()))
 }
 
 /// Writes one webwxsync reply: modified contacts replace their rows (an empty

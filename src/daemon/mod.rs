@@ -308,6 +308,14 @@ impl SessionCtx {
 }
 
 impl SessionCtx {
+    /// Whether the cache holds this login's user names. Until the first full
+    /// sync of a new login has linked it, contact changes and remark edits
+    /// wait: under the old names they would reach the wrong rows.
+    async fn cache_linked(&self) -> Result<bool, crate::store::Error> {
+        let login = self.client.session().login_id().to_owned();
+        Ok(self.app.store.linked_login().await?.as_deref() == Some(login.as_str()))
+    }
+
     /// Drops the history rows older than `history.retention`.
     async fn prune_history(&self) {
         match self

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{SessionCtx, TaskError, TaskResult};
 use crate::backoff::Backoff;
@@ -44,6 +44,19 @@ pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> TaskResu
             Ok(_) => {}
             Err(e) => {
                 warn!(error = %e, "cannot check the remark queue");
+                continue;
+            }
+        }
+        // The commit that links the cache changes data_version, so a
+        // skipped round is tried again as soon as that lands.
+        match ctx.cache_linked().await {
+            Ok(true) => {}
+            Ok(false) => {
+                debug!("remark edits wait until this login's first full sync links the cache");
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot tell whose names the cache holds");
                 continue;
             }
         }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::{FromRow, SqliteConnection};
 
 use super::{Error, Store, now};
+use crate::webwx::RealId;
 
 impl Store {
     /// The login whose user names the cache holds, if any has been linked.
@@ -27,29 +28,25 @@ impl Store {
         Ok(live == 0)
     }
 
-    /// Records `(session user name, real id)` pairs from a MsgType 51 map,
-    /// and the real id of every cached contact they name.
-    pub async fn save_real_ids(&self, pairs: &[(String, String)]) -> Result<(), Error> {
-        if pairs.is_empty() {
+    /// Records a MsgType 51 map (session user name → real id). The cached
+    /// rows it names get their `real_id` in the next write of contacts (a
+    /// full sync or an increment), in the same transaction as their data.
+    pub async fn save_real_ids(&self, ids: &[RealId]) -> Result<(), Error> {
+        if ids.is_empty() {
             return Ok(());
         }
-        let json = serde_json::to_string(pairs).map_err(Error::Encode)?;
-        let mut tx = self.begin_write().await?;
+        let pairs: Vec<(&str, &str)> = ids
+            .iter()
+            .map(|r| (r.user_name.as_str(), r.real_id.as_str()))
+            .collect();
         sqlx::query(
             "INSERT OR REPLACE INTO real_ids (user_name, real_id, seen_at) \
              SELECT value->>0, value->>1, ?2 FROM json_each(?1)",
         )
-        .bind(&json)
+        .bind(serde_json::to_string(&pairs).map_err(Error::Encode)?)
         .bind(now())
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        sqlx::query(
-            "UPDATE contacts SET real_id = r.real_id FROM real_ids r \
-             WHERE contacts.user_name = r.user_name AND contacts.real_id IS NOT r.real_id",
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

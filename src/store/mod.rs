@@ -7,6 +7,7 @@
 
 mod identity;
 mod ops;
+mod relink;
 mod runs;
 mod stage;
 mod write;

@@ -40,6 +40,8 @@ pub struct FullSync<'a> {
     /// Apply even a deletion the guard would hold.
     pub force: bool,
     pub stats: &'a RunStats,
+    /// Previous-login rows a re-link left unlinked.
+    pub unlinked: u64,
 }
 
 /// TEMP tables `prepare` fills (and the links a re-link adds before it).
@@ -110,6 +112,47 @@ macro_rules! updated {
              FROM temp.d_upd d JOIN temp.stage_contacts s ON s.user_name = d.user_name \
              JOIN main.contacts c ON c.contact_id = d.contact_id \
              WHERE c.", $field, " IS NOT s.", $field
+        )
+    };
+}
+
+/// Pairs a new login's unpaired strangers with the stored ones by one
+/// column, where the value is unique among the unpaired on both sides
+/// (and, with `only_set`, not empty).
+macro_rules! pair_strangers_by {
+    ($col:literal, $only_set:literal) => {
+        concat!(
+            "UPDATE temp.old_m SET m_new = p.m
+             FROM (SELECT o.g, o.m_old, n.m
+                   FROM (SELECT g, ",
+            $col,
+            " AS v, min(m_old) AS m_old FROM temp.old_m
+                         WHERE m_new IS NULL AND (NOT ",
+            $only_set,
+            " OR ",
+            $col,
+            " != '')
+                         GROUP BY g, ",
+            $col,
+            " HAVING count(*) = 1) o
+                   JOIN (SELECT s.group_user_name AS g, s.",
+            $col,
+            " AS v,
+                                min(s.member_user_name) AS m
+                         FROM temp.stage_members s
+                         JOIN temp.gmap gm ON gm.new_name = s.group_user_name
+                         WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
+                           AND (NOT ",
+            $only_set,
+            " OR s.",
+            $col,
+            " != '')
+                           AND NOT EXISTS (SELECT 1 FROM temp.old_m x
+                                           WHERE x.g = s.group_user_name
+                                             AND x.m_new = s.member_user_name)
+                         GROUP BY 1, 2 HAVING count(*) = 1) n
+                     ON n.g = o.g AND n.v = o.v) p
+             WHERE old_m.g = p.g AND old_m.m_old = p.m_old"
         )
     };
 }
@@ -198,22 +241,34 @@ const PREPARE_MEMBERS: &[&str] = &[
      LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
      WHERE gm.fresh = 0",
     // After a new login the members who are not contacts carry new names
-    // too: pair them within their group by (nick name, display name) where
-    // that pair is unique on both sides, so history does not record every
-    // stranger as leaving and joining.
+    // too: pair them within their group by (nick name, display name), so
+    // history does not record every stranger as leaving and joining. Members
+    // who look the same are interchangeable in the cache, so k of them on
+    // each side pair up in name order; only a difference in count is a join
+    // or a leave.
     "UPDATE temp.old_m SET m_new = p.m
      FROM (SELECT o.g, o.m_old, n.m
-           FROM (SELECT g, nick_name, display_name, min(m_old) AS m_old FROM temp.old_m
-                 WHERE m_new IS NULL GROUP BY g, nick_name, display_name HAVING count(*) = 1) o
-           JOIN (SELECT s.group_user_name AS g, s.nick_name, s.display_name,
-                        min(s.member_user_name) AS m
+           FROM (SELECT g, m_old, nick_name, display_name,
+                        row_number() OVER (PARTITION BY g, nick_name, display_name
+                                           ORDER BY m_old) AS k
+                 FROM temp.old_m WHERE m_new IS NULL) o
+           JOIN (SELECT s.group_user_name AS g, s.member_user_name AS m, s.nick_name,
+                        s.display_name,
+                        row_number() OVER (PARTITION BY s.group_user_name, s.nick_name,
+                                                        s.display_name
+                                           ORDER BY s.member_user_name) AS k
                  FROM temp.stage_members s JOIN temp.gmap gm ON gm.new_name = s.group_user_name
                  WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
                    AND NOT EXISTS (SELECT 1 FROM temp.old_m x
-                                   WHERE x.g = s.group_user_name AND x.m_new = s.member_user_name)
-                 GROUP BY 1, 2, 3 HAVING count(*) = 1) n
-             ON n.g = o.g AND n.nick_name = o.nick_name AND n.display_name = o.display_name) p
+                                   WHERE x.g = s.group_user_name AND x.m_new = s.member_user_name)) n
+             ON n.g = o.g AND n.nick_name = o.nick_name AND n.display_name = o.display_name
+            AND n.k = o.k) p
      WHERE old_m.g = p.g AND old_m.m_old = p.m_old",
+    // Then a stranger who changed one of the two: by nick name alone, then
+    // by a non-empty display name alone, each only where it is unique among
+    // the members still unpaired on both sides.
+    pair_strangers_by!("nick_name", "false"),
+    pair_strangers_by!("display_name", "true"),
     "INSERT INTO temp.d_mdel
      SELECT o.g, o.m_phys FROM temp.old_m o
      WHERE NOT EXISTS (SELECT 1 FROM temp.stage_members s
@@ -349,6 +404,9 @@ struct Prepared {
     relinked: i64,
     member_rows_removed: i64,
     member_rows_written: i64,
+    /// Members who left (not rows merely renamed by a new login), and the
+    /// member rows of groups that are gone: what the guard weighs.
+    members_lost: i64,
 }
 
 impl Stage {
@@ -465,7 +523,11 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
                 (SELECT count(*) FROM temp.d_mups)
                   + (SELECT count(*) FROM temp.stage_members s
                      JOIN temp.gmap gm ON gm.new_name = s.group_user_name WHERE gm.fresh = 1)
-                  AS member_rows_written",
+                  AS member_rows_written,
+                (SELECT count(*) FROM temp.d_changes WHERE change = 'left')
+                  + (SELECT count(*) FROM main.memberships
+                     WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group))
+                  AS members_lost",
     )
     .fetch_one(&mut *conn)
     .await?)
@@ -495,7 +557,7 @@ async fn guard(
     full: &FullSync<'_>,
     p: &Prepared,
 ) -> Result<Option<Held>, Error> {
-    if full.force || (p.deleted < GUARD_FLOOR && p.member_rows_removed < GUARD_FLOOR) {
+    if full.force || (p.deleted < GUARD_FLOOR && p.members_lost < GUARD_FLOOR) {
         return Ok(None);
     }
     let (live_contacts, stored_memberships): (i64, i64) = sqlx::query_as(
@@ -512,7 +574,7 @@ async fn guard(
         }
     };
     if share(p.deleted, live_contacts) <= full.guard
-        && share(p.member_rows_removed, stored_memberships) <= full.guard
+        && share(p.members_lost, stored_memberships) <= full.guard
     {
         return Ok(None);
     }
@@ -523,7 +585,7 @@ async fn guard(
     for id in &gone {
         h.update(&id.to_le_bytes());
     }
-    h.update(&p.member_rows_removed.to_le_bytes());
+    h.update(&p.members_lost.to_le_bytes());
     let digest = format!("{:032x}", h.digest128());
     let previous: Option<Option<String>> = sqlx::query_scalar(
         "SELECT deletion_digest FROM main.sync_runs
@@ -535,19 +597,19 @@ async fn guard(
     if previous.flatten().as_deref() == Some(digest.as_str()) {
         tracing::warn!(
             deleted = p.deleted,
-            member_rows = p.member_rows_removed,
+            members = p.members_lost,
             "the same large deletion came twice in a row; applying it"
         );
         return Ok(None);
     }
     let reason = format!(
-        "held back: this sync would mark {} of {} contacts deleted and remove {} of {} \
-         membership rows, more than the {:.0} % `sync.deletion_guard` allows; the cache is \
+        "held back: this sync would mark {} of {} contacts deleted and drop {} of {} \
+         group memberships, more than the {:.0} % `sync.deletion_guard` allows; the cache is \
          unchanged. The same answer on the next sync is applied; `wxsync sync --force` \
          applies it now",
         p.deleted,
         live_contacts,
-        p.member_rows_removed,
+        p.members_lost,
         stored_memberships,
         full.guard * 100.0
     );
@@ -576,6 +638,15 @@ async fn finish_full(
     counts: &ApplyCounts,
     now: &str,
 ) -> Result<(), Error> {
+    // Real ids of a previous login's names are of no further use.
+    if counts.relinked > 0 || full.unlinked > 0 {
+        sqlx::query(
+            "DELETE FROM main.real_ids
+             WHERE user_name NOT IN (SELECT user_name FROM temp.stage_contacts)",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     sqlx::query(
         "UPDATE main.identity SET login_id = ?1, linked_at = ?2
          WHERE login_id IS NOT ?1",
@@ -584,10 +655,7 @@ async fn finish_full(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let unlinked: i64 =
-        sqlx::query_scalar("SELECT count(DISTINCT old_contact_id) FROM temp.candidates")
-            .fetch_one(&mut *tx)
-            .await?;
+    let unlinked = full.unlinked as i64;
     if counts.relinked > 0 || unlinked > 0 {
         sqlx::query("DELETE FROM main.identity_candidates")
             .execute(&mut *tx)

@@ -165,10 +165,12 @@ async fn a_forced_logout_keeps_rows_stops_calls_and_resumes_after_login() {
     // From the logout to the new login, the dead session got at most the
     // one call per task that found it dead, each answered 1101.
     let calls = app.sim.calls();
-    let relogin = calls
-        .iter()
-        .rposition(|c| c.endpoint == Endpoint::JsLogin)
-        .unwrap();
+    // `wxsync login` asks the phone first (push login), then shows a QR.
+    let relogin = killed_at
+        + calls[killed_at..]
+            .iter()
+            .position(|c| matches!(c.endpoint, Endpoint::PushLogin | Endpoint::JsLogin))
+            .unwrap();
     let between = &calls[killed_at..relogin];
     assert!(
         between.len() <= 3
@@ -314,12 +316,16 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_new_login_while_running_is_picked_up_and_old_names_are_kept_as_deleted() {
+async fn a_new_login_while_running_is_picked_up_and_the_cache_relinked() {
     let app = logged_in().await;
     let daemon = app.start_daemon(&[]);
     app.eventually("the first full sync", || async { app.ok_runs().await == 1 })
         .await;
     let old_self = app.sim.account().self_user.user_name;
+    let self_id = app
+        .scalar("SELECT contact_id FROM contacts WHERE kind = 'self'")
+        .await;
+    let contacts = app.scalar("SELECT count(*) FROM contacts").await;
 
     app.login().await;
     app.eventually("a full sync under the new login", || async {
@@ -329,24 +335,38 @@ async fn a_new_login_while_running_is_picked_up_and_old_names_are_kept_as_delete
 
     let new_self = app.sim.account().self_user.user_name;
     assert_ne!(old_self, new_self, "user names change at every login");
-    let old = app
-        .text(
-            "SELECT deleted_at FROM contacts WHERE user_name = ?",
-            &old_self,
-        )
-        .await;
-    assert!(old.is_some(), "the old row is kept, marked deleted");
-    let new = app
-        .text("SELECT kind FROM contacts WHERE user_name = ?", &new_self)
-        .await;
-    assert_eq!(new.as_deref(), Some("self"));
+    let now_named: Option<i64> =
+        sqlx::query_scalar("SELECT contact_id FROM contacts WHERE user_name = ?")
+            .bind(&new_self)
+            .fetch_optional(&app.db().await)
+            .await
+            .unwrap();
+    assert_eq!(
+        now_named,
+        Some(self_id),
+        "the account's own row keeps its contact_id under its new name"
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM contacts").await,
+        contacts,
+        "no row was added for a contact the cache already had"
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM contacts WHERE deleted_at IS NOT NULL")
+            .await,
+        0
+    );
     let stale = app
         .scalar(
-            "SELECT count(*) FROM memberships m JOIN contacts g ON g.user_name = m.group_user_name \
-             WHERE g.deleted_at IS NOT NULL",
+            "SELECT count(*) FROM memberships m \
+             WHERE NOT EXISTS (SELECT 1 FROM contacts g \
+                               WHERE g.user_name = m.group_user_name AND g.deleted_at IS NULL)",
         )
         .await;
-    assert_eq!(stale, 0, "groups marked deleted have no membership rows");
+    assert_eq!(
+        stale, 0,
+        "every membership names a live group by its new name"
+    );
     // The new login kicks the old session (1101) and replaces the file; in
     // either order the daemon must not write "logged out" over the new login.
     let status = app.wxsync(&["status", "--json"]).await;

@@ -4,6 +4,7 @@
 mod daemon;
 mod helpers;
 mod history;
+mod identity;
 mod login;
 mod ops;
 mod sync;

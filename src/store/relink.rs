@@ -1,0 +1,267 @@
+//! Re-linking: after a new login, the staged contacts carry new user names.
+//! This step reads the previous login's live rows and the staged ones, asks
+//! the matcher (`crate::identity`) who is who, and records the answer in the
+//! stage's `links` and `candidates` tables for the commit (docs/storage.md,
+//! "Prepare").
+
+use std::collections::HashMap;
+
+use sqlx::{FromRow, SqliteConnection};
+
+use super::Error;
+use super::stage::Stage;
+use crate::contact::Kind;
+use crate::identity::{
+    self, Group, Outcome, Person, avatar_seq, card_key, contact_member_key, stranger_member_key,
+};
+
+/// What a re-link decided.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Relinked {
+    /// Previous-login rows linked to a new name.
+    pub linked: u64,
+    /// Previous-login rows left unlinked (they will be marked deleted).
+    pub unlinked: u64,
+}
+
+/// One side's row as the matcher needs it.
+#[derive(FromRow)]
+struct Row {
+    /// The cache's `contact_id` (old side) or 0 (new side).
+    contact_id: i64,
+    user_name: String,
+    kind: String,
+    nick_name: String,
+    remark_name: String,
+    alias: String,
+    signature: String,
+    province: String,
+    city: String,
+    sex: i64,
+    head_img_url: String,
+    member_count: i64,
+    real_id: Option<String>,
+}
+
+/// The previous login's live rows that this login did not list by name.
+const OLD_ROWS: &str = "SELECT c.contact_id, c.user_name, c.kind, c.nick_name, c.remark_name,
+        c.alias, c.signature, c.province, c.city, c.sex, c.head_img_url, c.member_count,
+        c.real_id
+     FROM main.contacts c
+     WHERE c.deleted_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM temp.stage_contacts s WHERE s.user_name = c.user_name)
+     ORDER BY c.contact_id";
+
+/// This login's staged rows the cache does not know by name.
+const NEW_ROWS: &str = "SELECT 0 AS contact_id, s.user_name, s.kind, s.nick_name, s.remark_name,
+        s.alias, s.signature, s.province, s.city, s.sex, s.head_img_url, s.member_count,
+        r.real_id
+     FROM temp.stage_contacts s LEFT JOIN main.real_ids r ON r.user_name = s.user_name
+     WHERE NOT EXISTS (SELECT 1 FROM main.contacts c WHERE c.user_name = s.user_name)
+     ORDER BY s.user_name";
+
+/// `(member, group name, display name)` of members with a card, per side.
+const OLD_CARDS: &str = "SELECT m.member_user_name, g.nick_name, m.display_name
+     FROM main.memberships m JOIN main.contacts g ON g.user_name = m.group_user_name
+     WHERE m.display_name != ''";
+const NEW_CARDS: &str = "SELECT m.member_user_name, g.nick_name, m.display_name
+     FROM temp.stage_members m JOIN temp.stage_contacts g ON g.user_name = m.group_user_name
+     WHERE m.display_name != ''";
+
+/// `(member, nick name, display name)` of one group's members, per side.
+const OLD_MEMBERS: &str = "SELECT member_user_name, nick_name, display_name
+     FROM main.memberships WHERE group_user_name = ?1";
+const NEW_MEMBERS: &str = "SELECT member_user_name, nick_name, display_name
+     FROM temp.stage_members WHERE group_user_name = ?1";
+
+impl Stage {
+    /// Links the previous login's rows to this login's staged ones; call it
+    /// after staging everything and before [`Stage::commit`], when the cache
+    /// holds another login's names.
+    pub async fn relink(&mut self) -> Result<Relinked, Error> {
+        self.flush_groups().await?;
+        let conn = &mut self.conn;
+        let (old_people, old_groups) = split(
+            sqlx::query_as::<_, Row>(OLD_ROWS)
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+        let (new_people, new_groups) = split(
+            sqlx::query_as::<_, Row>(NEW_ROWS)
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+        if old_people.is_empty() && old_groups.is_empty() {
+            return Ok(Relinked::default());
+        }
+
+        let old_cards = cards(conn, OLD_CARDS).await?;
+        let new_cards = cards(conn, NEW_CARDS).await?;
+        let people = identity::link_people(
+            &persons(&old_people, &old_cards),
+            &persons(&new_people, &new_cards),
+        );
+        // A member who is a linked contact is keyed by the cached row's id
+        // on both sides; anyone else by what the group shows of them.
+        let mut linked_old: HashMap<&str, i64> = HashMap::new();
+        let mut linked_new: HashMap<&str, i64> = HashMap::new();
+        for l in &people.links {
+            let old = &old_people[l.old];
+            linked_old.insert(&old.user_name, old.contact_id);
+            linked_new.insert(&new_people[l.new].user_name, old.contact_id);
+        }
+        let mut old_profiles = Vec::with_capacity(old_groups.len());
+        for g in &old_groups {
+            let keys = member_keys(conn, OLD_MEMBERS, &g.user_name, &linked_old).await?;
+            old_profiles.push(group(g, keys));
+        }
+        let mut new_profiles = Vec::with_capacity(new_groups.len());
+        for g in &new_groups {
+            let keys = member_keys(conn, NEW_MEMBERS, &g.user_name, &linked_new).await?;
+            new_profiles.push(group(g, keys));
+        }
+        let groups = identity::link_groups(&old_profiles, &new_profiles);
+
+        let mut result = Relinked::default();
+        for (outcome, old, new) in [
+            (&people, &old_people, &new_people),
+            (&groups, &old_groups, &new_groups),
+        ] {
+            let counts = record(conn, outcome, old, new).await?;
+            result.linked += counts.linked;
+            result.unlinked += counts.unlinked;
+        }
+        tracing::info!(
+            linked = result.linked,
+            unlinked = result.unlinked,
+            "linked the previous login's contacts to this login's names"
+        );
+        Ok(result)
+    }
+}
+
+/// People first, groups second.
+fn split(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
+    rows.into_iter().partition(|r| r.kind != "group")
+}
+
+async fn cards(conn: &mut SqliteConnection, sql: &str) -> Result<HashMap<String, Vec<u64>>, Error> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out: HashMap<String, Vec<u64>> = HashMap::new();
+    for (member, group_nick, display) in rows {
+        out.entry(member)
+            .or_default()
+            .push(card_key(&group_nick, &display));
+    }
+    for keys in out.values_mut() {
+        keys.sort_unstable();
+    }
+    Ok(out)
+}
+
+fn persons(rows: &[Row], cards: &HashMap<String, Vec<u64>>) -> Vec<Person> {
+    rows.iter()
+        .map(|r| Person {
+            kind: Kind::parse(&r.kind).unwrap_or(Kind::Friend),
+            real_id: r.real_id.clone(),
+            nick_name: r.nick_name.clone(),
+            remark_name: r.remark_name.clone(),
+            alias: r.alias.clone(),
+            signature: r.signature.clone(),
+            province: r.province.clone(),
+            city: r.city.clone(),
+            sex: r.sex,
+            avatar_seq: avatar_seq(&r.head_img_url),
+            cards: cards.get(&r.user_name).cloned().unwrap_or_default(),
+        })
+        .collect()
+}
+
+async fn member_keys(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    group: &str,
+    linked: &HashMap<&str, i64>,
+) -> Result<Vec<u64>, Error> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(group)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut keys: Vec<u64> = rows
+        .iter()
+        .map(
+            |(member, nick, display)| match linked.get(member.as_str()) {
+                Some(id) => contact_member_key(*id),
+                None => stranger_member_key(nick, display),
+            },
+        )
+        .collect();
+    keys.sort_unstable();
+    Ok(keys)
+}
+
+fn group(r: &Row, members: Vec<u64>) -> Group {
+    Group {
+        real_id: r.real_id.clone(),
+        nick_name: r.nick_name.clone(),
+        member_count: r.member_count,
+        avatar_seq: avatar_seq(&r.head_img_url),
+        members,
+    }
+}
+
+/// Writes one matcher outcome into the stage's `links` and `candidates`.
+async fn record(
+    conn: &mut SqliteConnection,
+    outcome: &Outcome,
+    old: &[Row],
+    new: &[Row],
+) -> Result<Relinked, Error> {
+    let links: Vec<(&str, i64)> = outcome
+        .links
+        .iter()
+        .map(|l| (new[l.new].user_name.as_str(), old[l.old].contact_id))
+        .collect();
+    let candidates: Vec<(i64, &str, f64, &str)> = outcome
+        .unresolved
+        .iter()
+        .flat_map(|u| {
+            u.candidates.iter().map(move |c| {
+                (
+                    old[u.old].contact_id,
+                    new[c.new].user_name.as_str(),
+                    c.score,
+                    c.evidence.as_str(),
+                )
+            })
+        })
+        .collect();
+    for l in &outcome.links {
+        tracing::debug!(
+            contact_id = old[l.old].contact_id,
+            score = l.score,
+            evidence = %l.evidence,
+            "re-linked"
+        );
+    }
+    sqlx::query(
+        "INSERT INTO temp.links (new_name, contact_id)
+         SELECT value->>0, value->>1 FROM json_each(?1)",
+    )
+    .bind(serde_json::to_string(&links).map_err(Error::Encode)?)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT OR REPLACE INTO temp.candidates (old_contact_id, new_name, score, evidence)
+         SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?1)",
+    )
+    .bind(serde_json::to_string(&candidates).map_err(Error::Encode)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Relinked {
+        linked: links.len() as u64,
+        unlinked: (old.len() - links.len()) as u64,
+    })
+}

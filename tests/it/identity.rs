@@ -1,0 +1,347 @@
+//! Contacts survive a new login: the first full sync links the previous
+//! login's rows to the new user names (keeping contact_id, history and
+//! memberships), queued remark edits follow their contact, look-alikes stay
+//! unlinked for a person to decide, and `wxsync identity` decides.
+
+use std::collections::HashMap;
+
+use wxsync::simulator::{Account, SimConfig, SimKind, StatusNotify};
+
+use crate::helpers::{TestApp, small_account};
+
+/// `sim_id` (the simulator's true identity) of every contact and group by
+/// its user name in the login `account` was taken in.
+fn truth(account: &Account) -> HashMap<String, u64> {
+    let people = account
+        .contacts
+        .iter()
+        .filter(|c| c.kind != SimKind::Stranger)
+        .map(|c| (c.user_name.clone(), c.sim_id));
+    let groups = account
+        .groups
+        .iter()
+        .map(|g| (g.user_name.clone(), g.sim_id));
+    std::iter::once((
+        account.self_user.user_name.clone(),
+        account.self_user.sim_id,
+    ))
+    .chain(people)
+    .chain(groups)
+    .collect()
+}
+
+/// `contact_id` by user name, for every row (live or not).
+async fn ids(app: &TestApp) -> HashMap<String, i64> {
+    sqlx::query_as::<_, (String, i64)>("SELECT user_name, contact_id FROM contacts")
+        .fetch_all(&app.db().await)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// `first_seen_at` by contact_id.
+async fn first_seen(app: &TestApp) -> HashMap<i64, String> {
+    sqlx::query_as::<_, (i64, String)>("SELECT contact_id, first_seen_at FROM contacts")
+        .fetch_all(&app.db().await)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Logs in again (every user name changes) and runs the sync that links.
+async fn relogin_and_sync(app: &TestApp) {
+    app.login().await;
+    app.sync().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relogin_keeps_rows_ids_memberships_and_history() {
+    let app = TestApp::spawn(SimConfig {
+        friends: 120,
+        saved_groups: 20,
+        max_group_members: 120,
+        min_group_members: 30,
+        status_notify: StatusNotify::Off,
+        ..small_account()
+    })
+    .await;
+    app.login().await;
+    app.sync().await;
+    let before = truth(&app.sim.account());
+    let id_of_sim: HashMap<u64, i64> = ids(&app)
+        .await
+        .into_iter()
+        .filter_map(|(name, id)| before.get(&name).map(|sim| (*sim, id)))
+        .collect();
+    let history = app.scalar("SELECT count(*) FROM contact_changes").await;
+    let seen_before = first_seen(&app).await;
+    app.sim.churn(0.03, 3);
+
+    relogin_and_sync(&app).await;
+
+    let after = truth(&app.sim.account());
+    let now = ids(&app).await;
+    let (mut kept, mut renamed, mut both, mut wrong) = (0, 0, 0, Vec::new());
+    for (name, sim) in &after {
+        let Some(old_id) = id_of_sim.get(sim) else {
+            continue; // new since the first login
+        };
+        both += 1;
+        match now.get(name) {
+            Some(id) if id == old_id => {
+                kept += 1;
+                // Special accounts keep their names across logins.
+                renamed += usize::from(!before.contains_key(name));
+            }
+            Some(id) if id_of_sim.values().any(|o| o == id) => wrong.push(name.clone()),
+            _ => {}
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "rows linked to the wrong person: {wrong:?}"
+    );
+    assert!(
+        kept * 100 >= both * 95,
+        "only {kept} of {both} contacts kept their contact_id"
+    );
+    let relinked = app
+        .scalar("SELECT count(*) FROM contact_changes WHERE change = 'relinked'")
+        .await;
+    assert_eq!(relinked as usize, renamed);
+    assert!(
+        app.scalar("SELECT count(*) FROM contact_changes").await > history,
+        "history is kept and extended"
+    );
+    let first_seen_now = first_seen(&app).await;
+    for id in id_of_sim.values() {
+        if now.values().any(|n| n == id) {
+            assert_eq!(
+                first_seen_now[id], seen_before[id],
+                "contact {id} keeps its first sight"
+            );
+        }
+    }
+    let stale = app
+        .scalar(
+            "SELECT count(*) FROM memberships m JOIN contacts g ON g.user_name = m.group_user_name \
+             WHERE g.deleted_at IS NOT NULL",
+        )
+        .await;
+    assert_eq!(stale, 0);
+    let members = app.scalar("SELECT count(*) FROM memberships").await;
+    let expected: usize = app
+        .sim
+        .account()
+        .groups
+        .iter()
+        .map(|g| g.members.len())
+        .sum();
+    assert_eq!(
+        members as usize, expected,
+        "memberships are the new login's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remark_queued_before_a_relogin_reaches_the_same_person_after_it() {
+    let app = TestApp::spawn(small_account()).await;
+    app.login().await;
+    app.sync().await;
+    let friend = app
+        .sim
+        .account()
+        .contacts
+        .into_iter()
+        .find(|c| c.kind == SimKind::Friend && c.remark_name.is_empty())
+        .unwrap();
+    let pool = app.db().await;
+    let op: i64 = sqlx::query_scalar(
+        "INSERT INTO pending_ops (user_name, remark_name) VALUES (?, 'Queued before') RETURNING id",
+    )
+    .bind(&friend.user_name)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    app.login().await;
+
+    let daemon = app.start_daemon(&[]);
+    app.eventually("the queued edit to settle", || async {
+        app.text(
+            "SELECT status FROM pending_ops WHERE id = ?",
+            &op.to_string(),
+        )
+        .await
+        .as_deref()
+            != Some("pending")
+    })
+    .await;
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{logs}");
+
+    let (status, user_name): (String, String) =
+        sqlx::query_as("SELECT status, user_name FROM pending_ops WHERE id = ?")
+            .bind(op)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "done", "{logs}");
+    let now = app
+        .sim
+        .account()
+        .contacts
+        .into_iter()
+        .find(|c| c.sim_id == friend.sim_id)
+        .unwrap();
+    assert_ne!(
+        now.user_name, friend.user_name,
+        "the login renamed everyone"
+    );
+    assert_eq!(
+        user_name, now.user_name,
+        "the queued row follows its contact"
+    );
+    assert_eq!(now.remark_name, "Queued before", "the same person got it");
+}
+
+/// Two look-alike pairs, no MsgType 51 map: a re-link must leave them alone.
+fn with_look_alikes(status_notify: StatusNotify) -> SimConfig {
+    SimConfig {
+        lookalikes: 2,
+        status_notify,
+        ..small_account()
+    }
+}
+
+/// The rows of look-alikes (by sim_id) in `account`: user name → sim_id.
+fn look_alike_names(account: &Account) -> HashMap<String, u64> {
+    let twins: Vec<u64> = account
+        .lookalikes
+        .iter()
+        .flat_map(|(a, b)| [*a, *b])
+        .collect();
+    account
+        .contacts
+        .iter()
+        .filter(|c| twins.contains(&c.sim_id))
+        .map(|c| (c.user_name.clone(), c.sim_id))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
+    let app = TestApp::spawn(with_look_alikes(StatusNotify::Off)).await;
+    app.login().await;
+    app.sync().await;
+    let old = look_alike_names(&app.sim.account());
+    let old_ids = ids(&app).await;
+
+    relogin_and_sync(&app).await;
+
+    let new = look_alike_names(&app.sim.account());
+    let now = ids(&app).await;
+    for name in new.keys() {
+        assert!(
+            !old_ids.values().any(|id| Some(id) == now.get(name)),
+            "look-alike {name} was linked to a previous row"
+        );
+    }
+    let listed = app.wxsync(&["identity", "--json"]).await;
+    assert!(listed.ok(), "{listed:?}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).unwrap();
+    for (name, sim) in &old {
+        let twin_names: Vec<&String> = new
+            .iter()
+            .filter(|(_, s)| *s == sim)
+            .map(|(n, _)| n)
+            .collect();
+        let candidates: Vec<&str> = rows
+            .iter()
+            .filter(|r| r["old_user_name"] == name.as_str())
+            .map(|r| r["new_user_name"].as_str().unwrap())
+            .collect();
+        assert!(
+            candidates.len() >= 2 && twin_names.iter().all(|t| candidates.contains(&t.as_str())),
+            "{name} lists its look-alike candidates: {candidates:?}"
+        );
+    }
+    let text = app.wxsync(&["identity"]).await;
+    assert!(
+        text.stdout.contains("wxsync identity link OLD NEW"),
+        "{text:?}"
+    );
+
+    // A person knows which is which.
+    let (old_name, sim) = old.iter().next().unwrap();
+    let new_name = new.iter().find(|(_, s)| *s == sim).unwrap().0;
+    let linked = app.wxsync(&["identity", "link", old_name, new_name]).await;
+    assert!(linked.ok(), "{linked:?}");
+    let now = ids(&app).await;
+    assert_eq!(
+        now.get(new_name),
+        old_ids.get(old_name),
+        "the old contact_id now names the person"
+    );
+    assert!(!now.contains_key(old_name));
+    let manual = app
+        .scalar(
+            "SELECT count(*) FROM contact_changes WHERE change = 'relinked' AND source = 'manual'",
+        )
+        .await;
+    assert_eq!(manual, 1);
+    let listed = app.wxsync(&["identity", "--json"]).await;
+    assert!(
+        !listed.stdout.contains(old_name.as_str()),
+        "decided rows leave the list"
+    );
+
+    // And changes their mind.
+    let unlinked = app.wxsync(&["identity", "unlink", new_name]).await;
+    assert!(unlinked.ok(), "{unlinked:?}");
+    let now = ids(&app).await;
+    assert_eq!(
+        now.get(old_name),
+        old_ids.get(old_name),
+        "the old id is back on its old name"
+    );
+    assert_ne!(now.get(new_name), old_ids.get(old_name));
+    let deleted = app
+        .text(
+            "SELECT deleted_at FROM contacts WHERE user_name = ?",
+            old_name,
+        )
+        .await;
+    assert!(deleted.is_some(), "the old row is marked deleted again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_msgtype_51_map_links_even_look_alikes_and_keeps_their_real_ids() {
+    let app = TestApp::spawn(with_look_alikes(StatusNotify::Share(1.0))).await;
+    app.login().await;
+    app.sync().await;
+    let old = look_alike_names(&app.sim.account());
+    let old_ids = ids(&app).await;
+
+    relogin_and_sync(&app).await;
+
+    let account = app.sim.account();
+    let new = look_alike_names(&account);
+    let now = ids(&app).await;
+    for (new_name, sim) in &new {
+        let old_name = old.iter().find(|(_, s)| *s == sim).unwrap().0;
+        assert_eq!(now.get(new_name), old_ids.get(old_name), "{new_name}");
+        let real = account.contacts.iter().find(|c| c.sim_id == *sim).unwrap();
+        let stored = app
+            .text("SELECT real_id FROM contacts WHERE user_name = ?", new_name)
+            .await;
+        assert_eq!(stored.as_deref(), Some(real.real_id.as_str()));
+    }
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM contacts WHERE deleted_at IS NOT NULL")
+            .await,
+        0,
+        "with every real id known, nobody is left unlinked"
+    );
+}
