@@ -103,8 +103,15 @@ fn median(mut walls: Vec<Duration>) -> Duration {
     walls[walls.len() / 2]
 }
 
+/// The run whose wall time is the median.
+fn median_run(samples: &[Sample]) -> &Sample {
+    let mut sorted: Vec<&Sample> = samples.iter().collect();
+    sorted.sort_by_key(|s| s.phases.wall);
+    sorted[sorted.len() / 2]
+}
+
 fn wall_of(samples: &[Sample]) -> Duration {
-    median(samples.iter().map(|s| s.phases.wall).collect())
+    median_run(samples).phases.wall
 }
 
 fn max_rss(samples: &[Sample]) -> u64 {
@@ -313,7 +320,7 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
 
     let _ = writeln!(
         out,
-        "\nWhere the time went (wall clock; from wxsync's per-reply debug lines and its rusage):\n"
+        "\nWhere the time went (the median run of each; from wxsync's per-reply debug lines and its rusage):\n"
     );
     let mut phases = vec![vec![
         "run".to_string(),
@@ -328,8 +335,8 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
     for r in results {
         for (name, s) in [
             ("cold", &r.cold),
-            ("fetch only", &r.fetch[0]),
-            ("no-change", &r.no_change[0]),
+            ("fetch only", median_run(&r.fetch)),
+            ("no-change", median_run(&r.no_change)),
             ("1 % changed", &r.one_percent),
         ] {
             let p = &s.phases;
