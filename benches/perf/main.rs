@@ -326,8 +326,8 @@ async fn sync(
 }
 
 /// Starts the daemon, waits for its first full sync to end, measures the
-/// queued edits, and stops it. Also returns how many full syncs the daemon
-/// started during the measurement (its schedule may fire).
+/// queued edits, and stops it, whatever happened. Also returns how many full
+/// syncs the daemon started during the measurement (its schedule may fire).
 async fn remark_latency(
     work: &Work,
     cache: &mut Cache,
@@ -336,6 +336,19 @@ async fn remark_latency(
     let friends = cache.friends(ops).await?;
     let before = cache.last_run().await?.id;
     let daemon = work.spawn("daemon", &["run"])?;
+    let measured = measure_under(cache, &daemon, before, &friends).await;
+    daemon.terminate()?;
+    // A daemon that failed says why in its stderr, which `wait` reports.
+    tokio::task::spawn_blocking(move || daemon.wait()).await??;
+    measured
+}
+
+async fn measure_under(
+    cache: &mut Cache,
+    daemon: &child::Running,
+    before: i64,
+    friends: &[String],
+) -> anyhow::Result<(remark::Latency, i64)> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let first = loop {
         let run = cache.last_run().await?;
@@ -343,7 +356,6 @@ async fn remark_latency(
             break run;
         }
         if daemon.has_exited() {
-            daemon.wait()?;
             bail!("the daemon stopped before its first full sync ended");
         }
         if Instant::now() > deadline {
@@ -358,9 +370,7 @@ async fn remark_latency(
             first.error.unwrap_or_default()
         );
     }
-    let latency = remark::measure(cache, &friends).await;
+    let latency = remark::measure(cache, friends).await?;
     let syncs = cache.last_run().await?.id - first.id;
-    daemon.terminate()?;
-    tokio::task::spawn_blocking(move || daemon.wait()).await??;
-    Ok((latency?, syncs))
+    Ok((latency, syncs))
 }
