@@ -1,0 +1,55 @@
+//! The simulated account at each size, and the changes a "1 % changed" sync
+//! finds.
+
+use std::time::Duration;
+
+use wxsync::simulator::{Account, SimConfig, SimKind, Simulator};
+
+/// Members of every group at every size.
+pub const GROUP_SIZE: usize = 500;
+
+/// 1× is the heavy account of issue 8: 5,000 friends, 125 officials, 300
+/// groups (250 saved to contacts, 50 known only from webwxinit/ChatSet).
+pub fn sim_config(scale: usize) -> SimConfig {
+    SimConfig {
+        seed: 8,
+        friends: 5_000 * scale,
+        officials: 125 * scale,
+        saved_groups: 250 * scale,
+        unsaved_groups: 50 * scale,
+        min_group_members: GROUP_SIZE,
+        max_group_members: GROUP_SIZE,
+        page_size: 1_000,
+        long_poll: Duration::from_secs(25),
+        auto_confirm: true,
+        ..SimConfig::default()
+    }
+}
+
+/// Changes `rate` of every kind of thing the server changes between two
+/// syncs (the simulator's churn: renames, avatars, remarks, signatures,
+/// friends added and removed, members joining and leaving, cards, groups
+/// renamed, created and removed). Returns what changed, in words.
+pub fn churn(sim: &Simulator, rate: f64, seed: u64) -> String {
+    let report = sim.churn(rate, seed);
+    let parts: Vec<String> = report
+        .counts()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect();
+    format!("{} changes ({})", report.total(), parts.join(", "))
+}
+
+/// Friends, officials, groups and memberships the simulator holds.
+pub fn describe(account: &Account) -> String {
+    let count = |k: SimKind| account.contacts.iter().filter(|c| c.kind == k).count();
+    let memberships: usize = account.groups.iter().map(|g| g.members.len()).sum();
+    format!(
+        "{} friends, {} officials, {} groups, {} memberships",
+        count(SimKind::Friend),
+        count(SimKind::Official),
+        account.groups.len(),
+        memberships
+    )
+}

@@ -1,0 +1,177 @@
+//! The bench's own connection to the cache: what a user's `sqlite3` would
+//! see, the counters behind "rows rewritten" and "rows changed", and the
+//! `sync_runs` rows wxsync recorded.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, FromRow, SqliteConnection};
+
+/// Physical row writes on the two data tables, counted by triggers the bench
+/// adds to its throwaway cache: an UPDATE that sets a row to what it already
+/// was counts, as it costs the same and holds the same lock.
+const COUNTED: [&str; 2] = ["contacts", "memberships"];
+
+/// A copy of the data as it was, in a side database, for "rows changed".
+/// Timestamps are left out (a row whose data did not change did not change),
+/// `deleted_at` becomes a flag.
+const SNAPSHOT: &[&str] = &[
+    "DROP TABLE IF EXISTS before.contacts",
+    "DROP TABLE IF EXISTS before.memberships",
+    "CREATE TABLE before.contacts AS SELECT user_name, kind, nick_name, remark_name, alias, \
+     signature, province, city, head_img_url, sex, verify_flag, contact_flag, star_friend, \
+     member_count, encry_chat_room_id, raw, deleted_at IS NOT NULL AS deleted, contact_id, \
+     real_id FROM main.contacts",
+    "CREATE TABLE before.memberships AS SELECT * FROM main.memberships",
+];
+
+/// Rows inserted, changed or removed since [`SNAPSHOT`], each counted once.
+const CHANGED: &str = "SELECT \
+    (SELECT count(*) FROM ( \
+       SELECT user_name FROM ( \
+         SELECT user_name, kind, nick_name, remark_name, alias, signature, province, city, \
+                head_img_url, sex, verify_flag, contact_flag, star_friend, member_count, \
+                encry_chat_room_id, raw, deleted_at IS NOT NULL, contact_id, real_id \
+         FROM main.contacts EXCEPT SELECT * FROM before.contacts) \
+       UNION \
+       SELECT user_name FROM ( \
+         SELECT * FROM before.contacts EXCEPT \
+         SELECT user_name, kind, nick_name, remark_name, alias, signature, province, city, \
+                head_img_url, sex, verify_flag, contact_flag, star_friend, member_count, \
+                encry_chat_room_id, raw, deleted_at IS NOT NULL, contact_id, real_id \
+         FROM main.contacts))) \
+  + (SELECT count(*) FROM ( \
+       SELECT group_user_name, member_user_name FROM ( \
+         SELECT * FROM main.memberships EXCEPT SELECT * FROM before.memberships) \
+       UNION \
+       SELECT group_user_name, member_user_name FROM ( \
+         SELECT * FROM before.memberships EXCEPT SELECT * FROM main.memberships)))";
+
+/// One `sync_runs` row, as far as the bench reads it.
+#[derive(Debug, FromRow)]
+pub struct Run {
+    pub id: i64,
+    pub status: String,
+    pub error: Option<String>,
+    pub contacts: i64,
+    pub groups: i64,
+    pub memberships: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub memberships_changed: i64,
+    pub write_lock_ms: Option<i64>,
+}
+
+impl Run {
+    /// The rows this run says it wrote.
+    pub fn reported_writes(&self) -> i64 {
+        self.inserted + self.updated + self.deleted + self.memberships_changed
+    }
+}
+
+pub struct Cache {
+    conn: SqliteConnection,
+}
+
+impl Cache {
+    /// Opens the cache like a plain `sqlite3` shell: no busy timeout, so a
+    /// write meets "database is locked" at once while wxsync holds the lock.
+    pub async fn open(database: &Path) -> anyhow::Result<Cache> {
+        let options = SqliteConnectOptions::new()
+            .filename(database)
+            .busy_timeout(Duration::ZERO);
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        // A first read opens the WAL index (`-shm`), which the lock probe
+        // needs, and this connection keeps it open between wxsync's runs.
+        sqlx::query("SELECT count(*) FROM sqlite_schema")
+            .execute(&mut conn)
+            .await?;
+        let side = database.with_extension("before.db");
+        // The connection may not create files; an empty file is an empty database.
+        std::fs::File::create(&side)?;
+        sqlx::query("ATTACH ? AS before")
+            .bind(side.to_string_lossy().into_owned())
+            .execute(&mut conn)
+            .await?;
+        Ok(Cache { conn })
+    }
+
+    pub async fn close(self) -> anyhow::Result<()> {
+        Ok(self.conn.close().await?)
+    }
+
+    pub fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+
+    /// Starts (or restarts at zero) counting row writes on the data tables.
+    pub async fn count_writes(&mut self) -> anyhow::Result<()> {
+        let mut statements = vec![
+            "CREATE TABLE IF NOT EXISTS bench_row_writes (n INTEGER NOT NULL)".to_string(),
+            "DELETE FROM bench_row_writes".into(),
+            "INSERT INTO bench_row_writes VALUES (0)".into(),
+        ];
+        for table in COUNTED {
+            for op in ["INSERT", "UPDATE", "DELETE"] {
+                statements.push(format!(
+                    "CREATE TRIGGER IF NOT EXISTS bench_{table}_{op} AFTER {op} ON {table} \
+                     BEGIN UPDATE bench_row_writes SET n = n + 1; END"
+                ));
+            }
+        }
+        for statement in statements {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut self.conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn row_writes(&mut self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT n FROM bench_row_writes")
+            .fetch_one(&mut self.conn)
+            .await?)
+    }
+
+    /// Remembers the data as it is now, for [`Cache::rows_changed`].
+    pub async fn snapshot(&mut self) -> anyhow::Result<()> {
+        for statement in SNAPSHOT {
+            sqlx::query(*statement).execute(&mut self.conn).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn rows_changed(&mut self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(CHANGED)
+            .fetch_one(&mut self.conn)
+            .await?)
+    }
+
+    pub async fn last_run(&mut self) -> anyhow::Result<Run> {
+        Ok(sqlx::query_as::<_, Run>(
+            "SELECT id, status, error, contacts, groups, memberships, inserted, updated, deleted, \
+             memberships_changed, write_lock_ms FROM sync_runs ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_one(&mut self.conn)
+        .await?)
+    }
+
+    pub async fn history_rows(&mut self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM contact_changes")
+            .fetch_one(&mut self.conn)
+            .await?)
+    }
+
+    /// Live friends' user names, oldest first.
+    pub async fn friends(&mut self, n: usize) -> anyhow::Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT user_name FROM contacts WHERE kind = 'friend' AND deleted_at IS NULL \
+             ORDER BY contact_id LIMIT ?",
+        )
+        .bind(n as i64)
+        .fetch_all(&mut self.conn)
+        .await?)
+    }
+}

@@ -1,0 +1,373 @@
+//! `cargo bench --bench perf`: issue 8's benchmark. For each account size
+//! (1× = 5,000 friends, 125 officials, 300 groups × 500 members) it starts
+//! the simulator in this process and runs the release `wxsync` binary
+//! against it as a user would: a cold full sync, fetch-only runs (the
+//! floor), no-change syncs, a sync after 1 % changed, and the daemon while
+//! remark edits are queued; then wechat4u 0.7.14's own fetch against the
+//! same simulator as the peer figure. It prints one table with each
+//! measure's target. See benches/README.md for what each figure means and
+//! how it is taken.
+//!
+//! Environment: `WXSYNC_BENCH_SIZES` (default `1,2,4`), `WXSYNC_BENCH_REPEAT`
+//! (runs of the repeatable measures, default 3; the median is shown),
+//! `WXSYNC_BENCH_OPS` (remark edits, default 1000), `WXSYNC_BENCH_PROFILE=1`
+//! (`perf record` the first size's syncs), `WXSYNC_BENCH_KEEP=1` (keep the
+//! work directories).
+
+mod account;
+mod cache;
+mod child;
+mod launcher;
+mod lock;
+mod peer;
+mod phases;
+mod profile;
+mod remark;
+mod report;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use wxsync::simulator::Simulator;
+
+use cache::Cache;
+use child::Work;
+use lock::ShmProbe;
+use phases::Phases;
+
+/// How much of the account the "1 % changed" sync finds changed.
+const CHURN_RATE: f64 = 0.01;
+
+struct Options {
+    sizes: Vec<usize>,
+    repeat: usize,
+    ops: usize,
+    profile: bool,
+    keep: bool,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn options() -> anyhow::Result<Options> {
+    let sizes = std::env::var("WXSYNC_BENCH_SIZES").unwrap_or_else(|_| "1,2,4".into());
+    let sizes = sizes
+        .split(',')
+        .map(
+            |s| match s.trim().trim_end_matches(['x', '×']).parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => bail!("WXSYNC_BENCH_SIZES: {s:?} is not a size like 1, 2 or 4"),
+            },
+        )
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+    Ok(Options {
+        sizes,
+        repeat: env_or("WXSYNC_BENCH_REPEAT", 3_usize)?.max(1),
+        ops: env_or("WXSYNC_BENCH_OPS", 1000_usize)?.max(1),
+        profile: flag("WXSYNC_BENCH_PROFILE"),
+        keep: flag("WXSYNC_BENCH_KEEP"),
+    })
+}
+
+/// One measured `wxsync` run.
+pub struct Sample {
+    pub phases: Phases,
+    pub rss_kib: u64,
+    /// The `sync_runs` row it recorded (not for fetch-only).
+    pub run: Option<cache::Run>,
+    /// Rows of `contacts` and `memberships` it wrote (counted by triggers).
+    pub rewritten: Option<i64>,
+    /// Rows it added to `contact_changes`.
+    pub history: Option<i64>,
+}
+
+pub struct PeerFigures {
+    /// `--every-group` runs.
+    pub every: Vec<peer::Fetch>,
+    /// wechat4u as shipped, once.
+    pub stock: peer::Fetch,
+}
+
+pub struct SizeResult {
+    pub scale: usize,
+    pub shape: String,
+    pub peer: Result<PeerFigures, String>,
+    pub cold: Sample,
+    pub fetch: Vec<Sample>,
+    pub no_change: Vec<Sample>,
+    pub churned: String,
+    pub one_percent: Sample,
+    pub changed: i64,
+    pub remark: remark::Latency,
+    /// Full syncs the daemon started while the edits were measured.
+    pub remark_syncs: i64,
+    pub profiles: Vec<(String, String)>,
+}
+
+fn main() -> anyhow::Result<()> {
+    if let Some(report) = std::env::var_os(launcher::REPORT_ENV) {
+        std::process::exit(launcher::run(Path::new(&report)));
+    }
+    tokio::runtime::Runtime::new()?.block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let opts = options()?;
+    let machine = report::Machine::now();
+    let peer = peer::install();
+    if let Err(why) = &peer {
+        eprintln!("wechat4u skipped: {why}");
+    }
+    let perf_dir = match (opts.profile, profile::available()) {
+        (false, _) => None,
+        (true, Ok(())) => {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-profile");
+            std::fs::create_dir_all(&dir)?;
+            Some(dir)
+        }
+        (true, Err(why)) => bail!("WXSYNC_BENCH_PROFILE=1 but {why}"),
+    };
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for (i, &scale) in opts.sizes.iter().enumerate() {
+        let perf = perf_dir.clone().filter(|_| i == 0);
+        let result = run_size(scale, &opts, peer.as_deref().map_err(String::as_str), perf)
+            .await
+            .with_context(|| format!("at size {scale}×"))?;
+        results.push(result);
+    }
+    let machine = machine.finish(started.elapsed());
+    println!("{}", report::render(&machine, &opts, &results));
+    if let Some(dir) = perf_dir {
+        println!(
+            "perf data: {} (perf report -i FILE --no-children --sort sym)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn progress(scale: usize, what: &str) {
+    eprintln!("[{scale}×] {what}");
+}
+
+async fn run_size(
+    scale: usize,
+    opts: &Options,
+    peer: Result<&Path, &str>,
+    perf: Option<PathBuf>,
+) -> anyhow::Result<SizeResult> {
+    progress(scale, "generating the account");
+    let sim = Simulator::start(
+        account::sim_config(scale),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    )
+    .await?;
+    let shape = account::describe(&sim.account());
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("bench-{scale}x-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let mut work = child::write_config(dir.path(), &sim.base_url())?;
+    work.perf = perf.clone();
+
+    // The peer goes first: every login re-issues all user names and ends
+    // the previous session, and wxsync's must stay the live one.
+    let peer = match peer {
+        Ok(modules) => {
+            progress(scale, "wechat4u");
+            peer_figures(&work, modules, &sim, opts.repeat)
+                .await
+                .map_err(|e| format!("wechat4u failed: {e:#}"))
+        }
+        Err(why) => Err(why.to_string()),
+    };
+
+    progress(scale, "wxsync login");
+    work.run("login", &["login"], None).await?;
+    let mut cache = Cache::open(&work.database).await?;
+    let probe = ShmProbe::open(&work.database)?;
+
+    progress(scale, "cold full sync");
+    let cold = sync(&work, &mut cache, &probe, "cold", &["sync"], false).await?;
+    let mut fetch = Vec::new();
+    for i in 1..=opts.repeat {
+        progress(scale, &format!("fetch only {i}/{}", opts.repeat));
+        let label = format!("fetch-only-{i}");
+        fetch.push(
+            sync(
+                &work,
+                &mut cache,
+                &probe,
+                &label,
+                &["sync", "--fetch-only"],
+                false,
+            )
+            .await?,
+        );
+    }
+    cache.count_writes().await?;
+    let mut no_change = Vec::new();
+    for i in 1..=opts.repeat {
+        progress(scale, &format!("no-change sync {i}/{}", opts.repeat));
+        let label = format!("no-change-{i}");
+        no_change.push(sync(&work, &mut cache, &probe, &label, &["sync"], true).await?);
+    }
+
+    progress(scale, "1 % changed");
+    cache.snapshot().await?;
+    let churned = account::churn(&sim, CHURN_RATE, 100 + scale as u64);
+    let one_percent = sync(&work, &mut cache, &probe, "one-percent", &["sync"], true).await?;
+    let changed = cache.rows_changed().await?;
+
+    progress(scale, "remark edits under the daemon");
+    let (remark, remark_syncs) = remark_latency(&work, &mut cache, opts.ops).await?;
+
+    let mut profiles = Vec::new();
+    if let Some(perf) = &perf {
+        for label in ["cold", "fetch-only-1", "no-change-1", "one-percent"] {
+            let summary = profile::summarize(&perf.join(format!("{label}.perf.data")))?;
+            profiles.push((format!("{label}, {scale}×"), summary));
+        }
+    }
+
+    cache.close().await?;
+    // Only now: closing the probe's descriptor drops this process's locks
+    // on the -shm file, which the bench's connection needed.
+    drop(probe);
+    sim.shutdown().await;
+    if opts.keep {
+        eprintln!("kept {}", dir.keep().display());
+    }
+    Ok(SizeResult {
+        scale,
+        shape,
+        peer,
+        cold,
+        fetch,
+        no_change,
+        churned,
+        one_percent,
+        changed,
+        remark,
+        remark_syncs,
+        profiles,
+    })
+}
+
+async fn peer_figures(
+    work: &Work,
+    modules: &Path,
+    sim: &Simulator,
+    repeat: usize,
+) -> anyhow::Result<PeerFigures> {
+    let mut every = Vec::new();
+    for _ in 0..repeat {
+        every.push(peer::fetch(work, modules, &sim.base_url(), true).await?);
+    }
+    let stock = peer::fetch(work, modules, &sim.base_url(), false).await?;
+    Ok(PeerFigures { every, stock })
+}
+
+/// One `wxsync sync` (or `--fetch-only`) with its lock watched; for a real
+/// sync, checks the run it recorded, and with `count` the rows it wrote.
+async fn sync(
+    work: &Work,
+    cache: &mut Cache,
+    probe: &ShmProbe,
+    label: &str,
+    args: &[&str],
+    count: bool,
+) -> anyhow::Result<Sample> {
+    let fetch_only = args.contains(&"--fetch-only");
+    if count {
+        cache.count_writes().await?;
+    }
+    let history_before = cache.history_rows().await?;
+    let done = work.run(label, args, Some(probe)).await?;
+    let run = if fetch_only {
+        None
+    } else {
+        let run = cache.last_run().await?;
+        if run.status != "ok" {
+            bail!(
+                "{label}: sync run {} ended {}: {}",
+                run.id,
+                run.status,
+                run.error.as_deref().unwrap_or("")
+            );
+        }
+        Some(run)
+    };
+    let rewritten = if count {
+        Some(cache.row_writes().await?)
+    } else {
+        None
+    };
+    Ok(Sample {
+        phases: phases::of(&done),
+        rss_kib: done.max_rss_kib,
+        run,
+        rewritten,
+        history: Some(cache.history_rows().await? - history_before),
+    })
+}
+
+/// Starts the daemon, waits for its first full sync to end, measures the
+/// queued edits, and stops it, whatever happened. Also returns how many full
+/// syncs the daemon started during the measurement (its schedule may fire).
+async fn remark_latency(
+    work: &Work,
+    cache: &mut Cache,
+    ops: usize,
+) -> anyhow::Result<(remark::Latency, i64)> {
+    let friends = cache.friends(ops).await?;
+    let before = cache.last_run().await?.id;
+    let daemon = work.spawn("daemon", &["run"])?;
+    let measured = measure_under(cache, &daemon, before, &friends).await;
+    daemon.terminate()?;
+    // A daemon that failed says why in its stderr, which `wait` reports.
+    tokio::task::spawn_blocking(move || daemon.wait()).await??;
+    measured
+}
+
+async fn measure_under(
+    cache: &mut Cache,
+    daemon: &child::Running,
+    before: i64,
+    friends: &[String],
+) -> anyhow::Result<(remark::Latency, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let first = loop {
+        let run = cache.last_run().await?;
+        if run.id > before && run.status != "running" {
+            break run;
+        }
+        if daemon.has_exited() {
+            bail!("the daemon stopped before its first full sync ended");
+        }
+        if Instant::now() > deadline {
+            bail!("the daemon's first full sync did not end within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if first.status != "ok" {
+        bail!(
+            "the daemon's first full sync ended {}: {}",
+            first.status,
+            first.error.unwrap_or_default()
+        );
+    }
+    let latency = remark::measure(cache, friends).await?;
+    let syncs = cache.last_run().await?.id - first.id;
+    Ok((latency, syncs))
+}
