@@ -107,12 +107,11 @@ pub async fn full_sync(
     let result = async {
         let login_id = client.session().login_id().to_owned();
         let relink = store.linked_login().await?.as_deref() != Some(login_id.as_str());
-        let mut stage = store.stage().await?;
+        let (learned, stage) = tokio::join!(learn_real_ids(client, store), store.stage());
+        learned?;
+        let mut stage = stage?;
         let stats = tokio::select! {
-            stats = async {
-                learn_real_ids(client, store).await?;
-                fetch(client, opts, extra_groups, &mut stage).await
-            } => stats?,
+            stats = fetch(client, opts, extra_groups, &mut stage) => stats?,
             _ = cancel.cancelled() => return Err(SyncError::Cancelled),
         };
         let unlinked = match relink {
@@ -216,11 +215,16 @@ pub async fn fetch_only(
 
 /// Where decoded records go as they arrive.
 trait Sink {
+    /// Runs while the first request is in flight.
+    async fn prepare(&mut self) -> Result<(), store::Error>;
     async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), store::Error>;
     async fn members(&mut self, group: &str, members: &[Member]) -> Result<(), store::Error>;
 }
 
 impl Sink for Stage {
+    async fn prepare(&mut self) -> Result<(), store::Error> {
+        self.load_digests().await
+    }
     async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), store::Error> {
         Stage::contacts(self, contacts).await
     }
@@ -233,6 +237,9 @@ impl Sink for Stage {
 struct Discard;
 
 impl Sink for Discard {
+    async fn prepare(&mut self) -> Result<(), store::Error> {
+        Ok(())
+    }
     async fn contacts(&mut self, _: &[Contact]) -> Result<(), store::Error> {
         Ok(())
     }
@@ -319,7 +326,15 @@ async fn fetch(
 ) -> Result<RunStats, SyncError> {
     let mut tally = Tally::default();
 
-    let init = retrying(opts, || client.init()).await?;
+    // The sink gets ready while webwxinit and the first page are fetched.
+    let first = async {
+        let init = retrying(opts, || client.init()).await?;
+        let page = retrying(opts, || client.contact_page("0")).await?;
+        Ok::<_, webwx::Error>((init, page))
+    };
+    let (first, prepared) = tokio::join!(first, sink.prepare());
+    prepared?;
+    let (init, first_page) = first?;
     let me = init.user.user_name.clone();
     let mut group_names: BTreeSet<String> = init
         .chat_set
@@ -340,13 +355,30 @@ async fn fetch(
     tally.contacts(sink, &first, &me).await?;
     drop(first);
 
+    // Each page is staged while the next one is being fetched.
     let mut seq = String::from("0");
     let mut seen = HashSet::new();
+    let mut previous: Option<Vec<RawContact>> = None;
+    let mut first_page = Some(first_page);
     for page in 0.. {
         if page == MAX_PAGES {
             return Err(SyncError::TooManyPages);
         }
-        let reply = retrying(opts, || client.contact_page(&seq)).await?;
+        let stage_previous = async {
+            match previous.take() {
+                Some(contacts) => tally.contacts(sink, &contacts, &me).await,
+                None => Ok(()),
+            }
+        };
+        let next = async {
+            match first_page.take() {
+                Some(page) => Ok(page),
+                None => retrying(opts, || client.contact_page(&seq)).await,
+            }
+        };
+        let (reply, staged) = tokio::join!(next, stage_previous);
+        staged?;
+        let reply = reply?;
         group_names.extend(
             reply
                 .contacts
@@ -355,7 +387,7 @@ async fn fetch(
                 .filter(|u| is_group(u))
                 .cloned(),
         );
-        tally.contacts(sink, &reply.contacts, &me).await?;
+        previous = Some(reply.contacts);
         if reply.seq == "0" || reply.seq.is_empty() {
             break;
         }
@@ -364,11 +396,13 @@ async fn fetch(
         }
         seq = reply.seq;
     }
+    let last_page = previous.take().unwrap_or_default();
 
     // Each chunk's reply is staged while the next chunk is being fetched.
     let groups: Vec<String> = group_names.into_iter().collect();
     let mut described = 0;
-    let mut previous: Option<Vec<RawContact>> = None;
+    tally.contacts(sink, &last_page, &me).await?;
+    drop(last_page);
     for (i, chunk) in groups.chunks(BATCH_LIMIT).enumerate() {
         let next = async {
             if i > 0 {
@@ -475,6 +509,9 @@ mod tests {
     }
 
     impl Sink for Recorder {
+        async fn prepare(&mut self) -> Result<(), store::Error> {
+            Ok(())
+        }
         async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), store::Error> {
             self.contacts
                 .extend(contacts.iter().map(|c| c.user_name.clone()));

@@ -50,6 +50,7 @@ const OLD_ROWS: &str = "SELECT c.contact_id, c.user_name, c.kind, c.nick_name, c
      FROM main.contacts c
      WHERE c.deleted_at IS NULL
        AND NOT EXISTS (SELECT 1 FROM temp.stage_contacts s WHERE s.user_name = c.user_name)
+       AND NOT EXISTS (SELECT 1 FROM temp.stage_present p WHERE p.user_name = c.user_name)
      ORDER BY c.contact_id";
 
 /// This login's staged rows the cache does not know by name.

@@ -40,8 +40,14 @@ impl Source {
 /// member list the server described; `staged` is 0 when the list's digest
 /// equals the stored one, and then no member rows were staged for it.
 const SCHEMA: &[&str] = &[
+    // The commit's WAL frames are copied into the database file by an
+    // explicit checkpoint after the write lock is released, not by one
+    // SQLite would run inside the commit.
+    "PRAGMA wal_autocheckpoint = 0",
     "PRAGMA temp_store = FILE",
     "PRAGMA temp.cache_size = -4096",
+    // A rowid table: rows carry the whole contact object (`raw`), too big
+    // for a WITHOUT ROWID table to hold well.
     "CREATE TEMP TABLE stage_contacts (
         user_name TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, nick_name TEXT NOT NULL,
         remark_name TEXT NOT NULL, alias TEXT NOT NULL, signature TEXT NOT NULL,
@@ -49,7 +55,7 @@ const SCHEMA: &[&str] = &[
         sex INTEGER NOT NULL, verify_flag INTEGER NOT NULL, contact_flag INTEGER NOT NULL,
         star_friend INTEGER NOT NULL, member_count INTEGER NOT NULL,
         encry_chat_room_id TEXT NOT NULL, raw TEXT NOT NULL
-    ) WITHOUT ROWID",
+    )",
     "CREATE TEMP TABLE stage_groups (
         group_user_name TEXT PRIMARY KEY NOT NULL, digest TEXT NOT NULL, staged INTEGER NOT NULL
     ) WITHOUT ROWID",
@@ -59,11 +65,21 @@ const SCHEMA: &[&str] = &[
         PRIMARY KEY (group_user_name, member_user_name)
     ) WITHOUT ROWID",
     "CREATE TEMP TABLE stage_deleted (user_name TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID",
+    // Contacts the server described exactly as the cache holds them: only
+    // their names are staged.
+    "CREATE TEMP TABLE stage_present (user_name TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID",
 ];
 
 /// Decoded records waiting to be written; see the module docs.
 pub struct Stage {
     pub(super) conn: SqliteConnection,
+    /// Digests of the cache's live contacts by name, read by
+    /// [`Stage::load_digests`]; a contact staged with the same digest stages
+    /// only its name.
+    stored: HashMap<String, u128>,
+    /// Names staged so far, and whether the whole row was staged (`true`)
+    /// or only the name (`false`).
+    staged: HashMap<String, bool>,
     /// Stored member-list digests by group, read when the first group is
     /// staged.
     digests: Option<HashMap<String, String>>,
@@ -82,6 +98,8 @@ impl Store {
         super::write::create_temp_tables(&mut conn).await?;
         Ok(Stage {
             conn,
+            stored: HashMap::new(),
+            staged: HashMap::new(),
             digests: None,
             groups: HashMap::new(),
         })
@@ -89,21 +107,86 @@ impl Store {
 }
 
 impl Stage {
+    /// Reads a digest of every live contact in the cache, so that a contact
+    /// the server describes unchanged costs only its name. A full sync
+    /// calls it while its first request is in flight; without it every
+    /// contact is staged whole.
+    pub async fn load_digests(&mut self) -> Result<(), Error> {
+        // Rows come a thousand at a time as one text of length-prefixed
+        // fields: a row at a time through the driver costs more than
+        // hashing it.
+        const CHUNK: i64 = 1000;
+        let mut after = 0;
+        loop {
+            let chunk: Option<(i64, String)> = sqlx::query_as(STORED_CHUNK)
+                .bind(after)
+                .bind(CHUNK)
+                .fetch_optional(&mut self.conn)
+                .await?;
+            let Some((last, text)) = chunk else { break };
+            for (name, digest) in parse_stored(&text)? {
+                self.stored.insert(name.to_owned(), digest);
+            }
+            after = last;
+        }
+        Ok(())
+    }
+
     /// Stages contacts; a name staged again replaces the earlier record (so
     /// later sources win).
     pub async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), Error> {
-        if contacts.is_empty() {
+        let mut whole = Vec::new();
+        let mut present = Vec::new();
+        let (mut unstage_whole, mut unstage_present) = (Vec::new(), Vec::new());
+        for c in contacts {
+            let unchanged = self
+                .stored
+                .get(&c.user_name)
+                .is_some_and(|d| *d == ContactRow(c).digest());
+            match self.staged.insert(c.user_name.clone(), !unchanged) {
+                Some(true) if unchanged => unstage_whole.push(c.user_name.as_str()),
+                Some(false) if !unchanged => unstage_present.push(c.user_name.as_str()),
+                _ => {}
+            }
+            if unchanged {
+                present.push(c.user_name.as_str());
+            } else {
+                whole.push(ContactRow(c));
+            }
+        }
+        // A record seen earlier in this sync (webwxinit's, say) is replaced
+        // by this later one.
+        self.unstage("stage_contacts", &unstage_whole).await?;
+        self.unstage("stage_present", &unstage_present).await?;
+        if !whole.is_empty() {
+            sqlx::query(
+                "INSERT OR REPLACE INTO temp.stage_contacts \
+                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, \
+                        value->>6, value->>7, value->>8, value->>9, value->>10, value->>11, \
+                        value->>12, value->>13, value->>14, value->>15 \
+                 FROM json_each(?1)",
+            )
+            .bind(json_rows(whole.into_iter())?)
+            .execute(&mut self.conn)
+            .await?;
+        }
+        if !present.is_empty() {
+            sqlx::query("INSERT OR IGNORE INTO temp.stage_present SELECT value FROM json_each(?1)")
+                .bind(serde_json::to_string(&present).map_err(Error::Encode)?)
+                .execute(&mut self.conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn unstage(&mut self, table: &str, names: &[&str]) -> Result<(), Error> {
+        if names.is_empty() {
             return Ok(());
         }
-        let rows = json_rows(contacts.iter().map(ContactRow))?;
-        sqlx::query(
-            "INSERT OR REPLACE INTO temp.stage_contacts \
-             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, \
-                    value->>6, value->>7, value->>8, value->>9, value->>10, value->>11, \
-                    value->>12, value->>13, value->>14, value->>15 \
-             FROM json_each(?1)",
-        )
-        .bind(rows)
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM temp.{table} WHERE user_name IN (SELECT value FROM json_each(?1))"
+        )))
+        .bind(serde_json::to_string(names).map_err(Error::Encode)?)
         .execute(&mut self.conn)
         .await?;
         Ok(())
@@ -210,6 +293,94 @@ fn json_rows<T: Serialize>(rows: impl Iterator<Item = T>) -> Result<String, Erro
 /// A contact as a JSON array in `stage_contacts` column order.
 struct ContactRow<'a>(&'a Contact);
 
+impl ContactRow<'_> {
+    fn digest(&self) -> u128 {
+        let c = self.0;
+        contact_digest(
+            [
+                &c.user_name,
+                c.kind.as_str(),
+                &c.nick_name,
+                &c.remark_name,
+                &c.alias,
+                &c.signature,
+                &c.province,
+                &c.city,
+                &c.head_img_url,
+                &c.encry_chat_room_id,
+                &c.raw,
+            ],
+            [
+                c.sex,
+                c.verify_flag,
+                c.contact_flag,
+                c.star_friend,
+                c.member_count,
+            ],
+        )
+    }
+}
+
+/// Live contacts after rowid ?1, at most ?2 of them: the last rowid, and
+/// every row as fields written `byte length:bytes`, user name first, then
+/// the columns [`ContactRow::digest`] hashes, in its order.
+const STORED_CHUNK: &str = "SELECT max(r), group_concat(f, '') FROM (
+       SELECT rowid AS r,
+              octet_length(user_name) || ':' || user_name ||
+              octet_length(kind) || ':' || kind ||
+              octet_length(nick_name) || ':' || nick_name ||
+              octet_length(remark_name) || ':' || remark_name ||
+              octet_length(alias) || ':' || alias ||
+              octet_length(signature) || ':' || signature ||
+              octet_length(province) || ':' || province ||
+              octet_length(city) || ':' || city ||
+              octet_length(head_img_url) || ':' || head_img_url ||
+              octet_length(encry_chat_room_id) || ':' || encry_chat_room_id ||
+              octet_length(raw) || ':' || raw ||
+              sex || ',' || verify_flag || ',' || contact_flag || ',' || star_friend || ',' ||
+              member_count || ';' AS f
+       FROM main.contacts WHERE deleted_at IS NULL AND rowid > ?1 ORDER BY rowid LIMIT ?2)
+     HAVING count(*) > 0";
+
+/// Splits a [`STORED_CHUNK`] text into (user name, digest) pairs.
+fn parse_stored(text: &str) -> Result<Vec<(&str, u128)>, Error> {
+    let bad = || Error::Encode(serde::ser::Error::custom("unreadable stored contact chunk"));
+    let mut rest = text;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let mut texts = [""; 11];
+        for t in &mut texts {
+            let (len, tail) = rest.split_once(':').ok_or_else(bad)?;
+            let len: usize = len.parse().map_err(|_| bad())?;
+            *t = tail.get(..len).ok_or_else(bad)?;
+            rest = &tail[len..];
+        }
+        let (numbers, tail) = rest.split_once(';').ok_or_else(bad)?;
+        rest = tail;
+        let mut n = [0i64; 5];
+        let mut parts = numbers.split(',');
+        for slot in &mut n {
+            *slot = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        }
+        out.push((texts[0], contact_digest(texts, n)));
+    }
+    Ok(out)
+}
+
+/// One digest over every stored column of a contact; the same function for
+/// a decoded record and a stored row, so equal digests mean an equal row.
+fn contact_digest(texts: [&str; 11], numbers: [i64; 5]) -> u128 {
+    let mut h = Xxh3::new();
+    for t in texts {
+        h.update(&(t.len() as u64).to_le_bytes());
+        h.update(t.as_bytes());
+    }
+    for n in numbers {
+        h.update(&n.to_le_bytes());
+    }
+    h.digest128()
+}
+
 impl Serialize for ContactRow<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let c = self.0;
@@ -260,6 +431,67 @@ mod tests {
             display_name: String::new(),
             attr_status: 0,
         }
+    }
+
+    fn contact(user_name: &str, nick: &str) -> Contact {
+        Contact {
+            user_name: user_name.into(),
+            kind: crate::contact::Kind::Friend,
+            nick_name: nick.into(),
+            remark_name: "a:b;c,d".into(),
+            alias: String::new(),
+            signature: "line\nbreak 😀".into(),
+            province: "广东".into(),
+            city: String::new(),
+            head_img_url: "/cgi-bin/mmwebwx-bin/webwxgeticon?seq=1".into(),
+            sex: 2,
+            verify_flag: 0,
+            contact_flag: 3,
+            star_friend: -1,
+            member_count: 0,
+            encry_chat_room_id: String::new(),
+            raw: r#"{"NickName":"x:1;"}"#.into(),
+        }
+    }
+
+    /// What the cache holds is read back with the digest the staged record
+    /// has: an unchanged contact stages only its name, a changed one whole.
+    #[tokio::test]
+    async fn a_stored_contact_reads_back_with_the_digest_it_was_staged_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).await.unwrap();
+        let same = contact("@same", "Zoë: the 1st;");
+        let changed = contact("@changed", "old");
+        let mut stage = store.stage().await.unwrap();
+        stage
+            .contacts(&[same.clone(), changed.clone()])
+            .await
+            .unwrap();
+        let plan = super::super::Plan {
+            source: Source::Increment,
+            full: None,
+            claim_login: None,
+        };
+        stage.commit(plan).await.unwrap();
+
+        let mut stage = store.stage().await.unwrap();
+        stage.load_digests().await.unwrap();
+        assert_eq!(stage.stored.len(), 2);
+        let renamed = Contact {
+            nick_name: "new".into(),
+            ..changed
+        };
+        stage.contacts(&[same, renamed]).await.unwrap();
+        let whole: Vec<String> = sqlx::query_scalar("SELECT user_name FROM temp.stage_contacts")
+            .fetch_all(&mut stage.conn)
+            .await
+            .unwrap();
+        let present: Vec<String> = sqlx::query_scalar("SELECT user_name FROM temp.stage_present")
+            .fetch_all(&mut stage.conn)
+            .await
+            .unwrap();
+        assert_eq!(whole, ["@changed"]);
+        assert_eq!(present, ["@same"]);
     }
 
     #[test]

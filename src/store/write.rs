@@ -83,9 +83,9 @@ const TEMP_TABLES: &[&str] = &[
     "CREATE TEMP TABLE old_m (
         g TEXT NOT NULL, m_old TEXT NOT NULL, m_new TEXT, m_phys TEXT NOT NULL,
         nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
-        PRIMARY KEY (g, m_old)
+        PRIMARY KEY (g, m_phys)
     ) WITHOUT ROWID",
-    "CREATE INDEX temp.old_m_phys ON old_m (g, m_phys)",
+    "CREATE INDEX temp.old_m_old ON old_m (g, m_old)",
     "CREATE INDEX temp.old_m_new ON old_m (g, m_new)",
     "CREATE TEMP TABLE d_mdel (g TEXT NOT NULL, m TEXT NOT NULL, PRIMARY KEY (g, m)) WITHOUT ROWID",
     "CREATE TEMP TABLE d_mups (g TEXT NOT NULL, m TEXT NOT NULL, PRIMARY KEY (g, m)) WITHOUT ROWID",
@@ -178,6 +178,9 @@ const PREPARE_IDENTITY: &[&str] = &[
      LEFT JOIN main.contacts c ON c.user_name = s.user_name
      LEFT JOIN temp.links l ON l.new_name = s.user_name
      LEFT JOIN main.contacts o ON o.contact_id = l.contact_id",
+    "INSERT INTO temp.ident (user_name, contact_id)
+     SELECT p.user_name, c.contact_id
+     FROM temp.stage_present p JOIN main.contacts c ON c.user_name = p.user_name",
     // Everything else is new, numbered from the never-reused counter.
     "UPDATE temp.ident SET contact_id = n.id, fresh = 1
      FROM (SELECT user_name,
@@ -221,15 +224,16 @@ const PREPARE_GONE_PARTIAL: &str = "INSERT OR IGNORE INTO temp.d_gone
      WHERE c.deleted_at IS NULL
        AND NOT EXISTS (SELECT 1 FROM temp.ident i WHERE i.contact_id = c.contact_id)";
 
-const PREPARE_MEMBERS: &[&str] = &[
-    "INSERT INTO temp.gmap
+const PREPARE_GROUPS: &str = "INSERT INTO temp.gmap
      SELECT g.group_user_name, coalesce(i.old_user_name, g.group_user_name), i.contact_id,
             i.fresh OR NOT EXISTS (SELECT 1 FROM main.memberships m
                                    WHERE m.group_user_name = coalesce(i.old_user_name, g.group_user_name))
      FROM temp.stage_groups g JOIN temp.ident i ON i.user_name = g.group_user_name
      WHERE g.staged = 1
-       AND (i.old_user_name IS NOT NULL OR i.contact_id NOT IN (SELECT contact_id FROM temp.frozen))",
-    "INSERT INTO temp.old_m
+       AND (i.old_user_name IS NOT NULL OR i.contact_id NOT IN (SELECT contact_id FROM temp.frozen))";
+
+/// The stored rows of the changed groups, when a re-link renamed contacts.
+const PREPARE_OLD_MEMBERS_RELINKED: &str = "INSERT INTO temp.old_m
      SELECT gm.new_name, m.member_user_name,
             CASE WHEN EXISTS (SELECT 1 FROM temp.stage_members s
                               WHERE s.group_user_name = gm.new_name
@@ -237,9 +241,24 @@ const PREPARE_MEMBERS: &[&str] = &[
                  THEN m.member_user_name ELSE il.user_name END,
             coalesce(il.user_name, m.member_user_name),
             m.nick_name, m.display_name, m.attr_status
-     FROM temp.gmap gm JOIN main.memberships m ON m.group_user_name = gm.old_name
+     FROM temp.gmap gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
      LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
-     WHERE gm.fresh = 0",
+     WHERE gm.fresh = 0";
+
+/// The same when no contact was re-linked: every name is the one stored.
+const PREPARE_OLD_MEMBERS: &str = "INSERT INTO temp.old_m
+     SELECT gm.new_name, m.member_user_name,
+            CASE WHEN EXISTS (SELECT 1 FROM temp.stage_members s
+                              WHERE s.group_user_name = gm.new_name
+                                AND s.member_user_name = m.member_user_name)
+                 THEN m.member_user_name END,
+            m.member_user_name, m.nick_name, m.display_name, m.attr_status
+     FROM temp.gmap gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
+     WHERE gm.fresh = 0";
+
+/// Re-linked groups only: pairs the strangers of a new login with the
+/// stored ones.
+const PAIR_STRANGERS: &[&str] = &[
     // After a new login the members who are not contacts carry new names
     // too: pair them within their group by (nick name, display name), so
     // history does not record every stranger as leaving and joining. Members
@@ -269,13 +288,16 @@ const PREPARE_MEMBERS: &[&str] = &[
     // the members still unpaired on both sides.
     pair_strangers_by!("nick_name", "false"),
     pair_strangers_by!("display_name", "true"),
+];
+
+const PREPARE_MEMBER_ROWS: &[&str] = &[
     "INSERT INTO temp.d_mdel
      SELECT o.g, o.m_phys FROM temp.old_m o
      WHERE NOT EXISTS (SELECT 1 FROM temp.stage_members s
                        WHERE s.group_user_name = o.g AND s.member_user_name = o.m_phys)",
     "INSERT INTO temp.d_mups
      SELECT s.group_user_name, s.member_user_name
-     FROM temp.stage_members s JOIN temp.gmap gm ON gm.new_name = s.group_user_name
+     FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
      WHERE gm.fresh = 0
        AND NOT EXISTS (SELECT 1 FROM temp.old_m o
                        WHERE o.g = s.group_user_name AND o.m_phys = s.member_user_name
@@ -318,25 +340,34 @@ const PREPARE_HISTORY: &[&str] = &[
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'joined', s.member_user_name,
             coalesce(nullif(s.display_name, ''), s.nick_name)
-     FROM temp.stage_members s JOIN temp.gmap gm ON gm.new_name = s.group_user_name
+     FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
      WHERE gm.fresh = 0
        AND NOT EXISTS (SELECT 1 FROM temp.old_m o
                        WHERE o.g = s.group_user_name AND o.m_new = s.member_user_name)",
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'left', o.m_old,
             coalesce(nullif(o.display_name, ''), o.nick_name)
-     FROM temp.old_m o JOIN temp.gmap gm ON gm.new_name = o.g
+     FROM temp.gmap gm CROSS JOIN temp.old_m o ON o.g = gm.new_name
      WHERE o.m_new IS NULL
         OR NOT EXISTS (SELECT 1 FROM temp.stage_members s
                        WHERE s.group_user_name = o.g AND s.member_user_name = o.m_new)",
 ];
 
+/// The member lists of groups with no stored rows, inserted as they are.
+const INSERT_FRESH_MEMBERS: &str = "INSERT INTO main.memberships
+     SELECT s.* FROM temp.gmap gm CROSS JOIN temp.stage_members s
+         ON s.group_user_name = gm.new_name
+     WHERE gm.fresh = 1
+     ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
+         nick_name = excluded.nick_name, display_name = excluded.display_name,
+         attr_status = excluded.attr_status";
+
 /// Apply, in order, inside `BEGIN IMMEDIATE`. `?1` is now, `?2` the source,
 /// `?3` the login a partial write claims (or NULL).
-const APPLY: &[&str] = &[
-    // Re-links first: member rows, queued remark edits and digests follow
-    // their contact to its new name (the contact row itself is renamed by
-    // the update below).
+/// Re-links, applied first: member rows, queued remark edits and digests
+/// follow their contact to its new name (the contact row itself is renamed
+/// by the update in [`APPLY`]).
+const APPLY_RELINKS: &[&str] = &[
     "UPDATE main.memberships SET group_user_name = i.user_name
      FROM temp.ident i WHERE memberships.group_user_name = i.old_user_name",
     "UPDATE main.memberships SET member_user_name = i.user_name
@@ -345,6 +376,9 @@ const APPLY: &[&str] = &[
      FROM temp.ident i WHERE pending_ops.status = 'pending' AND pending_ops.user_name = i.old_user_name",
     "DELETE FROM main.membership_digests
      WHERE group_user_name IN (SELECT old_user_name FROM temp.ident WHERE old_user_name IS NOT NULL)",
+];
+
+const APPLY: &[&str] = &[
     "INSERT INTO main.contacts (user_name, kind, nick_name, remark_name, alias, signature,
          province, city, head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
          encry_chat_room_id, raw, first_seen_at, updated_at, contact_id)
@@ -369,15 +403,9 @@ const APPLY: &[&str] = &[
     "DELETE FROM main.memberships
      WHERE (group_user_name, member_user_name) IN (SELECT g, m FROM temp.d_mdel)",
     "INSERT INTO main.memberships
-     SELECT s.* FROM temp.d_mups d JOIN temp.stage_members s
+     SELECT s.* FROM temp.d_mups d CROSS JOIN temp.stage_members s
          ON s.group_user_name = d.g AND s.member_user_name = d.m
      WHERE true
-     ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
-         nick_name = excluded.nick_name, display_name = excluded.display_name,
-         attr_status = excluded.attr_status",
-    "INSERT INTO main.memberships
-     SELECT s.* FROM temp.stage_members s JOIN temp.gmap gm ON gm.new_name = s.group_user_name
-     WHERE gm.fresh = 1
      ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
          nick_name = excluded.nick_name, display_name = excluded.display_name,
          attr_status = excluded.attr_status",
@@ -403,7 +431,8 @@ struct Prepared {
     deleted: i64,
     relinked: i64,
     member_rows_removed: i64,
-    member_rows_written: i64,
+    member_rows_updated: i64,
+    fresh_member_rows: i64,
     /// Members who left (not rows merely renamed by a new login), and the
     /// member rows of groups that are gone: what the guard weighs.
     members_lost: i64,
@@ -444,7 +473,11 @@ impl Stage {
             }
         }
         let now = now();
-        for sql in APPLY {
+        let relinks = match prepared.relinked {
+            0 => &[][..],
+            _ => APPLY_RELINKS,
+        };
+        for sql in relinks.iter().chain(APPLY) {
             sqlx::query(*sql)
                 .bind(&now)
                 .bind(plan.source.as_str())
@@ -452,13 +485,15 @@ impl Stage {
                 .execute(&mut *tx)
                 .await?;
         }
+        sqlx::query(INSERT_FRESH_MEMBERS).execute(&mut *tx).await?;
         let counts = ApplyCounts {
             inserted: prepared.inserted as u64,
             updated: prepared.updated as u64,
             deleted: prepared.deleted as u64,
             relinked: prepared.relinked as u64,
-            memberships_changed: (prepared.member_rows_removed + prepared.member_rows_written)
-                as u64,
+            memberships_changed: (prepared.member_rows_removed
+                + prepared.member_rows_updated
+                + prepared.fresh_member_rows) as u64,
             write_lock_ms: 0,
         };
         if let Some(full) = &plan.full {
@@ -466,6 +501,11 @@ impl Stage {
         }
         tx.commit().await?;
         let write_lock_ms = u64::try_from(locked.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // A checkpoint that readers are in the way of is finished later, by
+        // this or another connection's next one.
+        sqlx::query("PRAGMA main.wal_checkpoint(PASSIVE)")
+            .execute(&mut *conn)
+            .await?;
         if let Some(full) = &plan.full {
             sqlx::query("UPDATE main.sync_runs SET write_lock_ms = ?1 WHERE id = ?2")
                 .bind(write_lock_ms as i64)
@@ -508,7 +548,23 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
         None => PREPARE_GONE_PARTIAL,
     };
     sqlx::query(gone).execute(&mut *conn).await?;
-    for sql in PREPARE_MEMBERS.iter().chain(PREPARE_HISTORY) {
+    sqlx::query(PREPARE_GROUPS).execute(&mut *conn).await?;
+    let relinked: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM temp.ident WHERE old_user_name IS NOT NULL)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if relinked {
+        sqlx::query(PREPARE_OLD_MEMBERS_RELINKED)
+            .execute(&mut *conn)
+            .await?;
+        for sql in PAIR_STRANGERS {
+            sqlx::query(*sql).execute(&mut *conn).await?;
+        }
+    } else {
+        sqlx::query(PREPARE_OLD_MEMBERS).execute(&mut *conn).await?;
+    }
+    for sql in PREPARE_MEMBER_ROWS.iter().chain(PREPARE_HISTORY) {
         sqlx::query(*sql).execute(&mut *conn).await?;
     }
     Ok(sqlx::query_as::<_, Prepared>(
@@ -520,10 +576,10 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
                   + (SELECT count(*) FROM main.memberships
                      WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group))
                   AS member_rows_removed,
-                (SELECT count(*) FROM temp.d_mups)
-                  + (SELECT count(*) FROM temp.stage_members s
-                     JOIN temp.gmap gm ON gm.new_name = s.group_user_name WHERE gm.fresh = 1)
-                  AS member_rows_written,
+                (SELECT count(*) FROM temp.d_mups) AS member_rows_updated,
+                (SELECT count(*) FROM temp.gmap gm CROSS JOIN temp.stage_members s
+                 ON s.group_user_name = gm.new_name WHERE gm.fresh = 1)
+                  AS fresh_member_rows,
                 (SELECT count(*) FROM temp.d_changes WHERE change = 'left')
                   + (SELECT count(*) FROM main.memberships
                      WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group))
