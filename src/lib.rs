@@ -13,6 +13,7 @@ pub mod config;
 pub mod contact;
 pub mod daemon;
 pub mod identity;
+pub mod memory;
 pub mod simulator;
 pub mod store;
 pub mod sync;

@@ -251,7 +251,8 @@ impl Sink for Discard {
 /// What was fetched so far, for the run's statistics.
 #[derive(Default)]
 struct Tally {
-    contacts: HashSet<String>,
+    /// Contacts seen, by [`store::name_key`].
+    contacts: HashSet<u128>,
     stats: RunStats,
     notes: Vec<String>,
 }
@@ -269,7 +270,7 @@ impl Tally {
             .filter_map(|c| Contact::from_raw(c, me))
             .collect();
         for c in &decoded {
-            if self.contacts.insert(c.user_name.clone()) {
+            if self.contacts.insert(store::name_key(&c.user_name)) {
                 self.stats.contacts += 1;
                 if is_group(&c.user_name) {
                     self.stats.groups += 1;

@@ -26,7 +26,7 @@ use sqlx::{ConnectOptions, Connection, Sqlite, SqlitePool, Transaction};
 pub use identity::{IdentityError, Unlinked};
 pub use ops::{Malformed, NextOp, PendingOp, QueueWatch, Target};
 pub use runs::{Activity, Counts, OpCounts, RunStats, SyncRun};
-pub use stage::{Source, Stage};
+pub use stage::{Source, Stage, name_key};
 pub use write::{FullSync, Plan};
 
 /// How long a writer waits for another connection's lock (a user's

@@ -73,13 +73,13 @@ const SCHEMA: &[&str] = &[
 /// Decoded records waiting to be written; see the module docs.
 pub struct Stage {
     pub(super) conn: SqliteConnection,
-    /// Digests of the cache's live contacts by name, read by
+    /// Digests of the cache's live contacts by [`name_key`], read by
     /// [`Stage::load_digests`]; a contact staged with the same digest stages
     /// only its name.
-    stored: HashMap<String, u128>,
-    /// Names staged so far, and whether the whole row was staged (`true`)
-    /// or only the name (`false`).
-    staged: HashMap<String, bool>,
+    stored: HashMap<u128, u128>,
+    /// Names staged so far (by [`name_key`]), and whether the whole row was
+    /// staged (`true`) or only the name (`false`).
+    staged: HashMap<u128, bool>,
     /// Stored member-list digests by group, read when the first group is
     /// staged.
     digests: Option<HashMap<String, String>>,
@@ -125,7 +125,7 @@ impl Stage {
                 .await?;
             let Some((last, text)) = chunk else { break };
             for (name, digest) in parse_stored(&text)? {
-                self.stored.insert(name.to_owned(), digest);
+                self.stored.insert(name_key(name), digest);
             }
             after = last;
         }
@@ -139,11 +139,12 @@ impl Stage {
         let mut present = Vec::new();
         let (mut unstage_whole, mut unstage_present) = (Vec::new(), Vec::new());
         for c in contacts {
+            let key = name_key(&c.user_name);
             let unchanged = self
                 .stored
-                .get(&c.user_name)
+                .get(&key)
                 .is_some_and(|d| *d == ContactRow(c).digest());
-            match self.staged.insert(c.user_name.clone(), !unchanged) {
+            match self.staged.insert(key, !unchanged) {
                 Some(true) if unchanged => unstage_whole.push(c.user_name.as_str()),
                 Some(false) if !unchanged => unstage_present.push(c.user_name.as_str()),
                 _ => {}
@@ -266,6 +267,13 @@ impl Stage {
             .await?;
         Ok(())
     }
+}
+
+/// A user name as a map key: a big account's names are kept once each per
+/// sync, and 16 bytes are a fifth of one (distinct names colliding in 128
+/// bits is not a real possibility).
+pub fn name_key(user_name: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(user_name.as_bytes())
 }
 
 /// A digest of a member list as `memberships` stores it, independent of the

@@ -1,0 +1,19 @@
+//! Keeping memory small across a sync's replies.
+//!
+//! glibc's allocator raises its mmap threshold each time a large buffer is
+//! freed, so the next multi-megabyte reply buffers come from arenas that do
+//! not shrink: a sync's resident memory then grows with the number of
+//! replies, i.e. with the account. With a fixed threshold, buffers of a few
+//! megabytes and more are mapped on their own and given back when dropped.
+
+/// Fixes the threshold at 4 MiB (a webwxbatchgetcontact reply is ~7 MB; a
+/// contact page under 1 MB stays in the arenas, which reuse it). No-op
+/// outside glibc.
+pub fn return_big_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it takes the
+    // allocator's own lock and may be called at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
