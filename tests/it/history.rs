@@ -291,3 +291,81 @@ async fn a_sync_that_fetched_before_a_change_does_not_undo_it() {
         .await;
     assert_eq!(remark.as_deref(), Some("Newer"));
 }
+
+/// A remark edit applied while a full sync is between its fetch and its
+/// write: the sync's copy of the contact is older and must not be written
+/// back over the edit (the cache must end with what the server holds).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remark_edit_applied_during_a_full_sync_is_not_undone_by_it() {
+    let app = synced().await;
+    let friend = friends(&app)[0].clone();
+    // A change the sync will fetch: its copy of the friend differs from the
+    // cache's, so it is staged whole.
+    app.sim.rename(&friend, "Renamed before");
+    let syncs_before = app.ok_runs().await;
+    let calls_before = app.sim.calls().len();
+    // The daemon's first full sync (and the edit's read-back) wait in
+    // webwxbatchgetcontact, after every contact page has been read.
+    app.sim.fail(
+        Endpoint::BatchGetContact,
+        Fault::Delay(std::time::Duration::from_millis(2500)),
+        2,
+    );
+    let daemon = app.start_daemon(&[]);
+    app.eventually(
+        "the daemon's full sync waiting in its batch call",
+        || async {
+            app.sim.calls()[calls_before..]
+                .iter()
+                .any(|c| c.endpoint == Endpoint::BatchGetContact)
+        },
+    )
+    .await;
+
+    let pool = app.db().await;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO pending_ops (user_name, remark_name) VALUES (?, 'Edited meanwhile') RETURNING id",
+    )
+    .bind(&friend)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    app.eventually("the edit to reach the server", || async {
+        app.sim
+            .calls()
+            .iter()
+            .any(|c| c.endpoint == Endpoint::OpLog)
+    })
+    .await;
+    app.eventually("the full sync that fetched before it to finish", || async {
+        app.ok_runs().await > syncs_before
+    })
+    .await;
+    app.eventually("the edit to be done", || async {
+        app.text(
+            "SELECT status FROM pending_ops WHERE id = ?",
+            &id.to_string(),
+        )
+        .await
+        .as_deref()
+            == Some("done")
+    })
+    .await;
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{logs}");
+
+    let reverted = app
+        .scalar(
+            "SELECT count(*) FROM contact_changes \
+             WHERE source = 'full_sync' AND field = 'remark_name' AND old_value = 'Edited meanwhile'",
+        )
+        .await;
+    assert_eq!(reverted, 0, "the sync wrote its older copy over the edit");
+    let cached = app
+        .text(
+            "SELECT remark_name FROM contacts WHERE user_name = ?",
+            &friend,
+        )
+        .await;
+    assert_eq!(cached.as_deref(), Some("Edited meanwhile"));
+}
