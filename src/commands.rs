@@ -238,6 +238,13 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
     let counts = app.store.counts().await?;
     let ops = app.store.op_counts().await?;
     let activity = app.store.activity().await?;
+    // Whether the cache holds the saved login's user names (a new login's
+    // first full sync links them), and what a re-link left to decide.
+    let linked_login = app.store.linked_login().await?;
+    let linked = session
+        .as_ref()
+        .is_some_and(|s| linked_login.as_deref() == Some(s.login_id()));
+    let undecided = app.store.undecided().await?;
     if as_json {
         let out = json!({
             "session": {
@@ -252,6 +259,7 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
             "last_increment_at": activity.last_increment_at,
             "counts": counts,
             "ops": ops,
+            "identity": {"linked": linked, "undecided": undecided},
         });
         println!("{out}");
         return Ok(());
@@ -293,6 +301,17 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
         counts.contacts, counts.friends, counts.groups, counts.memberships, counts.deleted
     );
     println!("ops:       {} pending, {} failed", ops.pending, ops.failed);
+    let names = match (session.is_some(), linked) {
+        (false, _) => "no login yet",
+        (true, true) => "the cache holds this login's user names",
+        (true, false) => "waiting for this login's first full sync to link the cache",
+    };
+    match undecided {
+        0 => println!("identity:  {names}"),
+        n => println!(
+            "identity:  {names}; {n} rows of the previous login undecided (`wxsync identity`)"
+        ),
+    }
     Ok(())
 }
 

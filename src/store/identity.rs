@@ -94,6 +94,19 @@ struct Found {
 }
 
 impl Store {
+    /// How many previous-login rows await a person's decision
+    /// (`wxsync identity`).
+    pub async fn undecided(&self) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(DISTINCT c.old_contact_id) FROM identity_candidates c
+             JOIN contacts o ON o.contact_id = c.old_contact_id
+             JOIN contacts n ON n.contact_id = c.new_contact_id
+             WHERE o.deleted_at IS NOT NULL AND n.deleted_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// The rows the last re-link left unlinked, each with its candidates,
     /// best first.
     pub async fn unlinked(&self) -> Result<Vec<Unlinked>, Error> {

@@ -296,6 +296,14 @@ async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
         !listed.stdout.contains(old_name.as_str()),
         "decided rows leave the list"
     );
+    let status = app.wxsync(&["status"]).await;
+    assert!(
+        status.stdout.contains(&format!(
+            "{} rows of the previous login undecided",
+            old.len() - 1
+        )),
+        "{status:?}"
+    );
 
     // And changes their mind.
     let unlinked = app.wxsync(&["identity", "unlink", new_name]).await;
