@@ -207,6 +207,24 @@ impl TestApp {
         panic!("timed out waiting for: {what}");
     }
 
+    /// Waits until queued remark edit `id` is no longer `pending`; returns
+    /// the status it settled in.
+    pub async fn op_settled(&self, id: i64) -> String {
+        let status = || async {
+            self.text(
+                "SELECT status FROM pending_ops WHERE id = ?",
+                &id.to_string(),
+            )
+            .await
+            .unwrap_or_default()
+        };
+        self.eventually("the queued edit to settle", || async {
+            status().await != "pending"
+        })
+        .await;
+        status().await
+    }
+
     pub async fn ok_runs(&self) -> i64 {
         self.scalar("SELECT count(*) FROM sync_runs WHERE status = 'ok'")
             .await

@@ -341,16 +341,7 @@ async fn a_remark_edit_applied_during_a_full_sync_is_not_undone_by_it() {
         app.ok_runs().await > syncs_before
     })
     .await;
-    app.eventually("the edit to be done", || async {
-        app.text(
-            "SELECT status FROM pending_ops WHERE id = ?",
-            &id.to_string(),
-        )
-        .await
-        .as_deref()
-            == Some("done")
-    })
-    .await;
+    assert_eq!(app.op_settled(id).await, "done");
     let (code, logs) = daemon.stop().await;
     assert_eq!(code, Some(0), "{logs}");
 

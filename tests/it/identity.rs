@@ -168,16 +168,7 @@ async fn a_remark_queued_before_a_relogin_reaches_the_same_person_after_it() {
     app.login().await;
 
     let daemon = app.start_daemon(&[]);
-    app.eventually("the queued edit to settle", || async {
-        app.text(
-            "SELECT status FROM pending_ops WHERE id = ?",
-            &op.to_string(),
-        )
-        .await
-        .as_deref()
-            != Some("pending")
-    })
-    .await;
+    app.op_settled(op).await;
     let (code, logs) = daemon.stop().await;
     assert_eq!(code, Some(0), "{logs}");
 

@@ -98,10 +98,7 @@ async fn op(app: &TestApp, id: i64) -> Op {
 }
 
 async fn settled(app: &TestApp, id: i64) -> Op {
-    app.eventually("the op to settle", || async {
-        op(app, id).await.status != "pending"
-    })
-    .await;
+    app.op_settled(id).await;
     op(app, id).await
 }
 
