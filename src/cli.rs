@@ -1,4 +1,4 @@
-//! The command line (CONTRACT.md "Command line").
+//! The command line (the README's "Commands" section is what users rely on).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

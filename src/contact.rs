@@ -1,6 +1,6 @@
 //! Decoded address-book records: what a wire contact becomes before it is a
 //! row. Names are decoded here (emoji spans, then HTML entities) and each
-//! contact gets its [`Kind`] (PROTOCOL.md Part 1 "Classification").
+//! contact gets its [`Kind`] (docs/protocol.md, Classification).
 
 use crate::webwx::{RawContact, RawMember, text};
 

@@ -21,9 +21,10 @@
  *   simulator returned, untouched.
  * - The heartbeat text. At login wechat4u's checkPolling sends a text message
  *   to filehelper (webwxsendmsg), then every 5 min; the simulator models
- *   contacts, not messaging, and docs/protocol.md says a contact daemon skips that
- *   text. The script turns it off with wechat4u's own public
- *   `setPollingTargetGetter(() => '')` (README "bot.setPollingTargetGetter").
+ *   contacts, not messaging, and a contact daemon skips that text
+ *   (docs/protocol.md, Sessions). The script turns it off with wechat4u's
+ *   own public `setPollingTargetGetter(() => '')` (wechat4u's README,
+ *   "bot.setPollingTargetGetter").
  *   `--stock-heartbeat` keeps it (webwxsendmsg is then answered 404, refused).
  * - Nothing else. `_getContact` is wrapped only to learn when its promise
  *   settles (the wrapper passes the same arguments and returns the same
@@ -33,7 +34,8 @@
  * constant (`Go8FCIkFEokFCggwMDAwMDAw…`, byte-identical to wxsync's
  * UOS_EXTSPAM); the script checks the header the ticket step received.
  *
- * Known gaps of wechat4u, reported and not failed on (docs/protocol.md):
+ * Known gaps of wechat4u, reported and not failed on (docs/protocol.md,
+ * Contacts and Batch):
  * - It never reads ChatSet, so groups known only from ChatSet are missing
  *   unless the MsgType 51 after webwxstatusnotify names them (it batch-gets
  *   those names; the simulator's default coverage includes the recent chats).
