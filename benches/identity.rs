@@ -1,4 +1,5 @@
-//! `cargo bench --bench identity`: issue 7's measure of re-linking.
+//! `cargo bench --bench identity`: how well the contacts of a previous login
+//! are linked to a new login's (precision and recall, per kind).
 //!
 //! Each run starts the simulator in this process, logs in with
 //! `webwx::login` over loopback HTTP, runs `sync::full_sync` into a new
@@ -591,7 +592,7 @@ fn render(settings: &Settings, runs: &[Run], took: Duration) -> String {
     let a = account(0, StatusNotify::Off);
     let _ = writeln!(
         out,
-        "\nIdentity across a re-login (issue 7), {}, {}, {:.0} s",
+        "\nIdentity across a re-login, {}, {}, {:.0} s",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine(),
         took.as_secs_f64()

@@ -309,10 +309,19 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
     match undecided {
         0 => println!("identity:  {names}"),
         n => println!(
-            "identity:  {names}; {n} rows of the previous login undecided (`wxsync identity`)"
+            "identity:  {names}; {} of the previous login undecided (`wxsync identity`)",
+            rows_of(n as usize)
         ),
     }
     Ok(())
+}
+
+/// "1 row", "2 rows".
+fn rows_of(n: usize) -> String {
+    match n {
+        1 => "1 row".to_owned(),
+        n => format!("{n} rows"),
+    }
 }
 
 /// `wxsync identity`: list what the last re-link left to a person, or
@@ -321,14 +330,18 @@ async fn identity(app: &App, args: &IdentityArgs) -> anyhow::Result<()> {
     let store = &app.store;
     match &args.action {
         Some(IdentityAction::Link { old, new }) => {
-            let id = store.link(old, new).await?;
-            println!("Linked: {new} is now contact_id {id}, with the history of {old}.");
+            let d = store.link(old, new).await?;
+            println!(
+                "Linked: contact_id {} (was {}) is now {}; row {} is merged into it.",
+                d.contact_id, d.other_user_name, d.user_name, d.other_contact_id
+            );
         }
         Some(IdentityAction::Unlink { contact }) => {
-            let id = store.unlink(contact).await?;
+            let d = store.unlink(contact).await?;
             println!(
-                "Unlinked: {contact} is now contact_id {id}; its earlier contact_id keeps the \
-                 history before the link, marked deleted."
+                "Unlinked: {} is now contact_id {}; contact_id {} is back on {}, marked deleted, \
+                 with the history from before the link.",
+                d.user_name, d.contact_id, d.other_contact_id, d.other_user_name
             );
         }
         None if args.json => println!("{}", serde_json::to_string(&store.unlinked().await?)?),
@@ -343,8 +356,8 @@ async fn identity(app: &App, args: &IdentityArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{} rows of the previous login could not be told apart with confidence:",
-                olds.len()
+                "{} of the previous login could not be told apart with confidence:",
+                rows_of(olds.len())
             );
             let name = |nick: &str, remark: &str| {
                 let nick = crate::telemetry::escape(nick);

@@ -36,6 +36,8 @@ pub struct SyncOptions {
     pub deletion_guard: f64,
     /// Apply a deletion the guard would hold back.
     pub force: bool,
+    /// History rows older than this are removed after each successful sync.
+    pub history_retention: Duration,
 }
 
 impl Default for SyncOptions {
@@ -46,6 +48,7 @@ impl Default for SyncOptions {
             retry_base: Duration::from_millis(500),
             deletion_guard: 0.2,
             force: false,
+            history_retention: Duration::from_secs(730 * 24 * 3600),
         }
     }
 }
@@ -153,6 +156,14 @@ pub async fn full_sync(
                 elapsed_ms = elapsed.as_millis() as u64,
                 "full sync complete"
             );
+            match store.prune_history(opts.history_retention).await {
+                Ok(0) => {}
+                Ok(pruned) => info!(
+                    pruned,
+                    "old contact_changes rows removed (history.retention)"
+                ),
+                Err(e) => warn!(error = %e, "cannot remove old contact_changes rows"),
+            }
             Ok(SyncReport {
                 run_id,
                 stats,

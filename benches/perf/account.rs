@@ -8,7 +8,7 @@ use wxsync::simulator::{Account, SimConfig, SimKind, Simulator};
 /// Members of every group at every size.
 pub const GROUP_SIZE: usize = 500;
 
-/// 1× is the heavy account of issue 8: 5,000 friends, 125 officials, 300
+/// 1× is a heavy account: 5,000 friends, 125 officials, 300
 /// groups (250 saved to contacts, 50 known only from webwxinit/ChatSet).
 pub fn sim_config(scale: usize) -> SimConfig {
     SimConfig {

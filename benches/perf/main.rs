@@ -1,4 +1,4 @@
-//! `cargo bench --bench perf`: issue 8's benchmark. For each account size
+//! `cargo bench --bench perf`: the performance benchmark. For each account size
 //! (1× = 5,000 friends, 125 officials, 300 groups × 500 members) it starts
 //! the simulator in this process and runs the release `wxsync` binary
 //! against it as a user would: a cold full sync, fetch-only runs (the

@@ -1,5 +1,5 @@
 //! The printed result: the machine, one table of every measure against its
-//! target (issue 8), where each run's time went, and the notes a reader
+//! target, where each run's time went, and the notes a reader
 //! needs to trust the figures.
 
 use std::fmt::Write;

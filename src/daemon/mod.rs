@@ -285,7 +285,6 @@ impl SessionCtx {
                         "synced {} contacts, {} groups, {} memberships",
                         report.stats.contacts, report.stats.groups, report.stats.memberships
                     ));
-                    self.prune_history().await;
                 }
                 Err(SyncError::Cancelled) => return Ok(()),
                 Err(SyncError::Protocol(e)) if e.is_session_dead() => {
@@ -314,23 +313,6 @@ impl SessionCtx {
     async fn cache_linked(&self) -> Result<bool, crate::store::Error> {
         let login = self.client.session().login_id().to_owned();
         Ok(self.app.store.linked_login().await?.as_deref() == Some(login.as_str()))
-    }
-
-    /// Drops the history rows older than `history.retention`.
-    async fn prune_history(&self) {
-        match self
-            .app
-            .store
-            .prune_history(self.app.config.history.retention)
-            .await
-        {
-            Ok(0) => {}
-            Ok(pruned) => info!(
-                pruned,
-                "old contact_changes rows removed (history.retention)"
-            ),
-            Err(e) => warn!(error = %e, "cannot remove old contact_changes rows"),
-        }
     }
 }
 

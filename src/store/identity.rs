@@ -85,6 +85,18 @@ impl From<sqlx::Error> for IdentityError {
     }
 }
 
+/// What a manual link or unlink did, for telling the person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The live contact: its `contact_id` and `user_name` now.
+    pub contact_id: i64,
+    pub user_name: String,
+    /// The other row: merged into the live one (link), or given back its
+    /// earlier id and name, marked deleted (unlink).
+    pub other_contact_id: i64,
+    pub other_user_name: String,
+}
+
 #[derive(FromRow)]
 struct Found {
     contact_id: i64,
@@ -130,8 +142,8 @@ impl Store {
     /// deleted) and `new` (a live row) are the same contact: the old row
     /// takes the new one's name and data and keeps its `contact_id`,
     /// `first_seen_at` and history; the new row's history moves to it and
-    /// the new row goes. Returns the kept `contact_id`.
-    pub async fn link(&self, old: &str, new: &str) -> Result<i64, IdentityError> {
+    /// the new row goes.
+    pub async fn link(&self, old: &str, new: &str) -> Result<Decision, IdentityError> {
         let mut tx = self.begin_write().await?;
         let o = find(&mut tx, old).await?;
         let n = find(&mut tx, new).await?;
@@ -190,14 +202,19 @@ impl Store {
                 .await?;
         }
         tx.commit().await.map_err(Error::from)?;
-        Ok(o.contact_id)
+        Ok(Decision {
+            contact_id: o.contact_id,
+            user_name: n.user_name,
+            other_contact_id: n.contact_id,
+            other_user_name: o.user_name,
+        })
     }
 
     /// Undoes a link (made by a re-link or by [`Store::link`]): the live row
     /// keeps its name and data under a new `contact_id`, with the history
     /// written since the link; the old `contact_id` goes back to a row
-    /// marked deleted under its previous name. Returns the new id.
-    pub async fn unlink(&self, contact: &str) -> Result<i64, IdentityError> {
+    /// marked deleted under its previous name.
+    pub async fn unlink(&self, contact: &str) -> Result<Decision, IdentityError> {
         let mut tx = self.begin_write().await?;
         let c = find(&mut tx, contact).await?;
         let link: Option<(i64, String)> = sqlx::query_as(
@@ -251,7 +268,12 @@ impl Store {
                 .await?;
         }
         tx.commit().await.map_err(Error::from)?;
-        Ok(fresh)
+        Ok(Decision {
+            contact_id: fresh,
+            user_name: c.user_name,
+            other_contact_id: c.contact_id,
+            other_user_name: old_name,
+        })
     }
 }
 

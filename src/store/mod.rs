@@ -23,7 +23,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, Sqlite, SqlitePool, Transaction};
 
-pub use identity::{IdentityError, Unlinked};
+pub use identity::{Decision, IdentityError, Unlinked};
 pub use ops::{Malformed, NextOp, PendingOp, QueueWatch, Target};
 pub use runs::{Activity, Counts, OpCounts, RunStats, SyncRun};
 pub use stage::{Source, Stage, name_key};

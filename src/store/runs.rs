@@ -40,6 +40,11 @@ pub struct SyncRun {
     pub member_count_mismatches: i64,
     pub notes: Option<String>,
     pub error: Option<String>,
+    pub relinked: i64,
+    pub unlinked: i64,
+    pub memberships_changed: i64,
+    pub write_lock_ms: Option<i64>,
+    pub deletion_digest: Option<String>,
 }
 
 /// Live (not deleted) rows in the cache.

@@ -140,6 +140,11 @@ async fn nothing_changed_writes_no_row_and_no_history() {
         .scalar("SELECT inserted + updated + deleted + memberships_changed FROM sync_runs ORDER BY id DESC LIMIT 1")
         .await;
     assert_eq!(written, 0);
+    let status = app.wxsync(&["status", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let last = &v["last_sync"];
+    assert_eq!(last["memberships_changed"], 0, "{status:?}");
+    assert!(last["write_lock_ms"].is_u64(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -359,4 +364,30 @@ async fn a_remark_edit_applied_during_a_full_sync_is_not_undone_by_it() {
         )
         .await;
     assert_eq!(cached.as_deref(), Some("Edited meanwhile"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_from_the_command_line_drops_history_past_its_retention() {
+    let app = synced().await;
+    app.configure("[history]\nretention = \"30d\"\n");
+    let pool = app.db().await;
+    for at in ["2000-01-01T00:00:00.000Z", "2999-01-01T00:00:00.000Z"] {
+        sqlx::query(
+            "INSERT INTO contact_changes (at, contact_id, user_name, source, change) \
+             VALUES (?, 1, '@x', 'full_sync', 'added')",
+        )
+        .bind(at)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    app.sync().await;
+
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT at FROM contact_changes WHERE user_name = '@x'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, ["2999-01-01T00:00:00.000Z"], "only the old row goes");
 }
