@@ -198,8 +198,12 @@ async fn apply(
         back = ctx.client.batch_get(std::slice::from_ref(&item)) => back,
         _ = token.cancelled() => return interrupted(op),
     };
-    // A failed read-back after a lost reply gives the edit up for the call's error.
-    let back = back.map_err(|e| lost_reply.take().unwrap_or(e))?;
+    // A read-back that fails too (but for a logout) gives the edit up for
+    // the call's own error.
+    let back = back.map_err(|e| match lost_reply.take() {
+        Some(lost) if !e.is_session_dead() => lost,
+        _ => e,
+    })?;
     let now = back
         .iter()
         .find(|c| c.user_name == target.user_name)
