@@ -49,6 +49,8 @@ impl App {
         ClientOptions {
             mode: self.config.wechat.mode,
             push_url: self.config.wechat.push_url.clone(),
+            request_timeout: self.config.wechat.request_timeout,
+            synccheck_timeout: self.config.wechat.synccheck_timeout,
             ..ClientOptions::default()
         }
     }

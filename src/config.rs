@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
-use crate::webwx::Mode;
+use crate::webwx::{ClientOptions, Mode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,6 +53,13 @@ pub struct WechatConfig {
     /// 5xx, Ret 1205); it doubles, with jitter, on each retry.
     #[serde(deserialize_with = "duration")]
     pub retry_delay: Duration,
+    /// How long one call may take before it is abandoned as a network error.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// The same for the synccheck long poll, which the server holds about
+    /// 25 s when nothing happens.
+    #[serde(deserialize_with = "duration")]
+    pub synccheck_timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -105,6 +112,8 @@ impl Default for WechatConfig {
             mode: Mode::Desktop,
             batch_pause: Duration::from_millis(200),
             retry_delay: Duration::from_millis(500),
+            request_timeout: ClientOptions::default().request_timeout,
+            synccheck_timeout: ClientOptions::default().synccheck_timeout,
         }
     }
 }
@@ -142,7 +151,7 @@ const DAY: u64 = 24 * HOUR;
 /// The sensible range of each duration key: zero would spin a loop or stop
 /// a task (a zero pause between batch calls only drops the politeness), and
 /// the upper bounds catch a unit typed wrong ("500h" for "500ms").
-const DURATION_BOUNDS: [(&str, Duration, Duration); 4] = [
+const DURATION_BOUNDS: [(&str, Duration, Duration); 6] = [
     (
         "wechat.batch_pause",
         Duration::ZERO,
@@ -151,6 +160,16 @@ const DURATION_BOUNDS: [(&str, Duration, Duration); 4] = [
     (
         "wechat.retry_delay",
         Duration::from_millis(10),
+        Duration::from_secs(10 * MINUTE),
+    ),
+    (
+        "wechat.request_timeout",
+        Duration::from_secs(1),
+        Duration::from_secs(10 * MINUTE),
+    ),
+    (
+        "wechat.synccheck_timeout",
+        Duration::from_secs(1),
         Duration::from_secs(10 * MINUTE),
     ),
     (
@@ -204,6 +223,8 @@ impl Config {
         let durations = [
             self.wechat.batch_pause,
             self.wechat.retry_delay,
+            self.wechat.request_timeout,
+            self.wechat.synccheck_timeout,
             self.ops.poll_interval,
             self.history.retention,
         ];
@@ -321,6 +342,8 @@ mod tests {
             mode = "web"
             batch_pause = "50ms"
             retry_delay = "1s"
+            request_timeout = "5s"
+            synccheck_timeout = "40s"
             [sync]
             schedule = "0 0 * * * *"
             deletion_guard = "5.5%"
@@ -336,6 +359,8 @@ mod tests {
         assert_eq!(c.wechat.push_url, None);
         assert_eq!(c.wechat.batch_pause, Duration::from_millis(50));
         assert_eq!(c.wechat.retry_delay, Duration::from_secs(1));
+        assert_eq!(c.wechat.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.wechat.synccheck_timeout, Duration::from_secs(40));
         assert_eq!(c.ops.poll_interval, Duration::from_millis(250));
         assert!((c.sync.deletion_guard - 0.055).abs() < 1e-12);
         assert_eq!(c.history.retention, Duration::from_secs(90 * DAY));
@@ -346,6 +371,8 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.sync.deletion_guard, 0.2);
         assert_eq!(c.history.retention, Duration::from_secs(730 * DAY));
+        assert_eq!(c.wechat.request_timeout, Duration::from_secs(20));
+        assert_eq!(c.wechat.synccheck_timeout, Duration::from_secs(35));
         c.validate().unwrap();
     }
 
@@ -357,6 +384,14 @@ mod tests {
             ("[wechat]\nbatch_pause = \"2m\"\n", "wechat.batch_pause"),
             ("[wechat]\nretry_delay = \"0s\"\n", "wechat.retry_delay"),
             ("[wechat]\nretry_delay = \"500h\"\n", "wechat.retry_delay"),
+            (
+                "[wechat]\nrequest_timeout = \"20ms\"\n",
+                "wechat.request_timeout",
+            ),
+            (
+                "[wechat]\nsynccheck_timeout = \"0s\"\n",
+                "wechat.synccheck_timeout",
+            ),
             ("[history]\nretention = \"0s\"\n", "history.retention"),
             ("[history]\nretention = \"1h\"\n", "history.retention"),
         ] {

@@ -237,7 +237,9 @@ impl SessionCtx {
     /// failure, retries with back-off instead of waiting for the next tick.
     async fn sync_loop(&self, token: &CancellationToken) -> TaskResult {
         use std::sync::atomic::Ordering;
-        let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(600));
+        // A whole sync is retried less eagerly than one call: 5 s by default.
+        let first_retry = self.app.config.wechat.retry_delay * 10;
+        let mut backoff = Backoff::new(first_retry, Duration::from_secs(600));
         let mut retry_in: Option<Duration> = Some(Duration::ZERO);
         loop {
             let wait = async {

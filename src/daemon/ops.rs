@@ -191,23 +191,32 @@ async fn apply(
         sent = ctx.client.set_remark(&target.user_name, &op.remark_name) => sent,
         _ = token.cancelled() => return interrupted(op),
     };
-    match sent {
-        Ok(()) => {}
+    let mut lost_reply = match sent {
+        Ok(()) => None,
+        // A call that timed out or lost its reply may still have made the
+        // change: before the edit is given up, the read-back tells.
+        Err(e) if e.is_transient() && op.attempts + 1 >= MAX_ATTEMPTS => Some(e),
         Err(e) if e.is_session_dead() || e.is_transient() => return Err(e),
         Err(e) => {
             let reason = format!("the server refused the edit: {e}");
             record(store.op_failed(op.id, &reason).await);
             return Ok(());
         }
-    }
+    };
     let item = BatchItem {
         user_name: target.user_name.clone(),
         chat_room: String::new(),
     };
     let back = tokio::select! {
-        back = ctx.client.batch_get(std::slice::from_ref(&item)) => back?,
+        back = ctx.client.batch_get(std::slice::from_ref(&item)) => back,
         _ = token.cancelled() => return interrupted(op),
     };
+    // A read-back that fails too (but for a logout) gives the edit up for
+    // the call's own error.
+    let back = back.map_err(|e| match lost_reply.take() {
+        Some(lost) if !e.is_session_dead() => lost,
+        _ => e,
+    })?;
     let now = back
         .iter()
         .find(|c| c.user_name == target.user_name)
@@ -215,6 +224,8 @@ async fn apply(
     if now.as_deref() == Some(op.remark_name.as_str()) {
         info!(op = op.id, "remark edit applied and verified");
         record(store.op_done(op, target.contact_id).await);
+    } else if let Some(e) = lost_reply {
+        return Err(e);
     } else {
         let reason = "the server accepted the edit but the remark did not change";
         warn!(op = op.id, reason, "remark edit not verified");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use tempfile::TempDir;
-use wxsync::simulator::{SimConfig, Simulator};
+use wxsync::simulator::{Endpoint, SimConfig, SimKind, Simulator};
 
 /// A small account that still exercises paging, batching and every kind.
 pub fn small_account() -> SimConfig {
@@ -240,6 +240,26 @@ impl TestApp {
             .flatten();
         pool.close().await;
         v
+    }
+
+    /// How many calls the simulator has received for `endpoint`.
+    pub fn calls_to(&self, endpoint: Endpoint) -> usize {
+        self.sim
+            .calls()
+            .iter()
+            .filter(|c| c.endpoint == endpoint)
+            .count()
+    }
+
+    /// The current user name of the account's first friend.
+    pub fn first_friend(&self) -> String {
+        self.sim
+            .account()
+            .contacts
+            .into_iter()
+            .find(|c| c.kind == SimKind::Friend)
+            .expect("the account has friends")
+            .user_name
     }
 
     /// Every credential the client sent: cookie values, and skey, sid and

@@ -115,16 +115,8 @@ fn login_id(app: &TestApp) -> String {
     v["login_id"].as_str().unwrap().to_owned()
 }
 
-fn calls_to(app: &TestApp, endpoint: Endpoint) -> usize {
-    app.sim
-        .calls()
-        .iter()
-        .filter(|c| c.endpoint == endpoint)
-        .count()
-}
-
 fn qr_codes_served(app: &TestApp) -> usize {
-    calls_to(app, Endpoint::JsLogin)
+    app.calls_to(Endpoint::JsLogin)
 }
 
 /// A login's output holds none of the credentials the client sent.
@@ -150,7 +142,7 @@ async fn a_relogin_after_a_logout_is_confirmed_on_the_phone_without_a_qr_code() 
     assert!(run.stdout.contains("confirm it there"), "{run:?}");
     assert!(!run.stdout.contains("/l/"), "no QR code: {run:?}");
     assert_eq!(qr_codes_served(&app), 1, "only the first login showed one");
-    assert_eq!(calls_to(&app, Endpoint::PushLogin), 1);
+    assert_eq!(app.calls_to(Endpoint::PushLogin), 1);
     assert_ne!(login_id(&app), first, "a new session was saved");
     assert!(app.wxsync(&["sync"]).await.ok(), "the new session works");
     assert_no_secret(&app, &run);
@@ -211,7 +203,7 @@ async fn login_with_qr_does_not_ask_the_phone() {
     assert!(run.ok(), "{run:?}");
     assert!(!run.stdout.contains("confirm it there"), "{run:?}");
     assert!(!run.stdout.contains("Push login"), "{run:?}");
-    assert_eq!(calls_to(&app, Endpoint::PushLogin), 0);
+    assert_eq!(app.calls_to(Endpoint::PushLogin), 0);
     assert!(run.stdout.contains("/l/"), "{run:?}");
     assert_eq!(qr_codes_served(&app), 2);
     assert_ne!(login_id(&app), first);

@@ -2,6 +2,7 @@
 //! simulator over real HTTP, each with its own SQLite file in a temp dir.
 
 mod daemon;
+mod faults;
 mod helpers;
 mod history;
 mod identity;

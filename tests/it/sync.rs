@@ -164,7 +164,7 @@ async fn groups_known_only_from_chatset_are_stored_with_members() {
 async fn names_are_stored_decoded() {
     let app = TestApp::spawn(small_account()).await;
     app.login().await;
-    let friend = first_friend(&app);
+    let friend = app.first_friend();
     app.sim.rename(
         &friend,
         r#"Tom &amp; Jerry <span class="emoji emoji1f604"></span><span class="emoji emoji1f1e81f1f3"></span> 小明<span class="emoji emoji1f63c"></span>"#,
@@ -213,7 +213,7 @@ async fn a_second_sync_with_nothing_changed_rewrites_nothing() {
 async fn changes_on_the_server_reach_the_cache() {
     let app = synced(small_account()).await;
     let account = app.sim.account();
-    let renamed = first_friend(&app);
+    let renamed = app.first_friend();
     let removed = account
         .contacts
         .iter()
@@ -296,7 +296,7 @@ async fn changes_on_the_server_reach_the_cache() {
 async fn a_fault_in_the_middle_of_a_sync_leaves_the_cache_as_it_was() {
     let app = synced(small_account()).await;
     let before = app.dump().await;
-    app.sim.rename(&first_friend(&app), "Should not land");
+    app.sim.rename(&app.first_friend(), "Should not land");
 
     for fault in [Fault::Http(502), Fault::Truncated, Fault::Ret(1205)] {
         app.sim.fail(Endpoint::BatchGetContact, fault.clone(), 1000);
@@ -381,15 +381,4 @@ async fn no_secret_reaches_the_database_or_the_logs() {
             .await
             .unwrap();
     assert!(!head.contains("skey"), "{head}");
-}
-
-fn first_friend(app: &TestApp) -> String {
-    app.sim
-        .account()
-        .contacts
-        .iter()
-        .find(|c| c.kind == SimKind::Friend)
-        .unwrap()
-        .user_name
-        .clone()
 }

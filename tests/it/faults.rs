@@ -1,0 +1,1145 @@
+//! Fault injection: every endpoint `wxsync sync`, `wxsync run` and `wxsync
+//! login` call × every way a call fails (HTTP 5xx, a reset connection, a
+//! truncated body, a delay past the client's timeout, Ret 1205, Ret
+//! 1100/1101), with every contact and membership row compared before and
+//! after; replies of 200 MB and a group of 100,000 members (with the child's
+//! peak memory), a `Seq` that never ends, a batch reply carrying groups
+//! nobody asked for, an empty contact list and invalid UTF-8.
+//!
+//! Each test prints its lines of the README's "Faults" section:
+//! `cargo test --test it faults:: -- --nocapture 2>/dev/null | grep '^fault'`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use wxsync::simulator::{Endpoint, Fault, SimConfig};
+
+use crate::helpers::{Daemon, Run, TestApp, small_account};
+
+/// The client's timeouts here (`wechat.request_timeout`,
+/// `wechat.synccheck_timeout`): short, so that a delay past them costs a
+/// second, not 20.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+const SYNCCHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A daemon schedule that does not fire during a test: only the full sync
+/// at start runs.
+const RARELY: &str = "0 0 0 1 1 *";
+
+/// Endpoints as the client and its error messages name them.
+fn wire(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Init => "webwxinit",
+        Endpoint::StatusNotify => "webwxstatusnotify",
+        Endpoint::GetContact => "webwxgetcontact",
+        Endpoint::BatchGetContact => "webwxbatchgetcontact",
+        Endpoint::OpLog => "webwxoplog",
+        Endpoint::SyncCheck => "synccheck",
+        Endpoint::Sync => "webwxsync",
+        other => panic!("{other:?} is not in the fault matrix"),
+    }
+}
+
+/// The faults a retry can outlast, by their names in the matrix.
+fn transient_faults(endpoint: Endpoint) -> Vec<(&'static str, Fault)> {
+    let timeout = match endpoint {
+        Endpoint::SyncCheck => SYNCCHECK_TIMEOUT,
+        _ => REQUEST_TIMEOUT,
+    };
+    vec![
+        ("HTTP 502", Fault::Http(502)),
+        ("reset", Fault::Reset),
+        ("truncated", Fault::Truncated),
+        ("delay past timeout", Fault::Delay(timeout + timeout / 2)),
+        ("Ret 1205", Fault::Ret(1205)),
+    ]
+}
+
+/// The codes with which the server ends a session.
+const DEAD_CODES: [i64; 2] = [1100, 1101];
+
+/// A reply that is JSON but for two bytes that are not UTF-8.
+fn invalid_utf8(list_key: &str) -> Fault {
+    let mut body =
+        format!(r#"{{"BaseResponse":{{"Ret":0}},"Seq":0,"Count":1,"{list_key}":[{{"UserName":"@x","NickName":""#)
+            .into_bytes();
+    body.extend_from_slice(b"\xff\xfe");
+    body.extend_from_slice(br#""}]}"#);
+    Fault::Custom {
+        status: 200,
+        content_type: "text/plain".into(),
+        body,
+    }
+}
+
+/// One cell of the matrix; failure messages start with it.
+struct Cell {
+    command: &'static str,
+    endpoint: Endpoint,
+    fault: String,
+}
+
+impl Cell {
+    fn new(command: &'static str, endpoint: Endpoint, fault: &str) -> Cell {
+        Cell {
+            command,
+            endpoint,
+            fault: fault.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} × {} during `wxsync {}`",
+            wire(self.endpoint),
+            self.fault,
+            self.command
+        )
+    }
+}
+
+/// The matrix lines one test adds, printed when it has passed.
+#[derive(Default)]
+struct Matrix(Vec<String>);
+
+impl Matrix {
+    /// A cell whose `tried` injections all passed their checks, with the
+    /// rows they lost (each check has asserted that it is 0).
+    fn survived(&mut self, cell: &Cell, tried: u32, lost: usize) {
+        self.0.push(format!(
+            "fault matrix | {} | {} | {} | tried {tried} | survived {tried} | rows lost {lost}",
+            cell.command,
+            wire(cell.endpoint),
+            cell.fault
+        ));
+    }
+
+    fn print(&self) {
+        for line in &self.0 {
+            println!("{line}");
+        }
+    }
+}
+
+/// A test app whose calls time out after [`REQUEST_TIMEOUT`] and
+/// [`SYNCCHECK_TIMEOUT`].
+async fn fault_app(account: SimConfig) -> TestApp {
+    let app = TestApp::spawn(account).await;
+    // The test config ends inside its [wechat] table.
+    app.configure(&format!(
+        "request_timeout = \"{}ms\"\nsynccheck_timeout = \"{}ms\"\n",
+        REQUEST_TIMEOUT.as_millis(),
+        SYNCCHECK_TIMEOUT.as_millis()
+    ));
+    app
+}
+
+async fn synced() -> TestApp {
+    let app = fault_app(small_account()).await;
+    app.login().await;
+    app.sync().await;
+    app
+}
+
+/// Asserts that every row of `before` is in `after` unchanged and that no
+/// other row appeared, leaving out the rows that mention one of `exempt`
+/// (the contacts the cell changes on purpose). Returns the rows lost: 0.
+fn assert_same_rows(cell: &Cell, before: &[String], after: &[String], exempt: &[&str]) -> usize {
+    let kept = |row: &&String| !exempt.iter().any(|name| row.contains(name));
+    let before: BTreeSet<&String> = before.iter().filter(kept).collect();
+    let after: BTreeSet<&String> = after.iter().filter(kept).collect();
+    let lost: Vec<&&String> = before.difference(&after).collect();
+    let written: Vec<&&String> = after.difference(&before).collect();
+    assert!(
+        lost.is_empty() && written.is_empty(),
+        "{cell}: {} rows lost or changed, {} rows written or changed\nlost: {:?}\nwritten: {:?}",
+        lost.len(),
+        written.len(),
+        lost.iter().take(3).collect::<Vec<_>>(),
+        written.iter().take(3).collect::<Vec<_>>()
+    );
+    lost.len()
+}
+
+/// Renames the first friend on the server (a change a complete sync must
+/// bring, and a failed one must not); returns their user name.
+fn rename_a_friend(app: &TestApp, nick: &str) -> String {
+    let friend = app.first_friend();
+    app.sim.rename(&friend, nick);
+    friend
+}
+
+async fn nick_of(app: &TestApp, user_name: &str) -> Option<String> {
+    app.text(
+        "SELECT nick_name FROM contacts WHERE user_name = ?",
+        user_name,
+    )
+    .await
+}
+
+/// The newest `sync_runs` row: id, status, error.
+async fn last_run(app: &TestApp) -> (i64, String, Option<String>) {
+    let pool = app.db().await;
+    let row = sqlx::query_as("SELECT id, status, error FROM sync_runs ORDER BY id DESC LIMIT 1")
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+        .unwrap_or((0, String::new(), None));
+    pool.close().await;
+    row
+}
+
+/// The first `sync_runs` row after `since` that `done` accepts (status,
+/// error), once there is one: its id.
+async fn run_after(
+    app: &TestApp,
+    what: &str,
+    since: i64,
+    done: impl Fn(&str, Option<&str>) -> bool,
+) -> i64 {
+    wait_for(what, || async {
+        let pool = app.db().await;
+        let runs: Vec<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT id, status, error FROM sync_runs WHERE id > ? ORDER BY id")
+                .bind(since)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        runs.into_iter()
+            .find(|(_, status, error)| done(status, error.as_deref()))
+            .map(|(id, ..)| id)
+    })
+    .await
+}
+
+async fn session_state(app: &TestApp) -> String {
+    let run = app.wxsync(&["status", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    v["session"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn keepalive_at(app: &TestApp) -> Option<String> {
+    app.text(
+        "SELECT last_keepalive_at FROM daemon_state WHERE id = ?",
+        "1",
+    )
+    .await
+}
+
+/// Polls `f` every 50 ms until it gives a value; panics with `what` after
+/// 30 s (a deadline for a hung test, not a speed assertion).
+async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    for _ in 0..600 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn assert_alive(daemon: &mut Daemon, cell: &Cell) {
+    let exited = daemon.child.try_wait().unwrap();
+    assert!(
+        exited.is_none(),
+        "{cell}: the daemon exited ({exited:?}):\n{}",
+        daemon.logs()
+    );
+}
+
+/// The last line of a failed command: its one-line reason.
+fn reason(run: &Run) -> &str {
+    run.stderr.lines().last().unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- `wxsync sync`
+
+/// Every fault at `endpoint` during `wxsync sync`, on one simulator. A fault
+/// on every try fails the sync with a reason naming the endpoint, recorded
+/// in `sync_runs`, and leaves every row as it was (the server's pending
+/// change included); a single faulted call is retried and the sync brings
+/// exactly the server's change; Ret 1100/1101 end the session and keep
+/// every row.
+async fn sync_matrix(endpoint: Endpoint) {
+    let app = synced().await;
+    let mut matrix = Matrix::default();
+    for (i, (name, fault)) in transient_faults(endpoint).into_iter().enumerate() {
+        let cell = Cell::new("sync", endpoint, name);
+        let before = app.dump().await;
+        let nick = format!("Renamed during fault {i}");
+        let friend = rename_a_friend(&app, &nick);
+
+        app.sim.fail(endpoint, fault.clone(), 1000);
+        let run = app.wxsync(&["sync"]).await;
+        app.sim.fail(endpoint, fault.clone(), 0);
+        assert!(!run.ok(), "{cell}: a fault on every try must fail: {run:?}");
+        assert!(
+            reason(&run).starts_with("wxsync: ") && reason(&run).contains(wire(endpoint)),
+            "{cell}: the reason names the endpoint: {run:?}"
+        );
+        let (_, status, error) = last_run(&app).await;
+        assert!(
+            status == "failed" && error.as_deref().is_some_and(|e| e.contains(wire(endpoint))),
+            "{cell}: the run is recorded failed with its reason: {status} {error:?}"
+        );
+        let mut lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+
+        app.sim.fail(endpoint, fault, 1);
+        let run = app.wxsync(&["sync"]).await;
+        assert!(run.ok(), "{cell}: one faulted call is retried: {run:?}");
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains("transient error") && l.contains(wire(endpoint))),
+            "{cell}: the faulted call was served and retried: {run:?}"
+        );
+        assert_eq!(
+            nick_of(&app, &friend).await.as_deref(),
+            Some(nick.as_str()),
+            "{cell}: the server's change lands once the sync completes"
+        );
+        lost += assert_same_rows(&cell, &before, &app.dump().await, &[&friend]);
+        matrix.survived(&cell, 2, lost);
+    }
+    for code in DEAD_CODES {
+        let cell = Cell::new("sync", endpoint, &format!("Ret {code}"));
+        let before = app.dump().await;
+        app.sim.fail(endpoint, Fault::Ret(code), 1);
+        let run = app.wxsync(&["sync"]).await;
+        assert!(!run.ok(), "{cell}: {run:?}");
+        assert!(
+            reason(&run).contains(&format!("code {code}"))
+                && reason(&run).contains("run `wxsync login`"),
+            "{cell}: the reason says what to do: {run:?}"
+        );
+        assert_eq!(session_state(&app).await, "logged_out", "{cell}");
+        let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        // The next cell needs a live session.
+        app.login().await;
+        matrix.survived(&cell, 1, lost);
+    }
+    matrix.print();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_at_webwxinit_during_sync_fails_cleanly_or_is_retried() {
+    sync_matrix(Endpoint::Init).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_at_webwxgetcontact_during_sync_fails_cleanly_or_is_retried() {
+    sync_matrix(Endpoint::GetContact).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_at_webwxbatchgetcontact_during_sync_fails_cleanly_or_is_retried() {
+    sync_matrix(Endpoint::BatchGetContact).await;
+}
+
+// ----------------------------------------------------------------- `wxsync run`
+
+/// A daemon on a logged-in account that has finished its first full sync;
+/// `schedule` sets its later ones.
+async fn running(schedule: &str) -> (TestApp, Daemon) {
+    let app = fault_app(small_account()).await;
+    app.configure(&format!(
+        "[sync]\nschedule = \"{schedule}\"\n[ops]\npoll_interval = \"100ms\"\n"
+    ));
+    app.login().await;
+    let daemon = app.start_daemon(&[]);
+    app.eventually("the daemon's first full sync", || async {
+        app.ok_runs().await >= 1
+    })
+    .await;
+    (app, daemon)
+}
+
+/// Stops the daemon, which must exit 0 after everything it went through.
+async fn stop(daemon: Daemon, what: &str) {
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{what}: the daemon's exit:\n{logs}");
+}
+
+/// Ret `code` at `endpoint` while the daemon runs, once `trigger` has made
+/// the daemon call it (returning how many remark edits it queued): the
+/// session ends, every row stays, the edits stay pending for the next login,
+/// and the daemon waits for a login, saying so, without exiting. After
+/// `wxsync login` it runs the new session: synccheck is answered again and
+/// a full sync runs. Returns the last run before that login.
+async fn dead_session_cell(
+    app: &TestApp,
+    daemon: &mut Daemon,
+    matrix: &mut Matrix,
+    endpoint: Endpoint,
+    code: i64,
+    trigger: impl AsyncFnOnce() -> i64,
+) -> i64 {
+    let cell = Cell::new("run", endpoint, &format!("Ret {code}"));
+    let before = app.dump().await;
+    let said = |d: &Daemon| d.logs().matches("waiting for a new session").count();
+    let waiting = said(daemon);
+    app.sim.fail(endpoint, Fault::Ret(code), 1);
+    let queued = trigger().await;
+    wait_for(&format!("{cell}: the daemon waiting for a login"), || {
+        let now = said(daemon);
+        async move { (now > waiting).then_some(()) }
+    })
+    .await;
+    assert_alive(daemon, &cell);
+    assert_eq!(session_state(app).await, "logged_out", "{cell}");
+    let pending = app
+        .scalar("SELECT count(*) FROM pending_ops WHERE status = 'pending'")
+        .await;
+    assert_eq!(pending, queued, "{cell}: queued edits stay pending");
+    let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+
+    let answered = keepalive_at(app).await;
+    let runs = last_run(app).await.0;
+    app.login().await;
+    wait_for(
+        &format!("{cell}: synccheck answered under the new session"),
+        || async { (keepalive_at(app).await != answered).then_some(()) },
+    )
+    .await;
+    run_after(
+        app,
+        &format!("{cell}: a full sync under the new session"),
+        runs,
+        |status, _| status != "running",
+    )
+    .await;
+    assert_alive(daemon, &cell);
+    matrix.survived(&cell, 1, lost);
+    runs
+}
+
+/// Every fault at one endpoint of the full sync while the daemon runs (it
+/// syncs every second): the sync fails with the reason recorded, every row
+/// stays, the daemon runs on and completes a sync once the fault clears.
+async fn run_matrix_full_sync(endpoint: Endpoint) {
+    let (app, mut daemon) = running("* * * * * *").await;
+    let mut matrix = Matrix::default();
+    for (name, fault) in transient_faults(endpoint) {
+        let cell = Cell::new("run", endpoint, name);
+        let before = app.dump().await;
+        let since = last_run(&app).await.0;
+        app.sim.fail(endpoint, fault.clone(), 1000);
+        let failed = run_after(
+            &app,
+            &format!("{cell}: a failed full sync"),
+            since,
+            |status, error| status == "failed" && error.is_some_and(|e| e.contains(wire(endpoint))),
+        )
+        .await;
+        assert_alive(&mut daemon, &cell);
+        let mut lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        app.sim.fail(endpoint, fault, 0);
+        run_after(
+            &app,
+            &format!("{cell}: a full sync after the fault cleared"),
+            failed,
+            |status, _| status == "ok",
+        )
+        .await;
+        assert_alive(&mut daemon, &cell);
+        lost += assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        matrix.survived(&cell, 1, lost);
+    }
+    for code in DEAD_CODES {
+        let login =
+            dead_session_cell(&app, &mut daemon, &mut matrix, endpoint, code, async || 0).await;
+        // The next cell starts from a cache that holds the new login's
+        // names: after a full sync that is `ok`.
+        run_after(&app, "a full sync of the new login", login, |status, _| {
+            status == "ok"
+        })
+        .await;
+    }
+    stop(daemon, wire(endpoint)).await;
+    matrix.print();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_at_webwxinit_while_running_keeps_rows_and_the_daemon() {
+    run_matrix_full_sync(Endpoint::Init).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_at_webwxgetcontact_while_running_keeps_rows_and_the_daemon() {
+    run_matrix_full_sync(Endpoint::GetContact).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_at_webwxbatchgetcontact_while_running_keeps_rows_and_the_daemon() {
+    run_matrix_full_sync(Endpoint::BatchGetContact).await;
+}
+
+/// Log lines of the keepalive giving up on a round because of `endpoint`.
+fn keepalive_failures(daemon: &Daemon, endpoint: Endpoint) -> usize {
+    daemon
+        .logs()
+        .lines()
+        .filter(|l| {
+            l.contains(wire(endpoint))
+                && (l.contains("keepalive failed") || l.contains("unknown retcode"))
+        })
+        .count()
+}
+
+/// Every fault at synccheck or webwxsync while the daemon runs: a change
+/// made on the server does not land while the fault lasts (and nothing else
+/// moves), the daemon backs off and runs on, and the change lands once the
+/// fault clears.
+async fn run_matrix_keepalive(endpoint: Endpoint) {
+    let (app, mut daemon) = running(RARELY).await;
+    let mut matrix = Matrix::default();
+    let mut faults = transient_faults(endpoint);
+    if endpoint == Endpoint::Sync {
+        faults.push(("invalid UTF-8", invalid_utf8("ModContactList")));
+    }
+    for (i, (name, fault)) in faults.into_iter().enumerate() {
+        let cell = Cell::new("run", endpoint, name);
+        let before = app.dump().await;
+        let failures = |n: usize| {
+            let what = format!("{cell}: {n} failed keepalive rounds");
+            let from = keepalive_failures(&daemon, endpoint);
+            let daemon = &daemon;
+            async move {
+                wait_for(&what, || {
+                    let now = keepalive_failures(daemon, endpoint);
+                    async move { (now >= from + n).then_some(()) }
+                })
+                .await
+            }
+        };
+        app.sim.fail(endpoint, fault.clone(), 1000);
+        // Two faulted rounds; a synccheck poll already in flight would
+        // report a change at once, so that change waits for the first.
+        let first = endpoint == Endpoint::SyncCheck;
+        if first {
+            failures(1).await;
+        }
+        let nick = format!("Pushed during fault {i}");
+        let friend = rename_a_friend(&app, &nick);
+        failures(if first { 1 } else { 2 }).await;
+        assert_alive(&mut daemon, &cell);
+        let mut lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        app.sim.fail(endpoint, fault, 0);
+        wait_for(
+            &format!("{cell}: the change after the fault cleared"),
+            || async {
+                (nick_of(&app, &friend).await.as_deref() == Some(nick.as_str())).then_some(())
+            },
+        )
+        .await;
+        assert_alive(&mut daemon, &cell);
+        lost += assert_same_rows(&cell, &before, &app.dump().await, &[&friend]);
+        matrix.survived(&cell, 1, lost);
+    }
+    for (i, code) in DEAD_CODES.into_iter().enumerate() {
+        let trigger = async || {
+            if endpoint == Endpoint::Sync {
+                rename_a_friend(&app, &format!("Pushed to a dead session {i}"));
+            }
+            0
+        };
+        dead_session_cell(&app, &mut daemon, &mut matrix, endpoint, code, trigger).await;
+    }
+    stop(daemon, wire(endpoint)).await;
+    matrix.print();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_at_synccheck_keeps_rows_and_the_daemon_which_recovers() {
+    run_matrix_keepalive(Endpoint::SyncCheck).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_at_webwxsync_keeps_rows_and_the_daemon_which_recovers() {
+    run_matrix_keepalive(Endpoint::Sync).await;
+}
+
+/// A live friend in the cache, by the name the cache holds.
+async fn cached_friend(app: &TestApp) -> String {
+    app.text(
+        "SELECT user_name FROM contacts WHERE kind = ? AND deleted_at IS NULL \
+         ORDER BY user_name LIMIT 1",
+        "friend",
+    )
+    .await
+    .expect("a live friend in the cache")
+}
+
+/// Queues a remark edit as a user would; returns its id.
+async fn queue_edit(app: &TestApp, user_name: &str, remark: &str) -> i64 {
+    let pool = app.db().await;
+    let id = sqlx::query("INSERT INTO pending_ops (user_name, remark_name) VALUES (?, ?)")
+        .bind(user_name)
+        .bind(remark)
+        .execute(&pool)
+        .await
+        .unwrap()
+        .last_insert_rowid();
+    pool.close().await;
+    id
+}
+
+/// An edit's status, attempts and last error.
+async fn edit(app: &TestApp, id: i64) -> (String, i64, Option<String>) {
+    let pool = app.db().await;
+    let row = sqlx::query_as("SELECT status, attempts, last_error FROM pending_ops WHERE id = ?")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    row
+}
+
+/// The edit once it is no longer pending.
+async fn settled(app: &TestApp, what: &str, id: i64) -> (String, i64, Option<String>) {
+    wait_for(what, || async {
+        let e = edit(app, id).await;
+        (e.0 != "pending").then_some(e)
+    })
+    .await
+}
+
+async fn remarks(app: &TestApp, user_name: &str) -> (Option<String>, Option<String>) {
+    let cached = app
+        .text(
+            "SELECT remark_name FROM contacts WHERE user_name = ?",
+            user_name,
+        )
+        .await;
+    let server = app
+        .sim
+        .account()
+        .contacts
+        .into_iter()
+        .find(|c| c.user_name == user_name)
+        .map(|c| c.remark_name);
+    (cached, server)
+}
+
+/// Every fault at webwxoplog while the daemon applies remark edits. A fault
+/// on every call: the edit ends `done` if the server made it anyway (a reply
+/// lost after the change), else it is given up after its attempts with the
+/// reason; the cache holds what the server holds. Two faulted calls: the
+/// edit is retried and applied. Either way no other row moves and the
+/// daemon runs on.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_at_webwxoplog_keeps_rows_and_the_remark_queue_going() {
+    let (app, mut daemon) = running(RARELY).await;
+    let mut matrix = Matrix::default();
+    let endpoint = Endpoint::OpLog;
+    for (i, (name, fault)) in transient_faults(endpoint).into_iter().enumerate() {
+        let cell = Cell::new("run", endpoint, name);
+        let friend = cached_friend(&app).await;
+        let before = app.dump().await;
+
+        app.sim.fail(endpoint, fault.clone(), 1000);
+        let queued = format!("Given up {i}");
+        let id = queue_edit(&app, &friend, &queued).await;
+        let (status, _, error) = settled(&app, &format!("{cell}: the edit settled"), id).await;
+        app.sim.fail(endpoint, fault.clone(), 0);
+        wait_for(
+            &format!("{cell}: the cache holding the server's remark"),
+            || async {
+                let (cached, server) = remarks(&app, &friend).await;
+                (cached.is_some() && cached == server).then_some(())
+            },
+        )
+        .await;
+        // A reply lost after the server made the change (cut, timed out)
+        // leaves the edit made: its status must say so.
+        let made = remarks(&app, &friend).await.1.as_deref() == Some(queued.as_str());
+        let told = match made {
+            true => status == "done",
+            false => {
+                status == "failed"
+                    && error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("gave up") && e.contains(wire(endpoint)))
+            }
+        };
+        assert!(
+            told,
+            "{cell}: the server made the edit: {made}, but it ended {status} {error:?}"
+        );
+        println!(
+            "fault oplog | {name} on every call | the server made the edit: {made} | edit {status}"
+        );
+        assert_alive(&mut daemon, &cell);
+        let mut lost = assert_same_rows(&cell, &before, &app.dump().await, &[&friend]);
+
+        app.sim.fail(endpoint, fault, 2);
+        let remark = format!("Applied {i}");
+        let id = queue_edit(&app, &friend, &remark).await;
+        let (status, attempts, error) =
+            settled(&app, &format!("{cell}: the edit retried"), id).await;
+        assert_eq!(
+            (status.as_str(), attempts),
+            ("done", 3),
+            "{cell}: two faulted calls, then applied: {error:?}"
+        );
+        assert_eq!(
+            remarks(&app, &friend).await,
+            (Some(remark.clone()), Some(remark.clone())),
+            "{cell}"
+        );
+        // The server announces the change too; the next cell starts once
+        // that increment has landed (it rewrites the row's `raw`).
+        wait_for(&format!("{cell}: the edit's increment"), || async {
+            let raw = app
+                .text("SELECT raw FROM contacts WHERE user_name = ?", &friend)
+                .await
+                .unwrap_or_default();
+            raw.contains(&format!(r#""RemarkName":"{remark}""#))
+                .then_some(())
+        })
+        .await;
+        assert_alive(&mut daemon, &cell);
+        lost += assert_same_rows(&cell, &before, &app.dump().await, &[&friend]);
+        matrix.survived(&cell, 2, lost);
+    }
+    for (i, code) in DEAD_CODES.into_iter().enumerate() {
+        let trigger = async || {
+            let friend = cached_friend(&app).await;
+            queue_edit(&app, &friend, &format!("To a dead session {i}")).await;
+            1
+        };
+        dead_session_cell(&app, &mut daemon, &mut matrix, endpoint, code, trigger).await;
+        // The next cell counts its own edit alone: wait until the edit has
+        // settled and the server's increment for it has rewritten the row.
+        wait_for("the edit queued to the dead session settled", || async {
+            let pending = app
+                .scalar("SELECT count(*) FROM pending_ops WHERE status = 'pending'")
+                .await;
+            (pending == 0).then_some(())
+        })
+        .await;
+        let announced = format!(r#"%"RemarkName":"To a dead session {i}"%"#);
+        wait_for("the dead-session edit's increment", || async {
+            let rows = app
+                .text(
+                    "SELECT count(*) || '' FROM contacts WHERE raw LIKE ?",
+                    &announced,
+                )
+                .await;
+            (rows.as_deref() != Some("0")).then_some(())
+        })
+        .await;
+    }
+    stop(daemon, wire(endpoint)).await;
+    matrix.print();
+}
+
+// --------------------------------------------------------------- `wxsync login`
+
+/// webwxstatusnotify is called only by a login: a fault there loses nothing.
+/// The login goes on without it (only the phone's banner needs it), and
+/// Ret 1100/1101 fail the login, after which the next one works.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fault_at_webwxstatusnotify_during_login_leaves_the_cache_alone() {
+    let app = synced().await;
+    let mut matrix = Matrix::default();
+    let endpoint = Endpoint::StatusNotify;
+    let dead = DEAD_CODES.map(|code| (code, Fault::Ret(code)));
+    let faults = transient_faults(endpoint)
+        .into_iter()
+        .map(|(name, fault)| (name.to_owned(), fault, false))
+        .chain(dead.map(|(code, fault)| (format!("Ret {code}"), fault, true)));
+    for (name, fault, ends_session) in faults {
+        let cell = Cell::new("login", endpoint, &name);
+        let before = app.dump().await;
+        app.sim.fail(endpoint, fault, 1);
+        let run = app.wxsync(&["login"]).await;
+        if ends_session {
+            assert!(!run.ok(), "{cell}: {run:?}");
+            assert!(reason(&run).contains(wire(endpoint)), "{cell}: {run:?}");
+            app.login().await;
+        } else {
+            assert!(run.ok(), "{cell}: the login goes on: {run:?}");
+            assert!(
+                run.stderr.lines().any(|l| l.contains("status notification failed")
+                    && l.contains(wire(endpoint))),
+                "{cell}: the fault was served and said: {run:?}"
+            );
+        }
+        let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        matrix.survived(&cell, 1, lost);
+    }
+    matrix.print();
+}
+
+// ------------------------------------------------ big, endless and odd replies
+
+/// Runs `wxsync ARGS` to completion; returns how it ended and its peak
+/// resident memory in bytes: `VmHWM` (the high-water mark of the program's
+/// own address space) read from /proc every millisecond until it exits, so
+/// the last reading is taken just before the exit. (The `ru_maxrss` a
+/// parent gets from `wait4` is no use here: Linux folds the address space a
+/// child had before `execve`, a copy of this big test process, into it.)
+async fn wxsync_measured(app: &TestApp, args: &[&str]) -> (Run, u64) {
+    let out = app.dir.path().join("measured.stdout");
+    let err = app.dir.path().join("measured.stderr");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxsync"))
+        .arg("--config")
+        .arg(&app.config)
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wxsync runs");
+    let status = format!("/proc/{}/status", child.id().unwrap());
+    let mut peak_kib = 0;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        // Gone from the file once the process has released its memory.
+        let hwm = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        });
+        peak_kib = peak_kib.max(hwm.unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let run = Run {
+        code: exit.code(),
+        stdout: std::fs::read_to_string(out).unwrap(),
+        stderr: std::fs::read_to_string(err).unwrap(),
+    };
+    assert!(peak_kib > 0, "no VmHWM read for `wxsync {args:?}`: {run:?}");
+    (run, peak_kib * 1024)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// 200 MB replies (with a Content-Length, and chunked without one) and a
+/// group of 100,000 members are refused with a reason that names the
+/// endpoint and the limit, the cache is untouched, and the `wxsync sync`
+/// child's peak memory stays far under the reply's size.
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_replies_are_refused_in_bounded_memory_and_change_nothing() {
+    const BYTES: u64 = 200_000_000;
+    /// `ClientOptions::max_reply_bytes`.
+    const LIMIT: u64 = 16 << 20;
+    // The default 20 s timeout: the size limit, not the clock, must stop it.
+    let app = TestApp::spawn(small_account()).await;
+    app.login().await;
+    let (run, first_sync) = wxsync_measured(&app, &["sync"]).await;
+    assert!(run.ok(), "{run:?}");
+    println!(
+        "fault big reply | first full sync, no fault | peak {:.1} MiB",
+        mib(first_sync)
+    );
+    let huge = |chunked| Fault::Huge {
+        bytes: BYTES,
+        chunked,
+    };
+    for (endpoint, name, fault) in [
+        (Endpoint::Init, "200 MB, chunked", huge(true)),
+        (Endpoint::GetContact, "200 MB, Content-Length", huge(false)),
+        (Endpoint::GetContact, "200 MB, chunked", huge(true)),
+        (
+            Endpoint::BatchGetContact,
+            "200 MB, Content-Length",
+            huge(false),
+        ),
+        (Endpoint::BatchGetContact, "200 MB, chunked", huge(true)),
+        (
+            Endpoint::BatchGetContact,
+            "a group of 100,000 members",
+            Fault::HugeGroup(100_000),
+        ),
+    ] {
+        let cell = Cell::new("sync", endpoint, name);
+        let before = app.dump().await;
+        app.sim.fail(endpoint, fault.clone(), 1000);
+        let (run, peak) = wxsync_measured(&app, &["sync"]).await;
+        app.sim.fail(endpoint, fault, 0);
+        let why = reason(&run);
+        assert!(!run.ok(), "{cell}: {run:?}");
+        assert!(
+            why.contains(wire(endpoint))
+                && why.contains("reply refused")
+                && why.contains("max_reply_bytes"),
+            "{cell}: the reason names the endpoint and the limit: {run:?}"
+        );
+        let (_, status, error) = last_run(&app).await;
+        assert!(
+            status == "failed"
+                && error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("reply refused")),
+            "{cell}: recorded failed with the reason: {status} {error:?}"
+        );
+        assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        // What the reply was (or announced) against what the child held at most.
+        let size = match why.split("announces ").nth(1) {
+            Some(rest) => rest.split(' ').next().unwrap().parse::<u64>().unwrap(),
+            None => BYTES,
+        };
+        // Bounded by the limit, not by the reply: at most the limit's
+        // buffer (twice, while it grows) over what a whole sync takes.
+        assert!(
+            peak < first_sync + 2 * LIMIT && (size < BYTES || peak < size / 4),
+            "{cell}: peak memory {:.1} MiB for a reply of {:.1} MiB (a sync alone: {:.1} MiB)",
+            mib(peak),
+            mib(size),
+            mib(first_sync)
+        );
+        println!(
+            "fault big reply | {} | {name} | reply {:.1} MiB | peak {:.1} MiB | {why}",
+            wire(endpoint),
+            mib(size),
+            mib(peak)
+        );
+    }
+}
+
+/// A webwxgetcontact that hands out a fresh `Seq` on every page, forever:
+/// the sync stops with a reason and writes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_seq_that_never_ends_stops_the_sync_with_a_reason() {
+    let app = synced().await;
+    let cell = Cell::new("sync", Endpoint::GetContact, "a Seq that never ends");
+    let before = app.dump().await;
+    let pages_before = app.calls_to(Endpoint::GetContact);
+    app.sim
+        .fail(Endpoint::GetContact, Fault::EndlessSeq, 10_000);
+    let run = app.wxsync(&["sync"]).await;
+    app.sim.fail(Endpoint::GetContact, Fault::EndlessSeq, 0);
+    assert!(!run.ok(), "{cell}: {run:?}");
+    assert!(
+        reason(&run).contains(wire(Endpoint::GetContact)) && reason(&run).contains("page"),
+        "{cell}: {run:?}"
+    );
+    let (_, status, error) = last_run(&app).await;
+    assert!(
+        status == "failed" && error.is_some_and(|e| e.contains("page")),
+        "{cell}"
+    );
+    assert_same_rows(&cell, &before, &app.dump().await, &[]);
+    let pages = app.calls_to(Endpoint::GetContact) - pages_before;
+    println!(
+        "fault endless Seq | stopped after {pages} pages | {}",
+        reason(&run)
+    );
+}
+
+/// A batch reply that also describes groups nobody asked for: they are
+/// ignored. The group here is created on the server after the sync's
+/// webwxinit (while its webwxgetcontact is held), so only the unasked copy
+/// in the batch reply could bring it.
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_a_batch_reply_adds_unasked_are_ignored() {
+    let app = TestApp::spawn(small_account()).await;
+    app.login().await;
+    app.sync().await;
+    let cell = Cell::new("sync", Endpoint::BatchGetContact, "unasked groups");
+    let before = app.dump().await;
+    let pages = app.calls_to(Endpoint::GetContact);
+    app.sim.fail(
+        Endpoint::GetContact,
+        Fault::Delay(Duration::from_millis(1500)),
+        1,
+    );
+    let sync = tokio::spawn({
+        let config = app.config.clone();
+        async move {
+            Run::from(
+                tokio::process::Command::new(env!("CARGO_BIN_EXE_wxsync"))
+                    .arg("--config")
+                    .arg(config)
+                    .arg("sync")
+                    .env("RUST_LOG", "debug")
+                    .output()
+                    .await
+                    .unwrap(),
+            )
+        }
+    });
+    app.eventually("the sync's webwxgetcontact held by the delay", || async {
+        app.calls_to(Endpoint::GetContact) > pages
+    })
+    .await;
+    let late = app.sim.add_group("Created after webwxinit", 5, false);
+    app.sim
+        .fail(Endpoint::BatchGetContact, Fault::UnaskedGroups(5), 1000);
+    let run = sync.await.unwrap();
+    app.sim
+        .fail(Endpoint::BatchGetContact, Fault::UnaskedGroups(5), 0);
+
+    assert!(run.ok(), "{cell}: {run:?}");
+    let asked = app
+        .sim
+        .calls()
+        .iter()
+        .filter(|c| c.endpoint == Endpoint::BatchGetContact)
+        .any(|c| c.body.contains(&late));
+    assert!(!asked, "{cell}: the client cannot have asked for {late}");
+    let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+    let landed = app
+        .scalar("SELECT count(*) FROM contacts WHERE nick_name = 'Created after webwxinit'")
+        .await;
+    assert_eq!(landed, 0, "{cell}: nothing unasked lands");
+
+    // The next sync learns of the group from webwxinit and stores it.
+    app.sync().await;
+    let pool = app.db().await;
+    let members: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM memberships WHERE group_user_name = ?")
+            .bind(&late)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert_eq!(members, 5, "{cell}: the group is real");
+    let mut matrix = Matrix::default();
+    matrix.survived(&cell, 1, lost);
+    matrix.print();
+}
+
+/// The webwxgetcontact reply that once marked 484 of 500 contacts deleted.
+fn empty_contact_list() -> Fault {
+    Fault::Custom {
+        status: 200,
+        content_type: "text/plain".into(),
+        body: br#"{"BaseResponse":{"Ret":0},"Seq":0,"MemberList":[]}"#.to_vec(),
+    }
+}
+
+async fn marked_deleted(app: &TestApp) -> i64 {
+    app.scalar("SELECT count(*) FROM contacts WHERE deleted_at IS NOT NULL")
+        .await
+}
+
+/// An empty contact list on a cache of a few hundred contacts: the run is
+/// recorded `failed` with the "held back" reason and nothing is marked
+/// deleted; the same answer on the next run is applied (the documented
+/// rule); after a normal sync has restored the rows, `--force` applies it
+/// at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_contact_list_is_held_back_then_applied_when_repeated_or_forced() {
+    let app = fault_app(SimConfig {
+        friends: 300,
+        saved_groups: 20,
+        max_group_members: 20,
+        page_size: 100,
+        ..small_account()
+    })
+    .await;
+    app.login().await;
+    app.sync().await;
+    let cell = Cell::new("sync", Endpoint::GetContact, "empty contact list");
+    let live = app
+        .scalar("SELECT count(*) FROM contacts WHERE deleted_at IS NULL")
+        .await;
+    assert!(live >= 300, "a cache of a few hundred contacts: {live}");
+    let before = app.dump().await;
+
+    app.sim.fail(Endpoint::GetContact, empty_contact_list(), 1);
+    let run = app.wxsync(&["sync"]).await;
+    assert!(!run.ok(), "{cell}: {run:?}");
+    assert!(reason(&run).contains("held back"), "{cell}: {run:?}");
+    let (_, status, error) = last_run(&app).await;
+    let error = error.unwrap_or_default();
+    assert!(
+        status == "failed" && error.contains("held back"),
+        "{cell}: {status} {error}"
+    );
+    assert_eq!(
+        marked_deleted(&app).await,
+        0,
+        "{cell}: nothing marked deleted"
+    );
+    let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+    // "this sync would mark N of M contacts deleted"
+    let would: i64 = error
+        .split("would mark ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{cell}: the reason names the count: {error}"));
+    assert!(would > live / 2, "{cell}: {error}");
+
+    app.sim.fail(Endpoint::GetContact, empty_contact_list(), 1);
+    let run = app.wxsync(&["sync"]).await;
+    assert!(
+        run.ok(),
+        "{cell}: the same answer twice is applied: {run:?}"
+    );
+    assert_eq!(marked_deleted(&app).await, would, "{cell}");
+
+    app.sync().await;
+    assert_eq!(
+        marked_deleted(&app).await,
+        0,
+        "{cell}: a normal sync restores them"
+    );
+
+    app.sim.fail(Endpoint::GetContact, empty_contact_list(), 1);
+    let run = app.wxsync(&["sync", "--force"]).await;
+    assert!(run.ok(), "{cell}: --force applies it at once: {run:?}");
+    assert_eq!(marked_deleted(&app).await, would, "{cell}");
+    println!(
+        "fault empty list | {live} live contacts | {error} | applied on the second \
+         identical answer, and at once with --force ({would} marked deleted)"
+    );
+    let mut matrix = Matrix::default();
+    matrix.survived(&cell, 3, lost);
+    matrix.print();
+}
+
+/// A reply with bytes that are not UTF-8 is refused with a reason naming
+/// the endpoint, and the cache is untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_that_is_not_utf8_is_refused_with_a_reason() {
+    let app = synced().await;
+    let mut matrix = Matrix::default();
+    for (endpoint, list_key) in [
+        (Endpoint::Init, "ContactList"),
+        (Endpoint::GetContact, "MemberList"),
+        (Endpoint::BatchGetContact, "ContactList"),
+    ] {
+        let cell = Cell::new("sync", endpoint, "invalid UTF-8");
+        let before = app.dump().await;
+        app.sim.fail(endpoint, invalid_utf8(list_key), 1000);
+        let run = app.wxsync(&["sync"]).await;
+        app.sim.fail(endpoint, invalid_utf8(list_key), 0);
+        assert!(!run.ok(), "{cell}: {run:?}");
+        assert!(
+            reason(&run).contains(wire(endpoint)) && reason(&run).contains("not valid UTF-8"),
+            "{cell}: {run:?}"
+        );
+        let (_, status, error) = last_run(&app).await;
+        assert!(
+            status == "failed" && error.is_some_and(|e| e.contains("not valid UTF-8")),
+            "{cell}"
+        );
+        let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        println!("fault invalid UTF-8 | {}", reason(&run));
+        matrix.survived(&cell, 1, lost);
+    }
+    matrix.print();
+}
