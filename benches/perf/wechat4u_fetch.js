@@ -28,23 +28,11 @@ const EVERY_GROUP = process.argv.includes('--every-group')
 const BATCH = 50
 
 const Wechat = require('wechat4u')
-
-function pointAtSim (conf) {
-  for (const [k, v] of Object.entries(conf)) {
-    if (typeof v === 'string') conf[k] = v.replace(/^https:\/\/[^/]+/, SIM)
-  }
-  return conf
-}
+const pointBotAt = require('../../tests/compat/sim_origin')
 
 function main () {
   const bot = new Wechat()
-  let conf = pointAtSim(bot.CONF)
-  Object.defineProperty(bot, 'CONF', {
-    configurable: true,
-    enumerable: true,
-    get: () => conf,
-    set: v => { conf = pointAtSim(v) }
-  })
+  pointBotAt(bot, SIM)
   bot.setPollingTargetGetter(() => '')
 
   let started = null

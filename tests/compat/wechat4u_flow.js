@@ -52,6 +52,7 @@ const EXTSPAM_PREFIX = 'Go8FCIkFEokFCggwMDAwMDAw'
 const STOCK_HEARTBEAT = process.argv.includes('--stock-heartbeat')
 
 const Wechat = require('wechat4u')
+const pointBotAt = require('./sim_origin')
 const installed = require('wechat4u/package.json').version
 
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
@@ -72,22 +73,8 @@ async function waitCalls (check, ms, what) {
   }
 }
 
-/* The origin patch: every URL in CONF goes to the simulator. */
-function pointAtSim (conf) {
-  for (const [k, v] of Object.entries(conf)) {
-    if (typeof v === 'string') conf[k] = v.replace(/^https:\/\/[^/]+/, SIM)
-  }
-  return conf
-}
-
 function patch (bot) {
-  let conf = pointAtSim(bot.CONF)
-  Object.defineProperty(bot, 'CONF', {
-    configurable: true,
-    enumerable: true,
-    get: () => conf,
-    set: v => { conf = pointAtSim(v) }
-  })
+  pointBotAt(bot, SIM)
   if (!STOCK_HEARTBEAT) bot.setPollingTargetGetter(() => '')
 }
 
