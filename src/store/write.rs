@@ -750,3 +750,101 @@ async fn finish_full(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::{Connection, SqliteConnection};
+
+    use super::*;
+    use crate::contact::{Contact, Kind};
+    use crate::store::Store;
+
+    fn friend(remark: &str) -> Contact {
+        Contact {
+            user_name: "@friend".into(),
+            kind: Kind::Friend,
+            nick_name: "Friend".into(),
+            remark_name: remark.into(),
+            alias: String::new(),
+            signature: String::new(),
+            province: String::new(),
+            city: String::new(),
+            head_img_url: String::new(),
+            sex: 0,
+            verify_flag: 0,
+            contact_flag: 3,
+            star_friend: 0,
+            member_count: 0,
+            encry_chat_room_id: String::new(),
+            raw: "{}".into(),
+        }
+    }
+
+    /// A full sync prepares its write, then waits for the lock a user's
+    /// connection holds; that connection commits a newer remark (as an
+    /// increment would). The sync must prepare again under the lock and
+    /// keep the newer remark, not apply the plan it made before.
+    #[tokio::test]
+    async fn a_commit_between_prepare_and_write_is_seen_by_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let store = Store::open(&path).await.unwrap();
+        let mut stage = store.stage().await.unwrap();
+        stage.contacts(&[friend("old")]).await.unwrap();
+        let partial = Plan {
+            source: Source::Increment,
+            full: None,
+            claim_login: Some("login"),
+        };
+        stage.commit(partial).await.unwrap();
+
+        let fetch_started = now();
+        let run_id = store.start_run().await.unwrap();
+        let mut stage = store.stage().await.unwrap();
+        stage.contacts(&[friend("from the sync")]).await.unwrap();
+        let mut user = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let mut held = user.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        let stats = RunStats::default();
+        let sync = tokio::spawn(async move {
+            let plan = Plan {
+                source: Source::FullSync,
+                full: Some(FullSync {
+                    run_id,
+                    fetch_started: &fetch_started,
+                    login_id: "login",
+                    guard: 0.2,
+                    force: false,
+                    stats: &stats,
+                    unlinked: 0,
+                }),
+                claim_login: None,
+            };
+            stage.commit(plan).await
+        });
+        // Time for the sync to prepare (milliseconds) and block on the held
+        // lock. Were it slower, it would prepare after the commit below and
+        // the assertion would still hold, through the plain path.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for sql in [
+            "UPDATE contacts SET remark_name = 'newer' WHERE user_name = '@friend'",
+            "INSERT INTO contact_changes (at, contact_id, user_name, source, change, field, \
+             old_value, new_value) SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), contact_id, \
+             user_name, 'increment', 'updated', 'remark_name', 'old', 'newer' FROM contacts",
+        ] {
+            sqlx::query(sql).execute(&mut *held).await.unwrap();
+        }
+        held.commit().await.unwrap();
+        sync.await.unwrap().unwrap();
+
+        let remark: String =
+            sqlx::query_scalar("SELECT remark_name FROM contacts WHERE user_name = '@friend'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(remark, "newer");
+    }
+}
