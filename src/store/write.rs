@@ -501,12 +501,14 @@ impl Stage {
         }
         tx.commit().await?;
         let write_lock_ms = u64::try_from(locked.elapsed().as_millis()).unwrap_or(u64::MAX);
-        // A checkpoint that readers are in the way of is finished later, by
-        // this or another connection's next one.
-        sqlx::query("PRAGMA main.wal_checkpoint(PASSIVE)")
-            .execute(&mut *conn)
-            .await?;
         if let Some(full) = &plan.full {
+            // A full sync's write can be tens of megabytes of WAL; it is
+            // copied back now, outside the lock. (What readers are in the
+            // way of, the next checkpoint finishes; small writes leave it
+            // to SQLite's usual threshold on the other connections.)
+            sqlx::query("PRAGMA main.wal_checkpoint(PASSIVE)")
+                .execute(&mut *conn)
+                .await?;
             sqlx::query("UPDATE main.sync_runs SET write_lock_ms = ?1 WHERE id = ?2")
                 .bind(write_lock_ms as i64)
                 .bind(full.run_id)
