@@ -95,10 +95,15 @@ function watchContacts (bot) {
 function refusedCalls (calls) {
   const ok = new Set([0, 200, 201, 408, null])
   const lastLogout = calls.map(c => c.endpoint).lastIndexOf('Logout')
+  // wechat4u's own logout ends the session, so a synccheck answers 1101 when it
+  // was held at that moment (the last one logged before the Logout) or raced it
+  // (sent just before stop(), arriving after the Logout). Any earlier 1101 is a
+  // session the simulator ended on its own, and refused.
+  const held = calls.slice(0, Math.max(lastLogout, 0)).map(c => c.endpoint).lastIndexOf('SyncCheck')
+  const ownLogout = i => lastLogout >= 0 && (i === held || i > lastLogout)
   return calls.filter((c, i) =>
     c.endpoint !== 'Logout' &&
-    // The synccheck held while wechat4u logs itself out is answered 1101 by its own logout.
-    !(c.endpoint === 'SyncCheck' && c.ret === 1101 && i < lastLogout) &&
+    !(c.endpoint === 'SyncCheck' && c.ret === 1101 && ownLogout(i)) &&
     (![200, 301].includes(c.status) || !ok.has(c.ret)))
 }
 
