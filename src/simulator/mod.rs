@@ -399,6 +399,23 @@ impl Simulator {
         });
     }
 
+    /// A member sets their card (display name) in a group.
+    pub fn member_card(&self, group: &str, member: &str, card: &str) {
+        self.mutate(group, |w, gid| {
+            let Some(mid) = w.lookup(member) else {
+                tracing::warn!(member, "simulator: unknown member");
+                return Vec::new();
+            };
+            let Some(g) = w.entities[gid].group.as_mut() else {
+                return Vec::new();
+            };
+            for m in g.members.iter_mut().filter(|m| m.id == mid) {
+                m.display_name = card.to_string();
+            }
+            vec![Change::Mod(gid)]
+        });
+    }
+
     /// A stranger joins a group; returns the member's UserName.
     pub fn member_joins(&self, group: &str, nick_name: &str) -> String {
         self.inner.with_world_mut(|w| {

@@ -77,9 +77,9 @@ const TEMP_TABLES: &[&str] = &[
         new_name TEXT PRIMARY KEY NOT NULL, old_name TEXT NOT NULL, contact_id INTEGER NOT NULL,
         fresh INTEGER NOT NULL
     ) WITHOUT ROWID",
-    // The stored member rows of those groups: m_new is the member's name in
-    // the new list (for history), m_phys the row's key once contact re-links
-    // have renamed it.
+    // After a re-link, the stored member rows of those groups: m_new is the
+    // member's name in the new list (for history), m_phys the row's key once
+    // contact re-links have renamed it.
     "CREATE TEMP TABLE old_m (
         g TEXT NOT NULL, m_old TEXT NOT NULL, m_new TEXT, m_phys TEXT NOT NULL,
         nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
@@ -88,7 +88,12 @@ const TEMP_TABLES: &[&str] = &[
     "CREATE INDEX temp.old_m_old ON old_m (g, m_old)",
     "CREATE INDEX temp.old_m_new ON old_m (g, m_new)",
     "CREATE TEMP TABLE d_mdel (g TEXT NOT NULL, m TEXT NOT NULL, PRIMARY KEY (g, m)) WITHOUT ROWID",
-    "CREATE TEMP TABLE d_mups (g TEXT NOT NULL, m TEXT NOT NULL, PRIMARY KEY (g, m)) WITHOUT ROWID",
+    // Member rows to write, whole (in `memberships` column order), so the
+    // write under the lock is a plain ordered copy.
+    "CREATE TEMP TABLE d_mups (
+        g TEXT NOT NULL, m TEXT NOT NULL, nick_name TEXT NOT NULL, display_name TEXT NOT NULL,
+        attr_status INTEGER NOT NULL, PRIMARY KEY (g, m)
+    ) WITHOUT ROWID",
     "CREATE TEMP TABLE d_changes (
         seq INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL, user_name TEXT NOT NULL,
         source TEXT, change TEXT NOT NULL, field TEXT, old_value TEXT, new_value TEXT
@@ -245,17 +250,6 @@ const PREPARE_OLD_MEMBERS_RELINKED: &str = "INSERT INTO temp.old_m
      LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
      WHERE gm.fresh = 0";
 
-/// The same when no contact was re-linked: every name is the one stored.
-const PREPARE_OLD_MEMBERS: &str = "INSERT INTO temp.old_m
-     SELECT gm.new_name, m.member_user_name,
-            CASE WHEN EXISTS (SELECT 1 FROM temp.stage_members s
-                              WHERE s.group_user_name = gm.new_name
-                                AND s.member_user_name = m.member_user_name)
-                 THEN m.member_user_name END,
-            m.member_user_name, m.nick_name, m.display_name, m.attr_status
-     FROM temp.gmap gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
-     WHERE gm.fresh = 0";
-
 /// Re-linked groups only: pairs the strangers of a new login with the
 /// stored ones.
 const PAIR_STRANGERS: &[&str] = &[
@@ -290,22 +284,69 @@ const PAIR_STRANGERS: &[&str] = &[
     pair_strangers_by!("display_name", "true"),
 ];
 
-const PREPARE_MEMBER_ROWS: &[&str] = &[
+/// Member rows and their history after a re-link, through `old_m`.
+const PREPARE_MEMBERS_RELINKED: &[&str] = &[
     "INSERT INTO temp.d_mdel
      SELECT o.g, o.m_phys FROM temp.old_m o
      WHERE NOT EXISTS (SELECT 1 FROM temp.stage_members s
                        WHERE s.group_user_name = o.g AND s.member_user_name = o.m_phys)",
     "INSERT INTO temp.d_mups
-     SELECT s.group_user_name, s.member_user_name
-     FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+     SELECT s.* FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
      WHERE gm.fresh = 0
        AND NOT EXISTS (SELECT 1 FROM temp.old_m o
                        WHERE o.g = s.group_user_name AND o.m_phys = s.member_user_name
                          AND o.nick_name IS s.nick_name AND o.display_name IS s.display_name
                          AND o.attr_status IS s.attr_status)",
+    "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
+     SELECT gm.contact_id, gm.new_name, 'joined', s.member_user_name,
+            coalesce(nullif(s.display_name, ''), s.nick_name)
+     FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+     WHERE gm.fresh = 0
+       AND NOT EXISTS (SELECT 1 FROM temp.old_m o
+                       WHERE o.g = s.group_user_name AND o.m_new = s.member_user_name)",
+    "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
+     SELECT gm.contact_id, gm.new_name, 'left', o.m_old,
+            coalesce(nullif(o.display_name, ''), o.nick_name)
+     FROM temp.gmap gm CROSS JOIN temp.old_m o ON o.g = gm.new_name
+     WHERE o.m_new IS NULL
+        OR NOT EXISTS (SELECT 1 FROM temp.stage_members s
+                       WHERE s.group_user_name = o.g AND s.member_user_name = o.m_new)",
 ];
 
-/// The history rows; `source` NULL means the commit's own source.
+/// The same when no contact was re-linked: every stored name is the one
+/// staged, so the stored and staged lists are compared directly, and the
+/// history follows from the (few) rows that differ.
+const PREPARE_MEMBERS: &[&str] = &[
+    "INSERT INTO temp.d_mdel
+     SELECT m.group_user_name, m.member_user_name
+     FROM temp.gmap gm CROSS JOIN main.memberships m ON m.group_user_name = gm.new_name
+     WHERE gm.fresh = 0
+       AND NOT EXISTS (SELECT 1 FROM temp.stage_members s
+                       WHERE s.group_user_name = m.group_user_name
+                         AND s.member_user_name = m.member_user_name)",
+    "INSERT INTO temp.d_mups
+     SELECT s.* FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+     WHERE gm.fresh = 0
+       AND NOT EXISTS (SELECT 1 FROM main.memberships m
+                       WHERE m.group_user_name = s.group_user_name
+                         AND m.member_user_name = s.member_user_name
+                         AND m.nick_name IS s.nick_name AND m.display_name IS s.display_name
+                         AND m.attr_status IS s.attr_status)",
+    "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
+     SELECT gm.contact_id, gm.new_name, 'joined', d.m,
+            coalesce(nullif(d.display_name, ''), d.nick_name)
+     FROM temp.d_mups d CROSS JOIN temp.gmap gm ON gm.new_name = d.g
+     WHERE NOT EXISTS (SELECT 1 FROM main.memberships m
+                       WHERE m.group_user_name = d.g AND m.member_user_name = d.m)",
+    "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
+     SELECT gm.contact_id, gm.new_name, 'left', d.m,
+            coalesce(nullif(m.display_name, ''), m.nick_name)
+     FROM temp.d_mdel d CROSS JOIN temp.gmap gm ON gm.new_name = d.g
+     CROSS JOIN main.memberships m ON m.group_user_name = d.g AND m.member_user_name = d.m",
+];
+
+/// The history rows of contacts (members: [`PREPARE_MEMBERS`]); `source`
+/// NULL means the commit's own source.
 const PREPARE_HISTORY: &[&str] = &[
     "INSERT INTO temp.d_changes (contact_id, user_name, source, change, old_value, new_value)
      SELECT i.contact_id, i.user_name, 'login', 'relinked', i.old_user_name, i.user_name
@@ -337,20 +378,6 @@ const PREPARE_HISTORY: &[&str] = &[
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value)
      SELECT g.contact_id, g.user_name, 'removed', c.nick_name
      FROM temp.d_gone g JOIN main.contacts c ON c.contact_id = g.contact_id",
-    "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
-     SELECT gm.contact_id, gm.new_name, 'joined', s.member_user_name,
-            coalesce(nullif(s.display_name, ''), s.nick_name)
-     FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
-     WHERE gm.fresh = 0
-       AND NOT EXISTS (SELECT 1 FROM temp.old_m o
-                       WHERE o.g = s.group_user_name AND o.m_new = s.member_user_name)",
-    "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
-     SELECT gm.contact_id, gm.new_name, 'left', o.m_old,
-            coalesce(nullif(o.display_name, ''), o.nick_name)
-     FROM temp.gmap gm CROSS JOIN temp.old_m o ON o.g = gm.new_name
-     WHERE o.m_new IS NULL
-        OR NOT EXISTS (SELECT 1 FROM temp.stage_members s
-                       WHERE s.group_user_name = o.g AND s.member_user_name = o.m_new)",
 ];
 
 /// The member lists of groups with no stored rows, inserted as they are.
@@ -402,10 +429,7 @@ const APPLY: &[&str] = &[
      WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group)",
     "DELETE FROM main.memberships
      WHERE (group_user_name, member_user_name) IN (SELECT g, m FROM temp.d_mdel)",
-    "INSERT INTO main.memberships
-     SELECT s.* FROM temp.d_mups d CROSS JOIN temp.stage_members s
-         ON s.group_user_name = d.g AND s.member_user_name = d.m
-     WHERE true
+    "INSERT INTO main.memberships SELECT * FROM temp.d_mups WHERE true
      ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
          nick_name = excluded.nick_name, display_name = excluded.display_name,
          attr_status = excluded.attr_status",
@@ -556,17 +580,21 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
     )
     .fetch_one(&mut *conn)
     .await?;
-    if relinked {
+    for sql in PREPARE_HISTORY {
+        sqlx::query(*sql).execute(&mut *conn).await?;
+    }
+    let members = if relinked {
         sqlx::query(PREPARE_OLD_MEMBERS_RELINKED)
             .execute(&mut *conn)
             .await?;
         for sql in PAIR_STRANGERS {
             sqlx::query(*sql).execute(&mut *conn).await?;
         }
+        PREPARE_MEMBERS_RELINKED
     } else {
-        sqlx::query(PREPARE_OLD_MEMBERS).execute(&mut *conn).await?;
-    }
-    for sql in PREPARE_MEMBER_ROWS.iter().chain(PREPARE_HISTORY) {
+        PREPARE_MEMBERS
+    };
+    for sql in members {
         sqlx::query(*sql).execute(&mut *conn).await?;
     }
     Ok(sqlx::query_as::<_, Prepared>(

@@ -182,6 +182,39 @@ async fn members_joining_and_leaving_are_recorded_on_the_group() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_member_who_changes_their_card_is_updated_not_joined_or_left() {
+    let app = synced().await;
+    let group = app
+        .sim
+        .account()
+        .groups
+        .into_iter()
+        .find(|g| g.members.len() > 5)
+        .unwrap();
+    let member = group.members[3].user_name.clone();
+
+    app.sim.member_card(&group.user_name, &member, "A new card");
+    app.sync().await;
+
+    let card: String = sqlx::query_scalar(
+        "SELECT display_name FROM memberships \
+         WHERE group_user_name = ? AND member_user_name = ?",
+    )
+    .bind(&group.user_name)
+    .bind(&member)
+    .fetch_one(&app.db().await)
+    .await
+    .unwrap();
+    assert_eq!(card, "A new card");
+    let rows = history(&app, &group.user_name).await;
+    let moves: Vec<_> = rows
+        .iter()
+        .filter(|r| r.0 == "joined" || r.0 == "left")
+        .collect();
+    assert!(moves.is_empty(), "{moves:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_mass_deletion_is_held_until_seen_twice() {
     let app = synced().await;
     let gone: Vec<String> = friends(&app).into_iter().take(25).collect();
