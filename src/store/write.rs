@@ -482,6 +482,13 @@ impl Stage {
             return Err(held.into_error());
         }
 
+        if prepared.fresh_member_rows > prepared.member_rows_removed + prepared.member_rows_updated
+        {
+            // Mostly new rows (a first sync): nothing stored is read again,
+            // so a big page cache would only grow the process by what it
+            // writes.
+            sqlx::query(DEFAULT_CACHE).execute(&mut *conn).await?;
+        }
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let locked = Instant::now();
         if data_version(&mut tx).await? != version {
@@ -551,6 +558,12 @@ impl Stage {
     }
 }
 
+/// The page cache of `main` once a prepare compares stored member lists:
+/// room for a heavy account's (12 MB for 150,000 rows).
+const MEMBERS_CACHE: &str = "PRAGMA main.cache_size = -16384";
+/// SQLite's default.
+const DEFAULT_CACHE: &str = "PRAGMA main.cache_size = -2000";
+
 async fn data_version(conn: &mut SqliteConnection) -> Result<i64, Error> {
     Ok(sqlx::query_scalar("PRAGMA main.data_version")
         .fetch_one(conn)
@@ -582,6 +595,15 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
     .await?;
     for sql in PREPARE_HISTORY {
         sqlx::query(*sql).execute(&mut *conn).await?;
+    }
+    let changed_groups: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM temp.gmap WHERE fresh = 0)")
+            .fetch_one(&mut *conn)
+            .await?;
+    if changed_groups {
+        // Room for the changed groups' stored members read below, so the
+        // write under the lock finds them in memory.
+        sqlx::query(MEMBERS_CACHE).execute(&mut *conn).await?;
     }
     let members = if relinked {
         sqlx::query(PREPARE_OLD_MEMBERS_RELINKED)
