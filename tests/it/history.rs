@@ -6,7 +6,7 @@
 use tokio_util::sync::CancellationToken;
 use wxsync::app::App;
 use wxsync::config::Config;
-use wxsync::simulator::{Endpoint, Fault, SimKind};
+use wxsync::simulator::{Endpoint, Fault, SimGroup, SimKind};
 use wxsync::store::{Plan, Source};
 use wxsync::sync::{self, SyncOptions};
 
@@ -33,6 +33,15 @@ async fn history(
     .fetch_all(&app.db().await)
     .await
     .unwrap()
+}
+
+fn a_group_of_more_than_five(app: &TestApp) -> SimGroup {
+    app.sim
+        .account()
+        .groups
+        .into_iter()
+        .find(|g| g.members.len() > 5)
+        .unwrap()
 }
 
 fn friends(app: &TestApp) -> Vec<String> {
@@ -150,13 +159,7 @@ async fn nothing_changed_writes_no_row_and_no_history() {
 #[tokio::test(flavor = "multi_thread")]
 async fn members_joining_and_leaving_are_recorded_on_the_group() {
     let app = synced().await;
-    let group = app
-        .sim
-        .account()
-        .groups
-        .into_iter()
-        .find(|g| g.members.len() > 5)
-        .unwrap();
+    let group = a_group_of_more_than_five(&app);
     let leaver = &group.members[2];
     let leaver_name = if leaver.display_name.is_empty() {
         leaver.nick_name.clone()
@@ -184,13 +187,7 @@ async fn members_joining_and_leaving_are_recorded_on_the_group() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_member_who_changes_their_card_is_updated_not_joined_or_left() {
     let app = synced().await;
-    let group = app
-        .sim
-        .account()
-        .groups
-        .into_iter()
-        .find(|g| g.members.len() > 5)
-        .unwrap();
+    let group = a_group_of_more_than_five(&app);
     let member = group.members[3].user_name.clone();
 
     app.sim.member_card(&group.user_name, &member, "A new card");
