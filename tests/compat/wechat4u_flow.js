@@ -95,15 +95,16 @@ function watchContacts (bot) {
 function refusedCalls (calls) {
   const ok = new Set([0, 200, 201, 408, null])
   const lastLogout = calls.map(c => c.endpoint).lastIndexOf('Logout')
-  // wechat4u's own logout ends the session, so a synccheck answers 1101 when it
-  // was held at that moment (the last one logged before the Logout) or raced it
-  // (sent just before stop(), arriving after the Logout). Any earlier 1101 is a
-  // session the simulator ended on its own, and refused.
+  // wechat4u's own logout ends the session, so a call answers 1101 when it
+  // raced the Logout (sent just before stop(), arriving after it), and so does
+  // the synccheck held at that moment (the last one logged before it). Any
+  // earlier 1101 is a session the simulator ended on its own, and refused.
   const held = calls.slice(0, Math.max(lastLogout, 0)).map(c => c.endpoint).lastIndexOf('SyncCheck')
-  const ownLogout = i => lastLogout >= 0 && (i === held || i > lastLogout)
+  const ownLogout = (c, i) => lastLogout >= 0 && c.ret === 1101 &&
+    (i > lastLogout || (i === held && c.endpoint === 'SyncCheck'))
   return calls.filter((c, i) =>
     c.endpoint !== 'Logout' &&
-    !(c.endpoint === 'SyncCheck' && c.ret === 1101 && ownLogout(i)) &&
+    !ownLogout(c, i) &&
     (![200, 301].includes(c.status) || !ok.has(c.ret)))
 }
 
