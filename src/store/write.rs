@@ -482,13 +482,6 @@ impl Stage {
             return Err(held.into_error());
         }
 
-        if prepared.fresh_member_rows > prepared.member_rows_removed + prepared.member_rows_updated
-        {
-            // Mostly new rows (a first sync): nothing stored is read again,
-            // so a big page cache would only grow the process by what it
-            // writes.
-            sqlx::query(DEFAULT_CACHE).execute(&mut *conn).await?;
-        }
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let locked = Instant::now();
         if data_version(&mut tx).await? != version {
@@ -559,10 +552,9 @@ impl Stage {
 }
 
 /// The page cache of `main` once a prepare compares stored member lists:
-/// room for a heavy account's (12 MB for 150,000 rows).
+/// room for a heavy account's (12 MB for 150,000 rows). Until then it is
+/// SQLite's 2 MB default, which a first sync (no stored lists) keeps.
 const MEMBERS_CACHE: &str = "PRAGMA main.cache_size = -16384";
-/// SQLite's default.
-const DEFAULT_CACHE: &str = "PRAGMA main.cache_size = -2000";
 
 async fn data_version(conn: &mut SqliteConnection) -> Result<i64, Error> {
     Ok(sqlx::query_scalar("PRAGMA main.data_version")
