@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, FromRow, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
+use wxsync::store::SyncRun;
 
 /// Physical row writes on the two data tables, counted by triggers the bench
 /// adds to its throwaway cache: an UPDATE that sets a row to what it already
@@ -48,27 +49,9 @@ const CHANGED: &str = "SELECT \
        SELECT group_user_name, member_user_name FROM ( \
          SELECT * FROM before.memberships EXCEPT SELECT * FROM main.memberships)))";
 
-/// One `sync_runs` row, as far as the bench reads it.
-#[derive(Debug, FromRow)]
-pub struct Run {
-    pub id: i64,
-    pub status: String,
-    pub error: Option<String>,
-    pub contacts: i64,
-    pub groups: i64,
-    pub memberships: i64,
-    pub inserted: i64,
-    pub updated: i64,
-    pub deleted: i64,
-    pub memberships_changed: i64,
-    pub write_lock_ms: Option<i64>,
-}
-
-impl Run {
-    /// The rows this run says it wrote.
-    pub fn reported_writes(&self) -> i64 {
-        self.inserted + self.updated + self.deleted + self.memberships_changed
-    }
+/// The rows a `sync_runs` row says its run wrote.
+pub fn reported_writes(run: &SyncRun) -> i64 {
+    run.inserted + run.updated + run.deleted + run.memberships_changed
 }
 
 pub struct Cache {
@@ -149,13 +132,12 @@ impl Cache {
             .await?)
     }
 
-    pub async fn last_run(&mut self) -> anyhow::Result<Run> {
-        Ok(sqlx::query_as::<_, Run>(
-            "SELECT id, status, error, contacts, groups, memberships, inserted, updated, deleted, \
-             memberships_changed, write_lock_ms FROM sync_runs ORDER BY id DESC LIMIT 1",
+    pub async fn last_run(&mut self) -> anyhow::Result<SyncRun> {
+        Ok(
+            sqlx::query_as::<_, SyncRun>("SELECT * FROM sync_runs ORDER BY id DESC LIMIT 1")
+                .fetch_one(&mut self.conn)
+                .await?,
         )
-        .fetch_one(&mut self.conn)
-        .await?)
     }
 
     pub async fn history_rows(&mut self) -> anyhow::Result<i64> {

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use wxsync::simulator::Simulator;
+use wxsync::store::SyncRun;
 
 use cache::Cache;
 use child::Work;
@@ -84,7 +85,7 @@ pub struct Sample {
     pub phases: Phases,
     pub rss_kib: u64,
     /// The `sync_runs` row it recorded (not for fetch-only).
-    pub run: Option<cache::Run>,
+    pub run: Option<SyncRun>,
     /// Rows of `contacts` and `memberships` it wrote (counted by triggers).
     pub rewritten: Option<i64>,
     /// Rows it added to `contact_changes`.

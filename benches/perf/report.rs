@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::{Options, Sample, SizeResult, account, remark};
+use crate::{Options, Sample, SizeResult, account, cache, remark};
 
 /// Peak RSS target, MB (10^6 bytes), and how much a larger account may add.
 const RSS_TARGET_MB: f64 = 48.0;
@@ -224,7 +224,7 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
         let said = r
             .no_change
             .iter()
-            .filter_map(|s| Some(s.run.as_ref()?.reported_writes()))
+            .filter_map(|s| Some(cache::reported_writes(s.run.as_ref()?)))
             .max()
             .unwrap_or(0);
         format!("{} {} ({})", group(most), mark(most == 0), group(said))
@@ -235,11 +235,7 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
         "equal",
         &|r| {
             let rewritten = r.one_percent.rewritten.unwrap_or(0);
-            let said = r
-                .one_percent
-                .run
-                .as_ref()
-                .map_or(0, |run| run.reported_writes());
+            let said = r.one_percent.run.as_ref().map_or(0, cache::reported_writes);
             format!(
                 "{} / {} {} ({})",
                 group(rewritten),
