@@ -240,10 +240,10 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
     let activity = app.store.activity().await?;
     // Whether the cache holds the saved login's user names (a new login's
     // first full sync links them), and what a re-link left to decide.
-    let linked_login = app.store.linked_login().await?;
-    let linked = session
-        .as_ref()
-        .is_some_and(|s| linked_login.as_deref() == Some(s.login_id()));
+    let linked = match &session {
+        Some(s) => app.store.holds_login(s.login_id()).await?,
+        None => false,
+    };
     let undecided = app.store.undecided().await?;
     if as_json {
         let out = json!({

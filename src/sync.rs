@@ -109,7 +109,7 @@ pub async fn full_sync(
 
     let result = async {
         let login_id = client.session().login_id().to_owned();
-        let relink = store.linked_login().await?.as_deref() != Some(login_id.as_str());
+        let relink = !store.holds_login(&login_id).await?;
         let (learned, stage) = tokio::join!(learn_real_ids(client, store), store.stage());
         learned?;
         let mut stage = stage?;

@@ -314,7 +314,7 @@ impl SessionCtx {
     /// wait: under the old names they would reach the wrong rows.
     async fn cache_linked(&self) -> Result<bool, crate::store::Error> {
         let login = self.client.session().login_id().to_owned();
-        Ok(self.app.store.linked_login().await?.as_deref() == Some(login.as_str()))
+        self.app.store.holds_login(&login).await
     }
 }
 

@@ -8,14 +8,14 @@ use super::{Error, Store, now};
 use crate::webwx::RealId;
 
 impl Store {
-    /// The login whose user names the cache holds, if any has been linked.
-    pub async fn linked_login(&self) -> Result<Option<String>, Error> {
-        Ok(
+    /// Whether the cache holds this login's user names (a new login's first
+    /// full sync links them).
+    pub async fn holds_login(&self, login_id: &str) -> Result<bool, Error> {
+        let linked: Option<Option<String>> =
             sqlx::query_scalar("SELECT login_id FROM identity WHERE id = 1")
                 .fetch_optional(&self.pool)
-                .await?
-                .flatten(),
-        )
+                .await?;
+        Ok(linked.flatten().as_deref() == Some(login_id))
     }
 
     /// True when the cache holds no live contact: a first login may store
