@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::{FromRow, SqliteConnection};
 
-use super::{Error, Store, now};
+use super::{CONTACT_ROW, ContactRow, Error, Store, now};
 use crate::webwx::RealId;
 
 impl Store {
@@ -95,14 +95,6 @@ pub struct Decision {
     /// earlier id and name, marked deleted (unlink).
     pub other_contact_id: i64,
     pub other_user_name: String,
-}
-
-#[derive(FromRow)]
-struct Found {
-    contact_id: i64,
-    user_name: String,
-    kind: String,
-    deleted_at: Option<String>,
 }
 
 impl Store {
@@ -278,21 +270,16 @@ impl Store {
 }
 
 /// A contact by `contact_id` (digits) or `user_name`.
-async fn find(tx: &mut SqliteConnection, key: &str) -> Result<Found, IdentityError> {
-    let sql = "SELECT contact_id, user_name, kind, deleted_at FROM contacts WHERE ";
-    let found = match key.parse::<i64>() {
-        Ok(id) => {
-            sqlx::query_as::<_, Found>(sqlx::AssertSqlSafe(format!("{sql}contact_id = ?")))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-        }
-        Err(_) => {
-            sqlx::query_as::<_, Found>(sqlx::AssertSqlSafe(format!("{sql}user_name = ?")))
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?
-        }
+async fn find(tx: &mut SqliteConnection, key: &str) -> Result<ContactRow, IdentityError> {
+    let id = key.parse::<i64>().ok();
+    let column = if id.is_some() { "contact_id" } else { "user_name" };
+    let query = sqlx::query_as::<_, ContactRow>(sqlx::AssertSqlSafe(format!(
+        "{CONTACT_ROW} WHERE {column} = ?"
+    )));
+    let query = match id {
+        Some(id) => query.bind(id),
+        None => query.bind(key),
     };
+    let found = query.fetch_optional(&mut *tx).await?;
     found.ok_or_else(|| IdentityError::Unknown(key.to_owned()))
 }

@@ -29,6 +29,18 @@ pub use runs::{Activity, Counts, OpCounts, RunStats, SyncRun};
 pub use stage::{Source, Stage, name_key};
 pub use write::{FullSync, Plan};
 
+/// What the remark queue and `wxsync identity` read of a contact they look up.
+#[derive(sqlx::FromRow)]
+struct ContactRow {
+    contact_id: i64,
+    user_name: String,
+    kind: String,
+    deleted_at: Option<String>,
+}
+
+/// Selects [`ContactRow`]s; the caller adds the `WHERE` clause.
+const CONTACT_ROW: &str = "SELECT contact_id, user_name, kind, deleted_at FROM contacts";
+
 /// How long a writer waits for another connection's lock (a user's
 /// `sqlite3` session, say) before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

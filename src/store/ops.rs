@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 
 use sqlx::{Connection, FromRow, SqliteConnection};
 
-use super::{Error, Store, now};
+use super::{CONTACT_ROW, ContactRow, Error, Store, now};
 use crate::contact::Kind;
 
 /// A queued remark edit.
@@ -122,14 +122,6 @@ fn hex(bytes: &[u8]) -> String {
 const RELINKED_FROM: &str = "SELECT contact_id FROM contact_changes \
      WHERE change = 'relinked' AND old_value = ? ORDER BY id DESC LIMIT 1";
 
-#[derive(FromRow)]
-struct TargetRow {
-    contact_id: i64,
-    user_name: String,
-    kind: String,
-    deleted_at: Option<String>,
-}
-
 impl Store {
     /// The oldest pending op to apply. On the way, fails every pending row
     /// that is not an op (with the reason) and supersedes every op that a
@@ -203,16 +195,15 @@ impl Store {
     /// The contact `user_name` names: the row that has the name now, else
     /// the contact a re-link took it from.
     pub async fn op_target(&self, user_name: &str) -> Result<Option<Target>, Error> {
-        const SELECT: &str = "SELECT contact_id, user_name, kind, deleted_at FROM contacts";
-        let mut row = sqlx::query_as::<_, TargetRow>(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE user_name = ?"
+        let mut row = sqlx::query_as::<_, ContactRow>(sqlx::AssertSqlSafe(format!(
+            "{CONTACT_ROW} WHERE user_name = ?"
         )))
         .bind(user_name)
         .fetch_optional(&self.pool)
         .await?;
         if row.is_none() {
-            row = sqlx::query_as::<_, TargetRow>(sqlx::AssertSqlSafe(format!(
-                "{SELECT} WHERE contact_id = ({RELINKED_FROM})"
+            row = sqlx::query_as::<_, ContactRow>(sqlx::AssertSqlSafe(format!(
+                "{CONTACT_ROW} WHERE contact_id = ({RELINKED_FROM})"
             )))
             .bind(user_name)
             .fetch_optional(&self.pool)
