@@ -380,17 +380,6 @@ const PREPARE_HISTORY: &[&str] = &[
      FROM temp.d_gone g JOIN main.contacts c ON c.contact_id = g.contact_id",
 ];
 
-/// The member lists of groups with no stored rows, inserted as they are.
-const INSERT_FRESH_MEMBERS: &str = "INSERT INTO main.memberships
-     SELECT s.* FROM temp.gmap gm CROSS JOIN temp.stage_members s
-         ON s.group_user_name = gm.new_name
-     WHERE gm.fresh = 1
-     ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
-         nick_name = excluded.nick_name, display_name = excluded.display_name,
-         attr_status = excluded.attr_status";
-
-/// Apply, in order, inside `BEGIN IMMEDIATE`. `?1` is now, `?2` the source,
-/// `?3` the login a partial write claims (or NULL).
 /// Re-links, applied first: member rows, queued remark edits and digests
 /// follow their contact to its new name (the contact row itself is renamed
 /// by the update in [`APPLY`]).
@@ -405,6 +394,8 @@ const APPLY_RELINKS: &[&str] = &[
      WHERE group_user_name IN (SELECT old_user_name FROM temp.ident WHERE old_user_name IS NOT NULL)",
 ];
 
+/// Apply, in order, inside `BEGIN IMMEDIATE`. `?1` is now, `?2` the source,
+/// `?3` the login a partial write claims (or NULL).
 const APPLY: &[&str] = &[
     "INSERT INTO main.contacts (user_name, kind, nick_name, remark_name, alias, signature,
          province, city, head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
@@ -433,6 +424,14 @@ const APPLY: &[&str] = &[
      ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
          nick_name = excluded.nick_name, display_name = excluded.display_name,
          attr_status = excluded.attr_status",
+    // The member lists of groups with no stored rows, inserted as they are.
+    "INSERT INTO main.memberships
+     SELECT s.* FROM temp.gmap gm CROSS JOIN temp.stage_members s
+         ON s.group_user_name = gm.new_name
+     WHERE gm.fresh = 1
+     ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
+         nick_name = excluded.nick_name, display_name = excluded.display_name,
+         attr_status = excluded.attr_status",
     "INSERT OR REPLACE INTO main.membership_digests
      SELECT g.group_user_name, g.digest
      FROM temp.stage_groups g JOIN temp.gmap gm ON gm.new_name = g.group_user_name",
@@ -454,12 +453,28 @@ struct Prepared {
     updated: i64,
     deleted: i64,
     relinked: i64,
-    member_rows_removed: i64,
+    /// Member rows of changed groups to remove.
+    member_rows_deleted: i64,
+    /// The member rows of groups that are gone.
+    gone_member_rows: i64,
     member_rows_updated: i64,
     fresh_member_rows: i64,
-    /// Members who left (not rows merely renamed by a new login), and the
-    /// member rows of groups that are gone: what the guard weighs.
-    members_lost: i64,
+    /// Members who left (not rows merely renamed by a new login).
+    members_left: i64,
+}
+
+impl Prepared {
+    /// What the guard weighs: members who left, and the rows of groups gone.
+    fn members_lost(&self) -> i64 {
+        self.members_left + self.gone_member_rows
+    }
+
+    fn memberships_changed(&self) -> i64 {
+        self.member_rows_deleted
+            + self.gone_member_rows
+            + self.member_rows_updated
+            + self.fresh_member_rows
+    }
 }
 
 impl Stage {
@@ -509,15 +524,12 @@ impl Stage {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(INSERT_FRESH_MEMBERS).execute(&mut *tx).await?;
         let counts = ApplyCounts {
             inserted: prepared.inserted as u64,
             updated: prepared.updated as u64,
             deleted: prepared.deleted as u64,
             relinked: prepared.relinked as u64,
-            memberships_changed: (prepared.member_rows_removed
-                + prepared.member_rows_updated
-                + prepared.fresh_member_rows) as u64,
+            memberships_changed: prepared.memberships_changed() as u64,
             write_lock_ms: 0,
         };
         if let Some(full) = &plan.full {
@@ -616,18 +628,15 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
                 (SELECT count(*) FROM temp.d_upd) AS updated,
                 (SELECT count(*) FROM temp.d_gone) AS deleted,
                 (SELECT count(*) FROM temp.ident WHERE old_user_name IS NOT NULL) AS relinked,
-                (SELECT count(*) FROM temp.d_mdel)
-                  + (SELECT count(*) FROM main.memberships
-                     WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group))
-                  AS member_rows_removed,
+                (SELECT count(*) FROM temp.d_mdel) AS member_rows_deleted,
+                (SELECT count(*) FROM main.memberships
+                 WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group))
+                  AS gone_member_rows,
                 (SELECT count(*) FROM temp.d_mups) AS member_rows_updated,
                 (SELECT count(*) FROM temp.gmap gm CROSS JOIN temp.stage_members s
                  ON s.group_user_name = gm.new_name WHERE gm.fresh = 1)
                   AS fresh_member_rows,
-                (SELECT count(*) FROM temp.d_changes WHERE change = 'left')
-                  + (SELECT count(*) FROM main.memberships
-                     WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group))
-                  AS members_lost",
+                (SELECT count(*) FROM temp.d_changes WHERE change = 'left') AS members_left",
     )
     .fetch_one(&mut *conn)
     .await?)
@@ -657,7 +666,7 @@ async fn guard(
     full: &FullSync<'_>,
     p: &Prepared,
 ) -> Result<Option<Held>, Error> {
-    if full.force || (p.deleted < GUARD_FLOOR && p.members_lost < GUARD_FLOOR) {
+    if full.force || (p.deleted < GUARD_FLOOR && p.members_lost() < GUARD_FLOOR) {
         return Ok(None);
     }
     let (live_contacts, stored_memberships): (i64, i64) = sqlx::query_as(
@@ -674,7 +683,7 @@ async fn guard(
         }
     };
     if share(p.deleted, live_contacts) <= full.guard
-        && share(p.members_lost, stored_memberships) <= full.guard
+        && share(p.members_lost(), stored_memberships) <= full.guard
     {
         return Ok(None);
     }
@@ -685,7 +694,7 @@ async fn guard(
     for id in &gone {
         h.update(&id.to_le_bytes());
     }
-    h.update(&p.members_lost.to_le_bytes());
+    h.update(&p.members_lost().to_le_bytes());
     let digest = format!("{:032x}", h.digest128());
     let previous: Option<Option<String>> = sqlx::query_scalar(
         "SELECT deletion_digest FROM main.sync_runs
@@ -697,7 +706,7 @@ async fn guard(
     if previous.flatten().as_deref() == Some(digest.as_str()) {
         tracing::warn!(
             deleted = p.deleted,
-            members = p.members_lost,
+            members = p.members_lost(),
             "the same large deletion came twice in a row; applying it"
         );
         return Ok(None);
@@ -709,7 +718,7 @@ async fn guard(
          applies it now",
         p.deleted,
         live_contacts,
-        p.members_lost,
+        p.members_lost(),
         stored_memberships,
         full.guard * 100.0
     );
@@ -738,15 +747,6 @@ async fn finish_full(
     counts: &ApplyCounts,
     now: &str,
 ) -> Result<(), Error> {
-    // Real ids of a previous login's names are of no further use.
-    if counts.relinked > 0 || full.unlinked > 0 {
-        sqlx::query(
-            "DELETE FROM main.real_ids
-             WHERE user_name NOT IN (SELECT user_name FROM temp.stage_contacts)",
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
     sqlx::query(
         "UPDATE main.identity SET login_id = ?1, linked_at = ?2
          WHERE login_id IS NOT ?1",
@@ -755,8 +755,14 @@ async fn finish_full(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let unlinked = full.unlinked as i64;
-    if counts.relinked > 0 || unlinked > 0 {
+    if counts.relinked > 0 || full.unlinked > 0 {
+        // Real ids of a previous login's names are of no further use.
+        sqlx::query(
+            "DELETE FROM main.real_ids
+             WHERE user_name NOT IN (SELECT user_name FROM temp.stage_contacts)",
+        )
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM main.identity_candidates")
             .execute(&mut *tx)
             .await?;
@@ -787,7 +793,7 @@ async fn finish_full(
     .bind(stats.member_count_mismatches as i64)
     .bind(&stats.notes)
     .bind(counts.relinked as i64)
-    .bind(unlinked)
+    .bind(full.unlinked as i64)
     .bind(counts.memberships_changed as i64)
     .bind(full.run_id)
     .execute(&mut *tx)
