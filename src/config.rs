@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+use crate::sync::SyncOptions;
 use crate::webwx::{ClientOptions, Mode};
 
 #[derive(Debug, thiserror::Error)]
@@ -110,8 +111,8 @@ impl Default for WechatConfig {
             login_url: Url::parse("https://login.wx.qq.com").expect("constant URL"),
             push_url: None,
             mode: Mode::Desktop,
-            batch_pause: Duration::from_millis(200),
-            retry_delay: Duration::from_millis(500),
+            batch_pause: SyncOptions::default().batch_pause,
+            retry_delay: SyncOptions::default().retry_base,
             request_timeout: ClientOptions::default().request_timeout,
             synccheck_timeout: ClientOptions::default().synccheck_timeout,
         }
@@ -122,7 +123,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             schedule: "0 */30 * * * *".into(),
-            deletion_guard: 0.2,
+            deletion_guard: SyncOptions::default().deletion_guard,
         }
     }
 }
@@ -138,7 +139,7 @@ impl Default for OpsConfig {
 impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
-            retention: Duration::from_secs(730 * DAY),
+            retention: SyncOptions::default().history_retention,
         }
     }
 }

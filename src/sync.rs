@@ -227,7 +227,9 @@ pub async fn fetch_only(
 /// Where decoded records go as they arrive.
 trait Sink {
     /// Runs while the first request is in flight.
-    async fn prepare(&mut self) -> Result<(), store::Error>;
+    async fn prepare(&mut self) -> Result<(), store::Error> {
+        Ok(())
+    }
     async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), store::Error>;
     async fn members(&mut self, group: &str, members: &[Member]) -> Result<(), store::Error>;
 }
@@ -248,9 +250,6 @@ impl Sink for Stage {
 struct Discard;
 
 impl Sink for Discard {
-    async fn prepare(&mut self) -> Result<(), store::Error> {
-        Ok(())
-    }
     async fn contacts(&mut self, _: &[Contact]) -> Result<(), store::Error> {
         Ok(())
     }
@@ -521,9 +520,6 @@ mod tests {
     }
 
     impl Sink for Recorder {
-        async fn prepare(&mut self) -> Result<(), store::Error> {
-            Ok(())
-        }
         async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), store::Error> {
             self.contacts
                 .extend(contacts.iter().map(|c| c.user_name.clone()));
