@@ -367,29 +367,9 @@ async fn fetch(
     drop(first);
 
     // Each page is staged while the next one is being fetched.
-    let mut seq = String::from("0");
+    let mut reply = first_page;
     let mut seen = HashSet::new();
-    let mut previous: Option<Vec<RawContact>> = None;
-    let mut first_page = Some(first_page);
-    for page in 0.. {
-        if page == MAX_PAGES {
-            return Err(SyncError::TooManyPages);
-        }
-        let stage_previous = async {
-            match previous.take() {
-                Some(contacts) => tally.contacts(sink, &contacts, &me).await,
-                None => Ok(()),
-            }
-        };
-        let next = async {
-            match first_page.take() {
-                Some(page) => Ok(page),
-                None => retrying(opts, || client.contact_page(&seq)).await,
-            }
-        };
-        let (reply, staged) = tokio::join!(next, stage_previous);
-        staged?;
-        let reply = reply?;
+    for page in 1.. {
         group_names.extend(
             reply
                 .contacts
@@ -398,22 +378,29 @@ async fn fetch(
                 .filter(|u| is_group(u))
                 .cloned(),
         );
-        previous = Some(reply.contacts);
         if reply.seq == "0" || reply.seq.is_empty() {
             break;
         }
         if !seen.insert(reply.seq.clone()) {
             return Err(SyncError::RepeatedSeq(reply.seq));
         }
-        seq = reply.seq;
+        if page == MAX_PAGES {
+            return Err(SyncError::TooManyPages);
+        }
+        let (next, staged) = tokio::join!(
+            retrying(opts, || client.contact_page(&reply.seq)),
+            tally.contacts(sink, &reply.contacts, &me)
+        );
+        staged?;
+        reply = next?;
     }
-    let last_page = previous.take().unwrap_or_default();
+    tally.contacts(sink, &reply.contacts, &me).await?;
+    drop(reply);
 
     // Each chunk's reply is staged while the next chunk is being fetched.
     let groups: Vec<String> = group_names.into_iter().collect();
     let mut described = 0;
-    tally.contacts(sink, &last_page, &me).await?;
-    drop(last_page);
+    let mut previous = None;
     for (i, chunk) in groups.chunks(BATCH_LIMIT).enumerate() {
         let next = async {
             if i > 0 {

@@ -272,7 +272,11 @@ impl Store {
 /// A contact by `contact_id` (digits) or `user_name`.
 async fn find(tx: &mut SqliteConnection, key: &str) -> Result<ContactRow, IdentityError> {
     let id = key.parse::<i64>().ok();
-    let column = if id.is_some() { "contact_id" } else { "user_name" };
+    let column = if id.is_some() {
+        "contact_id"
+    } else {
+        "user_name"
+    };
     let query = sqlx::query_as::<_, ContactRow>(sqlx::AssertSqlSafe(format!(
         "{CONTACT_ROW} WHERE {column} = ?"
     )));
