@@ -108,7 +108,7 @@ async fn drain(
             Err(e) => {
                 let delay = backoff.next_delay();
                 let reason = format!("{e}; will retry");
-                if op.attempts + 1 >= MAX_ATTEMPTS {
+                if last_attempt(&op) {
                     let reason = format!("gave up after {MAX_ATTEMPTS} attempts: {e}");
                     warn!(op = op.id, %reason, "remark edit failed");
                     record(store.op_failed(op.id, &reason).await);
@@ -191,11 +191,11 @@ async fn apply(
         sent = ctx.client.set_remark(&target.user_name, &op.remark_name) => sent,
         _ = token.cancelled() => return interrupted(op),
     };
-    let mut lost_reply = match sent {
+    let lost_reply = match sent {
         Ok(()) => None,
         // A call that timed out or lost its reply may still have made the
         // change: before the edit is given up, the read-back tells.
-        Err(e) if e.is_transient() && op.attempts + 1 >= MAX_ATTEMPTS => Some(e),
+        Err(e) if e.is_transient() && last_attempt(op) => Some(e),
         Err(e) if e.is_session_dead() || e.is_transient() => return Err(e),
         Err(e) => {
             let reason = format!("the server refused the edit: {e}");
@@ -213,10 +213,15 @@ async fn apply(
     };
     // A read-back that fails too (but for a logout) gives the edit up for
     // the call's own error.
-    let back = back.map_err(|e| match lost_reply.take() {
-        Some(lost) if !e.is_session_dead() => lost,
-        _ => e,
-    })?;
+    let back = match back {
+        Ok(back) => back,
+        Err(e) => {
+            return Err(match lost_reply {
+                Some(lost) if !e.is_session_dead() => lost,
+                _ => e,
+            });
+        }
+    };
     let now = back
         .iter()
         .find(|c| c.user_name == target.user_name)
@@ -232,6 +237,11 @@ async fn apply(
         record(store.op_failed(op.id, reason).await);
     }
     Ok(())
+}
+
+/// Whether this attempt is the op's last before it is given up.
+fn last_attempt(op: &PendingOp) -> bool {
+    op.attempts + 1 >= MAX_ATTEMPTS
 }
 
 fn interrupted(op: &PendingOp) -> Result<(), webwx::Error> {
