@@ -18,6 +18,9 @@
 //! `WXSYNC_IDBENCH_RATES` (churn in percent, default `1,5,20`),
 //! `WXSYNC_IDBENCH_MISSES=1`.
 
+#[path = "perf/machine.rs"]
+mod machine;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -559,20 +562,12 @@ fn churned_by_sim(c: &ChurnReport) -> HashMap<u64, Vec<&'static str>> {
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into());
-    format!("{cpu}, {cores} cores, load average {load}")
+    format!(
+        "{}, {cores} cores, load average {}",
+        machine::cpu_model(),
+        machine::load_average()
+    )
 }
 
 fn map_name(map: StatusNotify) -> &'static str {

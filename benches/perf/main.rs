@@ -19,6 +19,7 @@ mod cache;
 mod child;
 mod launcher;
 mod lock;
+mod machine;
 mod peer;
 mod phases;
 mod profile;

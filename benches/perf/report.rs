@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::{Options, Sample, SizeResult, account, cache, remark};
+use crate::{Options, Sample, SizeResult, account, cache, machine, remark};
 
 /// Peak RSS target, MB (10^6 bytes), and how much a larger account may add.
 const RSS_TARGET_MB: f64 = 48.0;
@@ -21,23 +21,8 @@ pub struct Machine {
     took: Duration,
 }
 
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
 impl Machine {
     pub fn now() -> Machine {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split_once(':'))
-                    .map(|(_, v)| v.trim().to_string())
-            })
-            .unwrap_or_else(|| "unknown CPU".into());
         let commit = std::process::Command::new("git")
             .args([
                 "-C",
@@ -54,8 +39,8 @@ impl Machine {
         Machine {
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu,
-            load_before: load(),
+            cpu: machine::cpu_model(),
+            load_before: machine::load_average(),
             load_after: String::new(),
             commit,
             took: Duration::ZERO,
@@ -63,7 +48,7 @@ impl Machine {
     }
 
     pub fn finish(mut self, took: Duration) -> Machine {
-        self.load_after = load();
+        self.load_after = machine::load_average();
         self.took = took;
         self
     }
