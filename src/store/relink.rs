@@ -61,19 +61,26 @@ const NEW_ROWS: &str = "SELECT 0 AS contact_id, s.user_name, s.kind, s.nick_name
      WHERE NOT EXISTS (SELECT 1 FROM main.contacts c WHERE c.user_name = s.user_name)
      ORDER BY s.user_name";
 
-/// `(member, group name, display name)` of members with a card, per side.
-const OLD_CARDS: &str = "SELECT m.member_user_name, g.nick_name, m.display_name
-     FROM main.memberships m JOIN main.contacts g ON g.user_name = m.group_user_name
-     WHERE m.display_name != ''";
-const NEW_CARDS: &str = "SELECT m.member_user_name, g.nick_name, m.display_name
-     FROM temp.stage_members m JOIN temp.stage_contacts g ON g.user_name = m.group_user_name
-     WHERE m.display_name != ''";
+/// Every membership with its group's nick name (NULL when the group has no
+/// row), per side: one read serves both the people's group cards and the
+/// groups' member keys.
+const OLD_MEMBERS: &str = "SELECT m.group_user_name, m.member_user_name, m.nick_name,
+        m.display_name, g.nick_name AS group_nick_name
+     FROM main.memberships m LEFT JOIN main.contacts g ON g.user_name = m.group_user_name";
+const NEW_MEMBERS: &str = "SELECT m.group_user_name, m.member_user_name, m.nick_name,
+        m.display_name, g.nick_name AS group_nick_name
+     FROM temp.stage_members m LEFT JOIN temp.stage_contacts g
+       ON g.user_name = m.group_user_name";
 
-/// `(member, nick name, display name)` of one group's members, per side.
-const OLD_MEMBERS: &str = "SELECT member_user_name, nick_name, display_name
-     FROM main.memberships WHERE group_user_name = ?1";
-const NEW_MEMBERS: &str = "SELECT member_user_name, nick_name, display_name
-     FROM temp.stage_members WHERE group_user_name = ?1";
+/// One membership row as [`OLD_MEMBERS`]/[`NEW_MEMBERS`] read it.
+#[derive(FromRow)]
+struct Membership {
+    group_user_name: String,
+    member_user_name: String,
+    nick_name: String,
+    display_name: String,
+    group_nick_name: Option<String>,
+}
 
 impl Stage {
     /// Links the previous login's rows to this login's staged ones; call it
@@ -87,20 +94,20 @@ impl Stage {
                 .fetch_all(&mut *conn)
                 .await?,
         );
+        if old_people.is_empty() && old_groups.is_empty() {
+            return Ok(Relinked::default());
+        }
         let (new_people, new_groups) = split(
             sqlx::query_as::<_, Row>(NEW_ROWS)
                 .fetch_all(&mut *conn)
                 .await?,
         );
-        if old_people.is_empty() && old_groups.is_empty() {
-            return Ok(Relinked::default());
-        }
 
-        let old_cards = cards(conn, OLD_CARDS).await?;
-        let new_cards = cards(conn, NEW_CARDS).await?;
+        let old_members = memberships(conn, OLD_MEMBERS).await?;
+        let new_members = memberships(conn, NEW_MEMBERS).await?;
         let people = identity::link_people(
-            &persons(&old_people, &old_cards),
-            &persons(&new_people, &new_cards),
+            &persons(&old_people, &cards(&old_members)),
+            &persons(&new_people, &cards(&new_members)),
         );
         // A member who is a linked contact is keyed by the cached row's id
         // on both sides; anyone else by what the group shows of them.
@@ -111,16 +118,8 @@ impl Stage {
             linked_old.insert(&old.user_name, old.contact_id);
             linked_new.insert(&new_people[l.new].user_name, old.contact_id);
         }
-        let mut old_profiles = Vec::with_capacity(old_groups.len());
-        for g in &old_groups {
-            let keys = member_keys(conn, OLD_MEMBERS, &g.user_name, &linked_old).await?;
-            old_profiles.push(group(g, keys));
-        }
-        let mut new_profiles = Vec::with_capacity(new_groups.len());
-        for g in &new_groups {
-            let keys = member_keys(conn, NEW_MEMBERS, &g.user_name, &linked_new).await?;
-            new_profiles.push(group(g, keys));
-        }
+        let old_profiles = group_profiles(&old_groups, &old_members, &linked_old);
+        let new_profiles = group_profiles(&new_groups, &new_members, &linked_new);
         let groups = identity::link_groups(&old_profiles, &new_profiles);
 
         let mut result = Relinked::default();
@@ -146,23 +145,32 @@ fn split(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
     rows.into_iter().partition(|r| r.kind != "group")
 }
 
-async fn cards(conn: &mut SqliteConnection, sql: &str) -> Result<HashMap<String, Vec<u64>>, Error> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+async fn memberships(conn: &mut SqliteConnection, sql: &str) -> Result<Vec<Membership>, Error> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .fetch_all(&mut *conn)
-        .await?;
-    let mut out: HashMap<String, Vec<u64>> = HashMap::new();
-    for (member, group_nick, display) in rows {
-        out.entry(member)
-            .or_default()
-            .push(card_key(&group_nick, &display));
+        .await?)
+}
+
+/// [`card_key`]s by member, sorted: the memberships with a display name in
+/// a group that has a row.
+fn cards(members: &[Membership]) -> HashMap<&str, Vec<u64>> {
+    let mut out: HashMap<&str, Vec<u64>> = HashMap::new();
+    for m in members {
+        if let Some(group_nick) = &m.group_nick_name
+            && !m.display_name.is_empty()
+        {
+            out.entry(&m.member_user_name)
+                .or_default()
+                .push(card_key(group_nick, &m.display_name));
+        }
     }
     for keys in out.values_mut() {
         keys.sort_unstable();
     }
-    Ok(out)
+    out
 }
 
-fn persons(rows: &[Row], cards: &HashMap<String, Vec<u64>>) -> Vec<Person> {
+fn persons(rows: &[Row], cards: &HashMap<&str, Vec<u64>>) -> Vec<Person> {
     rows.iter()
         .map(|r| Person {
             kind: Kind::parse(&r.kind).unwrap_or(Kind::Friend),
@@ -175,42 +183,34 @@ fn persons(rows: &[Row], cards: &HashMap<String, Vec<u64>>) -> Vec<Person> {
             city: r.city.clone(),
             sex: r.sex,
             avatar_seq: avatar_seq(&r.head_img_url),
-            cards: cards.get(&r.user_name).cloned().unwrap_or_default(),
+            cards: cards.get(r.user_name.as_str()).cloned().unwrap_or_default(),
         })
         .collect()
 }
 
-async fn member_keys(
-    conn: &mut SqliteConnection,
-    sql: &str,
-    group: &str,
-    linked: &HashMap<&str, i64>,
-) -> Result<Vec<u64>, Error> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(group)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut keys: Vec<u64> = rows
-        .iter()
-        .map(
-            |(member, nick, display)| match linked.get(member.as_str()) {
-                Some(id) => contact_member_key(*id),
-                None => stranger_member_key(nick, display),
-            },
-        )
-        .collect();
-    keys.sort_unstable();
-    Ok(keys)
-}
-
-fn group(r: &Row, members: Vec<u64>) -> Group {
-    Group {
-        real_id: r.real_id.clone(),
-        nick_name: r.nick_name.clone(),
-        member_count: r.member_count,
-        avatar_seq: avatar_seq(&r.head_img_url),
-        members,
+/// The groups' profiles, each with its member keys, sorted.
+fn group_profiles(rows: &[Row], members: &[Membership], linked: &HashMap<&str, i64>) -> Vec<Group> {
+    let mut keys: HashMap<&str, Vec<u64>> = HashMap::new();
+    for m in members {
+        let key = match linked.get(m.member_user_name.as_str()) {
+            Some(id) => contact_member_key(*id),
+            None => stranger_member_key(&m.nick_name, &m.display_name),
+        };
+        keys.entry(&m.group_user_name).or_default().push(key);
     }
+    rows.iter()
+        .map(|r| {
+            let mut members = keys.remove(r.user_name.as_str()).unwrap_or_default();
+            members.sort_unstable();
+            Group {
+                real_id: r.real_id.clone(),
+                nick_name: r.nick_name.clone(),
+                member_count: r.member_count,
+                avatar_seq: avatar_seq(&r.head_img_url),
+                members,
+            }
+        })
+        .collect()
 }
 
 /// Writes one matcher outcome into the stage's `links` and `candidates`.
