@@ -89,8 +89,8 @@ pub(super) struct Groups<'a> {
     /// side, by interned id.
     member_bits: Vec<(f64, f64)>,
     groups: usize,
-    old: Vec<Row>,
-    new: Vec<Row>,
+    /// Old rows, new rows: indexed by [`Side`].
+    sides: [Vec<Row>; 2],
 }
 
 /// What two member lists share, for the score and its explanation.
@@ -110,8 +110,7 @@ impl<'a> Groups<'a> {
             members: Values::new(),
             member_bits: Vec::new(),
             groups: old.len().max(new.len()),
-            old: Vec::with_capacity(old.len()),
-            new: Vec::with_capacity(new.len()),
+            sides: [Vec::with_capacity(old.len()), Vec::with_capacity(new.len())],
         };
         for (side, groups) in [(Side::Old, old), (Side::New, new)] {
             for g in groups {
@@ -129,10 +128,7 @@ impl<'a> Groups<'a> {
                     count_id: (g.member_count > 0).then(|| t.count.add(side, 0, g.member_count)),
                     members: t.members.add_set(side, 0, &g.members),
                 };
-                match side {
-                    Side::Old => t.old.push(row),
-                    Side::New => t.new.push(row),
-                }
+                t.sides[side as usize].push(row);
             }
         }
         let groups = t.groups as f64;
@@ -174,7 +170,7 @@ impl<'a> Groups<'a> {
     }
 
     fn compare(&self, o: usize, n: usize) -> (Breakdown<SIGNALS>, Overlap) {
-        let (a, b) = (&self.old[o], &self.new[n]);
+        let (a, b) = (&self.sides[0][o], &self.sides[1][n]);
         let mut s = Breakdown::new();
         if a.real_id.is_some() && a.real_id == b.real_id {
             s.bits[REAL_ID] = bits::REAL_ID;
@@ -200,7 +196,7 @@ impl Table for Groups<'_> {
     const BLOCK_LIMIT: u64 = BLOCK_LIMIT;
 
     fn rows(&self) -> [&[Row]; 2] {
-        [&self.old, &self.new]
+        [&self.sides[0], &self.sides[1]]
     }
 
     fn real_ids(&self) -> &Values<&str> {

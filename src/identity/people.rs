@@ -150,8 +150,8 @@ pub(super) struct People<'a> {
     cards: Values<u64>,
     /// Rows of each class, by side.
     rows: [[usize; 2]; 5],
-    old: Vec<Row>,
-    new: Vec<Row>,
+    /// Old rows, new rows: indexed by [`Side`].
+    sides: [Vec<Row>; 2],
 }
 
 impl<'a> People<'a> {
@@ -168,16 +168,12 @@ impl<'a> People<'a> {
             signature: Values::new(),
             cards: Values::new(),
             rows: [[0; 2]; 5],
-            old: Vec::with_capacity(old.len()),
-            new: Vec::with_capacity(new.len()),
+            sides: [Vec::with_capacity(old.len()), Vec::with_capacity(new.len())],
         };
         for (side, people) in [(Side::Old, old), (Side::New, new)] {
             for p in people {
                 let row = t.intern(side, p);
-                match side {
-                    Side::Old => t.old.push(row),
-                    Side::New => t.new.push(row),
-                }
+                t.sides[side as usize].push(row);
             }
         }
         t
@@ -215,7 +211,7 @@ impl<'a> People<'a> {
     }
 
     fn compare(&self, o: usize, n: usize) -> Breakdown<SIGNALS> {
-        let (a, b) = (&self.old[o], &self.new[n]);
+        let (a, b) = (&self.sides[0][o], &self.sides[1][n]);
         let rows = self.class_rows(a.class);
         let mut s = Breakdown::new();
         if a.real_id.is_some() && a.real_id == b.real_id {
@@ -260,7 +256,7 @@ impl Table for People<'_> {
     const BLOCK_LIMIT: u64 = BLOCK_LIMIT;
 
     fn rows(&self) -> [&[Row]; 2] {
-        [&self.old, &self.new]
+        [&self.sides[0], &self.sides[1]]
     }
 
     fn real_ids(&self) -> &Values<&str> {
@@ -284,7 +280,7 @@ impl Table for People<'_> {
     }
 
     fn peers(&self, old: usize) -> usize {
-        self.class_rows(self.old[old].class)
+        self.class_rows(self.sides[0][old].class)
     }
 
     fn score(&self, old: usize, new: usize) -> f64 {
