@@ -2,7 +2,7 @@
 
 use super::evidence::Breakdown;
 use super::keys::name_core;
-use super::values::{Side, Values, Weigh, identifier};
+use super::values::{Side, Values, identifier};
 use super::{Key, Person, Table, class_of};
 use crate::contact::Kind;
 
@@ -62,13 +62,21 @@ mod bits {
     };
     /// The same nick with emoji or symbols added or dropped: worth a little
     /// less, and no cost for the change.
-    pub const NICK_CORE: Agree = Agree::Identifier {
-        top: 8.0,
-        floor: 0.0,
+    pub const NICK_CORE: Weigh = Weigh {
+        agree: Agree::Identifier {
+            top: 8.0,
+            floor: 0.0,
+        },
+        differs: 0.0,
+        one_sided: 0.0,
     };
-    pub const BRAND_CORE: Agree = Agree::Identifier {
-        top: 16.0,
-        floor: 0.0,
+    pub const BRAND_CORE: Weigh = Weigh {
+        agree: Agree::Identifier {
+            top: 16.0,
+            floor: 0.0,
+        },
+        differs: 0.0,
+        one_sided: 0.0,
     };
     /// People rarely change their sex or place; signatures more often.
     pub const SEX: Weigh = Weigh {
@@ -221,19 +229,14 @@ impl<'a> People<'a> {
         s.bits[ALIAS] = self.alias.weigh(&bits::ALIAS, a.alias, b.alias, rows);
         s.bits[AVATAR] = self.avatar.weigh(&bits::AVATAR, a.avatar, b.avatar, rows);
         let (nick, core) = if a.class == class_of(Kind::Official) {
-            (&bits::BRAND, bits::BRAND_CORE)
+            (&bits::BRAND, &bits::BRAND_CORE)
         } else {
-            (&bits::NICK, bits::NICK_CORE)
+            (&bits::NICK, &bits::NICK_CORE)
         };
         s.bits[NICK] = self.nick.weigh(nick, a.nick, b.nick, rows);
         if s.bits[NICK] < 0.0 && a.nick_core.is_some() && a.nick_core == b.nick_core {
-            let core = Weigh {
-                agree: core,
-                differs: 0.0,
-                one_sided: 0.0,
-            };
             s.bits[NICK] = 0.0;
-            s.bits[NICK_CORE] = self.nick_core.weigh(&core, a.nick_core, b.nick_core, rows);
+            s.bits[NICK_CORE] = self.nick_core.weigh(core, a.nick_core, b.nick_core, rows);
         }
         s.bits[SEX] = self.sex.weigh(&bits::SEX, a.sex, b.sex, rows);
         s.bits[PLACE] = self.place.weigh(&bits::PLACE, a.place, b.place, rows);
