@@ -41,9 +41,9 @@
 //! Candidates come from blocks of shared values (real id, remark, alias,
 //! avatar, nick name, group cards; group name, avatar, members), never from
 //! all pairs, and must be of the same kind. A pair links when it scores at
-//! least [`LINK_ODDS_BITS`] + log₂(rows of its kind), each side is the
+//! least `LINK_ODDS_BITS` + log₂(rows of its kind), each side is the
 //! other's best remaining candidate, and on both sides it leads the
-//! runner-up by at least [`MARGIN_BITS`]; linked rows leave the pool and
+//! runner-up by at least `MARGIN_BITS`; linked rows leave the pool and
 //! the rounds repeat. Two rows that score the
 //! same against everything — look-alikes identical in every field — tie on
 //! every side and so never link: a wrong link is worse than a missed one.
@@ -85,7 +85,7 @@ pub struct Person {
 }
 
 /// A group.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Group {
     /// `NNN@chatroom` once learned.
     pub real_id: Option<String>,
@@ -109,7 +109,7 @@ pub struct Link {
 }
 
 /// An old row left unlinked that has candidates worth a person's look
-/// (scoring at least [`MARGIN_BITS`], not linked to another row).
+/// (scoring at least `MARGIN_BITS`, not linked to another row).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Unresolved {
     pub old: usize,
@@ -126,7 +126,7 @@ pub struct Candidate {
 
 /// Links in old-row order; old rows not linked and not listed in
 /// `unresolved` had no candidate worth listing.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {
     pub links: Vec<Link>,
     pub unresolved: Vec<Unresolved>,
@@ -140,11 +140,11 @@ pub struct Outcome {
 /// bits) or remark (14) alone, less the cost of a changed nick name or
 /// avatar, is therefore not enough among a few hundred friends: it needs
 /// one more signal behind it.
-pub const LINK_ODDS_BITS: f64 = 6.0;
+const LINK_ODDS_BITS: f64 = 6.0;
 
 /// How far a link must lead the runner-up on both sides, in bits (64 times
 /// likelier).
-pub const MARGIN_BITS: f64 = 6.0;
+const MARGIN_BITS: f64 = 6.0;
 
 /// How many candidates an unresolved row lists.
 const LISTED: usize = 3;

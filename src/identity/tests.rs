@@ -3,7 +3,7 @@
 use super::*;
 
 /// A friend with a full profile and a unique avatar.
-pub(super) fn friend(nick: &str, seq: &str) -> Person {
+fn friend(nick: &str, seq: &str) -> Person {
     Person {
         kind: Kind::Friend,
         real_id: None,

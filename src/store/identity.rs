@@ -193,7 +193,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await.map_err(Error::from)?;
+        tx.commit().await?;
         Ok(Decision {
             contact_id: o.contact_id,
             user_name: n.user_name,
@@ -259,7 +259,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await.map_err(Error::from)?;
+        tx.commit().await?;
         Ok(Decision {
             contact_id: fresh,
             user_name: c.user_name,

@@ -142,7 +142,8 @@ impl Stage {
 
 /// People first, groups second.
 fn split(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
-    rows.into_iter().partition(|r| r.kind != "group")
+    rows.into_iter()
+        .partition(|r| r.kind != Kind::Group.as_str())
 }
 
 async fn memberships(conn: &mut SqliteConnection, sql: &str) -> Result<Vec<Membership>, Error> {
