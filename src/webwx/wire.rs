@@ -349,8 +349,9 @@ impl<'de> Record<'de> for RawMember {
 }
 
 impl RawContact {
-    /// Sets the typed field named `key` from its value's text.
-    fn set(&mut self, key: &str, text: &str) {
+    /// Sets the typed field named `key` from its value's text. For a string
+    /// field, returns the string as stored (read leniently, skey removed).
+    fn set(&mut self, key: &str, text: &str) -> Option<&str> {
         let string = match key {
             "UserName" => &mut self.user_name,
             "NickName" => &mut self.nick_name,
@@ -371,13 +372,47 @@ impl RawContact {
                     "StarFriend" => &mut self.star_friend,
                     "MemberCount" => &mut self.member_count,
                     "AttrStatus" => &mut self.attr_status,
-                    _ => return,
+                    _ => return None,
                 };
                 *number = i64_from(text);
-                return;
+                return None;
             }
         };
         *string = string_from(text);
+        Some(string)
+    }
+
+    /// Sets the typed fields and `raw` from the object's (key, value)
+    /// slices. Keys are sorted and a repeated key keeps its last value, as
+    /// serde_json's map did when `raw` was a `Value`, so stored texts stay
+    /// comparable across versions; values are copied as received, except
+    /// that strings lose any skey, a non-zero `Uin`/`OwnerUin` becomes 0,
+    /// and the rare values whose text serde_json would write differently
+    /// (escaped strings, floats, nested objects) are written as serde_json
+    /// writes them. A typed string field is read and cleaned once, and
+    /// `raw` writes that string.
+    fn read(&mut self, mut pieces: Vec<(Key<'_>, &RawValue)>) {
+        pieces.sort_by(|a, b| a.0.0.cmp(&b.0.0));
+        let size: usize = pieces
+            .iter()
+            .map(|(k, v)| k.0.len() + v.get().len() + 4)
+            .sum();
+        let mut out = String::with_capacity(size + 2);
+        out.push('{');
+        for (i, (key, value)) in pieces.iter().enumerate() {
+            if pieces.get(i + 1).is_some_and(|next| next.0.0 == key.0) {
+                continue;
+            }
+            if out.len() > 1 {
+                out.push(',');
+            }
+            push_json_string(&mut out, &key.0);
+            out.push(':');
+            let string = self.set(&key.0, value.get());
+            push_value(&mut out, &key.0, value.get(), string);
+        }
+        out.push('}');
+        self.raw = out;
     }
 }
 
@@ -400,11 +435,9 @@ impl<'de> Visitor<'de> for ContactSeed {
                 contact.member_list = map.next_value_seed(LenientList::<RawMember>::new())?;
                 continue;
             }
-            let value: &'de RawValue = map.next_value()?;
-            contact.set(&key.0, value.get());
-            pieces.push((key, value));
+            pieces.push((key, map.next_value()?));
         }
-        contact.raw = raw_text(pieces);
+        contact.read(pieces);
         Ok(Some(contact))
     }
 
@@ -419,36 +452,6 @@ impl<'de> DeserializeSeed<'de> for ContactSeed {
     }
 }
 
-/// The `raw` text of a contact from its (key, value) slices. Keys are sorted
-/// and a repeated key keeps its last value, as serde_json's map did when
-/// `raw` was a `Value`, so stored texts stay comparable across versions;
-/// values are copied as received, except that strings lose any skey, a
-/// non-zero `Uin`/`OwnerUin` becomes 0, and the rare values whose text
-/// serde_json would write differently (escaped strings, floats, nested
-/// objects) are written as serde_json writes them.
-fn raw_text(mut pieces: Vec<(Key<'_>, &RawValue)>) -> String {
-    pieces.sort_by(|a, b| a.0.0.cmp(&b.0.0));
-    let size: usize = pieces
-        .iter()
-        .map(|(k, v)| k.0.len() + v.get().len() + 4)
-        .sum();
-    let mut out = String::with_capacity(size + 2);
-    out.push('{');
-    for (i, (key, value)) in pieces.iter().enumerate() {
-        if pieces.get(i + 1).is_some_and(|next| next.0.0 == key.0) {
-            continue;
-        }
-        if out.len() > 1 {
-            out.push(',');
-        }
-        push_json_string(&mut out, &key.0);
-        out.push(':');
-        push_value(&mut out, &key.0, value.get());
-    }
-    out.push('}');
-    out
-}
-
 fn push_json_string(out: &mut String, s: &str) {
     if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
         // Writing a `&str` cannot fail.
@@ -460,7 +463,9 @@ fn push_json_string(out: &mut String, s: &str) {
     }
 }
 
-fn push_value(out: &mut String, key: &str, text: &str) {
+/// Writes one value of `raw`; `string` is the typed field read from it, if
+/// any.
+fn push_value(out: &mut String, key: &str, text: &str, string: Option<&str>) {
     // Only the account itself has a non-zero Uin, and it equals the `wxuin`
     // credential, which must not leave the session file.
     if matches!(key, "Uin" | "OwnerUin") && i64_from(text) != 0 {
@@ -468,10 +473,14 @@ fn push_value(out: &mut String, key: &str, text: &str) {
         return;
     }
     match text.as_bytes().first() {
-        Some(b'"') => match plain_string(text) {
-            Some(inner) if !has_skey_param(inner) => out.push_str(text),
-            Some(inner) => push_json_string(out, &strip_skey(inner)),
-            None => push_json_string(out, &string_from(text)),
+        Some(b'"') => match string {
+            // What `string_from` made of this text: written back, it is the
+            // text itself unless an escape or a skey changed it.
+            Some(string) => push_json_string(out, string),
+            None => match plain_string(text) {
+                Some(inner) if !has_skey_param(inner) => out.push_str(text),
+                _ => push_json_string(out, &string_from(text)),
+            },
         },
         Some(b't' | b'f' | b'n') => out.push_str(text),
         _ if is_plain_integer(text) => out.push_str(text),
