@@ -53,6 +53,18 @@ macro_rules! skip_other_values {
     };
 }
 
+/// Reads one JSON value, whatever its type, with the visitor `V`: the seed
+/// of every lenient reader here.
+struct Any<V>(V);
+
+impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for Any<V> {
+    type Value = V::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        d.deserialize_any(self.0)
+    }
+}
+
 /// A number that may arrive as a JSON number, a numeric string, or null.
 /// Anything unusable reads as 0 rather than failing the whole reply.
 struct LenientI64;
@@ -86,14 +98,6 @@ impl<'de> Visitor<'de> for LenientI64 {
     }
 
     skip_other_values!(0, [unit, map, seq]);
-}
-
-impl<'de> DeserializeSeed<'de> for LenientI64 {
-    type Value = i64;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<i64, D::Error> {
-        d.deserialize_any(self)
-    }
 }
 
 /// A string that may arrive as a string, a number, or null.
@@ -134,20 +138,12 @@ impl<'de> Visitor<'de> for LenientString {
     skip_other_values!(String::new(), [unit, map, seq]);
 }
 
-impl<'de> DeserializeSeed<'de> for LenientString {
-    type Value = String;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-pub(crate) fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    d.deserialize_any(LenientI64)
+fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    Any(LenientI64).deserialize(d)
 }
 
 pub(crate) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    d.deserialize_any(LenientString)
+    Any(LenientString).deserialize(d)
 }
 
 /// A string with any `skey` parameter removed: what every string of a
@@ -164,19 +160,15 @@ fn clean(s: String) -> String {
 fn string_from(text: &str) -> String {
     match plain_string(text) {
         Some(inner) => clean(inner.to_owned()),
-        None => clean(
-            LenientString
-                .deserialize(&mut serde_json::Deserializer::from_str(text))
-                .unwrap_or_default(),
-        ),
+        None => {
+            clean(lenient_string(&mut serde_json::Deserializer::from_str(text)).unwrap_or_default())
+        }
     }
 }
 
 /// A lenient number read from one JSON value's text.
 fn i64_from(text: &str) -> i64 {
-    LenientI64
-        .deserialize(&mut serde_json::Deserializer::from_str(text))
-        .unwrap_or_default()
+    lenient_i64(&mut serde_json::Deserializer::from_str(text)).unwrap_or_default()
 }
 
 /// The content of a JSON string literal without escapes, which is exactly
@@ -251,14 +243,6 @@ impl<'de, T: Record<'de>> Visitor<'de> for Lenient<T> {
     skip_other_values!(None, [bool, i64, u64, f64, str, unit, seq]);
 }
 
-impl<'de, T: Record<'de>> DeserializeSeed<'de> for Lenient<T> {
-    type Value = Option<T>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 /// An array of [`Record`]s: entries that are not objects are skipped, and a
 /// missing, null or non-array list reads as empty.
 struct LenientList<T>(PhantomData<T>);
@@ -278,21 +262,13 @@ impl<'de, T: Record<'de>> Visitor<'de> for LenientList<T> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(Lenient::<T>::new())? {
+        while let Some(item) = seq.next_element_seed(Any(Lenient::<T>::new()))? {
             out.extend(item);
         }
         Ok(out)
     }
 
     skip_other_values!(Vec::new(), [bool, i64, u64, f64, str, unit, map]);
-}
-
-impl<'de, T: Record<'de>> DeserializeSeed<'de> for LenientList<T> {
-    type Value = Vec<T>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
-        d.deserialize_any(self)
-    }
 }
 
 /// A contact object as received (strings NOT decoded; every skey already
@@ -336,10 +312,10 @@ pub struct RawMember {
 impl<'de> Record<'de> for RawMember {
     fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
         match &*key.0 {
-            "UserName" => self.user_name = clean(map.next_value_seed(LenientString)?),
-            "NickName" => self.nick_name = clean(map.next_value_seed(LenientString)?),
-            "DisplayName" => self.display_name = clean(map.next_value_seed(LenientString)?),
-            "AttrStatus" => self.attr_status = map.next_value_seed(LenientI64)?,
+            "UserName" => self.user_name = clean(map.next_value_seed(Any(LenientString))?),
+            "NickName" => self.nick_name = clean(map.next_value_seed(Any(LenientString))?),
+            "DisplayName" => self.display_name = clean(map.next_value_seed(Any(LenientString))?),
+            "AttrStatus" => self.attr_status = map.next_value_seed(Any(LenientI64))?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -432,7 +408,7 @@ impl<'de> Visitor<'de> for ContactSeed {
         let mut pieces: Vec<(Key<'de>, &'de RawValue)> = Vec::with_capacity(40);
         while let Some(key) = map.next_key::<Key<'de>>()? {
             if key.0 == "MemberList" {
-                contact.member_list = map.next_value_seed(LenientList::<RawMember>::new())?;
+                contact.member_list = map.next_value_seed(Any(LenientList::<RawMember>::new()))?;
                 continue;
             }
             pieces.push((key, map.next_value()?));
@@ -442,14 +418,6 @@ impl<'de> Visitor<'de> for ContactSeed {
     }
 
     skip_other_values!(None, [bool, i64, u64, f64, str, unit, seq]);
-}
-
-impl<'de> DeserializeSeed<'de> for ContactSeed {
-    type Value = Option<RawContact>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
 }
 
 fn push_json_string(out: &mut String, s: &str) {
@@ -542,7 +510,7 @@ impl<'de> Visitor<'de> for ContactListSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ContactList, A::Error> {
         let mut contacts = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         let mut all_objects = true;
-        while let Some(item) = seq.next_element_seed(ContactSeed)? {
+        while let Some(item) = seq.next_element_seed(Any(ContactSeed))? {
             match item {
                 Some(c) => contacts.push(c),
                 None => all_objects = false,
@@ -565,16 +533,8 @@ impl<'de> Visitor<'de> for ContactListSeed {
     );
 }
 
-impl<'de> DeserializeSeed<'de> for ContactListSeed {
-    type Value = ContactList;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ContactList, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 fn contact_list<'de, A: MapAccess<'de>>(map: &mut A) -> Result<ContactList, A::Error> {
-    map.next_value_seed(ContactListSeed)
+    map.next_value_seed(Any(ContactListSeed))
 }
 
 /// `BaseResponse`: `Ret` and `ErrMsg`.
@@ -587,8 +547,8 @@ struct BaseResponse {
 impl<'de> Record<'de> for BaseResponse {
     fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
         match &*key.0 {
-            "Ret" => self.ret = map.next_value_seed(LenientI64)?,
-            "ErrMsg" => self.err_msg = map.next_value_seed(LenientString)?,
+            "Ret" => self.ret = map.next_value_seed(Any(LenientI64))?,
+            "ErrMsg" => self.err_msg = map.next_value_seed(Any(LenientString))?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -608,7 +568,7 @@ impl<'de, T: Record<'de>> Record<'de> for Envelope<T> {
     fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
         if key.0 == "BaseResponse" {
             // A BaseResponse that is not an object counts as Ret 0.
-            let base = map.next_value_seed(Lenient::<BaseResponse>::new())?;
+            let base = map.next_value_seed(Any(Lenient::<BaseResponse>::new()))?;
             self.base = Some(base.unwrap_or_default());
             Ok(())
         } else {
@@ -633,7 +593,7 @@ pub(crate) fn parse_reply<'de, T: Record<'de>>(
         ),
     };
     let mut de = serde_json::Deserializer::from_str(text);
-    let reply = Lenient::<Envelope<T>>::new()
+    let reply = Any(Lenient::<Envelope<T>>::new())
         .deserialize(&mut de)
         .map_err(not_json)?;
     de.end().map_err(not_json)?;
@@ -704,11 +664,11 @@ pub(crate) struct InitWire {
 impl<'de> Record<'de> for InitWire {
     fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
         match &*key.0 {
-            "User" => self.user = map.next_value_seed(ContactSeed)?,
+            "User" => self.user = map.next_value_seed(Any(ContactSeed))?,
             "ContactList" => self.contacts = contact_list(map)?,
-            "ChatSet" => self.chat_set = map.next_value_seed(LenientString)?,
-            "SyncKey" => self.sync_key = map.next_value_seed(Lenient::<SyncKey>::new())?,
-            "SKey" => self.skey = map.next_value_seed(LenientString)?,
+            "ChatSet" => self.chat_set = map.next_value_seed(Any(LenientString))?,
+            "SyncKey" => self.sync_key = map.next_value_seed(Any(Lenient::<SyncKey>::new()))?,
+            "SKey" => self.skey = map.next_value_seed(Any(LenientString))?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -729,7 +689,7 @@ impl<'de> Record<'de> for ContactPageWire {
     fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
         match &*key.0 {
             "MemberList" => self.contacts = contact_list(map)?,
-            "Seq" => self.seq = map.next_value_seed(LenientString)?,
+            "Seq" => self.seq = map.next_value_seed(Any(LenientString))?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -771,14 +731,14 @@ impl<'de> Record<'de> for SyncWire {
     fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
         match &*key.0 {
             "ModContactList" => self.modified = contact_list(map)?,
-            "DelContactList" => self.deleted = map.next_value_seed(LenientList::new())?,
-            "AddMsgList" => self.messages = map.next_value_seed(LenientList::new())?,
-            "ContinueFlag" => self.continue_flag = map.next_value_seed(LenientI64)?,
-            "SyncKey" => self.sync_key = map.next_value_seed(Lenient::<SyncKey>::new())?,
+            "DelContactList" => self.deleted = map.next_value_seed(Any(LenientList::new()))?,
+            "AddMsgList" => self.messages = map.next_value_seed(Any(LenientList::new()))?,
+            "ContinueFlag" => self.continue_flag = map.next_value_seed(Any(LenientI64))?,
+            "SyncKey" => self.sync_key = map.next_value_seed(Any(Lenient::<SyncKey>::new()))?,
             "SyncCheckKey" => {
-                self.sync_check_key = map.next_value_seed(Lenient::<SyncKey>::new())?;
+                self.sync_check_key = map.next_value_seed(Any(Lenient::<SyncKey>::new()))?;
             }
-            "SKey" => self.skey = map.next_value_seed(LenientString)?,
+            "SKey" => self.skey = map.next_value_seed(Any(LenientString))?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -796,7 +756,7 @@ pub(crate) struct DelEntry {
 impl<'de> Record<'de> for DelEntry {
     fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
         if key.0 == "UserName" {
-            self.user_name = map.next_value_seed(LenientString)?;
+            self.user_name = map.next_value_seed(Any(LenientString))?;
         } else {
             map.next_value::<IgnoredAny>()?;
         }
@@ -816,12 +776,12 @@ pub(crate) struct WireMsg {
 impl<'de> Record<'de> for WireMsg {
     fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
         match &*key.0 {
-            "MsgType" => self.msg_type = map.next_value_seed(LenientI64)?,
-            "StatusNotifyCode" => self.status_notify_code = map.next_value_seed(LenientI64)?,
+            "MsgType" => self.msg_type = map.next_value_seed(Any(LenientI64))?,
+            "StatusNotifyCode" => self.status_notify_code = map.next_value_seed(Any(LenientI64))?,
             "StatusNotifyUserName" => {
-                self.status_notify_user_name = map.next_value_seed(LenientString)?;
+                self.status_notify_user_name = map.next_value_seed(Any(LenientString))?;
             }
-            "Content" => self.content = map.next_value_seed(LenientString)?,
+            "Content" => self.content = map.next_value_seed(Any(LenientString))?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -848,14 +808,14 @@ pub(crate) struct SyncPair {
 }
 
 fn lenient_pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SyncPair>, D::Error> {
-    LenientList::new().deserialize(d)
+    Any(LenientList::new()).deserialize(d)
 }
 
 impl<'de> Record<'de> for SyncPair {
     fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
         match &*key.0 {
-            "Key" => self.key = map.next_value_seed(LenientI64)?,
-            "Val" => self.val = map.next_value_seed(LenientI64)?,
+            "Key" => self.key = map.next_value_seed(Any(LenientI64))?,
+            "Val" => self.val = map.next_value_seed(Any(LenientI64))?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -867,8 +827,8 @@ impl<'de> Record<'de> for SyncPair {
 impl<'de> Record<'de> for SyncKey {
     fn field<A: MapAccess<'de>>(&mut self, key: Key<'de>, map: &mut A) -> Result<(), A::Error> {
         match &*key.0 {
-            "Count" => self.count = map.next_value_seed(LenientI64)?,
-            "List" => self.list = map.next_value_seed(LenientList::new())?,
+            "Count" => self.count = map.next_value_seed(Any(LenientI64))?,
+            "List" => self.list = map.next_value_seed(Any(LenientList::new()))?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -1020,7 +980,7 @@ mod tests {
 
     fn contact(text: &str) -> Option<RawContact> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let c = ContactSeed.deserialize(&mut de).unwrap();
+        let c = Any(ContactSeed).deserialize(&mut de).unwrap();
         de.end().unwrap();
         c
     }
