@@ -197,6 +197,22 @@ impl Query {
     }
 }
 
+/// `{origin}/cgi-bin/mmwebwx-bin/{endpoint}?{query}`: the URL of an API or
+/// synccheck call.
+pub(crate) fn endpoint_url(
+    origin: &Url,
+    endpoint: &'static str,
+    query: &Query,
+) -> Result<Url, Error> {
+    let mut url = origin
+        .join(&format!("/cgi-bin/mmwebwx-bin/{endpoint}"))
+        .map_err(|e| Error::Setup {
+            detail: format!("bad URL for {endpoint}: {e}"),
+        })?;
+    url.set_query(Some(query.as_str()));
+    Ok(url)
+}
+
 /// `scheme://host[:port]` (no trailing slash) of a URL.
 pub(crate) fn origin_url(url: &Url) -> Result<Url, Error> {
     let origin = url.origin();
@@ -356,16 +372,6 @@ impl Client {
         result
     }
 
-    fn url(&self, base: &Url, endpoint: &'static str, query: &Query) -> Result<Url, Error> {
-        let mut url = base
-            .join(&format!("/cgi-bin/mmwebwx-bin/{endpoint}"))
-            .map_err(|e| Error::Setup {
-                detail: format!("bad URL for {endpoint}: {e}"),
-            })?;
-        url.set_query(Some(query.as_str()));
-        Ok(url)
-    }
-
     /// Sends a request; returns the body of a 2xx reply.
     async fn fetch(
         &self,
@@ -430,7 +436,7 @@ impl Client {
         let query = Query::default()
             .enc("r", &rr().to_string())
             .pre_encoded("pass_ticket", &s.pass_ticket);
-        let url = self.url(&self.inner.api, EP, &query)?;
+        let url = endpoint_url(&self.inner.api, EP, &query)?;
         let req = self.post(EP, url, &json!({"BaseRequest": base_request(&s)}))?;
         let reply: InitWire = self.call(EP, req).await?;
         let Some(user) = reply.user.filter(|u| !u.user_name.is_empty()) else {
@@ -479,7 +485,7 @@ impl Client {
         const EP: &str = "webwxstatusnotify";
         let s = self.alive(EP)?;
         let query = Query::api(&s.pass_ticket);
-        let url = self.url(&self.inner.api, EP, &query)?;
+        let url = endpoint_url(&self.inner.api, EP, &query)?;
         let body = json!({
             "BaseRequest": base_request(&s),
             "Code": 3,
@@ -500,7 +506,7 @@ impl Client {
             .enc("r", &now_ms().to_string())
             .enc("seq", seq)
             .enc("skey", &s.skey);
-        let url = self.url(&self.inner.api, EP, &query)?;
+        let url = endpoint_url(&self.inner.api, EP, &query)?;
         let reply: ContactPageWire = self.call(EP, self.inner.http.get(url)).await?;
         let contacts = reply.contacts.into_contacts(EP)?;
         let seq = if reply.seq.is_empty() {
@@ -528,7 +534,7 @@ impl Client {
             .enc("r", &now_ms().to_string())
             .enc("lang", "zh_CN")
             .pre_encoded("pass_ticket", &s.pass_ticket);
-        let url = self.url(&self.inner.api, EP, &query)?;
+        let url = endpoint_url(&self.inner.api, EP, &query)?;
         let list: Vec<Value> = items
             .iter()
             .map(|i| json!({"UserName": i.user_name, "EncryChatRoomId": i.chat_room}))
@@ -545,7 +551,7 @@ impl Client {
         const EP: &str = "webwxoplog";
         let s = self.alive(EP)?;
         let query = Query::api(&s.pass_ticket);
-        let url = self.url(&self.inner.api, EP, &query)?;
+        let url = endpoint_url(&self.inner.api, EP, &query)?;
         let body = json!({
             "BaseRequest": base_request(&s),
             "CmdId": 2,
@@ -571,7 +577,7 @@ impl Client {
             .enc("deviceid", &s.device_id)
             .enc("synckey", &key.to_query())
             .enc("_", &now);
-        let url = self.url(&self.inner.push, EP, &query)?;
+        let url = endpoint_url(&self.inner.push, EP, &query)?;
         let req = self
             .inner
             .http
@@ -604,7 +610,7 @@ impl Client {
             .enc("skey", &s.skey)
             .enc("lang", "zh_CN")
             .pre_encoded("pass_ticket", &s.pass_ticket);
-        let url = self.url(&self.inner.api, EP, &query)?;
+        let url = endpoint_url(&self.inner.api, EP, &query)?;
         let body = json!({"BaseRequest": base_request(&s), "SyncKey": s.sync_key, "rr": rr()});
         let req = self.post(EP, url, &body)?;
         let reply: SyncWire = self.call(EP, req).await?;

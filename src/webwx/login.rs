@@ -11,7 +11,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::client::{
-    Client, InitReply, Query, derive_push_origin, http_client, now_ms, origin_url, read_body, rr,
+    Client, InitReply, Query, derive_push_origin, endpoint_url, http_client, now_ms, origin_url,
+    read_body, rr,
 };
 use super::error::{Error, LoginError};
 use super::jar::Jar;
@@ -183,12 +184,8 @@ async fn request_push(
     if opts.client.mode == Mode::Desktop {
         query = query.enc("mod", "desktop");
     }
-    let url = parse_url(&format!(
-        "{}/cgi-bin/mmwebwx-bin/{EP}?{}",
-        previous.api_origin().trim_end_matches('/'),
-        query.as_str()
-    ))
-    .map_err(|e| e.to_string())?;
+    let api = parse_url(previous.api_origin()).map_err(|e| e.to_string())?;
+    let url = endpoint_url(&api, EP, &query).map_err(|e| e.to_string())?;
     let body = get_text(EP, http.get(url), opts.client.max_reply_bytes)
         .await
         .map_err(|e| e.to_string())?;
