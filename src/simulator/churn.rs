@@ -98,24 +98,17 @@ impl World {
         // Removals first, so every later change applies to something that stays.
         let groups: Vec<Id> = self.live_groups().collect();
         for g in pick(&mut rng, rate, &groups) {
-            self.entities[g].removed = true;
-            changes.push(Change::Del(g));
+            changes.push(self.remove(g));
             report.groups_removed.push(sim(g));
         }
         let friends = self.of_kind(SimKind::Friend);
         for f in pick(&mut rng, rate, &friends) {
-            let e = &mut self.entities[f];
-            e.kind = SimKind::Stranger;
-            e.contact_flag = 0;
-            e.remark.clear();
-            changes.push(Change::Del(f));
+            changes.push(self.remove(f));
             report.friends_removed.push(sim(f));
         }
         let memberships = self.memberships();
         for (g, m) in pick(&mut rng, rate, &memberships) {
-            let data = self.entities[g].group.as_mut().expect("group");
-            data.members.retain(|x| x.id != m);
-            changes.push(Change::Mod(g));
+            changes.push(self.leave(g, m).expect("group"));
             report.members_left.push((sim(g), sim(m)));
         }
 
@@ -129,21 +122,9 @@ impl World {
                 .into_iter()
                 .filter(in_a_group),
         );
-        let touch = |w: &World, id: Id| -> Vec<Change> {
-            if w.entities[id].kind == SimKind::Stranger {
-                index
-                    .get(&id)
-                    .into_iter()
-                    .flatten()
-                    .map(|g| Change::Mod(*g))
-                    .collect()
-            } else {
-                vec![Change::Mod(id)]
-            }
-        };
         for id in pick(&mut rng, rate, &people) {
             self.rename_person(&mut rng, id);
-            changes.extend(touch(self, id));
+            changes.extend(self.touched_indexed(id, &index));
             report.renamed.push(sim(id));
         }
         let groups: Vec<Id> = self.live_groups().collect();
@@ -155,7 +136,7 @@ impl World {
             while e.head_seq == old {
                 e.head_seq = rng.random_range(600_000_000..700_000_000);
             }
-            changes.extend(touch(self, id));
+            changes.extend(self.touched_indexed(id, &index));
             report.new_avatar.push(sim(id));
         }
         let friends = self.of_kind(SimKind::Friend);
@@ -187,7 +168,7 @@ impl World {
             while e.signature == old {
                 e.signature = text::SIGNATURES.choose(&mut rng).expect("non-empty");
             }
-            changes.extend(touch(self, id));
+            changes.extend(self.touched_indexed(id, &index));
             report.signature_changed.push(sim(id));
         }
         let mut with_self = self.memberships();

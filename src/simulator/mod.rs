@@ -354,17 +354,7 @@ impl Simulator {
     /// A friend deletes you, or a group is removed: gone from webwxgetcontact,
     /// listed in DelContactList. A removed friend stays in their groups as a stranger.
     pub fn remove_contact(&self, user_name: &str) {
-        self.mutate(user_name, |w, id| {
-            let e = &mut w.entities[id];
-            if e.group.is_some() || e.kind != SimKind::Friend {
-                e.removed = true;
-            } else {
-                e.kind = SimKind::Stranger;
-                e.contact_flag = 0;
-                e.remark.clear();
-            }
-            vec![Change::Del(id)]
-        });
+        self.mutate(user_name, |w, id| vec![w.remove(id)]);
     }
 
     /// A new friend; returns their UserName.
@@ -389,13 +379,7 @@ impl Simulator {
                 tracing::warn!(member, "simulator: unknown member");
                 return Vec::new();
             };
-            match w.entities[gid].group.as_mut() {
-                Some(g) => {
-                    g.members.retain(|m| m.id != mid);
-                    vec![Change::Mod(gid)]
-                }
-                None => Vec::new(),
-            }
+            w.leave(gid, mid).into_iter().collect()
         });
     }
 

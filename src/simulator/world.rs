@@ -485,11 +485,44 @@ impl World {
     /// What a change to `id` queues: its own record, or for a stranger
     /// (who has none) the groups that list them.
     pub fn touched(&self, id: Id) -> Vec<Change> {
+        self.touched_among(id, self.groups_of(id))
+    }
+
+    /// [`World::touched`] with the stranger's groups read from a
+    /// [`World::member_index`] built beforehand (for many changes in a row).
+    pub fn touched_indexed(&self, id: Id, index: &HashMap<Id, Vec<Id>>) -> Vec<Change> {
+        self.touched_among(id, index.get(&id).into_iter().flatten().copied())
+    }
+
+    fn touched_among(&self, id: Id, groups: impl Iterator<Item = Id>) -> Vec<Change> {
         if self.entities[id].kind == SimKind::Stranger {
-            self.groups_of(id).map(Change::Mod).collect()
+            groups.map(Change::Mod).collect()
         } else {
             vec![Change::Mod(id)]
         }
+    }
+
+    /// A friend deletes the user, or a group is removed: gone from
+    /// webwxgetcontact, listed in DelContactList. A removed friend stays in
+    /// their groups as a stranger.
+    pub fn remove(&mut self, id: Id) -> Change {
+        let e = &mut self.entities[id];
+        if e.group.is_some() || e.kind != SimKind::Friend {
+            e.removed = true;
+        } else {
+            e.kind = SimKind::Stranger;
+            e.contact_flag = 0;
+            e.remark.clear();
+        }
+        Change::Del(id)
+    }
+
+    /// `member` leaves `group`: the group's record is queued (nothing, if
+    /// `group` is not a group).
+    pub fn leave(&mut self, group: Id, member: Id) -> Option<Change> {
+        let g = self.entities[group].group.as_mut()?;
+        g.members.retain(|m| m.id != member);
+        Some(Change::Mod(group))
     }
 
     pub fn chat_set_names(&self) -> Vec<String> {
