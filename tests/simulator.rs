@@ -2123,7 +2123,7 @@ async fn an_endless_seq_never_comes_back_0() {
     }
     assert!(seen > listed, "it wraps around: {seen} of {listed}");
     // Cleared, the same walk ends.
-    sim.fail(Endpoint::GetContact, Fault::EndlessSeq, 0);
+    sim.clear_faults_of(Endpoint::GetContact);
     assert_eq!(s.all_contacts().await.len(), listed);
     sim.shutdown().await;
 }

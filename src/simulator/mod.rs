@@ -428,9 +428,15 @@ impl Simulator {
     }
 
     /// The next `times` calls to `endpoint` get `fault` (after any faults
-    /// already queued for it); `times` 0 clears the endpoint's queue instead.
+    /// already queued for it); `times` 0 clears the endpoint's queue instead,
+    /// as [`Simulator::clear_faults_of`] does.
     pub fn fail(&self, endpoint: Endpoint, fault: Fault, times: u32) {
         self.inner.add_fault(endpoint, fault, times);
+    }
+
+    /// Drops the faults queued for `endpoint`.
+    pub fn clear_faults_of(&self, endpoint: Endpoint) {
+        self.inner.clear_faults_of(endpoint);
     }
 
     /// Drops every queued fault of every endpoint.

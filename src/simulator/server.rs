@@ -245,15 +245,18 @@ impl Inner {
     }
 
     pub fn add_fault(&self, endpoint: Endpoint, fault: Fault, times: u32) {
-        let mut st = self.lock();
         if times == 0 {
-            st.faults.remove(&endpoint);
-        } else {
-            st.faults
-                .entry(endpoint)
-                .or_default()
-                .push_back((fault, times));
+            return self.clear_faults_of(endpoint);
         }
+        self.lock()
+            .faults
+            .entry(endpoint)
+            .or_default()
+            .push_back((fault, times));
+    }
+
+    pub fn clear_faults_of(&self, endpoint: Endpoint) {
+        self.lock().faults.remove(&endpoint);
     }
 
     pub fn clear_faults(&self) {
@@ -494,7 +497,7 @@ async fn dispatch(
         st.calls.len() - 1
     };
     let reply = match inner.take_fault(endpoint) {
-        None => handle(&inner, endpoint, &req).await,
+        None => handle(&inner, endpoint, &req, None).await,
         Some(Fault::Http(code)) => Reply::plain(
             code,
             "text/html",
@@ -504,10 +507,10 @@ async fn dispatch(
         ),
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
-            handle(&inner, endpoint, &req).await
+            handle(&inner, endpoint, &req, None).await
         }
         Some(Fault::Truncated) => {
-            let mut r = handle(&inner, endpoint, &req).await;
+            let mut r = handle(&inner, endpoint, &req, None).await;
             r.body.truncate(r.body.len() / 2);
             r
         }
@@ -522,18 +525,9 @@ async fn dispatch(
             body,
         }) => Reply::bytes(status, Cow::Owned(content_type), body),
         Some(Fault::Huge { bytes, chunked }) => huge_reply(endpoint, bytes, chunked),
-        Some(Fault::EndlessSeq) if endpoint == Endpoint::GetContact => {
-            get_contact(&inner, &req, true)
-        }
-        Some(Fault::UnaskedGroups(n)) if endpoint == Endpoint::BatchGetContact => {
-            batch_get_contact(&inner, &req, Oddity::Unasked(n))
-        }
-        Some(Fault::HugeGroup(n)) if endpoint == Endpoint::BatchGetContact => {
-            batch_get_contact(&inner, &req, Oddity::HugeGroup(n))
-        }
-        // Faults of one endpoint's shape leave the others alone.
-        Some(Fault::EndlessSeq | Fault::UnaskedGroups(_) | Fault::HugeGroup(_)) => {
-            handle(&inner, endpoint, &req).await
+        // Faults that shape one endpoint's reply; the others ignore them.
+        Some(shape @ (Fault::EndlessSeq | Fault::UnaskedGroups(_) | Fault::HugeGroup(_))) => {
+            handle(&inner, endpoint, &req, Some(&shape)).await
         }
     };
     {
@@ -704,7 +698,9 @@ fn fault_ret(inner: &Inner, endpoint: Endpoint, n: i64) -> Reply {
     }
 }
 
-async fn handle(inner: &Inner, endpoint: Endpoint, req: &Req) -> Reply {
+/// The normal reply; `shape` is a fault that changes what the reply holds
+/// ([`Fault::EndlessSeq`], [`Fault::UnaskedGroups`], [`Fault::HugeGroup`]).
+async fn handle(inner: &Inner, endpoint: Endpoint, req: &Req, shape: Option<&Fault>) -> Reply {
     let get = req.method == Method::GET;
     let post = req.method == Method::POST;
     match endpoint {
@@ -713,8 +709,8 @@ async fn handle(inner: &Inner, endpoint: Endpoint, req: &Req) -> Reply {
         Endpoint::NewLoginPage if get => ticket(inner, req, None),
         Endpoint::Init if post => init(inner, req),
         Endpoint::StatusNotify if post => status_notify(inner, req),
-        Endpoint::GetContact if get => get_contact(inner, req, false),
-        Endpoint::BatchGetContact if post => batch_get_contact(inner, req, Oddity::None),
+        Endpoint::GetContact if get => get_contact(inner, req, shape),
+        Endpoint::BatchGetContact if post => batch_get_contact(inner, req, shape),
         Endpoint::OpLog if post => oplog(inner, req),
         Endpoint::SyncCheck if get => synccheck(inner, req).await,
         Endpoint::Sync if post => sync(inner, req),
@@ -1187,9 +1183,10 @@ fn seq_token(session: u64, last: Id, next: usize) -> u64 {
     1_000_000_000 + x % 3_000_000_000
 }
 
-/// A webwxgetcontact page. `endless`: the page's Seq is never 0 (past the
-/// end it points at the top of the list again, under a new token).
-fn get_contact(inner: &Inner, req: &Req, endless: bool) -> Reply {
+/// A webwxgetcontact page. With [`Fault::EndlessSeq`] the page's Seq is never
+/// 0 (past the end it points at the top of the list again, under a new token).
+fn get_contact(inner: &Inner, req: &Req, shape: Option<&Fault>) -> Reply {
+    let endless = matches!(shape, Some(Fault::EndlessSeq));
     let st = &mut *inner.lock();
     if let Err(ret) = authenticate(st, req, Creds::Query { sid_uin: false }) {
         return Reply::base(ret);
@@ -1240,16 +1237,6 @@ fn get_contact(inner: &Inner, req: &Req, endless: bool) -> Reply {
     )
 }
 
-/// What a batchgetcontact fault makes the reply do besides answering.
-#[derive(Clone, Copy)]
-enum Oddity {
-    None,
-    /// Also carry this many live groups nobody asked for.
-    Unasked(usize),
-    /// The first group asked for comes back with this many members.
-    HugeGroup(usize),
-}
-
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct BatchReply<'a> {
@@ -1258,7 +1245,9 @@ struct BatchReply<'a> {
     contact_list: Vec<ContactJson<'a>>,
 }
 
-fn batch_get_contact(inner: &Inner, req: &Req, oddity: Oddity) -> Reply {
+/// A webwxbatchgetcontact reply, shaped by [`Fault::UnaskedGroups`] or
+/// [`Fault::HugeGroup`].
+fn batch_get_contact(inner: &Inner, req: &Req, shape: Option<&Fault>) -> Reply {
     let body = req.json();
     let st = &mut *inner.lock();
     let s = match authenticate(st, req, Creds::Body(body.as_ref())) {
@@ -1272,8 +1261,8 @@ fn batch_get_contact(inner: &Inner, req: &Req, oddity: Oddity) -> Reply {
         .and_then(|b| b.get("List"))
         .and_then(Value::as_array)
         .unwrap_or(&empty);
-    let filler = match oddity {
-        Oddity::HugeGroup(n) => world::filler_members(n),
+    let filler = match shape {
+        Some(Fault::HugeGroup(n)) => world::filler_members(*n),
         _ => Vec::new(),
     };
     let mut inflated = false;
@@ -1287,8 +1276,8 @@ fn batch_get_contact(inner: &Inner, req: &Req, oddity: Oddity) -> Reply {
         if name.starts_with("@@") {
             if let Some(g) = w.lookup_group(name) {
                 let mut json = w.group_json(g, &s.skey);
-                if !inflated && let Oddity::HugeGroup(n) = oddity {
-                    json.pad_members(&filler, n);
+                if !inflated && let Some(Fault::HugeGroup(n)) = shape {
+                    json.pad_members(&filler, *n);
                     inflated = true;
                 }
                 list.push(json);
@@ -1307,12 +1296,12 @@ fn batch_get_contact(inner: &Inner, req: &Req, oddity: Oddity) -> Reply {
             list.push(w.contact_json(id, &s.skey, None, false));
         }
     }
-    if let Oddity::Unasked(n) = oddity {
+    if let Some(Fault::UnaskedGroups(n)) = shape {
         let asked: Vec<&str> = list.iter().map(ContactJson::user_name).collect();
         let extra: Vec<Id> = w
             .live_groups()
             .filter(|g| !asked.contains(&w.name(*g)))
-            .take(n)
+            .take(*n)
             .collect();
         list.extend(extra.into_iter().map(|g| w.group_json(g, &s.skey)));
     }

@@ -283,7 +283,7 @@ async fn sync_matrix(endpoint: Endpoint) {
 
         app.sim.fail(endpoint, fault.clone(), 1000);
         let run = app.wxsync(&["sync"]).await;
-        app.sim.fail(endpoint, fault.clone(), 0);
+        app.sim.clear_faults_of(endpoint);
         assert!(!run.ok(), "{cell}: a fault on every try must fail: {run:?}");
         assert!(
             reason(&run).starts_with("wxsync: ") && reason(&run).contains(wire(endpoint)),
@@ -445,7 +445,7 @@ async fn run_matrix_full_sync(endpoint: Endpoint) {
         .await;
         assert_alive(&mut daemon, &cell);
         let mut lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
-        app.sim.fail(endpoint, fault, 0);
+        app.sim.clear_faults_of(endpoint);
         run_after(
             &app,
             &format!("{cell}: a full sync after the fault cleared"),
@@ -536,7 +536,7 @@ async fn run_matrix_keepalive(endpoint: Endpoint) {
         failures(if first { 1 } else { 2 }).await;
         assert_alive(&mut daemon, &cell);
         let mut lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
-        app.sim.fail(endpoint, fault, 0);
+        app.sim.clear_faults_of(endpoint);
         wait_for(
             &format!("{cell}: the change after the fault cleared"),
             || async {
@@ -654,7 +654,7 @@ async fn every_fault_at_webwxoplog_keeps_rows_and_the_remark_queue_going() {
         let queued = format!("Given up {i}");
         let id = queue_edit(&app, &friend, &queued).await;
         let (status, _, error) = settled(&app, &format!("{cell}: the edit settled"), id).await;
-        app.sim.fail(endpoint, fault.clone(), 0);
+        app.sim.clear_faults_of(endpoint);
         wait_for(
             &format!("{cell}: the cache holding the server's remark"),
             || async {
@@ -876,7 +876,7 @@ async fn huge_replies_are_refused_in_bounded_memory_and_change_nothing() {
         let before = app.dump().await;
         app.sim.fail(endpoint, fault.clone(), 1000);
         let (run, peak) = wxsync_measured(&app, &["sync"]).await;
-        app.sim.fail(endpoint, fault, 0);
+        app.sim.clear_faults_of(endpoint);
         let why = reason(&run);
         assert!(!run.ok(), "{cell}: {run:?}");
         assert!(
@@ -928,7 +928,7 @@ async fn a_seq_that_never_ends_stops_the_sync_with_a_reason() {
     app.sim
         .fail(Endpoint::GetContact, Fault::EndlessSeq, 10_000);
     let run = app.wxsync(&["sync"]).await;
-    app.sim.fail(Endpoint::GetContact, Fault::EndlessSeq, 0);
+    app.sim.clear_faults_of(Endpoint::GetContact);
     assert!(!run.ok(), "{cell}: {run:?}");
     assert!(
         reason(&run).contains(wire(Endpoint::GetContact)) && reason(&run).contains("page"),
@@ -987,8 +987,7 @@ async fn groups_a_batch_reply_adds_unasked_are_ignored() {
     app.sim
         .fail(Endpoint::BatchGetContact, Fault::UnaskedGroups(5), 1000);
     let run = sync.await.unwrap();
-    app.sim
-        .fail(Endpoint::BatchGetContact, Fault::UnaskedGroups(5), 0);
+    app.sim.clear_faults_of(Endpoint::BatchGetContact);
 
     assert!(run.ok(), "{cell}: {run:?}");
     let asked = app
@@ -1126,7 +1125,7 @@ async fn a_reply_that_is_not_utf8_is_refused_with_a_reason() {
         let before = app.dump().await;
         app.sim.fail(endpoint, invalid_utf8(list_key), 1000);
         let run = app.wxsync(&["sync"]).await;
-        app.sim.fail(endpoint, invalid_utf8(list_key), 0);
+        app.sim.clear_faults_of(endpoint);
         assert!(!run.ok(), "{cell}: {run:?}");
         assert!(
             reason(&run).contains(wire(endpoint)) && reason(&run).contains("not valid UTF-8"),
