@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::task::{Context, Poll as TaskPoll};
 use std::time::Duration;
 
@@ -576,6 +576,9 @@ impl AsyncRead for FailingReader {
     }
 }
 
+/// A [`HugeBody`]'s padding, lent out piece by piece.
+static SPACES: [u8; 64 * 1024] = [b' '; 64 * 1024];
+
 /// `prefix`, then `copies` copies of `record` separated by commas, then
 /// `pad` spaces and `suffix`: a JSON reply of any size, produced as it is read.
 struct HugeBody {
@@ -593,29 +596,30 @@ impl HugeBody {
         self.prefix.len() as u64 + self.copies * (r + 1) - 1 + self.pad + self.suffix.len() as u64
     }
 
-    /// The bytes at `pos`, up to the end of the piece they belong to.
-    fn piece(&self, pos: u64) -> Cow<'_, [u8]> {
+    /// The bytes at `pos`, up to the end of the piece they belong to (the
+    /// padding comes at most [`SPACES`] at a time).
+    fn piece(&self, pos: u64) -> &[u8] {
         let p = self.prefix.len() as u64;
         let r = self.record.len() as u64;
         let list = self.copies * (r + 1) - 1;
         if pos < p {
-            return Cow::Borrowed(&self.prefix[pos as usize..]);
+            return &self.prefix[pos as usize..];
         }
         let q = pos - p;
         if q < list {
             // Copy i occupies [i*(r+1), i*(r+1)+r), followed by a comma.
             let at = q % (r + 1);
             return if at == r {
-                Cow::Borrowed(b",")
+                b","
             } else {
-                Cow::Borrowed(&self.record[at as usize..])
+                &self.record[at as usize..]
             };
         }
         let q = q - list;
         if q < self.pad {
-            return Cow::Owned(vec![b' '; (self.pad - q).min(64 * 1024) as usize]);
+            return &SPACES[..(self.pad - q).min(SPACES.len() as u64) as usize];
         }
-        Cow::Borrowed(&self.suffix[(q - self.pad) as usize..])
+        &self.suffix[(q - self.pad) as usize..]
     }
 }
 
@@ -1470,11 +1474,7 @@ fn sync(inner: &Inner, req: &Req) -> Reply {
             del_contact_list: dels,
             mod_chat_room_member_count: 0,
             mod_chat_room_member_list: Vec::new(),
-            profile: json!({
-                "BitFlag": 0, "UserName": {"Buff": ""}, "NickName": {"Buff": ""}, "BindUin": 0,
-                "BindEmail": {"Buff": ""}, "BindMobile": {"Buff": ""}, "Status": 0, "Sex": 0,
-                "PersonalCard": 0, "Alias": "", "HeadImgUpdateFlag": 0, "HeadImgUrl": "", "Signature": ""
-            }),
+            profile: &PROFILE,
             continue_flag: i64::from(end < v),
             sync_key: s.sync_key(end, false),
             s_key: &s.skey,
@@ -1491,6 +1491,16 @@ struct DelContact<'a> {
     contact_flag: i64,
 }
 
+/// webwxsync's Profile: the self user's own edits, which are not modelled,
+/// so always the same empty record.
+static PROFILE: LazyLock<Value> = LazyLock::new(|| {
+    json!({
+        "BitFlag": 0, "UserName": {"Buff": ""}, "NickName": {"Buff": ""}, "BindUin": 0,
+        "BindEmail": {"Buff": ""}, "BindMobile": {"Buff": ""}, "Status": 0, "Sex": 0,
+        "PersonalCard": 0, "Alias": "", "HeadImgUpdateFlag": 0, "HeadImgUrl": "", "Signature": ""
+    })
+});
+
 /// The webwxsync reply, serialized straight from borrowed records (a chunk
 /// of group changes can carry tens of thousands of members).
 #[derive(Serialize)]
@@ -1505,7 +1515,7 @@ struct SyncReply<'a> {
     del_contact_list: Vec<DelContact<'a>>,
     mod_chat_room_member_count: usize,
     mod_chat_room_member_list: Vec<Value>,
-    profile: Value,
+    profile: &'static Value,
     continue_flag: i64,
     sync_key: Value,
     #[serde(rename = "SKey")]
