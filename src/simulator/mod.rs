@@ -47,7 +47,7 @@ pub const UOS_EXTSPAM: &str = concat!(
 );
 
 /// The `client-version` header the desktop-mode ticket step requires.
-pub const UOS_CLIENT_VERSION: &str = "2.0.0";
+const UOS_CLIENT_VERSION: &str = "2.0.0";
 
 /// The ticket step's message for ret 1203 (account barred from Web WeChat).
 pub const BARRED_MESSAGE: &str = "为了你的帐号安全，此微信号不能登录网页微信。你可以使用Windows微信或Mac微信在电脑端登录。Windows微信下载地址：https://pc.weixin.qq.com  Mac微信下载地址：https://mac.weixin.qq.com";

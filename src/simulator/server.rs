@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::io::ReaderStream;
 
-use super::world::{self, Change, ContactJson, Id, ModContactJson, World};
+use super::world::{self, Change, ContactJson, Id, ModContactJson, World, random_string};
 use super::{
     BARRED_MESSAGE, Call, Endpoint, Fault, PushLogin, SimConfig, SimKind, UOS_CLIENT_VERSION,
     UOS_EXTSPAM, text,
@@ -729,12 +729,6 @@ async fn handle(inner: &Inner, endpoint: Endpoint, req: &Req, shape: Option<&Fau
             "<html><body>405 Method Not Allowed</body></html>",
         ),
     }
-}
-
-fn random_string(rng: &mut StdRng, alphabet: &[u8], n: usize) -> String {
-    (0..n)
-        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
-        .collect()
 }
 
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -32,7 +32,7 @@ pub(crate) struct Entity {
     /// Specials keep one name for ever (`filehelper`).
     pub fixed_name: Option<&'static str>,
     /// `@` + 64 hex when true, `@` + 32 hex otherwise (people only).
-    pub long_name: bool,
+    long_name: bool,
     pub nick: String,
     pub remark: String,
     pub py_initial: String,
@@ -44,11 +44,11 @@ pub(crate) struct Entity {
     pub alias: String,
     pub verify_flag: i64,
     pub contact_flag: i64,
-    pub key_word: &'static str,
+    key_word: &'static str,
     /// The avatar's `seq` in HeadImgUrl: survives logins, changes with the avatar.
     pub head_seq: u64,
     pub attr_status: i64,
-    pub sns_flag: i64,
+    sns_flag: i64,
     /// The permanent id (`wxid_…`, `…@chatroom`, `gh_…`) that MsgType 51 reveals.
     pub wxid: String,
     pub removed: bool,
@@ -61,8 +61,8 @@ pub(crate) struct GroupData {
     pub saved: bool,
     pub in_init: bool,
     pub in_chat_set: bool,
-    pub owner: Id,
-    pub statues: i64,
+    owner: Id,
+    statues: i64,
 }
 
 #[derive(Clone)]
@@ -95,9 +95,9 @@ pub(crate) struct World {
     pub uin: i64,
     /// The first few init ContactList members and the ChatSet, in order.
     init_people: Vec<Id>,
-    pub chat_set: Vec<Id>,
+    chat_set: Vec<Id>,
     /// Friends generated identical in every visible field, in pairs.
-    pub lookalikes: Vec<(Id, Id)>,
+    lookalikes: Vec<(Id, Id)>,
     pub min_members: usize,
     pub max_members: usize,
     names: Vec<String>,
@@ -109,7 +109,7 @@ pub(crate) struct World {
 }
 
 /// `n` random lowercase hex digits, 16 per draw.
-pub(crate) fn hex(rng: &mut StdRng, n: usize) -> String {
+fn hex(rng: &mut StdRng, n: usize) -> String {
     let mut s = String::with_capacity(n + 16);
     while s.len() < n {
         let _ = write!(s, "{:016x}", rng.random::<u64>());
@@ -120,17 +120,21 @@ pub(crate) fn hex(rng: &mut StdRng, n: usize) -> String {
 
 /// A person's permanent id: `wxid_` + 14 characters, or for some old
 /// accounts a custom id without the prefix.
-pub(crate) fn person_id(rng: &mut StdRng, py_quan_pin: &str) -> String {
+fn person_id(rng: &mut StdRng, py_quan_pin: &str) -> String {
     const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     if rng.random_bool(0.08) {
         let stem: String = py_quan_pin.chars().take(12).collect();
         let stem = if stem.is_empty() { "user".into() } else { stem };
         return format!("{stem}{}", rng.random_range(1960..2010));
     }
-    let tail: String = (0..14)
-        .map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char)
-        .collect();
-    format!("wxid_{tail}")
+    format!("wxid_{}", random_string(rng, ALNUM, 14))
+}
+
+/// `n` characters drawn from `alphabet`, one draw each.
+pub(crate) fn random_string(rng: &mut StdRng, alphabet: &[u8], n: usize) -> String {
+    (0..n)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 impl World {
