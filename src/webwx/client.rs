@@ -140,9 +140,15 @@ pub(crate) fn now_ms() -> i64 {
 
 /// The official client's cache-buster: `~new Date()`, the bitwise NOT of the
 /// milliseconds truncated to 32 bits.
-pub(crate) fn rr() -> i64 {
+pub(crate) fn rr() -> i32 {
+    cache_buster(now_ms())
+}
+
+/// JavaScript's `~ms`: the milliseconds wrapped to a signed 32-bit integer,
+/// then negated bit by bit.
+fn cache_buster(ms: i64) -> i32 {
     // Truncation to 32 bits is the point here.
-    i64::from(!(now_ms() as i32))
+    !(ms as i32)
 }
 
 /// A query string built by hand, because `pass_ticket` arrives already
@@ -691,8 +697,14 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_buster_fits_in_32_bits() {
-        let r = rr();
-        assert!(i64::from(i32::MIN) <= r && r <= i64::from(i32::MAX));
+    fn the_cache_buster_is_what_javascripts_bitwise_not_gives() {
+        // Each pair from `node -e 'console.log(~ms)'`.
+        for (ms, js) in [
+            (0, -1),
+            (1_700_000_000_000, 807_049_215),
+            (1_764_800_000_000, 431_558_655),
+        ] {
+            assert_eq!(cache_buster(ms), js, "~{ms}");
+        }
     }
 }

@@ -73,11 +73,24 @@ fn invalid_utf8(list_key: &str) -> Fault {
     }
 }
 
-/// One cell of the matrix; failure messages start with it.
+/// One cell of the matrix: failure messages start with it, and it counts
+/// its tries and the cache rows they compared, lost and wrote.
 struct Cell {
     command: &'static str,
     endpoint: Endpoint,
     fault: String,
+    tried: u32,
+    survived: u32,
+    /// Rows of the cache compared before and after a try, over all tries.
+    compared: usize,
+    /// Rows held before a try and missing or changed after it.
+    lost: usize,
+    /// Rows after a try that were not there before it (changed ones too).
+    written: usize,
+    /// Whether the try in progress has lost or written a row.
+    damaged: bool,
+    /// A few of the rows lost and written, for the failure message.
+    examples: Vec<String>,
 }
 
 impl Cell {
@@ -86,7 +99,59 @@ impl Cell {
             command,
             endpoint,
             fault: fault.to_owned(),
+            tried: 0,
+            survived: 0,
+            compared: 0,
+            lost: 0,
+            written: 0,
+            damaged: false,
+            examples: Vec::new(),
         }
+    }
+
+    /// Compares the cache's rows `before` the try with those `after` it,
+    /// leaving out the rows that mention one of `exempt` (the contacts the
+    /// cell changes on purpose), and counts them into the try in progress.
+    /// A row lost or written does not stop the test here: the matrix
+    /// prints the cell with its count and then fails the test.
+    fn compare(&mut self, before: &[String], after: &[String], exempt: &[&str]) {
+        let kept = |row: &&String| !exempt.iter().any(|name| row.contains(name));
+        let before: BTreeSet<&String> = before.iter().filter(kept).collect();
+        let after: BTreeSet<&String> = after.iter().filter(kept).collect();
+        let lost: Vec<&&String> = before.difference(&after).collect();
+        let written: Vec<&&String> = after.difference(&before).collect();
+        self.compared += before.len();
+        self.lost += lost.len();
+        self.written += written.len();
+        self.damaged |= !lost.is_empty() || !written.is_empty();
+        let examples = lost.iter().map(|row| format!("lost: {row}"));
+        let examples = examples.chain(written.iter().map(|row| format!("written: {row}")));
+        let room = 4usize.saturating_sub(self.examples.len());
+        self.examples.extend(examples.take(room));
+    }
+
+    /// Ends a try that passed every assertion: it survived unless one of
+    /// its comparisons lost or wrote a row.
+    fn end_try(&mut self) {
+        self.tried += 1;
+        if !std::mem::take(&mut self.damaged) {
+            self.survived += 1;
+        }
+    }
+
+    /// The cell's line of the README's "Faults" section.
+    fn line(&self) -> String {
+        format!(
+            "fault matrix | {} | {} | {} | tried {} | survived {} | rows compared {} | rows lost {} | rows written {}",
+            self.command,
+            wire(self.endpoint),
+            self.fault,
+            self.tried,
+            self.survived,
+            self.compared,
+            self.lost,
+            self.written
+        )
     }
 }
 
@@ -102,26 +167,35 @@ impl fmt::Display for Cell {
     }
 }
 
-/// The matrix lines one test adds, printed when it has passed.
+/// The cells one test has finished.
 #[derive(Default)]
-struct Matrix(Vec<String>);
+struct Matrix(Vec<Cell>);
 
 impl Matrix {
-    /// A cell whose `tried` injections all passed their checks, with the
-    /// rows they lost (each check has asserted that it is 0).
-    fn survived(&mut self, cell: &Cell, tried: u32, lost: usize) {
-        self.0.push(format!(
-            "fault matrix | {} | {} | {} | tried {tried} | survived {tried} | rows lost {lost}",
-            cell.command,
-            wire(cell.endpoint),
-            cell.fault
-        ));
+    fn add(&mut self, cell: Cell) {
+        assert!(cell.tried > 0, "{cell}: no try ended");
+        self.0.push(cell);
     }
 
-    fn print(&self) {
-        for line in &self.0 {
-            println!("{line}");
+    /// Prints every cell's line, then fails the test if a try lost or
+    /// wrote a row (naming the cells and a few of the rows).
+    fn finish(self) {
+        for cell in &self.0 {
+            println!("{}", cell.line());
         }
+        let damaged: Vec<String> = (self.0.iter())
+            .filter(|cell| cell.lost + cell.written > 0)
+            .map(|cell| {
+                format!(
+                    "{cell}: {} of {} rows lost, {} written\n  {}",
+                    cell.lost,
+                    cell.compared,
+                    cell.written,
+                    cell.examples.join("\n  ")
+                )
+            })
+            .collect();
+        assert!(damaged.is_empty(), "{}", damaged.join("\n"));
     }
 }
 
@@ -143,26 +217,6 @@ async fn synced() -> TestApp {
     app.login().await;
     app.sync().await;
     app
-}
-
-/// Asserts that every row of `before` is in `after` unchanged and that no
-/// other row appeared, leaving out the rows that mention one of `exempt`
-/// (the contacts the cell changes on purpose). Returns the rows lost: 0.
-fn assert_same_rows(cell: &Cell, before: &[String], after: &[String], exempt: &[&str]) -> usize {
-    let kept = |row: &&String| !exempt.iter().any(|name| row.contains(name));
-    let before: BTreeSet<&String> = before.iter().filter(kept).collect();
-    let after: BTreeSet<&String> = after.iter().filter(kept).collect();
-    let lost: Vec<&&String> = before.difference(&after).collect();
-    let written: Vec<&&String> = after.difference(&before).collect();
-    assert!(
-        lost.is_empty() && written.is_empty(),
-        "{cell}: {} rows lost or changed, {} rows written or changed\nlost: {:?}\nwritten: {:?}",
-        lost.len(),
-        written.len(),
-        lost.iter().take(3).collect::<Vec<_>>(),
-        written.iter().take(3).collect::<Vec<_>>()
-    );
-    lost.len()
 }
 
 /// Renames the first friend on the server (a change a complete sync must
@@ -276,7 +330,7 @@ async fn sync_matrix(endpoint: Endpoint) {
     let app = synced().await;
     let mut matrix = Matrix::default();
     for (i, (name, fault)) in transient_faults(endpoint).into_iter().enumerate() {
-        let cell = Cell::new("sync", endpoint, name);
+        let mut cell = Cell::new("sync", endpoint, name);
         let before = app.dump().await;
         let nick = format!("Renamed during fault {i}");
         let friend = rename_a_friend(&app, &nick);
@@ -294,7 +348,8 @@ async fn sync_matrix(endpoint: Endpoint) {
             status == "failed" && error.as_deref().is_some_and(|e| e.contains(wire(endpoint))),
             "{cell}: the run is recorded failed with its reason: {status} {error:?}"
         );
-        let mut lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        cell.compare(&before, &app.dump().await, &[]);
+        cell.end_try();
 
         app.sim.fail(endpoint, fault, 1);
         let run = app.wxsync(&["sync"]).await;
@@ -310,11 +365,12 @@ async fn sync_matrix(endpoint: Endpoint) {
             Some(nick.as_str()),
             "{cell}: the server's change lands once the sync completes"
         );
-        lost += assert_same_rows(&cell, &before, &app.dump().await, &[&friend]);
-        matrix.survived(&cell, 2, lost);
+        cell.compare(&before, &app.dump().await, &[&friend]);
+        cell.end_try();
+        matrix.add(cell);
     }
     for code in DEAD_CODES {
-        let cell = Cell::new("sync", endpoint, &format!("Ret {code}"));
+        let mut cell = Cell::new("sync", endpoint, &format!("Ret {code}"));
         let before = app.dump().await;
         app.sim.fail(endpoint, Fault::Ret(code), 1);
         let run = app.wxsync(&["sync"]).await;
@@ -325,12 +381,13 @@ async fn sync_matrix(endpoint: Endpoint) {
             "{cell}: the reason says what to do: {run:?}"
         );
         assert_eq!(session_state(&app).await, "logged_out", "{cell}");
-        let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        cell.compare(&before, &app.dump().await, &[]);
+        cell.end_try();
         // The next cell needs a live session.
         app.login().await;
-        matrix.survived(&cell, 1, lost);
+        matrix.add(cell);
     }
-    matrix.print();
+    matrix.finish();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -386,7 +443,7 @@ async fn dead_session_cell(
     code: i64,
     trigger: impl AsyncFnOnce() -> i64,
 ) -> i64 {
-    let cell = Cell::new("run", endpoint, &format!("Ret {code}"));
+    let mut cell = Cell::new("run", endpoint, &format!("Ret {code}"));
     let before = app.dump().await;
     let said = |d: &Daemon| d.logs().matches("waiting for a new session").count();
     let waiting = said(daemon);
@@ -403,7 +460,7 @@ async fn dead_session_cell(
         .scalar("SELECT count(*) FROM pending_ops WHERE status = 'pending'")
         .await;
     assert_eq!(pending, queued, "{cell}: queued edits stay pending");
-    let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+    cell.compare(&before, &app.dump().await, &[]);
 
     let answered = keepalive_at(app).await;
     let runs = last_run(app).await.0;
@@ -421,7 +478,8 @@ async fn dead_session_cell(
     )
     .await;
     assert_alive(daemon, &cell);
-    matrix.survived(&cell, 1, lost);
+    cell.end_try();
+    matrix.add(cell);
     runs
 }
 
@@ -432,7 +490,7 @@ async fn run_matrix_full_sync(endpoint: Endpoint) {
     let (app, mut daemon) = running("* * * * * *").await;
     let mut matrix = Matrix::default();
     for (name, fault) in transient_faults(endpoint) {
-        let cell = Cell::new("run", endpoint, name);
+        let mut cell = Cell::new("run", endpoint, name);
         let before = app.dump().await;
         let since = last_run(&app).await.0;
         app.sim.fail(endpoint, fault.clone(), 1000);
@@ -444,7 +502,7 @@ async fn run_matrix_full_sync(endpoint: Endpoint) {
         )
         .await;
         assert_alive(&mut daemon, &cell);
-        let mut lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        cell.compare(&before, &app.dump().await, &[]);
         app.sim.clear_faults_of(endpoint);
         run_after(
             &app,
@@ -454,8 +512,9 @@ async fn run_matrix_full_sync(endpoint: Endpoint) {
         )
         .await;
         assert_alive(&mut daemon, &cell);
-        lost += assert_same_rows(&cell, &before, &app.dump().await, &[]);
-        matrix.survived(&cell, 1, lost);
+        cell.compare(&before, &app.dump().await, &[]);
+        cell.end_try();
+        matrix.add(cell);
     }
     for code in DEAD_CODES {
         let login =
@@ -468,7 +527,7 @@ async fn run_matrix_full_sync(endpoint: Endpoint) {
         .await;
     }
     stop(daemon, wire(endpoint)).await;
-    matrix.print();
+    matrix.finish();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -510,7 +569,7 @@ async fn run_matrix_keepalive(endpoint: Endpoint) {
         faults.push(("invalid UTF-8", invalid_utf8("ModContactList")));
     }
     for (i, (name, fault)) in faults.into_iter().enumerate() {
-        let cell = Cell::new("run", endpoint, name);
+        let mut cell = Cell::new("run", endpoint, name);
         let before = app.dump().await;
         let failures = |n: usize| {
             let what = format!("{cell}: {n} failed keepalive rounds");
@@ -535,7 +594,7 @@ async fn run_matrix_keepalive(endpoint: Endpoint) {
         let friend = rename_a_friend(&app, &nick);
         failures(if first { 1 } else { 2 }).await;
         assert_alive(&mut daemon, &cell);
-        let mut lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        cell.compare(&before, &app.dump().await, &[]);
         app.sim.clear_faults_of(endpoint);
         wait_for(
             &format!("{cell}: the change after the fault cleared"),
@@ -545,8 +604,9 @@ async fn run_matrix_keepalive(endpoint: Endpoint) {
         )
         .await;
         assert_alive(&mut daemon, &cell);
-        lost += assert_same_rows(&cell, &before, &app.dump().await, &[&friend]);
-        matrix.survived(&cell, 1, lost);
+        cell.compare(&before, &app.dump().await, &[&friend]);
+        cell.end_try();
+        matrix.add(cell);
     }
     for (i, code) in DEAD_CODES.into_iter().enumerate() {
         let trigger = async || {
@@ -558,7 +618,7 @@ async fn run_matrix_keepalive(endpoint: Endpoint) {
         dead_session_cell(&app, &mut daemon, &mut matrix, endpoint, code, trigger).await;
     }
     stop(daemon, wire(endpoint)).await;
-    matrix.print();
+    matrix.finish();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -646,7 +706,7 @@ async fn every_fault_at_webwxoplog_keeps_rows_and_the_remark_queue_going() {
     let mut matrix = Matrix::default();
     let endpoint = Endpoint::OpLog;
     for (i, (name, fault)) in transient_faults(endpoint).into_iter().enumerate() {
-        let cell = Cell::new("run", endpoint, name);
+        let mut cell = Cell::new("run", endpoint, name);
         let friend = cached_friend(&app).await;
         let before = app.dump().await;
 
@@ -683,7 +743,8 @@ async fn every_fault_at_webwxoplog_keeps_rows_and_the_remark_queue_going() {
             "fault oplog | {name} on every call | the server made the edit: {made} | edit {status}"
         );
         assert_alive(&mut daemon, &cell);
-        let mut lost = assert_same_rows(&cell, &before, &app.dump().await, &[&friend]);
+        cell.compare(&before, &app.dump().await, &[&friend]);
+        cell.end_try();
 
         app.sim.fail(endpoint, fault, 2);
         let remark = format!("Applied {i}");
@@ -712,8 +773,9 @@ async fn every_fault_at_webwxoplog_keeps_rows_and_the_remark_queue_going() {
         })
         .await;
         assert_alive(&mut daemon, &cell);
-        lost += assert_same_rows(&cell, &before, &app.dump().await, &[&friend]);
-        matrix.survived(&cell, 2, lost);
+        cell.compare(&before, &app.dump().await, &[&friend]);
+        cell.end_try();
+        matrix.add(cell);
     }
     for (i, code) in DEAD_CODES.into_iter().enumerate() {
         let trigger = async || {
@@ -744,7 +806,7 @@ async fn every_fault_at_webwxoplog_keeps_rows_and_the_remark_queue_going() {
         .await;
     }
     stop(daemon, wire(endpoint)).await;
-    matrix.print();
+    matrix.finish();
 }
 
 // --------------------------------------------------------------- `wxsync login`
@@ -763,7 +825,7 @@ async fn every_fault_at_webwxstatusnotify_during_login_leaves_the_cache_alone() 
         .map(|(name, fault)| (name.to_owned(), fault, false))
         .chain(dead.map(|(code, fault)| (format!("Ret {code}"), fault, true)));
     for (name, fault, ends_session) in faults {
-        let cell = Cell::new("login", endpoint, &name);
+        let mut cell = Cell::new("login", endpoint, &name);
         let before = app.dump().await;
         app.sim.fail(endpoint, fault, 1);
         let run = app.wxsync(&["login"]).await;
@@ -779,10 +841,11 @@ async fn every_fault_at_webwxstatusnotify_during_login_leaves_the_cache_alone() 
                 "{cell}: the fault was served and said: {run:?}"
             );
         }
-        let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
-        matrix.survived(&cell, 1, lost);
+        cell.compare(&before, &app.dump().await, &[]);
+        cell.end_try();
+        matrix.add(cell);
     }
-    matrix.print();
+    matrix.finish();
 }
 
 // ------------------------------------------------ big, endless and odd replies
@@ -852,6 +915,7 @@ async fn huge_replies_are_refused_in_bounded_memory_and_change_nothing() {
         "fault big reply | first full sync, no fault | peak {:.1} MiB",
         mib(first_sync)
     );
+    let mut matrix = Matrix::default();
     let huge = |chunked| Fault::Huge {
         bytes: BYTES,
         chunked,
@@ -872,7 +936,7 @@ async fn huge_replies_are_refused_in_bounded_memory_and_change_nothing() {
             Fault::HugeGroup(100_000),
         ),
     ] {
-        let cell = Cell::new("sync", endpoint, name);
+        let mut cell = Cell::new("sync", endpoint, name);
         let before = app.dump().await;
         app.sim.fail(endpoint, fault.clone(), 1000);
         let (run, peak) = wxsync_measured(&app, &["sync"]).await;
@@ -893,7 +957,7 @@ async fn huge_replies_are_refused_in_bounded_memory_and_change_nothing() {
                     .is_some_and(|e| e.contains("reply refused")),
             "{cell}: recorded failed with the reason: {status} {error:?}"
         );
-        assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        cell.compare(&before, &app.dump().await, &[]);
         // What the reply was (or announced) against what the child held at most.
         let size = match why.split("announces ").nth(1) {
             Some(rest) => rest.split(' ').next().unwrap().parse::<u64>().unwrap(),
@@ -914,7 +978,10 @@ async fn huge_replies_are_refused_in_bounded_memory_and_change_nothing() {
             mib(size),
             mib(peak)
         );
+        cell.end_try();
+        matrix.add(cell);
     }
+    matrix.finish();
 }
 
 /// A webwxgetcontact that hands out a fresh `Seq` on every page, forever:
@@ -922,7 +989,7 @@ async fn huge_replies_are_refused_in_bounded_memory_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_seq_that_never_ends_stops_the_sync_with_a_reason() {
     let app = synced().await;
-    let cell = Cell::new("sync", Endpoint::GetContact, "a Seq that never ends");
+    let mut cell = Cell::new("sync", Endpoint::GetContact, "a Seq that never ends");
     let before = app.dump().await;
     let pages_before = app.calls_to(Endpoint::GetContact);
     app.sim
@@ -939,12 +1006,16 @@ async fn a_seq_that_never_ends_stops_the_sync_with_a_reason() {
         status == "failed" && error.is_some_and(|e| e.contains("page")),
         "{cell}"
     );
-    assert_same_rows(&cell, &before, &app.dump().await, &[]);
+    cell.compare(&before, &app.dump().await, &[]);
     let pages = app.calls_to(Endpoint::GetContact) - pages_before;
     println!(
         "fault endless Seq | stopped after {pages} pages | {}",
         reason(&run)
     );
+    cell.end_try();
+    let mut matrix = Matrix::default();
+    matrix.add(cell);
+    matrix.finish();
 }
 
 /// A batch reply that also describes groups nobody asked for: they are
@@ -956,7 +1027,7 @@ async fn groups_a_batch_reply_adds_unasked_are_ignored() {
     let app = TestApp::spawn(small_account()).await;
     app.login().await;
     app.sync().await;
-    let cell = Cell::new("sync", Endpoint::BatchGetContact, "unasked groups");
+    let mut cell = Cell::new("sync", Endpoint::BatchGetContact, "unasked groups");
     let before = app.dump().await;
     let pages = app.calls_to(Endpoint::GetContact);
     app.sim.fail(
@@ -997,7 +1068,7 @@ async fn groups_a_batch_reply_adds_unasked_are_ignored() {
         .filter(|c| c.endpoint == Endpoint::BatchGetContact)
         .any(|c| c.body.contains(&late));
     assert!(!asked, "{cell}: the client cannot have asked for {late}");
-    let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+    cell.compare(&before, &app.dump().await, &[]);
     let landed = app
         .scalar("SELECT count(*) FROM contacts WHERE nick_name = 'Created after webwxinit'")
         .await;
@@ -1014,9 +1085,10 @@ async fn groups_a_batch_reply_adds_unasked_are_ignored() {
             .unwrap();
     pool.close().await;
     assert_eq!(members, 5, "{cell}: the group is real");
+    cell.end_try();
     let mut matrix = Matrix::default();
-    matrix.survived(&cell, 1, lost);
-    matrix.print();
+    matrix.add(cell);
+    matrix.finish();
 }
 
 /// The webwxgetcontact reply that once marked 484 of 500 contacts deleted.
@@ -1050,7 +1122,7 @@ async fn an_empty_contact_list_is_held_back_then_applied_when_repeated_or_forced
     .await;
     app.login().await;
     app.sync().await;
-    let cell = Cell::new("sync", Endpoint::GetContact, "empty contact list");
+    let mut cell = Cell::new("sync", Endpoint::GetContact, "empty contact list");
     let live = app
         .scalar("SELECT count(*) FROM contacts WHERE deleted_at IS NULL")
         .await;
@@ -1072,7 +1144,8 @@ async fn an_empty_contact_list_is_held_back_then_applied_when_repeated_or_forced
         0,
         "{cell}: nothing marked deleted"
     );
-    let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+    cell.compare(&before, &app.dump().await, &[]);
+    cell.end_try();
     // "this sync would mark N of M contacts deleted"
     let would: i64 = error
         .split("would mark ")
@@ -1089,6 +1162,7 @@ async fn an_empty_contact_list_is_held_back_then_applied_when_repeated_or_forced
         "{cell}: the same answer twice is applied: {run:?}"
     );
     assert_eq!(marked_deleted(&app).await, would, "{cell}");
+    cell.end_try();
 
     app.sync().await;
     assert_eq!(
@@ -1101,13 +1175,14 @@ async fn an_empty_contact_list_is_held_back_then_applied_when_repeated_or_forced
     let run = app.wxsync(&["sync", "--force"]).await;
     assert!(run.ok(), "{cell}: --force applies it at once: {run:?}");
     assert_eq!(marked_deleted(&app).await, would, "{cell}");
+    cell.end_try();
     println!(
         "fault empty list | {live} live contacts | {error} | applied on the second \
          identical answer, and at once with --force ({would} marked deleted)"
     );
     let mut matrix = Matrix::default();
-    matrix.survived(&cell, 3, lost);
-    matrix.print();
+    matrix.add(cell);
+    matrix.finish();
 }
 
 /// A reply with bytes that are not UTF-8 is refused with a reason naming
@@ -1121,7 +1196,7 @@ async fn a_reply_that_is_not_utf8_is_refused_with_a_reason() {
         (Endpoint::GetContact, "MemberList"),
         (Endpoint::BatchGetContact, "ContactList"),
     ] {
-        let cell = Cell::new("sync", endpoint, "invalid UTF-8");
+        let mut cell = Cell::new("sync", endpoint, "invalid UTF-8");
         let before = app.dump().await;
         app.sim.fail(endpoint, invalid_utf8(list_key), 1000);
         let run = app.wxsync(&["sync"]).await;
@@ -1136,9 +1211,10 @@ async fn a_reply_that_is_not_utf8_is_refused_with_a_reason() {
             status == "failed" && error.is_some_and(|e| e.contains("not valid UTF-8")),
             "{cell}"
         );
-        let lost = assert_same_rows(&cell, &before, &app.dump().await, &[]);
+        cell.compare(&before, &app.dump().await, &[]);
         println!("fault invalid UTF-8 | {}", reason(&run));
-        matrix.survived(&cell, 1, lost);
+        cell.end_try();
+        matrix.add(cell);
     }
-    matrix.print();
+    matrix.finish();
 }
