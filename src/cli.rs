@@ -42,6 +42,10 @@ pub enum Command {
         /// Print one JSON object, for scripts.
         #[arg(long)]
         json: bool,
+        /// Print one line `WXSYNC OK - …` (WARNING, CRITICAL, UNKNOWN) and
+        /// exit 0, 1, 2 or 3, for monitoring (thresholds: `[check]`).
+        #[arg(long, conflicts_with = "json")]
+        check: bool,
     },
     /// Contacts a new login's sync could not tell apart from the previous
     /// login's, with their candidates; `link` and `unlink` decide by hand.

@@ -1,6 +1,7 @@
 //! One function per command (the README lists them); `main` calls [`run`].
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,12 +15,21 @@ use crate::cli::{
 use crate::config::Config;
 use crate::contact::Contact;
 use crate::daemon;
+use crate::health;
 use crate::simulator::Simulator;
 use crate::store::{Plan, Source};
 use crate::sync::{self, SyncOptions};
 use crate::webwx::{self, LoginEvent, SessionState};
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; only `status --check` has exit codes of its own.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Status { check: true, .. } = &cli.command {
+        return Ok(health::check(cli.config.as_deref(), cli.database).await);
+    }
+    run_command(cli).await.map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     if let Command::Simulate(args) = &cli.command {
         return simulate(args).await;
     }
@@ -40,7 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .map_err(login_hint),
         Command::Run => daemon::run(App::open(config).await?, shutdown_on_signal()).await,
-        Command::Status { json } => status(&App::open(config).await?, json).await,
+        Command::Status { json, .. } => status(&App::open(config).await?, json).await,
         Command::Identity(args) => identity(&App::open(config).await?, &args).await,
         Command::Demo(account) => demo(config, &account).await,
         Command::Simulate(_) => unreachable!("handled above"),
@@ -310,17 +320,18 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
         0 => println!("identity:  {names}"),
         n => println!(
             "identity:  {names}; {} of the previous login undecided (`wxsync identity`)",
-            rows_of(n as usize)
+            plural(n, "row")
         ),
     }
     Ok(())
 }
 
 /// "1 row", "2 rows".
-fn rows_of(n: usize) -> String {
-    match n {
-        1 => "1 row".to_owned(),
-        n => format!("{n} rows"),
+pub fn plural(n: i64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 
@@ -357,7 +368,7 @@ async fn identity(app: &App, args: &IdentityArgs) -> anyhow::Result<()> {
             }
             println!(
                 "{} of the previous login could not be told apart with confidence:",
-                rows_of(olds.len())
+                plural(olds.len() as i64, "row")
             );
             let name = |nick: &str, remark: &str| {
                 let nick = crate::telemetry::escape(nick);

@@ -35,6 +35,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub ops: OpsConfig,
     pub history: HistoryConfig,
+    pub check: CheckConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -92,6 +93,25 @@ pub struct HistoryConfig {
     pub retention: Duration,
 }
 
+/// The thresholds of `wxsync status --check`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckConfig {
+    /// CRITICAL when the keepalive has not been answered for this long while
+    /// the session is active (no daemon running, or one stuck).
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_silence: Duration,
+    /// CRITICAL when this many scheduled full syncs in a row passed without a
+    /// successful one…
+    pub sync_missed: u32,
+    /// …each given this long after its scheduled time to finish.
+    #[serde(deserialize_with = "duration")]
+    pub sync_grace: Duration,
+    /// WARNING when a remark edit failed within this window.
+    #[serde(deserialize_with = "duration")]
+    pub failed_ops_window: Duration,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -101,6 +121,7 @@ impl Default for Config {
             sync: SyncConfig::default(),
             ops: OpsConfig::default(),
             history: HistoryConfig::default(),
+            check: CheckConfig::default(),
         }
     }
 }
@@ -144,6 +165,17 @@ impl Default for HistoryConfig {
     }
 }
 
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig {
+            keepalive_silence: Duration::from_secs(5 * MINUTE),
+            sync_missed: 2,
+            sync_grace: Duration::from_secs(5 * MINUTE),
+            failed_ops_window: Duration::from_secs(DAY),
+        }
+    }
+}
+
 const SECOND: u64 = 1;
 const MINUTE: u64 = 60 * SECOND;
 const HOUR: u64 = 60 * MINUTE;
@@ -152,7 +184,7 @@ const DAY: u64 = 24 * HOUR;
 /// The sensible range of each duration key: zero would spin a loop or stop
 /// a task (a zero pause between batch calls only drops the politeness), and
 /// the upper bounds catch a unit typed wrong ("500h" for "500ms").
-const DURATION_BOUNDS: [(&str, Duration, Duration); 6] = [
+const DURATION_BOUNDS: [(&str, Duration, Duration); 9] = [
     (
         "wechat.batch_pause",
         Duration::ZERO,
@@ -183,7 +215,21 @@ const DURATION_BOUNDS: [(&str, Duration, Duration); 6] = [
         Duration::from_secs(DAY),
         Duration::from_secs(100 * 365 * DAY),
     ),
+    (
+        "check.keepalive_silence",
+        Duration::from_secs(MINUTE),
+        Duration::from_secs(DAY),
+    ),
+    ("check.sync_grace", Duration::ZERO, Duration::from_secs(DAY)),
+    (
+        "check.failed_ops_window",
+        Duration::from_secs(HOUR),
+        Duration::from_secs(30 * DAY),
+    ),
 ];
+
+/// The range of `check.sync_missed`.
+const SYNC_MISSED_BOUNDS: (u32, u32) = (1, 100);
 
 impl Config {
     /// Reads `path` if given, else the defaults.
@@ -228,6 +274,9 @@ impl Config {
             self.wechat.synccheck_timeout,
             self.ops.poll_interval,
             self.history.retention,
+            self.check.keepalive_silence,
+            self.check.sync_grace,
+            self.check.failed_ops_window,
         ];
         for ((key, min, max), value) in DURATION_BOUNDS.iter().zip(durations) {
             if value < *min || value > *max {
@@ -238,6 +287,13 @@ impl Config {
                     humantime::format_duration(*max)
                 ));
             }
+        }
+        let (min, max) = SYNC_MISSED_BOUNDS;
+        if !(min..=max).contains(&self.check.sync_missed) {
+            return Err(format!(
+                "check.sync_missed = {} is out of range: it must be between {min} and {max}",
+                self.check.sync_missed
+            ));
         }
         check_web_url("wechat.login_url", &self.wechat.login_url)?;
         if let Some(url) = &self.wechat.push_url {
@@ -352,6 +408,11 @@ mod tests {
             poll_interval = "250ms"
             [history]
             retention = "90d"
+            [check]
+            keepalive_silence = "10m"
+            sync_missed = 3
+            sync_grace = "0s"
+            failed_ops_window = "2d"
             "#,
         )
         .unwrap();
@@ -365,6 +426,10 @@ mod tests {
         assert_eq!(c.ops.poll_interval, Duration::from_millis(250));
         assert!((c.sync.deletion_guard - 0.055).abs() < 1e-12);
         assert_eq!(c.history.retention, Duration::from_secs(90 * DAY));
+        assert_eq!(c.check.keepalive_silence, Duration::from_secs(10 * MINUTE));
+        assert_eq!(c.check.sync_missed, 3);
+        assert_eq!(c.check.sync_grace, Duration::ZERO);
+        assert_eq!(c.check.failed_ops_window, Duration::from_secs(2 * DAY));
     }
 
     #[test]
@@ -395,6 +460,17 @@ mod tests {
             ),
             ("[history]\nretention = \"0s\"\n", "history.retention"),
             ("[history]\nretention = \"1h\"\n", "history.retention"),
+            (
+                "[check]\nkeepalive_silence = \"30s\"\n",
+                "check.keepalive_silence",
+            ),
+            ("[check]\nsync_grace = \"2d\"\n", "check.sync_grace"),
+            (
+                "[check]\nfailed_ops_window = \"10m\"\n",
+                "check.failed_ops_window",
+            ),
+            ("[check]\nsync_missed = 0\n", "check.sync_missed"),
+            ("[check]\nsync_missed = 101\n", "check.sync_missed"),
         ] {
             let e = Config::parse(text).unwrap_err();
             assert!(

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod contact;
 pub mod daemon;
+pub mod health;
 pub mod identity;
 pub mod memory;
 pub mod simulator;

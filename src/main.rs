@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let sink = telemetry::init();
     match wxsync::commands::run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             let line = wxsync::commands::one_line(&e);
             match sink {

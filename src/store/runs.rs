@@ -206,6 +206,17 @@ impl Store {
         .fetch_one(&self.pool)
         .await?)
     }
+
+    /// How many remark edits ended `failed` at or after `since` (a
+    /// timestamp as stored).
+    pub async fn ops_failed_since(&self, since: &str) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM pending_ops WHERE status = 'failed' AND done_at >= ?",
+        )
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
 }
 
 /// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock.

@@ -1,0 +1,118 @@
+//! `wxsync status --check`: each state, with its exit code and line.
+
+use wxsync::simulator::{Endpoint, Fault};
+
+use crate::helpers::{Run, TestApp, small_account};
+
+async fn check(app: &TestApp) -> Run {
+    app.wxsync(&["status", "--check"]).await
+}
+
+fn says(run: &Run, code: i32, start: &str, words: &str) {
+    assert_eq!(run.code, Some(code), "{run:?}");
+    assert!(run.stdout.starts_with(start), "{run:?}");
+    assert!(run.stdout.contains(words), "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 1, "one line: {run:?}");
+}
+
+/// Moves the session's login time back, as if it were hours old.
+fn backdate_login(app: &TestApp) {
+    let path = app.session_file();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["logged_in_at"] = "2026-01-01T00:00:00Z".into();
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_check_gives_each_state_its_exit_code() {
+    let app = TestApp::spawn(small_account()).await;
+
+    // UNKNOWN: no database, then one that is not a database.
+    says(&check(&app).await, 3, "WXSYNC UNKNOWN - ", "no database at");
+    assert!(!app.db.exists(), "the check created no database");
+    std::fs::write(&app.db, b"this is not an SQLite file, not at all").unwrap();
+    says(&check(&app).await, 3, "WXSYNC UNKNOWN - ", "database");
+    std::fs::remove_file(&app.db).unwrap();
+
+    // OK: logged in and synced a moment ago.
+    app.login().await;
+    app.sync().await;
+    says(
+        &check(&app).await,
+        0,
+        "WXSYNC OK - session active; last full sync ok",
+        "| contacts=",
+    );
+
+    // WARNING: the last full sync failed.
+    app.sim
+        .fail(Endpoint::GetContact, Fault::Http(502), u32::MAX);
+    assert!(!app.wxsync(&["sync"]).await.ok());
+    app.sim.clear_faults();
+    says(
+        &check(&app).await,
+        1,
+        "WXSYNC WARNING - the last full sync (#2) failed: ",
+        "502",
+    );
+    app.sync().await;
+
+    // CRITICAL: an old login and no keepalive since (no daemon runs)…
+    backdate_login(&app);
+    says(
+        &check(&app).await,
+        2,
+        "WXSYNC CRITICAL - no keepalive since the login at 2026-01-01T00:00:00Z",
+        "is `wxsync run` running?",
+    );
+    // …which a running daemon's keepalive mends.
+    let daemon = app.start_daemon(&[]);
+    app.eventually("the daemon's keepalive", || async {
+        check(&app).await.code == Some(0)
+    })
+    .await;
+
+    // CRITICAL: logged out, saying what to do.
+    app.sim.force_logout(1101);
+    app.eventually("the logout to be recorded", || async {
+        check(&app).await.code == Some(2)
+    })
+    .await;
+    says(
+        &check(&app).await,
+        2,
+        "WXSYNC CRITICAL - logged out at ",
+        "code 1101): run `wxsync login`",
+    );
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{logs}");
+
+    // CRITICAL: no session at all.
+    std::fs::remove_file(app.session_file()).unwrap();
+    says(
+        &check(&app).await,
+        2,
+        "WXSYNC CRITICAL - no session: run `wxsync login`",
+        "",
+    );
+
+    // `status` and `status --json` are unchanged by all this.
+    assert!(app.wxsync(&["status"]).await.ok());
+    assert!(app.wxsync(&["status", "--json"]).await.ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_check_threshold_is_named() {
+    let app = TestApp::spawn(small_account()).await;
+    app.configure("[check]\nkeepalive_silence = \"5s\"\n");
+    let run = app.wxsync(&["status"]).await;
+    assert!(!run.ok());
+    assert!(run.stderr.contains("check.keepalive_silence"), "{run:?}");
+    says(
+        &check(&app).await,
+        3,
+        "WXSYNC UNKNOWN - ",
+        "check.keepalive_silence",
+    );
+}
