@@ -98,51 +98,179 @@ pub fn classify(c: &RawContact, self_user_name: &str) -> Option<Kind> {
     }
 }
 
-/// A contact as stored in `contacts` (without the bookkeeping timestamps).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Contact {
-    pub user_name: String,
-    pub kind: Kind,
-    pub nick_name: String,
-    pub remark_name: String,
-    pub alias: String,
-    pub signature: String,
-    pub province: String,
-    pub city: String,
-    pub head_img_url: String,
-    pub sex: i64,
-    pub verify_flag: i64,
-    pub contact_flag: i64,
-    pub star_friend: i64,
-    pub member_count: i64,
-    pub encry_chat_room_id: String,
-    /// The wire object as JSON, skey stripped and MemberList left out.
-    pub raw: String,
+/// Whether a change of a column's value is written to `contact_changes`
+/// as an `updated` row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum History {
+    Recorded,
+    /// Recorded when the value changed in more than the contact's user name
+    /// inside it (the avatar URL names the session's user name; its `seq`
+    /// is what marks a new image).
+    RecordedApartFromUserName,
+    /// Not recorded: a change of user name is a re-link; `raw` and
+    /// `encry_chat_room_id` change at every login.
+    NotRecorded,
 }
 
-impl Contact {
-    /// Decodes a wire contact; `None` when [`classify`] leaves it out.
-    pub fn from_raw(c: &RawContact, self_user_name: &str) -> Option<Contact> {
-        let kind = classify(c, self_user_name)?;
-        Some(Contact {
-            user_name: c.user_name.clone(),
-            kind,
-            nick_name: text::decode_text(&c.nick_name),
-            remark_name: text::decode_text(&c.remark_name),
-            alias: text::decode_text(&c.alias),
-            signature: text::decode_text(&c.signature),
-            province: text::decode_text(&c.province),
-            city: text::decode_text(&c.city),
-            head_img_url: text::strip_skey(&c.head_img_url),
-            sex: c.sex,
-            verify_flag: c.verify_flag,
-            contact_flag: c.contact_flag,
-            star_friend: c.star_friend,
-            member_count: c.member_count,
-            encry_chat_room_id: c.encry_chat_room_id.clone(),
-            raw: c.raw.clone(),
-        })
+/// A column's SQL type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Type {
+    Text,
+    Integer,
+}
+
+impl Type {
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            Type::Text => "TEXT",
+            Type::Integer => "INTEGER",
+        }
     }
+}
+
+/// One column of `contacts` that holds a contact's data (the bookkeeping
+/// columns, such as `contact_id` and the timestamps, are the store's).
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    /// The SQL name, which is also the [`Contact`] field's.
+    pub name: &'static str,
+    /// The wire object's key the value is read from; `None` for what wxsync
+    /// derives (`kind`) or the object itself (`raw`).
+    pub wire: Option<&'static str>,
+    pub ty: Type,
+    pub history: History,
+}
+
+/// A column's value in a [`Contact`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value<'a> {
+    Text(&'a str),
+    Integer(i64),
+}
+
+/// A Rust type a column holds.
+trait Stored {
+    const TYPE: Type;
+    fn value(&self) -> Value<'_>;
+    /// Changes the value to another valid one (tests of every column).
+    #[cfg(test)]
+    fn vary(&mut self);
+}
+
+impl Stored for String {
+    const TYPE: Type = Type::Text;
+    fn value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+    #[cfg(test)]
+    fn vary(&mut self) {
+        self.push('~');
+    }
+}
+
+impl Stored for i64 {
+    const TYPE: Type = Type::Integer;
+    fn value(&self) -> Value<'_> {
+        Value::Integer(*self)
+    }
+    #[cfg(test)]
+    fn vary(&mut self) {
+        *self += 1;
+    }
+}
+
+impl Stored for Kind {
+    const TYPE: Type = Type::Text;
+    fn value(&self) -> Value<'_> {
+        Value::Text(self.as_str())
+    }
+    #[cfg(test)]
+    fn vary(&mut self) {
+        *self = match self {
+            Kind::Official => Kind::Friend,
+            _ => Kind::Official,
+        };
+    }
+}
+
+/// Declares the contact columns once: the [`Contact`] fields, how each is
+/// made from the wire record (`|record, kind| value`), and [`COLUMNS`], from
+/// which the store writes every statement that names them. A column added
+/// here (with its migration) reaches the stage, the digest, the write and
+/// the history without another edit.
+macro_rules! contact_columns {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident: $ty:ty, wire $wire:expr, |$c:pat_param, $k:pat_param| $from:expr,
+        $history:ident;
+    )*) => {
+        /// A contact as stored in `contacts` (without the bookkeeping columns).
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct Contact {
+            $($(#[doc = $doc])* pub $name: $ty,)*
+        }
+
+        /// Every column of [`Contact`], in declaration order (the order of
+        /// [`Contact::values`] and of `updated` history rows).
+        pub const COLUMNS: &[Column] = &[$(Column {
+            name: stringify!($name),
+            wire: $wire,
+            ty: <$ty as Stored>::TYPE,
+            history: History::$history,
+        },)*];
+
+        impl Contact {
+            /// Decodes a wire contact; `None` when [`classify`] leaves it out.
+            pub fn from_raw(c: &RawContact, self_user_name: &str) -> Option<Contact> {
+                let kind = classify(c, self_user_name)?;
+                Some(Contact {
+                    $($name: {
+                        let $c: &RawContact = c;
+                        let $k: Kind = kind;
+                        $from
+                    },)*
+                })
+            }
+
+            /// The values in [`COLUMNS`] order.
+            pub fn values(&self) -> [Value<'_>; COLUMNS.len()] {
+                [$(self.$name.value(),)*]
+            }
+
+            /// Changes the value of the column `name` to another valid one.
+            #[cfg(test)]
+            pub(crate) fn vary(&mut self, name: &str) {
+                match name {
+                    $(stringify!($name) => self.$name.vary(),)*
+                    _ => panic!("no contact column {name}"),
+                }
+            }
+        }
+    };
+}
+
+contact_columns! {
+    /// The protocol's `UserName` (`@…` user, `@@…` group): the row's key.
+    user_name: String, wire Some("UserName"), |c, _| c.user_name.clone(), NotRecorded;
+    kind: Kind, wire None, |_, kind| kind, Recorded;
+    nick_name: String, wire Some("NickName"), |c, _| text::decode_text(&c.nick_name), Recorded;
+    remark_name: String, wire Some("RemarkName"), |c, _| text::decode_text(&c.remark_name),
+        Recorded;
+    alias: String, wire Some("Alias"), |c, _| text::decode_text(&c.alias), Recorded;
+    signature: String, wire Some("Signature"), |c, _| text::decode_text(&c.signature), Recorded;
+    province: String, wire Some("Province"), |c, _| text::decode_text(&c.province), Recorded;
+    city: String, wire Some("City"), |c, _| text::decode_text(&c.city), Recorded;
+    sex: i64, wire Some("Sex"), |c, _| c.sex, Recorded;
+    verify_flag: i64, wire Some("VerifyFlag"), |c, _| c.verify_flag, Recorded;
+    contact_flag: i64, wire Some("ContactFlag"), |c, _| c.contact_flag, Recorded;
+    star_friend: i64, wire Some("StarFriend"), |c, _| c.star_friend, Recorded;
+    member_count: i64, wire Some("MemberCount"), |c, _| c.member_count, Recorded;
+    head_img_url: String, wire Some("HeadImgUrl"), |c, _| text::strip_skey(&c.head_img_url),
+        RecordedApartFromUserName;
+    encry_chat_room_id: String, wire Some("EncryChatRoomId"), |c, _| c.encry_chat_room_id.clone(),
+        NotRecorded;
+    /// The wire object as JSON, skey stripped and MemberList left out.
+    raw: String, wire None, |c, _| c.raw.clone(), NotRecorded;
 }
 
 /// One row of `memberships`.

@@ -5,6 +5,7 @@
 //! transaction, so a reader with `sqlite3` sees either the old state or the
 //! new one, and a failure leaves the file as it was.
 
+mod columns;
 mod identity;
 mod ops;
 mod relink;

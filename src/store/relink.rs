@@ -5,11 +5,12 @@
 //! "Prepare").
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use sqlx::{FromRow, SqliteConnection};
 
-use super::Error;
 use super::stage::Stage;
+use super::{Error, columns};
 use crate::contact::Kind;
 use crate::identity::{
     self, Group, Outcome, Person, avatar_seq, card_key, contact_member_key, stranger_member_key,
@@ -43,23 +44,29 @@ struct Row {
     real_id: Option<String>,
 }
 
-/// The previous login's live rows that this login did not list by name.
-const OLD_ROWS: &str = "SELECT c.contact_id, c.user_name, c.kind, c.nick_name, c.remark_name,
-        c.alias, c.signature, c.province, c.city, c.sex, c.head_img_url, c.member_count,
-        c.real_id
-     FROM main.contacts c
-     WHERE c.deleted_at IS NULL
-       AND NOT EXISTS (SELECT 1 FROM temp.stage_contacts s WHERE s.user_name = c.user_name)
-       AND NOT EXISTS (SELECT 1 FROM temp.stage_present p WHERE p.user_name = c.user_name)
-     ORDER BY c.contact_id";
-
-/// This login's staged rows the cache does not know by name.
-const NEW_ROWS: &str = "SELECT 0 AS contact_id, s.user_name, s.kind, s.nick_name, s.remark_name,
-        s.alias, s.signature, s.province, s.city, s.sex, s.head_img_url, s.member_count,
-        r.real_id
-     FROM temp.stage_contacts s LEFT JOIN main.real_ids r ON r.user_name = s.user_name
-     WHERE NOT EXISTS (SELECT 1 FROM main.contacts c WHERE c.user_name = s.user_name)
-     ORDER BY s.user_name";
+/// The previous login's live rows that this login did not list by name, and
+/// this login's staged rows the cache does not know by name. Each reads every
+/// contact column but `raw` (a [`Row`] takes what the matcher weighs).
+static OLD_ROWS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT c.contact_id, {}, c.real_id
+         FROM main.contacts c
+         WHERE c.deleted_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM temp.stage_contacts s WHERE s.user_name = c.user_name)
+           AND NOT EXISTS (SELECT 1 FROM temp.stage_present p WHERE p.user_name = c.user_name)
+         ORDER BY c.contact_id",
+        columns::list("c", &["raw"])
+    )
+});
+static NEW_ROWS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT 0 AS contact_id, {}, r.real_id
+         FROM temp.stage_contacts s LEFT JOIN main.real_ids r ON r.user_name = s.user_name
+         WHERE NOT EXISTS (SELECT 1 FROM main.contacts c WHERE c.user_name = s.user_name)
+         ORDER BY s.user_name",
+        columns::list("s", &["raw"])
+    )
+});
 
 /// Every membership with its group's nick name (NULL when the group has no
 /// row), per side: one read serves both the people's group cards and the
@@ -90,7 +97,7 @@ impl Stage {
         self.flush_groups().await?;
         let conn = &mut self.conn;
         let (old_people, old_groups) = split(
-            sqlx::query_as::<_, Row>(OLD_ROWS)
+            sqlx::query_as::<_, Row>(OLD_ROWS.as_str())
                 .fetch_all(&mut *conn)
                 .await?,
         );
@@ -98,7 +105,7 @@ impl Stage {
             return Ok(Relinked::default());
         }
         let (new_people, new_groups) = split(
-            sqlx::query_as::<_, Row>(NEW_ROWS)
+            sqlx::query_as::<_, Row>(NEW_ROWS.as_str())
                 .fetch_all(&mut *conn)
                 .await?,
         );

@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
-use serde::ser::{Serialize, SerializeTuple, Serializer};
+use serde::ser::{Serialize, SerializeMap, SerializeTuple, Serializer};
 use sqlx::SqliteConnection;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{Error, Store};
-use crate::contact::{Contact, Member};
+use super::{Error, Store, columns};
+use crate::contact::{COLUMNS, Contact, Member, Value};
 
 /// Who made a change, as recorded in `contact_changes.source`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +36,8 @@ impl Source {
     }
 }
 
-/// The TEMP tables a stage writes. `stage_groups` lists every group whose
+/// The TEMP tables a stage writes (and `stage_contacts`, whose columns
+/// `columns.rs` writes out). `stage_groups` lists every group whose
 /// member list the server described; `staged` is 0 when the list's digest
 /// equals the stored one, and then no member rows were staged for it.
 const SCHEMA: &[&str] = &[
@@ -46,16 +47,6 @@ const SCHEMA: &[&str] = &[
     "PRAGMA wal_autocheckpoint = 0",
     "PRAGMA temp_store = FILE",
     "PRAGMA temp.cache_size = -4096",
-    // A rowid table: rows carry the whole contact object (`raw`), too big
-    // for a WITHOUT ROWID table to hold well.
-    "CREATE TEMP TABLE stage_contacts (
-        user_name TEXT PRIMARY KEY NOT NULL, kind TEXT NOT NULL, nick_name TEXT NOT NULL,
-        remark_name TEXT NOT NULL, alias TEXT NOT NULL, signature TEXT NOT NULL,
-        province TEXT NOT NULL, city TEXT NOT NULL, head_img_url TEXT NOT NULL,
-        sex INTEGER NOT NULL, verify_flag INTEGER NOT NULL, contact_flag INTEGER NOT NULL,
-        star_friend INTEGER NOT NULL, member_count INTEGER NOT NULL,
-        encry_chat_room_id TEXT NOT NULL, raw TEXT NOT NULL
-    )",
     "CREATE TEMP TABLE stage_groups (
         group_user_name TEXT PRIMARY KEY NOT NULL, digest TEXT NOT NULL, staged INTEGER NOT NULL
     ) WITHOUT ROWID",
@@ -95,6 +86,11 @@ impl Store {
         for sql in SCHEMA {
             sqlx::query(*sql).execute(&mut conn).await?;
         }
+        // A rowid table: rows carry the whole contact object (`raw`), too
+        // big for a WITHOUT ROWID table to hold well.
+        sqlx::query(columns::sql().stage_table.as_str())
+            .execute(&mut conn)
+            .await?;
         super::write::create_temp_tables(&mut conn).await?;
         Ok(Stage {
             conn,
@@ -118,13 +114,13 @@ impl Stage {
         const CHUNK: i64 = 1000;
         let mut after = 0;
         loop {
-            let chunk: Option<(i64, String)> = sqlx::query_as(STORED_CHUNK)
+            let chunk: Option<(i64, String)> = sqlx::query_as(columns::sql().stored_chunk.as_str())
                 .bind(after)
                 .bind(CHUNK)
                 .fetch_optional(&mut self.conn)
                 .await?;
             let Some((last, text)) = chunk else { break };
-            for (name, digest) in parse_stored(&text)? {
+            for (name, digest) in columns::parse_stored(&text)? {
                 self.stored.insert(name_key(name), digest);
             }
             after = last;
@@ -143,7 +139,7 @@ impl Stage {
             let unchanged = self
                 .stored
                 .get(&key)
-                .is_some_and(|d| *d == ContactRow(c).digest());
+                .is_some_and(|d| *d == columns::digest(c.values()));
             match self.staged.insert(key, !unchanged) {
                 Some(true) if unchanged => unstage_whole.push(c.user_name.as_str()),
                 Some(false) if !unchanged => unstage_present.push(c.user_name.as_str()),
@@ -160,16 +156,10 @@ impl Stage {
         self.unstage("stage_contacts", &unstage_whole).await?;
         self.unstage("stage_present", &unstage_present).await?;
         if !whole.is_empty() {
-            sqlx::query(
-                "INSERT OR REPLACE INTO temp.stage_contacts \
-                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, \
-                        value->>6, value->>7, value->>8, value->>9, value->>10, value->>11, \
-                        value->>12, value->>13, value->>14, value->>15 \
-                 FROM json_each(?1)",
-            )
-            .bind(json_rows(whole.into_iter())?)
-            .execute(&mut self.conn)
-            .await?;
+            sqlx::query(columns::sql().stage_insert.as_str())
+                .bind(json_rows(whole.into_iter())?)
+                .execute(&mut self.conn)
+                .await?;
         }
         if !present.is_empty() {
             sqlx::query("INSERT OR IGNORE INTO temp.stage_present SELECT value FROM json_each(?1)")
@@ -298,118 +288,20 @@ fn json_rows<T: Serialize>(rows: impl Iterator<Item = T>) -> Result<String, Erro
     serde_json::to_string(&rows).map_err(Error::Encode)
 }
 
-/// A contact as a JSON array in `stage_contacts` column order.
+/// A contact as a JSON object keyed by column name, the form
+/// [`columns::Sql::stage_insert`] reads.
 struct ContactRow<'a>(&'a Contact);
-
-impl ContactRow<'_> {
-    fn digest(&self) -> u128 {
-        let c = self.0;
-        contact_digest(
-            [
-                &c.user_name,
-                c.kind.as_str(),
-                &c.nick_name,
-                &c.remark_name,
-                &c.alias,
-                &c.signature,
-                &c.province,
-                &c.city,
-                &c.head_img_url,
-                &c.encry_chat_room_id,
-                &c.raw,
-            ],
-            [
-                c.sex,
-                c.verify_flag,
-                c.contact_flag,
-                c.star_friend,
-                c.member_count,
-            ],
-        )
-    }
-}
-
-/// Live contacts after rowid ?1, at most ?2 of them: the last rowid, and
-/// every row as fields written `byte length:bytes`, user name first, then
-/// the columns [`ContactRow::digest`] hashes, in its order.
-const STORED_CHUNK: &str = "SELECT max(r), group_concat(f, '') FROM (
-       SELECT rowid AS r,
-              octet_length(user_name) || ':' || user_name ||
-              octet_length(kind) || ':' || kind ||
-              octet_length(nick_name) || ':' || nick_name ||
-              octet_length(remark_name) || ':' || remark_name ||
-              octet_length(alias) || ':' || alias ||
-              octet_length(signature) || ':' || signature ||
-              octet_length(province) || ':' || province ||
-              octet_length(city) || ':' || city ||
-              octet_length(head_img_url) || ':' || head_img_url ||
-              octet_length(encry_chat_room_id) || ':' || encry_chat_room_id ||
-              octet_length(raw) || ':' || raw ||
-              sex || ',' || verify_flag || ',' || contact_flag || ',' || star_friend || ',' ||
-              member_count || ';' AS f
-       FROM main.contacts WHERE deleted_at IS NULL AND rowid > ?1 ORDER BY rowid LIMIT ?2)
-     HAVING count(*) > 0";
-
-/// Splits a [`STORED_CHUNK`] text into (user name, digest) pairs.
-fn parse_stored(text: &str) -> Result<Vec<(&str, u128)>, Error> {
-    let bad = || Error::Encode(serde::ser::Error::custom("unreadable stored contact chunk"));
-    let mut rest = text;
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let mut texts = [""; 11];
-        for t in &mut texts {
-            let (len, tail) = rest.split_once(':').ok_or_else(bad)?;
-            let len: usize = len.parse().map_err(|_| bad())?;
-            *t = tail.get(..len).ok_or_else(bad)?;
-            rest = &tail[len..];
-        }
-        let (numbers, tail) = rest.split_once(';').ok_or_else(bad)?;
-        rest = tail;
-        let mut n = [0i64; 5];
-        let mut parts = numbers.split(',');
-        for slot in &mut n {
-            *slot = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        }
-        out.push((texts[0], contact_digest(texts, n)));
-    }
-    Ok(out)
-}
-
-/// One digest over every stored column of a contact; the same function for
-/// a decoded record and a stored row, so equal digests mean an equal row.
-fn contact_digest(texts: [&str; 11], numbers: [i64; 5]) -> u128 {
-    let mut h = Xxh3::new();
-    for t in texts {
-        h.update(&(t.len() as u64).to_le_bytes());
-        h.update(t.as_bytes());
-    }
-    for n in numbers {
-        h.update(&n.to_le_bytes());
-    }
-    h.digest128()
-}
 
 impl Serialize for ContactRow<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let c = self.0;
-        let mut t = s.serialize_tuple(16)?;
-        t.serialize_element(&c.user_name)?;
-        t.serialize_element(c.kind.as_str())?;
-        t.serialize_element(&c.nick_name)?;
-        t.serialize_element(&c.remark_name)?;
-        t.serialize_element(&c.alias)?;
-        t.serialize_element(&c.signature)?;
-        t.serialize_element(&c.province)?;
-        t.serialize_element(&c.city)?;
-        t.serialize_element(&c.head_img_url)?;
-        t.serialize_element(&c.sex)?;
-        t.serialize_element(&c.verify_flag)?;
-        t.serialize_element(&c.contact_flag)?;
-        t.serialize_element(&c.star_friend)?;
-        t.serialize_element(&c.member_count)?;
-        t.serialize_element(&c.encry_chat_room_id)?;
-        t.serialize_element(&c.raw)?;
-        t.end()
+        let mut m = s.serialize_map(Some(COLUMNS.len()))?;
+        for (column, value) in COLUMNS.iter().zip(self.0.values()) {
+            match value {
+                Value::Text(t) => m.serialize_entry(column.name, t)?,
+                Value::Integer(n) => m.serialize_entry(column.name, &n)?,
+            }
+        }
+        m.end()
     }
 }
 

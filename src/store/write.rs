@@ -12,6 +12,7 @@ use std::time::Instant;
 use sqlx::{Connection, SqliteConnection};
 use xxhash_rust::xxh3::Xxh3;
 
+use super::columns;
 use super::stage::{Source, Stage};
 use super::{ApplyCounts, Error, RunStats, now};
 
@@ -107,20 +108,6 @@ pub(super) async fn create_temp_tables(conn: &mut SqliteConnection) -> Result<()
     Ok(())
 }
 
-/// One `updated` history row per changed column (text and numbers alike).
-macro_rules! updated {
-    ($field:literal) => {
-        concat!(
-            "INSERT INTO temp.d_changes (contact_id, user_name, change, field, old_value, new_value) \
-             SELECT d.contact_id, d.user_name, 'updated', '", $field, "', \
-                    CAST(c.", $field, " AS TEXT), CAST(s.", $field, " AS TEXT) \
-             FROM temp.d_upd d JOIN temp.stage_contacts s ON s.user_name = d.user_name \
-             JOIN main.contacts c ON c.contact_id = d.contact_id \
-             WHERE c.", $field, " IS NOT s.", $field
-        )
-    };
-}
-
 /// Pairs a new login's unpaired strangers with the stored ones by one
 /// column, where the value is unique among the unpaired on both sides
 /// (and, with `only_set`, not empty).
@@ -199,21 +186,6 @@ const PREPARE_IDENTITY: &[&str] = &[
 /// Full syncs only: what another source changed since fetching began.
 const PREPARE_FROZEN: &str = "INSERT OR IGNORE INTO temp.frozen
      SELECT contact_id FROM main.contact_changes WHERE at >= ?1 AND source != 'full_sync'";
-
-const PREPARE_UPDATED: &str = "INSERT INTO temp.d_upd
-     SELECT i.contact_id, s.user_name, c.deleted_at IS NOT NULL
-     FROM temp.ident i JOIN temp.stage_contacts s ON s.user_name = i.user_name
-     JOIN main.contacts c ON c.contact_id = i.contact_id
-     WHERE i.fresh = 0
-       AND (i.old_user_name IS NOT NULL OR i.contact_id NOT IN (SELECT contact_id FROM temp.frozen))
-       AND (c.deleted_at IS NOT NULL OR c.user_name IS NOT s.user_name OR c.kind IS NOT s.kind
-            OR c.nick_name IS NOT s.nick_name OR c.remark_name IS NOT s.remark_name
-            OR c.alias IS NOT s.alias OR c.signature IS NOT s.signature
-            OR c.province IS NOT s.province OR c.city IS NOT s.city
-            OR c.head_img_url IS NOT s.head_img_url OR c.sex IS NOT s.sex
-            OR c.verify_flag IS NOT s.verify_flag OR c.contact_flag IS NOT s.contact_flag
-            OR c.star_friend IS NOT s.star_friend OR c.member_count IS NOT s.member_count
-            OR c.encry_chat_room_id IS NOT s.encry_chat_room_id OR c.raw IS NOT s.raw)";
 
 /// Full syncs: every live contact the server no longer lists.
 const PREPARE_GONE_FULL: &str = "INSERT INTO temp.d_gone
@@ -356,33 +328,17 @@ const PREPARE_HISTORY: &[&str] = &[
      FROM temp.d_new d JOIN temp.stage_contacts s ON s.user_name = d.user_name",
     "INSERT INTO temp.d_changes (contact_id, user_name, change)
      SELECT contact_id, user_name, 'restored' FROM temp.d_upd WHERE restored",
-    updated!("kind"),
-    updated!("nick_name"),
-    updated!("remark_name"),
-    updated!("alias"),
-    updated!("signature"),
-    updated!("province"),
-    updated!("city"),
-    updated!("sex"),
-    updated!("verify_flag"),
-    updated!("contact_flag"),
-    updated!("star_friend"),
-    updated!("member_count"),
-    // The avatar URL names the contact's session user name; only a change
-    // in the rest (its `seq`) is a new avatar.
-    "INSERT INTO temp.d_changes (contact_id, user_name, change, field, old_value, new_value)
-     SELECT d.contact_id, d.user_name, 'updated', 'head_img_url', c.head_img_url, s.head_img_url
-     FROM temp.d_upd d JOIN temp.stage_contacts s ON s.user_name = d.user_name
-     JOIN main.contacts c ON c.contact_id = d.contact_id
-     WHERE replace(c.head_img_url, c.user_name, '') IS NOT replace(s.head_img_url, s.user_name, '')",
+];
+
+/// After the `updated` rows ([`columns::Sql::updated_history`]).
+const PREPARE_REMOVED: &str =
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value)
      SELECT g.contact_id, g.user_name, 'removed', c.nick_name
-     FROM temp.d_gone g JOIN main.contacts c ON c.contact_id = g.contact_id",
-];
+     FROM temp.d_gone g JOIN main.contacts c ON c.contact_id = g.contact_id";
 
 /// Re-links, applied first: member rows, queued remark edits and digests
 /// follow their contact to its new name (the contact row itself is renamed
-/// by the update in [`APPLY`]).
+/// by [`columns::Sql::update`]).
 const APPLY_RELINKS: &[&str] = &[
     "UPDATE main.memberships SET group_user_name = i.user_name
      FROM temp.ident i WHERE memberships.group_user_name = i.old_user_name",
@@ -394,24 +350,10 @@ const APPLY_RELINKS: &[&str] = &[
      WHERE group_user_name IN (SELECT old_user_name FROM temp.ident WHERE old_user_name IS NOT NULL)",
 ];
 
-/// Apply, in order, inside `BEGIN IMMEDIATE`. `?1` is now, `?2` the source,
-/// `?3` the login a partial write claims (or NULL).
+/// Apply, in order, inside `BEGIN IMMEDIATE`, after the contacts' inserts
+/// and updates ([`columns::Sql::insert`], [`columns::Sql::update`]). `?1` is
+/// now, `?2` the source, `?3` the login a partial write claims (or NULL).
 const APPLY: &[&str] = &[
-    "INSERT INTO main.contacts (user_name, kind, nick_name, remark_name, alias, signature,
-         province, city, head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
-         encry_chat_room_id, raw, first_seen_at, updated_at, contact_id)
-     SELECT s.user_name, s.kind, s.nick_name, s.remark_name, s.alias, s.signature, s.province,
-            s.city, s.head_img_url, s.sex, s.verify_flag, s.contact_flag, s.star_friend,
-            s.member_count, s.encry_chat_room_id, s.raw, ?1, ?1, d.contact_id
-     FROM temp.d_new d JOIN temp.stage_contacts s ON s.user_name = d.user_name",
-    "UPDATE main.contacts SET user_name = s.user_name, kind = s.kind, nick_name = s.nick_name,
-         remark_name = s.remark_name, alias = s.alias, signature = s.signature,
-         province = s.province, city = s.city, head_img_url = s.head_img_url, sex = s.sex,
-         verify_flag = s.verify_flag, contact_flag = s.contact_flag, star_friend = s.star_friend,
-         member_count = s.member_count, encry_chat_room_id = s.encry_chat_room_id, raw = s.raw,
-         updated_at = ?1, deleted_at = NULL
-     FROM temp.d_upd d JOIN temp.stage_contacts s ON s.user_name = d.user_name
-     WHERE contacts.contact_id = d.contact_id",
     "UPDATE main.contacts SET deleted_at = ?1, updated_at = ?1
      WHERE contact_id IN (SELECT contact_id FROM temp.d_gone)",
     "DELETE FROM main.memberships
@@ -516,7 +458,8 @@ impl Stage {
             0 => &[][..],
             _ => APPLY_RELINKS,
         };
-        for sql in relinks.iter().chain(APPLY) {
+        let contacts = [columns::sql().insert.as_str(), &columns::sql().update];
+        for sql in relinks.iter().chain(&contacts).chain(APPLY) {
             sqlx::query(*sql)
                 .bind(&now)
                 .bind(plan.source.as_str())
@@ -585,7 +528,9 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
             .execute(&mut *conn)
             .await?;
     }
-    sqlx::query(PREPARE_UPDATED).execute(&mut *conn).await?;
+    sqlx::query(columns::sql().prepare_updated.as_str())
+        .execute(&mut *conn)
+        .await?;
     let gone = match plan.full {
         Some(_) => PREPARE_GONE_FULL,
         None => PREPARE_GONE_PARTIAL,
@@ -597,9 +542,11 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
     )
     .fetch_one(&mut *conn)
     .await?;
-    for sql in PREPARE_HISTORY {
-        sqlx::query(*sql).execute(&mut *conn).await?;
+    let updated = columns::sql().updated_history.iter().map(String::as_str);
+    for sql in PREPARE_HISTORY.iter().copied().chain(updated) {
+        sqlx::query(sql).execute(&mut *conn).await?;
     }
+    sqlx::query(PREPARE_REMOVED).execute(&mut *conn).await?;
     let changed_groups: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM temp.gmap WHERE fresh = 0)")
             .fetch_one(&mut *conn)
