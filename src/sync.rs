@@ -186,9 +186,9 @@ pub async fn full_sync(
 
 /// After a login the server names the real ids of recent contacts in a
 /// MsgType 51 message, delivered through webwxsync; a full sync reads what
-/// is pending before its `webwxinit` moves the sync key past it. The
-/// replies' contact changes are older than what the fetch then reads, so
-/// only the ids are kept.
+/// is pending first, so the re-link has the pairs. The replies' contact
+/// changes are older than what the fetch then reads, so only the ids are
+/// kept.
 async fn learn_real_ids(client: &Client, store: &Store) -> Result<(), SyncError> {
     /// The map comes in a few messages; a server that keeps saying "more"
     /// is not waited for.

@@ -104,6 +104,10 @@ struct Session {
     key_base: i64,
     started: i64,
     seq_tokens: HashMap<String, usize>,
+    /// The change-log position of this login's first webwxinit: every later
+    /// webwxinit hands out that same key again, stale by then, as a real
+    /// server may; only webwxsync moves a client's key on.
+    init_position: Option<usize>,
 }
 
 impl Session {
@@ -967,6 +971,7 @@ fn ticket(inner: &Inner, req: &Req, login_ret: Option<i64>) -> Reply {
         key_base,
         started,
         seq_tokens: HashMap::new(),
+        init_position: None,
     });
     drop(st);
     inner.bump();
@@ -1059,10 +1064,12 @@ fn session(st: &mut State) -> &mut Session {
 fn init(inner: &Inner, req: &Req) -> Reply {
     let body = req.json();
     let st = &mut *inner.lock();
-    let s = match authenticate(st, req, Creds::Body(body.as_ref())) {
-        Ok(s) => s,
-        Err(ret) => return Reply::base(ret),
-    };
+    if let Err(ret) = authenticate(st, req, Creds::Body(body.as_ref())) {
+        return Reply::base(ret);
+    }
+    let now = st.world.changes.len();
+    let position = *session(st).init_position.get_or_insert(now);
+    let s = st.session.as_ref().expect("authenticated");
     let w = &st.world;
     let list: Vec<ContactJson<'_>> = w
         .init_contact_ids()
@@ -1076,7 +1083,7 @@ fn init(inner: &Inner, req: &Req) -> Reply {
             "BaseResponse": OK,
             "Count": list.len(),
             "ContactList": list,
-            "SyncKey": s.sync_key(w.changes.len(), false),
+            "SyncKey": s.sync_key(position, false),
             "User": w.user_json(&s.skey),
             "ChatSet": chat_set,
             "SKey": s.skey,

@@ -435,7 +435,10 @@ impl Client {
     }
 
     /// `webwxinit`: the account itself, recent chats and `ChatSet`; takes the
-    /// new `SKey` and `SyncKey` from the reply.
+    /// new `SKey` from the reply, and its `SyncKey` only when the session
+    /// holds none yet. A repeated webwxinit (each full sync calls it) may
+    /// hand out a key older than the one webwxsync has since moved the
+    /// keepalive to, so the keys held are kept.
     pub async fn init(&self) -> Result<InitReply, Error> {
         const EP: &str = "webwxinit";
         let s = self.alive(EP)?;
@@ -470,9 +473,9 @@ impl Client {
         if !skey.is_empty() {
             s.skey = skey;
         }
-        s.sync_key = sync_key;
-        // A fresh SyncKey supersedes any SyncCheckKey of an earlier sync.
-        s.sync_check_key = None;
+        if s.sync_key.list.is_empty() {
+            s.sync_key = sync_key;
+        }
         s.self_user_name.clone_from(&user.user_name);
         if user.uin != 0 {
             s.uin = user.uin;

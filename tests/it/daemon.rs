@@ -138,6 +138,81 @@ async fn a_restart_needs_no_new_login() {
     assert_eq!(after, logins, "no new QR login");
 }
 
+/// The log position a keepalive call carried (its sync key's key 2, which
+/// the simulator counts up with every change it hands out), by arrival.
+fn keys_sent(app: &TestApp) -> Vec<(Endpoint, i64)> {
+    app.sim
+        .calls()
+        .iter()
+        .filter_map(|call| {
+            let pairs: Vec<(i64, i64)> = match call.endpoint {
+                Endpoint::SyncCheck => {
+                    let query = url::form_urlencoded::parse(call.query.as_bytes());
+                    let (_, keys) = query.into_iter().find(|(k, _)| k == "synckey")?;
+                    (keys.split('|'))
+                        .filter_map(|kv| {
+                            let (k, v) = kv.split_once('_')?;
+                            Some((k.parse().ok()?, v.parse().ok()?))
+                        })
+                        .collect()
+                }
+                Endpoint::Sync => {
+                    let body: serde_json::Value = serde_json::from_str(&call.body).ok()?;
+                    (body["SyncKey"]["List"].as_array()?.iter())
+                        .filter_map(|kv| Some((kv["Key"].as_i64()?, kv["Val"].as_i64()?)))
+                        .collect()
+                }
+                _ => return None,
+            };
+            let (_, position) = pairs.into_iter().find(|(k, _)| *k == 2)?;
+            Some((call.endpoint, position))
+        })
+        .collect()
+}
+
+/// A full sync while the keepalive runs calls webwxinit again, whose key
+/// the server does not keep current (the simulator hands out the login's
+/// first key again): the keepalive's newer key must stay, so no synccheck
+/// or webwxsync ever goes back to an older key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_sync_does_not_move_the_keepalives_sync_keys_back() {
+    let app = logged_in().await;
+    app.configure("[sync]\nschedule = \"* * * * * *\"\n");
+    let daemon = app.start_daemon(&[]);
+    app.eventually("the first full sync", || async { app.ok_runs().await >= 1 })
+        .await;
+    let f = friends(&app);
+    app.sim.rename(&f[0], "Moved the key on");
+    app.eventually("the rename, through the keepalive's webwxsync", || async {
+        app.text("SELECT nick_name FROM contacts WHERE user_name = ?", &f[0])
+            .await
+            .as_deref()
+            == Some("Moved the key on")
+    })
+    .await;
+    let calls = app.sim.calls().len();
+    let synced = app.ok_runs().await;
+    app.eventually(
+        "a full sync, then a synccheck after its webwxinit",
+        || async {
+            let calls = &app.sim.calls()[calls..];
+            let init = calls.iter().rposition(|c| c.endpoint == Endpoint::Init);
+            app.ok_runs().await > synced
+                && init
+                    .is_some_and(|i| calls[i..].iter().any(|c| c.endpoint == Endpoint::SyncCheck))
+        },
+    )
+    .await;
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{logs}");
+    let sent = keys_sent(&app);
+    let back = sent.windows(2).find(|w| w[1].1 < w[0].1);
+    assert!(
+        back.is_none(),
+        "a call went back to an older key: {back:?} in {sent:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forced_logout_keeps_rows_stops_calls_and_resumes_after_login() {
     let app = logged_in().await;
