@@ -57,6 +57,25 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Makes every command whose reader goes away (`wxsync identity | head -1`)
+/// stop at once, quietly and with exit code 0, as `head` asked. `println!`
+/// panics when standard output is a closed pipe, wherever it is called, so
+/// that panic is caught here, once, and any other panic is reported as
+/// before.
+pub fn exit_quietly_when_stdout_closes() {
+    let closed = format!(
+        "failed printing to stdout: {}",
+        std::io::Error::from_raw_os_error(libc::EPIPE)
+    );
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload_as_str() == Some(closed.as_str()) {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
 /// An error and its causes on one line, each cause once: error types that
 /// already quote their source in their message do not repeat it.
 pub fn one_line(e: &anyhow::Error) -> String {

@@ -7,6 +7,7 @@ use wxsync::telemetry::{self, Sink};
 #[tokio::main]
 async fn main() -> ExitCode {
     wxsync::memory::return_big_buffers();
+    wxsync::commands::exit_quietly_when_stdout_closes();
     let cli = Cli::parse();
     let sink = telemetry::init();
     match wxsync::commands::run(cli).await {

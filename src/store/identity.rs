@@ -159,8 +159,11 @@ impl Store {
         }
         if o.kind != n.kind {
             return Err(IdentityError::Refused(format!(
-                "{} is a {} and {} a {}; only contacts of one kind can be the same",
-                o.user_name, o.kind, n.user_name, n.kind
+                "{} is {} and {} {}; only contacts of one kind can be the same",
+                o.user_name,
+                kind_in_words(&o.kind),
+                n.user_name,
+                kind_in_words(&n.kind)
             )));
         }
         let now = now();
@@ -286,4 +289,16 @@ async fn find(tx: &mut SqliteConnection, key: &str) -> Result<ContactRow, Identi
     };
     let found = query.fetch_optional(&mut *tx).await?;
     found.ok_or_else(|| IdentityError::Unknown(key.to_owned()))
+}
+
+/// A `contacts.kind` in words, with its article: "an official account".
+fn kind_in_words(kind: &str) -> &str {
+    match kind {
+        "self" => "the account itself",
+        "friend" => "a friend",
+        "group" => "a group",
+        "official" => "an official account",
+        "special" => "a special account",
+        other => other,
+    }
 }

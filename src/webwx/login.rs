@@ -161,15 +161,55 @@ async fn ask_phone(
     }
 }
 
-/// The push-login reply: `{"ret":"0","msg":"all ok","uuid":"…"}`.
+/// The push-login reply: `{"ret":"0","msg":"all ok","uuid":"…"}`. A
+/// refusal may come in the API's usual envelope instead
+/// (`{"BaseResponse":{"Ret":1,"ErrMsg":"…"}}`), which is read too.
 #[derive(Deserialize)]
 struct PushReply {
+    #[serde(default, alias = "Ret", deserialize_with = "lenient_string")]
+    ret: String,
+    #[serde(default, alias = "Msg", deserialize_with = "lenient_string")]
+    msg: String,
+    #[serde(default, alias = "Uuid", deserialize_with = "lenient_string")]
+    uuid: String,
+    #[serde(default, rename = "BaseResponse")]
+    base: Option<PushBase>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PushBase {
     #[serde(default, deserialize_with = "lenient_string")]
     ret: String,
     #[serde(default, deserialize_with = "lenient_string")]
-    msg: String,
-    #[serde(default, deserialize_with = "lenient_string")]
-    uuid: String,
+    err_msg: String,
+}
+
+impl PushReply {
+    /// The uuid of an accepted push login, or why it was refused, in words
+    /// that always say the server's code (or that it sent none).
+    fn uuid(self) -> Result<String, String> {
+        let base = self.base.unwrap_or_default();
+        let pick = |top: String, base: String| match top.trim() {
+            "" => base.trim().to_owned(),
+            top => top.to_owned(),
+        };
+        let (ret, msg) = (pick(self.ret, base.ret), pick(self.msg, base.err_msg));
+        if ret != "0" {
+            let code = match ret.as_str() {
+                "" => "its reply carries no ret code".to_owned(),
+                ret => format!("ret {ret}"),
+            };
+            return Err(match msg.as_str() {
+                "" => format!("the server refused push login ({code})"),
+                msg => format!("the server refused push login ({code}: {msg})"),
+            });
+        }
+        match self.uuid.trim() {
+            "" => Err("webwxpushloginurl: the reply carries no uuid".into()),
+            uuid => Ok(uuid.to_owned()),
+        }
+    }
 }
 
 /// `GET {previous api}/cgi-bin/mmwebwx-bin/webwxpushloginurl?uin=…[&mod=desktop]`
@@ -195,22 +235,7 @@ async fn request_push(
             body.len()
         )
     })?;
-    if reply.ret.trim() != "0" {
-        let msg = reply.msg.trim();
-        return Err(if msg.is_empty() {
-            format!("the server refused push login (ret {})", reply.ret.trim())
-        } else {
-            format!(
-                "the server refused push login (ret {}: {msg})",
-                reply.ret.trim()
-            )
-        });
-    }
-    let uuid = reply.uuid.trim();
-    if uuid.is_empty() {
-        return Err(format!("{EP}: the reply carries no uuid"));
-    }
-    Ok(uuid.to_owned())
+    reply.uuid()
 }
 
 /// Everything after the phone confirmed: ticket (the 301 is read, not
@@ -544,6 +569,46 @@ mod tests {
     const OK_XML: &str = "<error><ret>0</ret><message></message>\
         <skey>@crypt_2c3b_feed</skey><wxsid>ab+c/d=</wxsid><wxuin>2718281828</wxuin>\
         <pass_ticket>p%2Bq%3D</pass_ticket><isgrayscale>1</isgrayscale></error>";
+
+    #[test]
+    fn a_refused_push_login_always_says_the_code_or_that_there_was_none() {
+        let uuid = |body: &str| serde_json::from_str::<PushReply>(body).unwrap().uuid();
+        for (body, said) in [
+            (r#"{"ret":"1","msg":"args error"}"#, "(ret 1: args error)"),
+            (r#"{"ret":2}"#, "(ret 2)"),
+            (
+                r#"{"Ret":"3","Msg":"device authinfo invalid"}"#,
+                "(ret 3: device authinfo invalid)",
+            ),
+            (r#"{"BaseResponse":{"Ret":1100,"ErrMsg":""}}"#, "(ret 1100)"),
+            (
+                r#"{"BaseResponse":{"Ret":1,"ErrMsg":"busy"},"ret":""}"#,
+                "(ret 1: busy)",
+            ),
+            (
+                r#"{"msg":"try later"}"#,
+                "(its reply carries no ret code: try later)",
+            ),
+            (
+                r#"{"ret":null,"uuid":"u"}"#,
+                "(its reply carries no ret code)",
+            ),
+        ] {
+            assert_eq!(
+                uuid(body),
+                Err(format!("the server refused push login {said}")),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            uuid(r#"{"ret":"0","msg":"all ok","uuid":" u1 "}"#),
+            Ok("u1".into())
+        );
+        assert_eq!(
+            uuid(r#"{"ret":0,"uuid":""}"#),
+            Err("webwxpushloginurl: the reply carries no uuid".into())
+        );
+    }
 
     #[test]
     fn the_extspam_constant_is_the_published_one() {

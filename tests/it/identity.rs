@@ -344,3 +344,31 @@ async fn the_msgtype_51_map_links_even_look_alikes_and_keeps_their_real_ids() {
         "with every real id known, nobody is left unlinked"
     );
 }
+
+/// `identity link` refuses rows of different kinds in plain English ("an
+/// official account", never "a official").
+#[tokio::test(flavor = "multi_thread")]
+async fn linking_rows_of_different_kinds_is_refused_in_words() {
+    let app = TestApp::spawn(small_account()).await;
+    app.login().await;
+    app.sync().await;
+    let sql = "SELECT user_name FROM contacts WHERE kind = ? ORDER BY contact_id LIMIT 1";
+    let official = app.text(sql, "official").await.unwrap();
+    let friend = app.text(sql, "friend").await.unwrap();
+    // As a re-link leaves a row it could not match.
+    let pool = app.db().await;
+    sqlx::query("UPDATE contacts SET deleted_at = '2026-01-01T00:00:00Z' WHERE user_name = ?")
+        .bind(&official)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let run = app.wxsync(&["identity", "link", &official, &friend]).await;
+    assert!(!run.ok(), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "{official} is an official account and {friend} a friend; only contacts of one kind"
+        )),
+        "{run:?}"
+    );
+}

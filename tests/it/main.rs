@@ -9,4 +9,5 @@ mod history;
 mod identity;
 mod login;
 mod ops;
+mod output;
 mod sync;
