@@ -36,6 +36,7 @@ pub struct Config {
     pub ops: OpsConfig,
     pub history: HistoryConfig,
     pub check: CheckConfig,
+    pub notify: NotifyConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -112,6 +113,22 @@ pub struct CheckConfig {
     pub failed_ops_window: Duration,
 }
 
+/// The hook run on daemon events (`[notify]`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The program and its arguments (no shell); `None`: no hook. Written as
+    /// one string split at whitespace, or as an array of strings.
+    #[serde(deserialize_with = "command")]
+    pub command: Option<Vec<String>>,
+    /// A run still going after this is killed.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// The same event runs the hook at most once per this.
+    #[serde(deserialize_with = "duration")]
+    pub repeat: Duration,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -122,6 +139,7 @@ impl Default for Config {
             ops: OpsConfig::default(),
             history: HistoryConfig::default(),
             check: CheckConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -176,6 +194,16 @@ impl Default for CheckConfig {
     }
 }
 
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            command: None,
+            timeout: Duration::from_secs(30),
+            repeat: Duration::from_secs(HOUR),
+        }
+    }
+}
+
 const SECOND: u64 = 1;
 const MINUTE: u64 = 60 * SECOND;
 const HOUR: u64 = 60 * MINUTE;
@@ -184,7 +212,7 @@ const DAY: u64 = 24 * HOUR;
 /// The sensible range of each duration key: zero would spin a loop or stop
 /// a task (a zero pause between batch calls only drops the politeness), and
 /// the upper bounds catch a unit typed wrong ("500h" for "500ms").
-const DURATION_BOUNDS: [(&str, Duration, Duration); 9] = [
+const DURATION_BOUNDS: [(&str, Duration, Duration); 11] = [
     (
         "wechat.batch_pause",
         Duration::ZERO,
@@ -225,6 +253,16 @@ const DURATION_BOUNDS: [(&str, Duration, Duration); 9] = [
         "check.failed_ops_window",
         Duration::from_secs(HOUR),
         Duration::from_secs(30 * DAY),
+    ),
+    (
+        "notify.timeout",
+        Duration::from_secs(1),
+        Duration::from_secs(10 * MINUTE),
+    ),
+    (
+        "notify.repeat",
+        Duration::ZERO,
+        Duration::from_secs(7 * DAY),
     ),
 ];
 
@@ -277,6 +315,8 @@ impl Config {
             self.check.keepalive_silence,
             self.check.sync_grace,
             self.check.failed_ops_window,
+            self.notify.timeout,
+            self.notify.repeat,
         ];
         for ((key, min, max), value) in DURATION_BOUNDS.iter().zip(durations) {
             if value < *min || value > *max {
@@ -335,6 +375,30 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             "\"{s}\" is not a duration like \"1s\" or \"500ms\" ({e})"
         ))
     })
+}
+
+/// `notify.command`: `"prog arg …"` (split at whitespace) or
+/// `["prog", "arg with spaces", …]`; an empty string means no hook.
+fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Line(String),
+        Words(Vec<String>),
+    }
+    let words = match Written::deserialize(d).map_err(|_| {
+        serde::de::Error::custom("notify.command: give a string or an array of strings")
+    })? {
+        Written::Line(line) if line.trim().is_empty() => return Ok(None),
+        Written::Line(line) => line.split_whitespace().map(str::to_owned).collect(),
+        Written::Words(words) => words,
+    };
+    if words.first().is_none_or(|p| p.trim().is_empty()) {
+        return Err(serde::de::Error::custom(
+            "notify.command: the first word must name the program",
+        ));
+    }
+    Ok(Some(words))
 }
 
 /// Only http(s) URLs with a host can reach a WeChat server (or the simulator).
@@ -413,6 +477,10 @@ mod tests {
             sync_missed = 3
             sync_grace = "0s"
             failed_ops_window = "2d"
+            [notify]
+            command = "/usr/local/bin/wx-alert --to ops"
+            timeout = "5s"
+            repeat = "0s"
             "#,
         )
         .unwrap();
@@ -430,6 +498,29 @@ mod tests {
         assert_eq!(c.check.sync_missed, 3);
         assert_eq!(c.check.sync_grace, Duration::ZERO);
         assert_eq!(c.check.failed_ops_window, Duration::from_secs(2 * DAY));
+        assert_eq!(
+            c.notify.command.unwrap(),
+            ["/usr/local/bin/wx-alert", "--to", "ops"]
+        );
+        assert_eq!(c.notify.timeout, Duration::from_secs(5));
+        assert_eq!(c.notify.repeat, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_notify_command_is_a_line_or_an_array_and_names_a_program() {
+        let c = Config::parse("[notify]\ncommand = [\"/opt/my hook\", \"a b\"]\n").unwrap();
+        assert_eq!(c.notify.command.unwrap(), ["/opt/my hook", "a b"]);
+        assert_eq!(
+            Config::parse("[notify]\ncommand = \" \"\n")
+                .unwrap()
+                .notify
+                .command,
+            None
+        );
+        for bad in ["[]", "[\"\"]", "3", "[1, 2]"] {
+            let e = Config::parse(&format!("[notify]\ncommand = {bad}\n")).unwrap_err();
+            assert!(e.contains("notify.command"), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -439,6 +530,9 @@ mod tests {
         assert_eq!(c.history.retention, Duration::from_secs(730 * DAY));
         assert_eq!(c.wechat.request_timeout, Duration::from_secs(20));
         assert_eq!(c.wechat.synccheck_timeout, Duration::from_secs(35));
+        assert_eq!(c.notify.command, None);
+        assert_eq!(c.notify.timeout, Duration::from_secs(30));
+        assert_eq!(c.notify.repeat, Duration::from_secs(HOUR));
         c.validate().unwrap();
     }
 
@@ -470,6 +564,8 @@ mod tests {
                 "check.failed_ops_window",
             ),
             ("[check]\nsync_missed = 0\n", "check.sync_missed"),
+            ("[notify]\ntimeout = \"0s\"\n", "notify.timeout"),
+            ("[notify]\nrepeat = \"30d\"\n", "notify.repeat"),
             ("[check]\nsync_missed = 101\n", "check.sync_missed"),
         ] {
             let e = Config::parse(text).unwrap_err();

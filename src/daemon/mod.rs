@@ -14,6 +14,7 @@
 //! (a non-zero exit), so that systemd (`Restart=on-failure`) starts it again:
 //! the daemon never runs on without one of its tasks while looking healthy.
 
+mod hook;
 mod keepalive;
 mod notify;
 mod ops;
@@ -36,6 +37,7 @@ use crate::commands::one_line;
 use crate::sync::{self, SyncError};
 use crate::webwx::{self, Client, Session, SessionState};
 
+use hook::{Event, Hook};
 pub use notify::Notifier;
 
 /// How often the session file is looked at (its mtime; it is read only when
@@ -61,6 +63,11 @@ pub async fn signal() {
 pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     let app = Arc::new(app);
     let notifier = Notifier::from_env();
+    let hook = Hook::start(
+        &app.config.notify,
+        app.store.clone(),
+        app.config.database.clone(),
+    );
     let (tick_tx, tick_rx) = mpsc::channel(1);
     let sync_running = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut scheduler = schedule::start(
@@ -73,11 +80,24 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
 
     let watchdog = notifier.spawn_watchdog(shutdown.clone());
     let mut announced: Option<String> = None;
+    let mut starting = true;
     let result = loop {
-        let Some(client) = wait_for_session(&app, &shutdown, &mut announced, &notifier).await
+        let Some((client, at_once)) =
+            wait_for_session(&app, &shutdown, &mut announced, &notifier, &hook).await
         else {
             break Ok(());
         };
+        // The session found at start is not news; any later one is.
+        if !(starting && at_once) {
+            hook.fire(
+                Event::LoggedIn,
+                &format!(
+                    "a new session (logged in at {}) was picked up; the next full sync links the cache to its names",
+                    client.session().logged_in_at()
+                ),
+            );
+        }
+        starting = false;
         notifier.status("session active; syncing");
         let ctx = SessionCtx {
             app: app.clone(),
@@ -87,6 +107,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
             sync_running: sync_running.clone(),
             learned_groups: Arc::new(Mutex::new(BTreeSet::new())),
             notifier: notifier.clone(),
+            hook: hook.clone(),
         };
         match ctx.run(&shutdown).await {
             Ok(End::Shutdown) => break Ok(()),
@@ -102,21 +123,32 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         Err(_) => warn!("scheduler did not stop within 2 s; leaving it"),
     }
     watchdog.abort();
+    if let Err(e) = &result {
+        hook.fire_and_wait(
+            Event::TaskDied,
+            &format!("{}; the daemon exits to be restarted", one_line(e)),
+        )
+        .await;
+    }
     result
 }
 
-/// Returns a client for the first active session in the session file, or
-/// `None` on shutdown. Says once (per state) why it is waiting: no file, a
-/// logged-out session, or a file that cannot be read or used (its client
-/// cannot be built) — each waits for the next `wxsync login`. systemd hears
-/// READY as soon as the state is known, whatever it is.
+/// Returns a client for the first active session in the session file (and
+/// whether it was there at the first look), or `None` on shutdown. Says
+/// once (per state) why it is waiting — no file, a logged-out session, or a
+/// file that cannot be read or used (its client cannot be built) — in the
+/// log and as a `login_needed` event: each waits for the next
+/// `wxsync login`. systemd hears READY as soon as the state is known,
+/// whatever it is.
 async fn wait_for_session(
     app: &App,
     shutdown: &CancellationToken,
     announced: &mut Option<String>,
     notifier: &Notifier,
-) -> Option<Client> {
+    hook: &Hook,
+) -> Option<(Client, bool)> {
     let mut file = FileWatch::new(app.session_path());
+    let mut at_once = true;
     loop {
         if file.changed() {
             let why = match file.load() {
@@ -124,7 +156,7 @@ async fn wait_for_session(
                     SessionState::Active => match app.client(s) {
                         Ok(client) => {
                             notifier.ready();
-                            return Some(client);
+                            return Some((client, at_once));
                         }
                         Err(e) => format!("the session file is unusable ({})", one_line(&e)),
                     },
@@ -138,10 +170,15 @@ async fn wait_for_session(
             if announced.as_deref() != Some(why.as_str()) {
                 warn!("{why}: run `wxsync login`; waiting for a new session");
                 notifier.status(&format!("waiting: {why}; run `wxsync login`"));
+                hook.fire(
+                    Event::LoginNeeded,
+                    &format!("{why}: run `wxsync login`; the daemon waits for a new session"),
+                );
                 *announced = Some(why);
             }
             notifier.ready();
         }
+        at_once = false;
         tokio::select! {
             _ = shutdown.cancelled() => return None,
             _ = tokio::time::sleep(SESSION_POLL) => {}
@@ -169,6 +206,7 @@ struct SessionCtx {
     /// Groups webwxsync told us about since login, for the next full sync.
     learned_groups: Arc<Mutex<BTreeSet<String>>>,
     notifier: Notifier,
+    hook: Hook,
 }
 
 impl SessionCtx {
@@ -193,6 +231,13 @@ impl SessionCtx {
                         // session; write it out so `status` can tell.
                         self.persist();
                         error!(error = %e, "the server ended the session; every row is kept");
+                        let message = match self.client.session().state() {
+                            SessionState::LoggedOut { code, reason, .. } => format!(
+                                "the server ended the session (code {code}: {reason}); every row is kept"
+                            ),
+                            SessionState::Active => format!("{e}; every row is kept"),
+                        };
+                        self.hook.fire(Event::LoggedOut, &message);
                         break Ok(End::LoggedOut);
                     }
                     Exit::Died(e) => {
@@ -296,11 +341,22 @@ impl SessionCtx {
                 // it; the next scheduled sync is the second opinion.
                 Err(e) if e.is_held() => {
                     warn!(error = %e, "full sync held back until the next scheduled one");
+                    self.hook.fire(
+                        Event::SyncHeld,
+                        &format!("a full sync was held back by the deletion guard: {e}"),
+                    );
                     retry_in = None;
                 }
                 Err(e) => {
                     let delay = backoff.next_delay();
                     warn!(error = %e, retry_in_s = delay.as_secs(), "full sync failed; will retry");
+                    self.hook.fire(
+                        Event::SyncFailed,
+                        &format!(
+                            "a full sync failed: {e}; retrying in {}",
+                            humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+                        ),
+                    );
                     retry_in = Some(delay);
                 }
             }

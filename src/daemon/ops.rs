@@ -12,7 +12,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{SessionCtx, TaskError, TaskResult};
+use super::{Event, SessionCtx, TaskError, TaskResult};
 use crate::backoff::Backoff;
 use crate::contact::Kind;
 use crate::store::{PendingOp, Target};
@@ -92,6 +92,7 @@ async fn drain(
         };
         for bad in &next.malformed {
             warn!(op = bad.id, reason = %escape(&bad.reason), "remark edit failed: not a usable row");
+            announce_failed(ctx, bad.id, &bad.reason);
         }
         if next.superseded > 0 {
             info!(
@@ -111,7 +112,7 @@ async fn drain(
                 if last_attempt(&op) {
                     let reason = format!("gave up after {MAX_ATTEMPTS} attempts: {e}");
                     warn!(op = op.id, %reason, "remark edit failed");
-                    record(store.op_failed(op.id, &reason).await);
+                    failed(ctx, op.id, &reason).await;
                     backoff.reset();
                 } else {
                     warn!(op = op.id, error = %e, retry_in_ms = delay.as_millis() as u64, "remark edit will be retried");
@@ -125,6 +126,19 @@ async fn drain(
             }
         }
     }
+}
+
+/// Marks op `id` failed for `reason` and tells the notify hook.
+async fn failed(ctx: &SessionCtx, id: i64, reason: &str) {
+    record(ctx.app.store.op_failed(id, reason).await);
+    announce_failed(ctx, id, reason);
+}
+
+fn announce_failed(ctx: &SessionCtx, id: i64, reason: &str) {
+    ctx.hook.fire(
+        Event::OpFailed,
+        &format!("remark edit {id} (pending_ops.id) failed: {reason}"),
+    );
 }
 
 fn record(result: Result<(), crate::store::Error>) {
@@ -179,7 +193,7 @@ async fn apply(
     };
     if let Some(reason) = refusal(op, target.as_ref()) {
         info!(op = op.id, reason = %escape(&reason), "remark edit refused");
-        record(store.op_failed(op.id, &reason).await);
+        failed(ctx, op.id, &reason).await;
         return Ok(());
     }
     let Some(target) = target else {
@@ -199,7 +213,7 @@ async fn apply(
         Err(e) if e.is_session_dead() || e.is_transient() => return Err(e),
         Err(e) => {
             let reason = format!("the server refused the edit: {e}");
-            record(store.op_failed(op.id, &reason).await);
+            failed(ctx, op.id, &reason).await;
             return Ok(());
         }
     };
@@ -234,7 +248,7 @@ async fn apply(
     } else {
         let reason = "the server accepted the edit but the remark did not change";
         warn!(op = op.id, reason, "remark edit not verified");
-        record(store.op_failed(op.id, reason).await);
+        failed(ctx, op.id, reason).await;
     }
     Ok(())
 }

@@ -207,6 +207,17 @@ impl Store {
         .await?)
     }
 
+    /// The account's own nick name, as the cache knows it ('' before any).
+    pub async fn own_nick_name(&self) -> Result<String, Error> {
+        Ok(sqlx::query_scalar(
+            "SELECT nick_name FROM contacts WHERE kind = 'self' \
+             ORDER BY deleted_at IS NOT NULL, contact_id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or_default())
+    }
+
     /// How many remark edits ended `failed` at or after `since` (a
     /// timestamp as stored).
     pub async fn ops_failed_since(&self, since: &str) -> Result<i64, Error> {

@@ -1092,7 +1092,7 @@ async fn groups_a_batch_reply_adds_unasked_are_ignored() {
 }
 
 /// The webwxgetcontact reply that once marked 484 of 500 contacts deleted.
-fn empty_contact_list() -> Fault {
+pub fn empty_contact_list() -> Fault {
     Fault::Custom {
         status: 200,
         content_type: "text/plain".into(),

@@ -225,6 +225,21 @@ impl TestApp {
         status().await
     }
 
+    /// Queues a remark edit, as a user's `sqlite3` would; returns its id.
+    pub async fn queue_edit(&self, user_name: &str, remark: &str) -> i64 {
+        let pool = self.db().await;
+        let id = sqlx::query_scalar(
+            "INSERT INTO pending_ops (user_name, remark_name) VALUES (?, ?) RETURNING id",
+        )
+        .bind(user_name)
+        .bind(remark)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        id
+    }
+
     pub async fn ok_runs(&self) -> i64 {
         self.scalar("SELECT count(*) FROM sync_runs WHERE status = 'ok'")
             .await

@@ -6,6 +6,7 @@ mod daemon;
 mod faults;
 mod helpers;
 mod history;
+mod hook;
 mod identity;
 mod login;
 mod ops;

@@ -68,17 +68,7 @@ async fn changes(app: &TestApp) -> Vec<Change> {
 }
 
 async fn queue(app: &TestApp, user_name: &str, remark: &str) -> i64 {
-    let pool = app.db().await;
-    let id = sqlx::query_scalar(
-        "INSERT INTO pending_ops (user_name, remark_name) VALUES (?, ?) RETURNING id",
-    )
-    .bind(user_name)
-    .bind(remark)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-    id
+    app.queue_edit(user_name, remark).await
 }
 
 #[derive(Debug, sqlx::FromRow)]
