@@ -76,14 +76,24 @@ pub fn is_group(user_name: &str) -> bool {
     user_name.starts_with("@@")
 }
 
+/// Whether a wire record leaves its contact unnamed: a `UserName` that is
+/// missing, null or blank. Such an entry cannot be told from any other, is
+/// never stored, and a list that holds one does not show who is gone.
+pub fn is_unnamed(user_name: &str) -> bool {
+    user_name.trim().is_empty()
+}
+
 pub fn is_special(user_name: &str) -> bool {
     SPECIAL_ACCOUNTS.contains(&user_name) || user_name.ends_with("@qqim")
 }
 
 /// Classifies a contact; `None` for someone who is not in the address book
-/// (a stranger seen in a recent chat or as a group member).
+/// (a stranger seen in a recent chat or as a group member) and for an entry
+/// without a name ([`is_unnamed`]).
 pub fn classify(c: &RawContact, self_user_name: &str) -> Option<Kind> {
-    if is_group(&c.user_name) {
+    if is_unnamed(&c.user_name) {
+        None
+    } else if is_group(&c.user_name) {
         Some(Kind::Group)
     } else if c.user_name == self_user_name {
         Some(Kind::SelfUser)
@@ -293,12 +303,19 @@ impl Member {
     }
 
     /// Decodes a group's member list; a name listed twice is kept once.
-    pub fn list_from(raw: &[RawMember]) -> Vec<Member> {
+    /// `None` when a member has no name: such a list cannot say who left,
+    /// so it must not replace the stored one.
+    pub fn list_from(raw: &[RawMember]) -> Option<Vec<Member>> {
+        if raw.iter().any(|m| is_unnamed(&m.user_name)) {
+            return None;
+        }
         let mut seen = std::collections::HashSet::new();
-        raw.iter()
-            .filter(|m| seen.insert(m.user_name.as_str()))
-            .map(Member::from_raw)
-            .collect()
+        Some(
+            raw.iter()
+                .filter(|m| seen.insert(m.user_name.as_str()))
+                .map(Member::from_raw)
+                .collect(),
+        )
     }
 }
 
@@ -334,6 +351,23 @@ mod tests {
     fn strangers_are_not_contacts() {
         assert_eq!(classify(&raw("@stranger", 0, 0), "@me"), None);
         assert_eq!(classify(&raw("@chat_only", 0, 2), "@me"), None);
+    }
+
+    #[test]
+    fn an_entry_without_a_name_is_nothing_and_spoils_its_member_list() {
+        for blank in ["", " "] {
+            assert_eq!(classify(&raw(blank, 0, 3), ""), None);
+            assert_eq!(classify(&raw(blank, 0, 3), "@me"), None);
+        }
+        let member = |u: &str| RawMember {
+            user_name: u.into(),
+            ..RawMember::default()
+        };
+        assert_eq!(
+            Member::list_from(&[member("@a"), member("@a")]).map(|l| l.len()),
+            Some(1)
+        );
+        assert_eq!(Member::list_from(&[member("@a"), member("")]), None);
     }
 
     #[test]

@@ -8,14 +8,14 @@
 //! lists init carries are partial and getcontact's are empty. How the staged
 //! result is written is in docs/storage.md.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
-use crate::contact::{Contact, Member, is_group};
+use crate::contact::{Contact, Member, is_group, is_unnamed};
 use crate::store::{self, ApplyCounts, FullSync, Plan, RunStats, Source, Stage, Store};
 use crate::webwx::{self, BATCH_LIMIT, BatchItem, Client, RawContact};
 
@@ -265,16 +265,23 @@ struct Tally {
     contacts: HashSet<u128>,
     stats: RunStats,
     notes: Vec<String>,
+    /// Groups' nick names as the lists named them, for the notes on groups
+    /// the server would not describe.
+    group_nicks: HashMap<String, String>,
+    /// Entries of init's and getcontact's lists without a name.
+    unnamed: u64,
 }
 
 impl Tally {
-    /// Decodes and stages one reply's contacts (strangers are left out).
+    /// Decodes and stages one reply's contacts (strangers, and entries
+    /// without a name, are left out; the latter are counted).
     async fn contacts(
         &mut self,
         sink: &mut impl Sink,
         raw: &[RawContact],
         me: &str,
     ) -> Result<(), SyncError> {
+        self.unnamed += raw.iter().filter(|c| is_unnamed(&c.user_name)).count() as u64;
         let decoded: Vec<Contact> = raw
             .iter()
             .filter_map(|c| Contact::from_raw(c, me))
@@ -286,12 +293,18 @@ impl Tally {
                     self.stats.groups += 1;
                 }
             }
+            if is_group(&c.user_name) && !c.nick_name.is_empty() {
+                self.group_nicks
+                    .insert(c.user_name.clone(), c.nick_name.clone());
+            }
         }
         sink.contacts(&decoded).await?;
         Ok(())
     }
 
     /// Stages one batch reply: the groups' records and their member lists.
+    /// A list with a member without a name is not staged: the group keeps
+    /// the members it has.
     async fn groups(
         &mut self,
         sink: &mut impl Sink,
@@ -300,12 +313,22 @@ impl Tally {
     ) -> Result<(), SyncError> {
         self.contacts(sink, &groups, me).await?;
         for g in &groups {
-            let members = Member::list_from(&g.member_list);
+            let name = webwx::text::decode_text(&g.nick_name);
+            let Some(members) = Member::list_from(&g.member_list) else {
+                warn!(
+                    group = %g.user_name,
+                    "a member list holds members without a UserName; the group keeps its stored members"
+                );
+                self.notes.push(format!(
+                    "{name} ({}): members without a UserName listed; stored members kept",
+                    g.user_name
+                ));
+                continue;
+            };
             if g.member_count != members.len() as i64 {
                 self.stats.member_count_mismatches += 1;
                 self.notes.push(format!(
-                    "{} ({}): MemberCount {} but {} members listed",
-                    webwx::text::decode_text(&g.nick_name),
+                    "{name} ({}): MemberCount {} but {} members listed",
                     g.user_name,
                     g.member_count,
                     members.len()
@@ -317,12 +340,50 @@ impl Tally {
         Ok(())
     }
 
+    /// Groups asked for that no reply described, even alone.
+    fn unread(&mut self, groups: &[String]) {
+        if groups.is_empty() {
+            return;
+        }
+        let named: Vec<String> = groups
+            .iter()
+            .map(|g| match self.group_nicks.get(g) {
+                Some(nick) => format!("{nick} ({g})"),
+                None => g.clone(),
+            })
+            .collect();
+        warn!(
+            groups = %named.join(", "),
+            "webwxbatchgetcontact did not describe these groups, even asked alone; \
+             they keep their rows and members, and this sync marks nothing deleted"
+        );
+        self.stats.unread_groups = groups.len() as u64;
+        self.notes.push(format!(
+            "not described by webwxbatchgetcontact, kept as they were: {}",
+            named.join(", ")
+        ));
+    }
+
     fn finish(mut self) -> RunStats {
-        if !self.notes.is_empty() {
+        if self.unnamed > 0 {
             warn!(
-                groups = self.notes.len(),
+                entries = self.unnamed,
+                "contact lists held entries without a UserName; they were skipped, \
+                 and this sync marks nothing deleted"
+            );
+            self.notes.push(format!(
+                "{} contact list entries without a UserName skipped",
+                self.unnamed
+            ));
+            self.stats.unnamed = self.unnamed;
+        }
+        if self.stats.member_count_mismatches > 0 {
+            warn!(
+                groups = self.stats.member_count_mismatches,
                 "MemberCount differs from the member list received"
             );
+        }
+        if !self.notes.is_empty() {
             self.stats.notes = Some(self.notes.join("; "));
         }
         self.stats
@@ -399,7 +460,7 @@ async fn fetch(
 
     // Each chunk's reply is staged while the next chunk is being fetched.
     let groups: Vec<String> = group_names.into_iter().collect();
-    let mut described = 0;
+    let mut unread = Vec::new();
     let mut previous = None;
     for (i, chunk) in groups.chunks(BATCH_LIMIT).enumerate() {
         let next = async {
@@ -417,20 +478,29 @@ async fn fetch(
         let (fetched, staged) = tokio::join!(next, stage_previous);
         staged?;
         let fetched = fetched?;
-        described += fetched.len();
-        previous = Some(fetched);
+        unread.extend(fetched.unread);
+        previous = Some(fetched.groups);
     }
     if let Some(reply) = previous {
         tally.groups(sink, reply, &me).await?;
     }
-    let missing = groups.len() - described;
-    if missing > 0 {
-        warn!(
-            missing,
-            "the server did not describe some groups; their member lists are kept as they were"
-        );
-    }
+    tally.unread(&unread);
     Ok(tally.finish())
+}
+
+/// A batch of groups as the server described it.
+#[derive(Default)]
+struct Described {
+    groups: Vec<RawContact>,
+    /// Asked for and never described, not even alone.
+    unread: Vec<String>,
+}
+
+impl Described {
+    fn extend(&mut self, other: Described) {
+        self.groups.extend(other.groups);
+        self.unread.extend(other.unread);
+    }
 }
 
 /// Fetches up to [`BATCH_LIMIT`] groups. A chunk the server refuses (a Ret
@@ -438,12 +508,14 @@ async fn fetch(
 /// name cannot hide its neighbours; a group refused on its own, or a chunk
 /// still failing transiently after its retries, fails the sync (it could not
 /// be complete without it, and hammering an unwell server helps no one).
-/// Groups the server describes but nobody asked for are dropped.
+/// Groups a Ret-0 reply leaves out are asked for again in a smaller batch,
+/// down to alone; one left out even then is `unread`. Groups the server
+/// describes but nobody asked for are dropped.
 async fn fetch_groups(
     client: &Client,
     opts: &SyncOptions,
     names: &[String],
-) -> Result<Vec<RawContact>, SyncError> {
+) -> Result<Described, SyncError> {
     let items: Vec<BatchItem> = names
         .iter()
         .map(|g| BatchItem {
@@ -455,23 +527,61 @@ async fn fetch_groups(
         Ok(reply) => {
             let asked: HashSet<&str> = names.iter().map(String::as_str).collect();
             let mut seen = HashSet::new();
-            Ok(reply
+            let groups: Vec<RawContact> = reply
                 .into_iter()
                 .filter(|c| {
                     asked.contains(c.user_name.as_str()) && seen.insert(c.user_name.clone())
                 })
-                .collect())
+                .collect();
+            let missing: Vec<String> = names
+                .iter()
+                .filter(|g| !seen.contains(*g))
+                .cloned()
+                .collect();
+            let mut out = Described {
+                groups,
+                unread: Vec::new(),
+            };
+            if missing.is_empty() {
+                return Ok(out);
+            }
+            if names.len() == 1 {
+                out.unread = missing;
+                return Ok(out);
+            }
+            warn!(
+                asked = names.len(),
+                missing = missing.len(),
+                "the batch reply left out groups it was asked for; asking for them again"
+            );
+            tokio::time::sleep(opts.batch_pause).await;
+            // A smaller batch: the ones left out, or half of them when the
+            // reply described none.
+            out.extend(match missing.len() < names.len() {
+                true => Box::pin(fetch_groups(client, opts, &missing)).await?,
+                false => Box::pin(fetch_halves(client, opts, &missing)).await?,
+            });
+            Ok(out)
         }
         Err(e) if e.is_session_dead() || e.is_transient() || names.len() == 1 => Err(e.into()),
         Err(e) => {
             warn!(groups = names.len(), error = %e, "batch refused; splitting it");
-            let (left, right) = names.split_at(names.len() / 2);
-            let mut out = Box::pin(fetch_groups(client, opts, left)).await?;
-            tokio::time::sleep(opts.batch_pause).await;
-            out.extend(Box::pin(fetch_groups(client, opts, right)).await?);
-            Ok(out)
+            Box::pin(fetch_halves(client, opts, names)).await
         }
     }
+}
+
+/// [`fetch_groups`] on each half of `names` (at least two).
+async fn fetch_halves(
+    client: &Client,
+    opts: &SyncOptions,
+    names: &[String],
+) -> Result<Described, SyncError> {
+    let (left, right) = names.split_at(names.len() / 2);
+    let mut out = fetch_groups(client, opts, left).await?;
+    tokio::time::sleep(opts.batch_pause).await;
+    out.extend(fetch_groups(client, opts, right).await?);
+    Ok(out)
 }
 
 /// Calls `f` until it succeeds, the error is not transient, or the attempts

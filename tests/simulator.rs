@@ -2203,3 +2203,71 @@ async fn fail_with_zero_times_and_clear_faults_drop_queued_faults() {
     assert_eq!(rets, [json!(1205), json!(1205), json!(1), json!(0)]);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn lists_can_come_with_entries_without_a_name() {
+    let sim = start(small()).await;
+    let s = login(&sim).await;
+    let account = sim.account();
+    let group = &account.groups[0];
+    sim.fail(Endpoint::GetContact, Fault::Unnamed(2), 1);
+    sim.fail(Endpoint::Init, Fault::Unnamed(1), 1);
+    sim.fail(Endpoint::BatchGetContact, Fault::Unnamed(1), 1);
+    let page = s.get_contact("0").await;
+    let list = page["MemberList"].as_array().unwrap();
+    assert_eq!(page["BaseResponse"]["Ret"], 0);
+    assert!(
+        list[..2]
+            .iter()
+            .all(|c| c["UserName"].is_null() && c["NickName"].is_null())
+    );
+    assert!(list[2..].iter().all(|c| c["UserName"].is_string()));
+    let init = s.init().await;
+    assert!(init["ContactList"][0]["UserName"].is_null());
+    assert!(init["User"]["UserName"].is_string(), "only lists");
+    // A batch reply: the entry itself and the first of its members.
+    let r = s.groups(std::slice::from_ref(&group.user_name)).await;
+    assert!(r[0]["UserName"].is_null());
+    assert!(r[0]["MemberList"][0]["UserName"].is_null());
+    assert!(r[0]["MemberList"][1]["UserName"].is_string());
+    // The fault is in the reply only.
+    assert_eq!(sim.account(), account);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_reply_can_leave_out_groups_and_a_contact_list_can_be_empty() {
+    let sim = start(small()).await;
+    let s = login(&sim).await;
+    let account = sim.account();
+    let names: Vec<String> = account.groups[..3]
+        .iter()
+        .map(|g| g.user_name.clone())
+        .collect();
+    sim.fail(Endpoint::BatchGetContact, Fault::LeftOut(2), 1);
+    sim.fail(Endpoint::BatchGetContact, Fault::LeftOut(10), 1);
+    let r = s.groups(&names).await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["UserName"], names[2]);
+    assert!(s.groups(&names).await.is_empty());
+    assert_eq!(
+        s.groups(&names).await.len(),
+        3,
+        "only while the fault lasts"
+    );
+
+    sim.fail(Endpoint::GetContact, Fault::EmptyList, 2);
+    for _ in 0..2 {
+        let page = s.get_contact("0").await;
+        assert_eq!(page["BaseResponse"]["Ret"], 0);
+        assert_eq!(page["MemberList"], json!([]));
+        assert_eq!((&page["MemberCount"], &page["Seq"]), (&json!(0), &json!(0)));
+    }
+    assert!(
+        !s.get_contact("0").await["MemberList"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    sim.shutdown().await;
+}

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::{SessionCtx, TaskError, TaskResult};
 use crate::backoff::Backoff;
-use crate::contact::{Contact, Member, is_group};
+use crate::contact::{Contact, Member, is_group, is_unnamed};
 use crate::store::{self, Plan, Source};
 use crate::webwx::{self, SyncReply};
 
@@ -130,14 +130,26 @@ async fn release(ctx: &SessionCtx, held: &mut Held) -> Result<(), store::Error> 
 /// Writes one webwxsync reply: modified contacts replace their rows (an empty
 /// RemarkName clears the remark), group member lists that come with them
 /// replace the membership rows, deleted ones — and friends who are no longer
-/// contacts — get `deleted_at`. One stage, one short transaction.
+/// contacts — get `deleted_at`. One stage, one short transaction. Entries
+/// without a name are skipped with one warning, and a full sync is asked
+/// for: it is the only way to learn what they were.
 async fn apply(ctx: &SessionCtx, reply: &SyncReply) -> Result<(), store::Error> {
     let session = ctx.client.session();
     let me = session.self_user_name();
     let mut stage = ctx.app.store.stage().await?;
     let mut contacts = Vec::new();
-    let mut gone = reply.deleted.clone();
+    let mut gone: Vec<String> = reply
+        .deleted
+        .iter()
+        .filter(|u| !is_unnamed(u))
+        .cloned()
+        .collect();
+    let mut unnamed = reply.deleted.len() - gone.len();
     for raw in &reply.modified {
+        if is_unnamed(&raw.user_name) {
+            unnamed += 1;
+            continue;
+        }
         match Contact::from_raw(raw, me) {
             Some(contact) => contacts.push(contact),
             None => gone.push(raw.user_name.clone()),
@@ -149,10 +161,15 @@ async fn apply(ctx: &SessionCtx, reply: &SyncReply) -> Result<(), store::Error> 
             .lock()
             .await
             .insert(raw.user_name.clone());
-        if !raw.member_list.is_empty() {
-            stage
-                .members(&raw.user_name, &Member::list_from(&raw.member_list))
-                .await?;
+        if raw.member_list.is_empty() {
+            continue;
+        }
+        // A list with a member without a name cannot say who left.
+        match Member::list_from(&raw.member_list) {
+            Some(members) => {
+                stage.members(&raw.user_name, &members).await?;
+            }
+            None => unnamed += 1,
         }
     }
     stage.deleted(&gone).await?;
@@ -171,5 +188,13 @@ async fn apply(ctx: &SessionCtx, reply: &SyncReply) -> Result<(), store::Error> 
         memberships_changed = written.memberships_changed,
         "applied contact changes from webwxsync"
     );
+    if unnamed > 0 {
+        warn!(
+            entries = unnamed,
+            "webwxsync sent entries without a UserName (or member lists holding one); \
+             they were skipped; asking for a full sync"
+        );
+        let _ = ctx.resync.try_send(());
+    }
     Ok(())
 }

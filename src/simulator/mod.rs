@@ -190,6 +190,18 @@ pub enum Fault {
     /// webwxbatchgetcontact: the first group asked for comes back with this
     /// many members (made up for the reply, beyond the real cap of 500).
     HugeGroup(usize),
+    /// Ret 0, but in every list the reply carries (`ContactList`,
+    /// `MemberList`, `ModContactList`, `DelContactList`, and each entry's
+    /// own `MemberList`) the first this many entries have `"UserName": null`
+    /// and `"NickName": null`.
+    Unnamed(usize),
+    /// Ret 0, but the first this many entries of each list are left out:
+    /// on webwxbatchgetcontact, groups it was asked for (all of them: an
+    /// empty `ContactList`).
+    LeftOut(usize),
+    /// Ret 0 with every contact list of the reply empty (and `Seq` 0): the
+    /// webwxgetcontact answer that once marked nearly everyone deleted.
+    EmptyList,
 }
 
 /// One request the simulator received.

@@ -533,6 +533,14 @@ async fn dispatch(
         Some(shape @ (Fault::EndlessSeq | Fault::UnaskedGroups(_) | Fault::HugeGroup(_))) => {
             handle(&inner, endpoint, &req, Some(&shape)).await
         }
+        // Faults that rewrite the lists of any JSON reply.
+        Some(shape @ (Fault::Unnamed(_) | Fault::LeftOut(_) | Fault::EmptyList)) => {
+            let mut r = handle(&inner, endpoint, &req, None).await;
+            if r.ret == Some(0) {
+                reshape_lists(&mut r.body, &shape);
+            }
+            r
+        }
     };
     {
         let mut st = inner.lock();
@@ -685,6 +693,56 @@ fn huge_reply(endpoint: Endpoint, bytes: u64, chunked: bool) -> Reply {
         length: (!chunked).then_some(length),
     });
     r
+}
+
+/// The contact lists a reply may carry, each with the count beside it.
+const LISTS: [(&str, &str); 4] = [
+    ("ContactList", "Count"),
+    ("MemberList", "MemberCount"),
+    ("ModContactList", "ModContactCount"),
+    ("DelContactList", "DelContactCount"),
+];
+
+/// Applies [`Fault::Unnamed`], [`Fault::LeftOut`] or [`Fault::EmptyList`]
+/// to a JSON reply's lists; a body that is not a JSON object is left alone.
+fn reshape_lists(body: &mut Vec<u8>, fault: &Fault) {
+    fn unname(entries: &mut [Value], n: usize) {
+        for entry in entries.iter_mut().take(n) {
+            if let Some(o) = entry.as_object_mut() {
+                o.insert("UserName".into(), Value::Null);
+                o.insert("NickName".into(), Value::Null);
+            }
+        }
+    }
+    let Ok(Value::Object(mut reply)) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    for (list, count) in LISTS {
+        let Some(Value::Array(entries)) = reply.get_mut(list) else {
+            continue;
+        };
+        match fault {
+            Fault::Unnamed(n) => {
+                for entry in entries.iter_mut() {
+                    if let Some(Value::Array(members)) = entry.get_mut("MemberList") {
+                        unname(members, *n);
+                    }
+                }
+                unname(entries, *n);
+            }
+            Fault::LeftOut(n) => drop(entries.drain(..(*n).min(entries.len()))),
+            Fault::EmptyList => entries.clear(),
+            _ => {}
+        }
+        let len = entries.len();
+        if reply.contains_key(count) {
+            reply.insert(count.into(), len.into());
+        }
+    }
+    if matches!(fault, Fault::EmptyList) && reply.contains_key("Seq") {
+        reply.insert("Seq".into(), 0.into());
+    }
+    *body = serde_json::to_vec(&reply).unwrap_or_default();
 }
 
 /// A `Fault::Ret`: the endpoint's own error shape; 1100-1102 end the session.

@@ -20,8 +20,22 @@ pub struct RunStats {
     pub groups: u64,
     pub memberships: u64,
     pub member_count_mismatches: u64,
-    /// Groups whose `MemberCount` differs from the list received, in words.
+    /// Contact list entries without a `UserName` (skipped).
+    pub unnamed: u64,
+    /// Groups asked for that webwxbatchgetcontact never described.
+    pub unread_groups: u64,
+    /// Groups whose `MemberCount` differs from the list received, groups
+    /// not described and lists with unnamed entries, in words.
     pub notes: Option<String>,
+}
+
+impl RunStats {
+    /// Whether the server's answer was whole: only then does a full sync
+    /// mark deleted what it did not see. An unreadable entry, or a group
+    /// the server would not describe, is no evidence that anyone left.
+    pub fn complete(&self) -> bool {
+        self.unnamed == 0 && self.unread_groups == 0
+    }
 }
 
 /// One `sync_runs` row.

@@ -129,13 +129,21 @@ impl Stage {
     }
 
     /// Stages contacts; a name staged again replaces the earlier record (so
-    /// later sources win).
+    /// later sources win), within one call as across calls.
     pub async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), Error> {
         let mut whole = Vec::new();
         let mut present = Vec::new();
         let (mut unstage_whole, mut unstage_present) = (Vec::new(), Vec::new());
-        for c in contacts {
+        let last: HashMap<u128, usize> = contacts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (name_key(&c.user_name), i))
+            .collect();
+        for (i, c) in contacts.iter().enumerate() {
             let key = name_key(&c.user_name);
+            if last[&key] != i {
+                continue;
+            }
             let unchanged = self
                 .stored
                 .get(&key)
@@ -392,6 +400,57 @@ mod tests {
             .unwrap();
         assert_eq!(whole, ["@changed"]);
         assert_eq!(present, ["@same"]);
+    }
+
+    /// One reply listing a contact twice, once as the cache holds it and
+    /// once changed: the later record wins, and the full sync that stages
+    /// it writes (it once failed with a UNIQUE constraint, code 1555).
+    #[tokio::test]
+    async fn a_name_listed_twice_in_one_reply_is_staged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).await.unwrap();
+        let same = contact("@twice", "stored");
+        let mut stage = store.stage().await.unwrap();
+        stage.contacts(std::slice::from_ref(&same)).await.unwrap();
+        let plan = super::super::Plan {
+            source: Source::Increment,
+            full: None,
+            claim_login: Some("login"),
+        };
+        stage.commit(plan).await.unwrap();
+
+        let changed = Contact {
+            nick_name: "changed".into(),
+            ..same.clone()
+        };
+        for twice in [[same.clone(), changed.clone()], [changed, same]] {
+            let last = twice[1].nick_name.clone();
+            let mut stage = store.stage().await.unwrap();
+            stage.load_digests().await.unwrap();
+            stage.contacts(&twice).await.unwrap();
+            let run_id = store.start_run().await.unwrap();
+            let stats = super::super::RunStats::default();
+            let plan = super::super::Plan {
+                source: Source::FullSync,
+                full: Some(super::super::FullSync {
+                    run_id,
+                    fetch_started: &super::super::now(),
+                    login_id: "login",
+                    guard: 0.2,
+                    force: false,
+                    stats: &stats,
+                    unlinked: 0,
+                }),
+                claim_login: None,
+            };
+            stage.commit(plan).await.unwrap();
+            let nick: String =
+                sqlx::query_scalar("SELECT nick_name FROM contacts WHERE user_name = '@twice'")
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap();
+            assert_eq!(nick, last);
+        }
     }
 
     #[test]

@@ -531,11 +531,15 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
     sqlx::query(columns::sql().prepare_updated.as_str())
         .execute(&mut *conn)
         .await?;
-    let gone = match plan.full {
-        Some(_) => PREPARE_GONE_FULL,
-        None => PREPARE_GONE_PARTIAL,
+    // An incomplete full sync marks nothing deleted (RunStats::complete).
+    let gone = match &plan.full {
+        Some(full) if full.stats.complete() => Some(PREPARE_GONE_FULL),
+        Some(_) => None,
+        None => Some(PREPARE_GONE_PARTIAL),
     };
-    sqlx::query(gone).execute(&mut *conn).await?;
+    if let Some(gone) = gone {
+        sqlx::query(gone).execute(&mut *conn).await?;
+    }
     sqlx::query(PREPARE_GROUPS).execute(&mut *conn).await?;
     let relinked: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM temp.ident WHERE old_user_name IS NOT NULL)",

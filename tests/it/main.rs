@@ -8,6 +8,7 @@ mod helpers;
 mod history;
 mod hook;
 mod identity;
+mod incomplete;
 mod login;
 mod ops;
 mod output;
