@@ -9,9 +9,10 @@ use tracing::warn;
 
 use super::{BUSY_TIMEOUT, Error, Store, now};
 
-/// How long [`Store::fail_run`] keeps trying to record a failure while
-/// another connection holds the write lock (each try waits [`BUSY_TIMEOUT`]).
-const FAIL_RUN_PATIENCE: Duration = Duration::from_secs(120);
+/// How long a bookkeeping write ([`Store::fail_run`], the daemon's
+/// timestamps) keeps trying while another connection holds the write lock
+/// (each try waits [`BUSY_TIMEOUT`]).
+const PATIENCE: Duration = Duration::from_secs(120);
 
 /// What a full sync saw, recorded with its run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -108,32 +109,19 @@ impl Store {
 
     /// Closes a run as failed; the contacts are left as they were. A sync
     /// that failed because another connection held the write lock must not
-    /// leave its row `running` for the same reason, so while the database is
-    /// locked this keeps trying, for up to [`FAIL_RUN_PATIENCE`].
+    /// leave its row `running` for the same reason, so this waits for the
+    /// lock [`patiently`].
     pub async fn fail_run(&self, run_id: i64, error: &str) -> Result<(), Error> {
-        let started = std::time::Instant::now();
-        loop {
-            let done = sqlx::query(
+        patiently("the failed sync", || {
+            sqlx::query(
                 "UPDATE sync_runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
             )
             .bind(now())
             .bind(error)
             .bind(run_id)
             .execute(&self.pool)
-            .await;
-            match done {
-                Err(e)
-                    if is_locked(&e) && started.elapsed() + BUSY_TIMEOUT <= FAIL_RUN_PATIENCE =>
-                {
-                    warn!(
-                        run_id,
-                        "another connection still holds the database lock; \
-                         waiting for it to record the failed sync"
-                    );
-                }
-                done => return Ok(done.map(drop)?),
-            }
-        }
+        })
+        .await
     }
 
     /// Deletes the `contact_changes` rows older than `retention`; returns
@@ -193,22 +181,30 @@ impl Store {
         .unwrap_or_default())
     }
 
-    /// Records that a synccheck was answered.
+    /// Records that a synccheck was answered. Bookkeeping like this waits
+    /// for the write lock [`patiently`], as every other write does: a long
+    /// write elsewhere (a re-linking sync, a user's open transaction) delays
+    /// it but does not drop it.
     pub async fn touch_keepalive(&self) -> Result<(), Error> {
-        sqlx::query("UPDATE daemon_state SET last_keepalive_at = ? WHERE id = 1")
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let at = now();
+        patiently("the keepalive", || {
+            sqlx::query("UPDATE daemon_state SET last_keepalive_at = ? WHERE id = 1")
+                .bind(&at)
+                .execute(&self.pool)
+        })
+        .await
     }
 
-    /// Records that contact changes from webwxsync were stored.
+    /// Records that contact changes from webwxsync were stored; waits for
+    /// the lock as [`Store::touch_keepalive`] does.
     pub async fn touch_increment(&self) -> Result<(), Error> {
-        sqlx::query("UPDATE daemon_state SET last_increment_at = ? WHERE id = 1")
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let at = now();
+        patiently("the stored increment", || {
+            sqlx::query("UPDATE daemon_state SET last_increment_at = ? WHERE id = 1")
+                .bind(&at)
+                .execute(&self.pool)
+        })
+        .await
     }
 
     pub async fn op_counts(&self) -> Result<OpCounts, Error> {
@@ -241,6 +237,27 @@ impl Store {
         .bind(since)
         .fetch_one(&self.pool)
         .await?)
+    }
+}
+
+/// Runs a one-statement bookkeeping write, trying again while another
+/// connection holds the write lock (each try waits [`BUSY_TIMEOUT`] for it),
+/// for up to [`PATIENCE`]; `what` names the record in the log.
+async fn patiently<F, Fut>(what: &str, mut write: F) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match write().await {
+            Err(e) if is_locked(&e) && started.elapsed() + BUSY_TIMEOUT <= PATIENCE => {
+                warn!(
+                    "another connection still holds the database lock; waiting for it to record {what}"
+                );
+            }
+            done => return Ok(done.map(drop)?),
+        }
     }
 }
 

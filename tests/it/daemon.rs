@@ -807,3 +807,48 @@ async fn under_systemd_the_journal_is_chosen_and_stderr_kept_without_it() {
         }
     }
 }
+
+/// The keepalive's bookkeeping meets a write lock held past the busy
+/// timeout (a user's open transaction; a long re-linking write): the record
+/// waits for the lock, like every other write, and lands once it is free.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_keepalive_record_waits_for_a_held_lock_and_lands() {
+    let app = logged_in().await;
+    app.configure("[sync]\nschedule = \"0 0 0 1 1 *\"\n");
+    let daemon = app.start_daemon(&[]);
+    app.eventually("the first full sync", || async { app.ok_runs().await >= 1 })
+        .await;
+    let keepalive = || {
+        app.text(
+            "SELECT last_keepalive_at FROM daemon_state WHERE id = ?",
+            "1",
+        )
+    };
+    app.eventually("a keepalive recorded", || async {
+        keepalive().await.is_some()
+    })
+    .await;
+    let before = keepalive().await;
+    let mut user = sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db.display()))
+        .await
+        .unwrap();
+    user.execute("BEGIN IMMEDIATE").await.unwrap();
+    app.eventually("the keepalive waiting for the lock", || async {
+        daemon
+            .logs()
+            .contains("waiting for it to record the keepalive")
+    })
+    .await;
+    // From here on synccheck answers nothing: only the record made while
+    // the lock was held can land.
+    app.sim.fail(Endpoint::SyncCheck, Fault::Http(502), 100_000);
+    user.execute("ROLLBACK").await.unwrap();
+    user.close().await.unwrap();
+    app.eventually("the record made under the lock", || async {
+        keepalive().await > before
+    })
+    .await;
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(!logs.contains("cannot record the keepalive"), "{logs}");
+}
