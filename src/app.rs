@@ -75,6 +75,7 @@ impl App {
             batch_pause: self.config.wechat.batch_pause,
             retry_base: self.config.wechat.retry_delay,
             deletion_guard: self.config.sync.deletion_guard,
+            deletion_confirm: self.config.sync.deletion_confirm,
             history_retention: self.config.history.retention,
             ..SyncOptions::default()
         }

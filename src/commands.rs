@@ -274,6 +274,7 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
         None => false,
     };
     let undecided = app.store.undecided().await?;
+    let waiting = app.store.waiting_deletion().await?;
     if as_json {
         let out = json!({
             "session": {
@@ -284,6 +285,7 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
             },
             "database": app.config.database,
             "last_sync": last,
+            "deletion_waiting": waiting,
             "last_keepalive_at": activity.last_keepalive_at,
             "last_increment_at": activity.last_increment_at,
             "counts": counts,
@@ -319,6 +321,19 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
                 ),
             }
         }
+    }
+    if let Some(w) = waiting {
+        let applies = match &w.applies_from {
+            Some(at) => {
+                format!("a scheduled sync from {at} on that gets the same answer applies it")
+            }
+            None => "it is never applied by itself".to_owned(),
+        };
+        println!(
+            "deletion:  waiting since {}: {} contacts and {} memberships held back (run #{}); \
+             {applies}; `wxsync sync --force` applies it now",
+            w.since, w.contacts, w.memberships, w.run_id
+        );
     }
     println!(
         "keepalive: last answered {}; last contact change stored {}",

@@ -76,6 +76,11 @@ pub struct SyncConfig {
     /// as a percentage: `"20%"`.
     #[serde(deserialize_with = "share")]
     pub deletion_guard: f64,
+    /// A deletion the guard held back is applied by itself only when the
+    /// same deletion comes back on a scheduled sync at least this long
+    /// after it was first held (never on a retry).
+    #[serde(deserialize_with = "duration")]
+    pub deletion_confirm: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -163,6 +168,7 @@ impl Default for SyncConfig {
         SyncConfig {
             schedule: "0 */30 * * * *".into(),
             deletion_guard: SyncOptions::default().deletion_guard,
+            deletion_confirm: SyncOptions::default().deletion_confirm,
         }
     }
 }
@@ -212,7 +218,7 @@ const DAY: u64 = 24 * HOUR;
 /// The sensible range of each duration key: zero would spin a loop or stop
 /// a task (a zero pause between batch calls only drops the politeness), and
 /// the upper bounds catch a unit typed wrong ("500h" for "500ms").
-const DURATION_BOUNDS: [(&str, Duration, Duration); 11] = [
+const DURATION_BOUNDS: [(&str, Duration, Duration); 12] = [
     (
         "wechat.batch_pause",
         Duration::ZERO,
@@ -232,6 +238,11 @@ const DURATION_BOUNDS: [(&str, Duration, Duration); 11] = [
         "wechat.synccheck_timeout",
         Duration::from_secs(1),
         Duration::from_secs(10 * MINUTE),
+    ),
+    (
+        "sync.deletion_confirm",
+        Duration::ZERO,
+        Duration::from_secs(30 * DAY),
     ),
     (
         "ops.poll_interval",
@@ -310,6 +321,7 @@ impl Config {
             self.wechat.retry_delay,
             self.wechat.request_timeout,
             self.wechat.synccheck_timeout,
+            self.sync.deletion_confirm,
             self.ops.poll_interval,
             self.history.retention,
             self.check.keepalive_silence,
@@ -468,6 +480,7 @@ mod tests {
             [sync]
             schedule = "0 0 * * * *"
             deletion_guard = "5.5%"
+            deletion_confirm = "12h"
             [ops]
             poll_interval = "250ms"
             [history]
@@ -493,6 +506,7 @@ mod tests {
         assert_eq!(c.wechat.synccheck_timeout, Duration::from_secs(40));
         assert_eq!(c.ops.poll_interval, Duration::from_millis(250));
         assert!((c.sync.deletion_guard - 0.055).abs() < 1e-12);
+        assert_eq!(c.sync.deletion_confirm, Duration::from_secs(12 * HOUR));
         assert_eq!(c.history.retention, Duration::from_secs(90 * DAY));
         assert_eq!(c.check.keepalive_silence, Duration::from_secs(10 * MINUTE));
         assert_eq!(c.check.sync_missed, 3);
@@ -527,6 +541,7 @@ mod tests {
     fn the_defaults_are_documented_values() {
         let c = Config::default();
         assert_eq!(c.sync.deletion_guard, 0.2);
+        assert_eq!(c.sync.deletion_confirm, Duration::from_secs(6 * HOUR));
         assert_eq!(c.history.retention, Duration::from_secs(730 * DAY));
         assert_eq!(c.wechat.request_timeout, Duration::from_secs(20));
         assert_eq!(c.wechat.synccheck_timeout, Duration::from_secs(35));
@@ -542,6 +557,10 @@ mod tests {
             ("[ops]\npoll_interval = \"0s\"\n", "ops.poll_interval"),
             ("[ops]\npoll_interval = \"2h\"\n", "ops.poll_interval"),
             ("[wechat]\nbatch_pause = \"2m\"\n", "wechat.batch_pause"),
+            (
+                "[sync]\ndeletion_confirm = \"31d\"\n",
+                "sync.deletion_confirm",
+            ),
             ("[wechat]\nretry_delay = \"0s\"\n", "wechat.retry_delay"),
             ("[wechat]\nretry_delay = \"500h\"\n", "wechat.retry_delay"),
             (

@@ -356,6 +356,9 @@ mod tests {
             memberships_changed: 0,
             write_lock_ms: Some(1),
             deletion_digest: held.then(|| "d".to_owned()),
+            deletion_contacts: held.then_some(305),
+            deletion_memberships: held.then_some(0),
+            deletion_applies_from: None,
         }
     }
 

@@ -36,6 +36,11 @@ pub struct SyncOptions {
     pub deletion_guard: f64,
     /// Apply a deletion the guard would hold back.
     pub force: bool,
+    /// A held deletion that comes back this long after it was first held
+    /// is applied (see [`SyncOptions::retry`]).
+    pub deletion_confirm: Duration,
+    /// This sync retries one that failed: it never applies a held deletion.
+    pub retry: bool,
     /// History rows older than this are removed after each successful sync.
     pub history_retention: Duration,
 }
@@ -48,6 +53,8 @@ impl Default for SyncOptions {
             retry_base: Duration::from_millis(500),
             deletion_guard: 0.2,
             force: false,
+            deletion_confirm: Duration::from_secs(6 * 3600),
+            retry: false,
             history_retention: Duration::from_secs(730 * 24 * 3600),
         }
     }
@@ -129,6 +136,8 @@ pub async fn full_sync(
                 login_id: &login_id,
                 guard: opts.deletion_guard,
                 force: opts.force,
+                confirm: opts.deletion_confirm,
+                retry: opts.retry,
                 stats: &stats,
                 unlinked,
             }),
@@ -232,6 +241,10 @@ trait Sink {
     }
     async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), store::Error>;
     async fn members(&mut self, group: &str, members: &[Member]) -> Result<(), store::Error>;
+    /// Keeps what the cache holds of these contacts, whatever was staged.
+    async fn keep(&mut self, _names: &[String]) -> Result<(), store::Error> {
+        Ok(())
+    }
 }
 
 impl Sink for Stage {
@@ -243,6 +256,9 @@ impl Sink for Stage {
     }
     async fn members(&mut self, group: &str, members: &[Member]) -> Result<(), store::Error> {
         Stage::members(self, group, members).await.map(drop)
+    }
+    async fn keep(&mut self, names: &[String]) -> Result<(), store::Error> {
+        Stage::keep(self, names).await
     }
 }
 
@@ -340,11 +356,14 @@ impl Tally {
         Ok(())
     }
 
-    /// Groups asked for that no reply described, even alone.
-    fn unread(&mut self, groups: &[String]) {
+    /// Groups asked for that no reply described, even alone: they keep
+    /// their rows as the cache holds them (the records init and getcontact
+    /// gave are partial) and their members.
+    async fn unread(&mut self, sink: &mut impl Sink, groups: &[String]) -> Result<(), SyncError> {
         if groups.is_empty() {
-            return;
+            return Ok(());
         }
+        sink.keep(groups).await?;
         let named: Vec<String> = groups
             .iter()
             .map(|g| match self.group_nicks.get(g) {
@@ -362,6 +381,7 @@ impl Tally {
             "not described by webwxbatchgetcontact, kept as they were: {}",
             named.join(", ")
         ));
+        Ok(())
     }
 
     fn finish(mut self) -> RunStats {
@@ -484,7 +504,7 @@ async fn fetch(
     if let Some(reply) = previous {
         tally.groups(sink, reply, &me).await?;
     }
-    tally.unread(&unread);
+    tally.unread(sink, &unread).await?;
     Ok(tally.finish())
 }
 

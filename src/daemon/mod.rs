@@ -286,6 +286,9 @@ impl SessionCtx {
         let first_retry = self.app.config.wechat.retry_delay * 10;
         let mut backoff = Backoff::new(first_retry, Duration::from_secs(600));
         let mut retry_in: Option<Duration> = Some(Duration::ZERO);
+        // Whether the next sync retries a failed one: a retry never applies
+        // a deletion the guard held back.
+        let mut retry = false;
         loop {
             let wait = async {
                 match retry_in {
@@ -314,15 +317,13 @@ impl SessionCtx {
             }
             self.sync_running.store(true, Ordering::SeqCst);
             let extra: Vec<String> = self.learned_groups.lock().await.iter().cloned().collect();
-            let result = sync::full_sync(
-                &self.client,
-                &self.app.store,
-                &self.app.sync_options(),
-                &extra,
-                token,
-            )
-            .await;
+            let opts = sync::SyncOptions {
+                retry,
+                ..self.app.sync_options()
+            };
+            let result = sync::full_sync(&self.client, &self.app.store, &opts, &extra, token).await;
             self.sync_running.store(false, Ordering::SeqCst);
+            retry = false;
             match result {
                 Ok(report) => {
                     backoff.reset();
@@ -337,8 +338,9 @@ impl SessionCtx {
                 Err(SyncError::Protocol(e)) if e.is_session_dead() => {
                     return Err(TaskError::SessionDead(e));
                 }
-                // Asking again at once would get the same answer and apply
-                // it; the next scheduled sync is the second opinion.
+                // Asking again at once proves nothing: the next scheduled
+                // sync is the second opinion, and only one at least
+                // `sync.deletion_confirm` later can apply it.
                 Err(e) if e.is_held() => {
                     warn!(error = %e, "full sync held back until the next scheduled one");
                     self.hook.fire(
@@ -358,6 +360,7 @@ impl SessionCtx {
                         ),
                     );
                     retry_in = Some(delay);
+                    retry = true;
                 }
             }
         }

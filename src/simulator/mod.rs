@@ -199,8 +199,9 @@ pub enum Fault {
     /// on webwxbatchgetcontact, groups it was asked for (all of them: an
     /// empty `ContactList`).
     LeftOut(usize),
-    /// Ret 0 with every contact list of the reply empty (and `Seq` 0): the
-    /// webwxgetcontact answer that once marked nearly everyone deleted.
+    /// Ret 0 with every contact list of the reply empty (`Seq` 0, an empty
+    /// `ChatSet`): the webwxgetcontact answer that once marked nearly
+    /// everyone deleted.
     EmptyList,
 }
 

@@ -739,8 +739,12 @@ fn reshape_lists(body: &mut Vec<u8>, fault: &Fault) {
             reply.insert(count.into(), len.into());
         }
     }
-    if matches!(fault, Fault::EmptyList) && reply.contains_key("Seq") {
-        reply.insert("Seq".into(), 0.into());
+    if matches!(fault, Fault::EmptyList) {
+        for (key, empty) in [("Seq", json!(0)), ("ChatSet", json!(""))] {
+            if reply.contains_key(key) {
+                reply.insert(key.into(), empty);
+            }
+        }
     }
     *body = serde_json::to_vec(&reply).unwrap_or_default();
 }

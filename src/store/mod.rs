@@ -6,6 +6,7 @@
 //! new one, and a failure leaves the file as it was.
 
 mod columns;
+mod guard;
 mod identity;
 mod ops;
 mod relink;
@@ -24,6 +25,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, Sqlite, SqlitePool, Transaction};
 
+pub use guard::WaitingDeletion;
 pub use identity::{Decision, IdentityError, Unlinked};
 pub use ops::{Malformed, NextOp, PendingOp, QueueWatch, Target};
 pub use runs::{Activity, Counts, OpCounts, RunStats, SyncRun};

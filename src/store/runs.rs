@@ -60,6 +60,11 @@ pub struct SyncRun {
     pub memberships_changed: i64,
     pub write_lock_ms: Option<i64>,
     pub deletion_digest: Option<String>,
+    /// On a run the deletion guard held back: what it would have deleted,
+    /// and from when a scheduled sync with the same answer applies it.
+    pub deletion_contacts: Option<i64>,
+    pub deletion_memberships: Option<i64>,
+    pub deletion_applies_from: Option<String>,
 }
 
 /// Live (not deleted) rows in the cache.

@@ -178,6 +178,27 @@ impl Stage {
         Ok(())
     }
 
+    /// Keeps the cache's live rows of `names` as they are: records staged
+    /// for them are dropped, and they count as seen. For groups the server
+    /// would not describe, whose other records (webwxinit's, getcontact's)
+    /// are partial.
+    pub async fn keep(&mut self, names: &[String]) -> Result<(), Error> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.unstage("stage_contacts", &names).await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO temp.stage_present SELECT c.user_name
+             FROM json_each(?1) j JOIN main.contacts c ON c.user_name = j.value
+             WHERE c.deleted_at IS NULL",
+        )
+        .bind(serde_json::to_string(&names).map_err(Error::Encode)?)
+        .execute(&mut self.conn)
+        .await?;
+        for name in names {
+            self.staged.insert(name_key(name), false);
+        }
+        Ok(())
+    }
+
     async fn unstage(&mut self, table: &str, names: &[&str]) -> Result<(), Error> {
         if names.is_empty() {
             return Ok(());
@@ -438,6 +459,8 @@ mod tests {
                     login_id: "login",
                     guard: 0.2,
                     force: false,
+                    confirm: std::time::Duration::ZERO,
+                    retry: false,
                     stats: &stats,
                     unlinked: 0,
                 }),

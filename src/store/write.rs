@@ -10,9 +10,9 @@
 use std::time::Instant;
 
 use sqlx::{Connection, SqliteConnection};
-use xxhash_rust::xxh3::Xxh3;
 
 use super::columns;
+use super::guard::{guard, record_held};
 use super::stage::{Source, Stage};
 use super::{ApplyCounts, Error, RunStats, now};
 
@@ -40,6 +40,11 @@ pub struct FullSync<'a> {
     pub guard: f64,
     /// Apply even a deletion the guard would hold.
     pub force: bool,
+    /// A held deletion that comes back at least this long after it was
+    /// first held is applied (`sync.deletion_confirm`)…
+    pub confirm: std::time::Duration,
+    /// …unless this sync retries a failed one.
+    pub retry: bool,
     pub stats: &'a RunStats,
     /// Previous-login rows a re-link left unlinked.
     pub unlinked: u64,
@@ -431,7 +436,7 @@ impl Stage {
         let mut prepared = prepare(&mut snapshot, &plan).await?;
         snapshot.commit().await?;
         let held = match &plan.full {
-            Some(full) => guard(conn, full, &prepared).await?,
+            Some(full) => guard(conn, full, prepared.deleted, prepared.members_lost()).await?,
             None => None,
         };
         if let (Some(held), Some(full)) = (held, &plan.full) {
@@ -446,7 +451,8 @@ impl Stage {
             // that nobody else can.
             prepared = prepare(&mut tx, &plan).await?;
             if let Some(full) = &plan.full
-                && let Some(held) = guard(&mut tx, full, &prepared).await?
+                && let Some(held) =
+                    guard(&mut tx, full, prepared.deleted, prepared.members_lost()).await?
             {
                 tx.rollback().await?;
                 record_held(conn, full.run_id, &held).await?;
@@ -593,103 +599,6 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
     .await?)
 }
 
-/// A deletion the guard holds back.
-struct Held {
-    reason: String,
-    digest: String,
-}
-
-impl Held {
-    fn into_error(self) -> Error {
-        Error::Held {
-            reason: self.reason,
-        }
-    }
-}
-
-/// Rows below this many are never held back: deleting 2 of 5 contacts is
-/// ordinary.
-const GUARD_FLOOR: i64 = 10;
-
-/// Whether the deletion guard holds this result back (docs/storage.md).
-async fn guard(
-    conn: &mut SqliteConnection,
-    full: &FullSync<'_>,
-    p: &Prepared,
-) -> Result<Option<Held>, Error> {
-    if full.force || (p.deleted < GUARD_FLOOR && p.members_lost() < GUARD_FLOOR) {
-        return Ok(None);
-    }
-    let (live_contacts, stored_memberships): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM main.contacts WHERE deleted_at IS NULL),
-                (SELECT count(*) FROM main.memberships)",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let share = |part: i64, whole: i64| {
-        if part < GUARD_FLOOR || whole == 0 {
-            0.0
-        } else {
-            part as f64 / whole as f64
-        }
-    };
-    if share(p.deleted, live_contacts) <= full.guard
-        && share(p.members_lost(), stored_memberships) <= full.guard
-    {
-        return Ok(None);
-    }
-    let gone: Vec<i64> = sqlx::query_scalar("SELECT contact_id FROM temp.d_gone ORDER BY 1")
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut h = Xxh3::new();
-    for id in &gone {
-        h.update(&id.to_le_bytes());
-    }
-    h.update(&p.members_lost().to_le_bytes());
-    let digest = format!("{:032x}", h.digest128());
-    let previous: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT deletion_digest FROM main.sync_runs
-         WHERE id < ?1 AND status != 'running' ORDER BY id DESC LIMIT 1",
-    )
-    .bind(full.run_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if previous.flatten().as_deref() == Some(digest.as_str()) {
-        tracing::warn!(
-            deleted = p.deleted,
-            members = p.members_lost(),
-            "the same large deletion came twice in a row; applying it"
-        );
-        return Ok(None);
-    }
-    let reason = format!(
-        "held back: this sync would mark {} of {} contacts deleted and drop {} of {} \
-         group memberships, more than the {:.0} % `sync.deletion_guard` allows; the cache is \
-         unchanged. The same answer on the next sync is applied; `wxsync sync --force` \
-         applies it now",
-        p.deleted,
-        live_contacts,
-        p.members_lost(),
-        stored_memberships,
-        full.guard * 100.0
-    );
-    Ok(Some(Held { reason, digest }))
-}
-
-async fn record_held(conn: &mut SqliteConnection, run_id: i64, held: &Held) -> Result<(), Error> {
-    sqlx::query(
-        "UPDATE main.sync_runs SET status = 'failed', finished_at = ?1, error = ?2,
-             deletion_digest = ?3 WHERE id = ?4",
-    )
-    .bind(now())
-    .bind(&held.reason)
-    .bind(&held.digest)
-    .bind(run_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// The parts of a full sync's write that only it does: the login the cache
 /// now names, the candidates a re-link left, the run row.
 async fn finish_full(
@@ -819,6 +728,8 @@ mod tests {
                     login_id: "login",
                     guard: 0.2,
                     force: false,
+                    confirm: std::time::Duration::ZERO,
+                    retry: false,
                     stats: &stats,
                     unlinked: 0,
                 }),

@@ -4,7 +4,10 @@
 //! 1100/1101), with every contact and membership row compared before and
 //! after; replies of 200 MB and a group of 100,000 members (with the child's
 //! peak memory), a `Seq` that never ends, a batch reply carrying groups
-//! nobody asked for, an empty contact list and invalid UTF-8.
+//! nobody asked for, an empty contact list and invalid UTF-8; and Ret-0
+//! answers that prove nothing (entries without a name in every list,
+//! batch replies leaving out groups, an empty list every time), with the
+//! cache compared to the simulator's account as well.
 //!
 //! Each test prints its lines of the README's "Faults" section:
 //! `cargo test --test it faults:: -- --nocapture 2>/dev/null | grep '^fault'`.
@@ -13,7 +16,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use wxsync::simulator::{Endpoint, Fault, SimConfig};
+use wxsync::simulator::{Endpoint, Fault, SimConfig, SimKind};
 
 use crate::helpers::{Daemon, Run, TestApp, small_account};
 
@@ -1105,13 +1108,230 @@ async fn marked_deleted(app: &TestApp) -> i64 {
         .await
 }
 
-/// An empty contact list on a cache of a few hundred contacts: the run is
-/// recorded `failed` with the "held back" reason and nothing is marked
-/// deleted; the same answer on the next run is applied (the documented
-/// rule); after a normal sync has restored the rows, `--force` applies it
-/// at once.
+// ------------------------------------------------- answers that prove nothing
+
+/// The server's account as rows: each live contact, and each membership.
+fn truth(app: &TestApp) -> Vec<String> {
+    let a = app.sim.account();
+    let people = a.contacts.iter().filter(|c| c.kind != SimKind::Stranger);
+    let names = people
+        .map(|c| &c.user_name)
+        .chain([&a.self_user.user_name])
+        .chain(a.groups.iter().map(|g| &g.user_name));
+    let members = a.groups.iter().flat_map(|g| {
+        g.members
+            .iter()
+            .map(move |m| format!("member {} {}", g.user_name, m.user_name))
+    });
+    names
+        .map(|n| format!("contact {n}"))
+        .chain(members)
+        .collect()
+}
+
+/// The cache's rows in the shape of [`truth`]: a contact row whose
+/// `user_name` is empty or NULL shows as `contact ` and never matches.
+async fn cache_rows(app: &TestApp) -> Vec<String> {
+    let pool = app.db().await;
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT 'contact ' || coalesce(user_name, '') FROM contacts WHERE deleted_at IS NULL \
+         UNION ALL SELECT 'member ' || coalesce(group_user_name, '') || ' ' || \
+         coalesce(member_user_name, '') FROM memberships",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows
+}
+
+/// Compares the cache with the server's account into the try in progress:
+/// a row of the account missing from the cache is lost, a cache row the
+/// server does not hold is written.
+async fn compare_truth(cell: &mut Cell, app: &TestApp) {
+    cell.compare(&truth(app), &cache_rows(app).await, &[]);
+}
+
+/// The faults of replies that say less than they seem to, at `endpoint`.
+fn incomplete_faults(endpoint: Endpoint) -> Vec<(&'static str, Fault)> {
+    match endpoint {
+        Endpoint::Init => vec![("entries without a name", Fault::Unnamed(2))],
+        Endpoint::GetContact => vec![
+            ("entries without a name", Fault::Unnamed(3)),
+            ("an empty list, every time", Fault::EmptyList),
+        ],
+        Endpoint::BatchGetContact => vec![
+            ("entries without a name", Fault::Unnamed(1)),
+            ("groups left out", Fault::LeftOut(2)),
+            ("every group left out", Fault::LeftOut(usize::MAX)),
+        ],
+        Endpoint::Sync => vec![("entries without a name", Fault::Unnamed(1))],
+        other => panic!("{other:?} has no incomplete answers here"),
+    }
+}
+
+/// [`incomplete_faults`] at every endpoint of a full sync.
+fn full_sync_incomplete_faults() -> Vec<(Endpoint, &'static str, Fault)> {
+    [
+        Endpoint::Init,
+        Endpoint::GetContact,
+        Endpoint::BatchGetContact,
+    ]
+    .into_iter()
+    .flat_map(|e| {
+        incomplete_faults(e)
+            .into_iter()
+            .map(move |(n, f)| (e, n, f))
+    })
+    .collect()
+}
+
+/// Whether a run ended the way an answer that proves nothing must: `ok`
+/// with notes saying what it could not read, or held by the guard.
+fn proves_nothing(status: &str, error: Option<&str>) -> bool {
+    status == "ok" || error.is_some_and(|e| e.contains("held back"))
+}
+
+/// The notes of run `id`.
+async fn notes_of(app: &TestApp, id: i64) -> Option<String> {
+    app.text("SELECT notes FROM sync_runs WHERE id = ?", &id.to_string())
+        .await
+}
+
+/// Every incomplete answer during `wxsync sync`, on every call, twice in a
+/// row: the sync writes what it could read, marks nothing deleted, writes
+/// no row without a name, says what it could not read (or is held back by
+/// the guard), and the cache equals the server's account; after the fault
+/// clears, a sync is complete again.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_empty_contact_list_is_held_back_then_applied_when_repeated_or_forced() {
+async fn incomplete_answers_during_sync_delete_nothing() {
+    let app = synced().await;
+    let mut matrix = Matrix::default();
+    for (endpoint, name, fault) in full_sync_incomplete_faults() {
+        let mut cell = Cell::new("sync", endpoint, name);
+        app.sim.fail(endpoint, fault, 1000);
+        for _ in 0..2 {
+            let before = app.dump().await;
+            let run = app.wxsync(&["sync"]).await;
+            let (id, status, error) = last_run(&app).await;
+            assert!(
+                proves_nothing(&status, error.as_deref()),
+                "{cell}: {status} {error:?} {run:?}"
+            );
+            assert!(
+                run.ok() == (status == "ok") && notes_of(&app, id).await.is_some() == run.ok(),
+                "{cell}: an ok run says what it could not read: {run:?}"
+            );
+            cell.compare(&before, &app.dump().await, &[]);
+            compare_truth(&mut cell, &app).await;
+            cell.end_try();
+        }
+        app.sim.clear_faults_of(endpoint);
+        app.sync().await;
+        let id = last_run(&app).await.0;
+        assert_eq!(notes_of(&app, id).await, None, "{cell}: complete again");
+        compare_truth(&mut cell, &app).await;
+        cell.end_try();
+        matrix.add(cell);
+    }
+    matrix.finish();
+}
+
+/// Every incomplete answer while the daemon runs (a full sync every second,
+/// so each answer comes back again and again, and the sync after a failed
+/// one retries): no run deletes anything, the cache equals the server's
+/// account, and once the fault clears a complete sync runs. An increment
+/// entry without a name is skipped with one warning and the full sync it
+/// asks for brings what it held.
+#[tokio::test(flavor = "multi_thread")]
+async fn incomplete_answers_while_running_delete_nothing() {
+    let (app, mut daemon) = running("* * * * * *").await;
+    let mut matrix = Matrix::default();
+    for (endpoint, name, fault) in full_sync_incomplete_faults() {
+        let mut cell = Cell::new("run", endpoint, name);
+        let before = app.dump().await;
+        let mut since = last_run(&app).await.0;
+        app.sim.fail(endpoint, fault, 100_000);
+        for _ in 0..3 {
+            since = run_after(&app, &format!("{cell}: a run"), since, |status, _| {
+                status != "running"
+            })
+            .await;
+        }
+        let (_, status, error) = last_run(&app).await;
+        assert!(
+            proves_nothing(&status, error.as_deref()),
+            "{cell}: {status} {error:?}"
+        );
+        assert_alive(&mut daemon, &cell);
+        cell.compare(&before, &app.dump().await, &[]);
+        compare_truth(&mut cell, &app).await;
+        cell.end_try();
+        app.sim.clear_faults_of(endpoint);
+        let cleared = last_run(&app).await.0;
+        // The first run after the clear may have begun under the fault.
+        let mut complete = None;
+        while complete.is_none() {
+            since = run_after(
+                &app,
+                &format!("{cell}: a run after"),
+                since.max(cleared),
+                |status, _| status == "ok",
+            )
+            .await;
+            if notes_of(&app, since).await.is_none() {
+                complete = Some(since);
+            }
+        }
+        compare_truth(&mut cell, &app).await;
+        cell.end_try();
+        matrix.add(cell);
+    }
+    stop(daemon, "incomplete answers").await;
+
+    let (app, daemon) = running(RARELY).await;
+    let endpoint = Endpoint::Sync;
+    for (name, fault) in incomplete_faults(endpoint) {
+        let mut cell = Cell::new("run", endpoint, name);
+        let before = app.dump().await;
+        app.sim.fail(endpoint, fault, 100_000);
+        let nick = "Renamed in a nameless entry";
+        let friend = rename_a_friend(&app, nick);
+        wait_for(
+            &format!("{cell}: the full sync brings the change"),
+            || async { (nick_of(&app, &friend).await.as_deref() == Some(nick)).then_some(()) },
+        )
+        .await;
+        app.sim.clear_faults_of(endpoint);
+        let warned = daemon
+            .logs()
+            .matches("webwxsync sent entries without a UserName")
+            .count();
+        assert!(warned >= 1, "{cell}: {}", daemon.logs());
+        cell.compare(&before, &app.dump().await, &[&friend]);
+        compare_truth(&mut cell, &app).await;
+        cell.end_try();
+        matrix.add(cell);
+    }
+    stop(daemon, "webwxsync").await;
+    matrix.finish();
+}
+
+/// `wxsync status --json`'s `deletion_waiting`.
+async fn deletion_waiting(app: &TestApp) -> serde_json::Value {
+    let run = app.wxsync(&["status", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    v["deletion_waiting"].clone()
+}
+
+/// An empty contact list, every time, on a cache of a few hundred contacts.
+/// Held: the run is `failed` with the reason, nothing is marked deleted and
+/// `status` says a deletion is waiting. The same answer again at once is
+/// held again (a repeat is no confirmation); a sync that gets it once
+/// `sync.deletion_confirm` has passed since it was first held applies it;
+/// after a normal sync has restored the rows, `--force` applies it at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_contact_list_is_held_until_confirmed_or_forced() {
     let app = fault_app(SimConfig {
         friends: 300,
         saved_groups: 20,
@@ -1120,6 +1340,7 @@ async fn an_empty_contact_list_is_held_back_then_applied_when_repeated_or_forced
         ..small_account()
     })
     .await;
+    app.configure("[sync]\ndeletion_confirm = \"2s\"\n");
     app.login().await;
     app.sync().await;
     let mut cell = Cell::new("sync", Endpoint::GetContact, "empty contact list");
@@ -1127,25 +1348,30 @@ async fn an_empty_contact_list_is_held_back_then_applied_when_repeated_or_forced
         .scalar("SELECT count(*) FROM contacts WHERE deleted_at IS NULL")
         .await;
     assert!(live >= 300, "a cache of a few hundred contacts: {live}");
-    let before = app.dump().await;
 
-    app.sim.fail(Endpoint::GetContact, empty_contact_list(), 1);
-    let run = app.wxsync(&["sync"]).await;
-    assert!(!run.ok(), "{cell}: {run:?}");
-    assert!(reason(&run).contains("held back"), "{cell}: {run:?}");
-    let (_, status, error) = last_run(&app).await;
-    let error = error.unwrap_or_default();
-    assert!(
-        status == "failed" && error.contains("held back"),
-        "{cell}: {status} {error}"
-    );
-    assert_eq!(
-        marked_deleted(&app).await,
-        0,
-        "{cell}: nothing marked deleted"
-    );
-    cell.compare(&before, &app.dump().await, &[]);
-    cell.end_try();
+    app.sim
+        .fail(Endpoint::GetContact, Fault::EmptyList, 100_000);
+    let mut error = String::new();
+    for _ in 0..2 {
+        let before = app.dump().await;
+        let run = app.wxsync(&["sync"]).await;
+        assert!(!run.ok(), "{cell}: {run:?}");
+        assert!(reason(&run).contains("held back"), "{cell}: {run:?}");
+        let (_, status, e) = last_run(&app).await;
+        error = e.unwrap_or_default();
+        assert!(
+            status == "failed" && error.contains("held back"),
+            "{cell}: {status} {error}"
+        );
+        assert_eq!(
+            marked_deleted(&app).await,
+            0,
+            "{cell}: nothing marked deleted"
+        );
+        cell.compare(&before, &app.dump().await, &[]);
+        compare_truth(&mut cell, &app).await;
+        cell.end_try();
+    }
     // "this sync would mark N of M contacts deleted"
     let would: i64 = error
         .split("would mark ")
@@ -1154,32 +1380,112 @@ async fn an_empty_contact_list_is_held_back_then_applied_when_repeated_or_forced
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{cell}: the reason names the count: {error}"));
     assert!(would > live / 2, "{cell}: {error}");
+    let waiting = deletion_waiting(&app).await;
+    assert_eq!(waiting["contacts"], would, "{cell}: {waiting}");
+    let status = app.wxsync(&["status"]).await.stdout;
+    assert!(
+        status.contains("deletion:  waiting since"),
+        "{cell}: {status}"
+    );
+    let applies_from: chrono::DateTime<chrono::Utc> =
+        waiting["applies_from"].as_str().unwrap().parse().unwrap();
 
-    app.sim.fail(Endpoint::GetContact, empty_contact_list(), 1);
+    // The clock passes `sync.deletion_confirm` since the first held run.
+    while chrono::Utc::now() <= applies_from {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A sync that retries a failed one (as the daemon's do) never applies it.
+    let before = app.dump().await;
+    let retried = retried_sync(&app).await;
+    assert!(
+        retried.as_ref().is_err_and(|e| e.is_held()),
+        "{cell}: a retry: {retried:?}"
+    );
+    cell.compare(&before, &app.dump().await, &[]);
+    compare_truth(&mut cell, &app).await;
+    cell.end_try();
     let run = app.wxsync(&["sync"]).await;
     assert!(
         run.ok(),
-        "{cell}: the same answer twice is applied: {run:?}"
+        "{cell}: confirmed after deletion_confirm: {run:?}"
     );
     assert_eq!(marked_deleted(&app).await, would, "{cell}");
-    cell.end_try();
+    assert!(deletion_waiting(&app).await.is_null(), "{cell}");
 
+    app.sim.clear_faults_of(Endpoint::GetContact);
     app.sync().await;
     assert_eq!(
         marked_deleted(&app).await,
         0,
         "{cell}: a normal sync restores them"
     );
-
-    app.sim.fail(Endpoint::GetContact, empty_contact_list(), 1);
+    app.sim.fail(Endpoint::GetContact, Fault::EmptyList, 1);
     let run = app.wxsync(&["sync", "--force"]).await;
     assert!(run.ok(), "{cell}: --force applies it at once: {run:?}");
     assert_eq!(marked_deleted(&app).await, would, "{cell}");
-    cell.end_try();
     println!(
-        "fault empty list | {live} live contacts | {error} | applied on the second \
-         identical answer, and at once with --force ({would} marked deleted)"
+        "fault empty list | {live} live contacts | {error} | held again at once, applied once \
+         sync.deletion_confirm had passed, and at once with --force ({would} marked deleted)"
     );
+    let mut matrix = Matrix::default();
+    matrix.add(cell);
+    matrix.finish();
+}
+
+/// One full sync through the library, as the daemon runs one that retries
+/// a failed sync.
+async fn retried_sync(app: &TestApp) -> Result<wxsync::sync::SyncReport, wxsync::sync::SyncError> {
+    let mut config = wxsync::config::Config::load(Some(&app.config)).unwrap();
+    config.database = app.db.clone();
+    let lib = wxsync::app::App::open(config).await.unwrap();
+    let client = lib.client(lib.active_session().unwrap()).unwrap();
+    let opts = wxsync::sync::SyncOptions {
+        retry: true,
+        ..lib.sync_options()
+    };
+    let never = tokio_util::sync::CancellationToken::new();
+    wxsync::sync::full_sync(&client, &lib.store, &opts, &[], &never).await
+}
+
+/// An answer that would leave the account with no friends and no groups
+/// (every list empty, ChatSet too) is held however often it comes and
+/// however long after; only `--force` applies it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_leaving_no_friends_and_no_groups_needs_force() {
+    let app = fault_app(small_account()).await;
+    app.configure("[sync]\ndeletion_confirm = \"0s\"\n");
+    app.login().await;
+    app.sync().await;
+    let mut cell = Cell::new("sync", Endpoint::Init, "every list empty");
+    app.sim.fail(Endpoint::Init, Fault::EmptyList, 100_000);
+    app.sim
+        .fail(Endpoint::GetContact, Fault::EmptyList, 100_000);
+    for _ in 0..3 {
+        let before = app.dump().await;
+        let run = app.wxsync(&["sync"]).await;
+        assert!(
+            !run.ok() && reason(&run).contains("no friends and no groups"),
+            "{cell}: {run:?}"
+        );
+        cell.compare(&before, &app.dump().await, &[]);
+        compare_truth(&mut cell, &app).await;
+        cell.end_try();
+    }
+    let waiting = deletion_waiting(&app).await;
+    assert!(waiting["applies_from"].is_null(), "{cell}: {waiting}");
+    let status = app.wxsync(&["status"]).await.stdout;
+    assert!(
+        status.contains("never applied by itself"),
+        "{cell}: {status}"
+    );
+    let run = app.wxsync(&["sync", "--force"]).await;
+    assert!(run.ok(), "{cell}: {run:?}");
+    let left = app
+        .scalar(
+            "SELECT count(*) FROM contacts WHERE deleted_at IS NULL AND kind IN ('friend', 'group')",
+        )
+        .await;
+    assert_eq!(left, 0, "{cell}: --force applies it");
     let mut matrix = Matrix::default();
     matrix.add(cell);
     matrix.finish();
