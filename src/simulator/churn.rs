@@ -241,16 +241,10 @@ impl World {
             .into_iter()
             .filter(|id| index.contains_key(id) && !gone.contains(&sim(*id)))
             .collect();
-        let listed: HashSet<Id> = self.listing.iter().copied().collect();
         for _ in 0..how_many(&mut rng, rate, friends.len()) {
             let id = match strangers.choose(&mut rng) {
                 Some(s) if rng.random_bool(0.5) && self.entities[*s].kind == SimKind::Stranger => {
-                    let e = &mut self.entities[*s];
-                    e.kind = SimKind::Friend;
-                    e.contact_flag = 3;
-                    if !listed.contains(s) {
-                        self.listing.push(*s);
-                    }
+                    self.befriend(*s);
                     *s
                 }
                 _ => {

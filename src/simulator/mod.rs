@@ -378,6 +378,11 @@ impl Simulator {
         })
     }
 
+    /// A stranger (a group member, say) becomes a friend.
+    pub fn befriend(&self, user_name: &str) {
+        self.mutate(user_name, |w, id| vec![w.befriend(id)]);
+    }
+
     /// A new group (also put first in ChatSet); returns its UserName.
     pub fn add_group(&self, nick_name: &str, members: usize, saved: bool) -> String {
         self.inner.with_world_mut(|w| {

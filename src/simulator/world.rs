@@ -521,6 +521,18 @@ impl World {
         Change::Del(id)
     }
 
+    /// A stranger (a group member, say) becomes a friend: listed from now
+    /// on, and their record queued.
+    pub fn befriend(&mut self, id: Id) -> Change {
+        let e = &mut self.entities[id];
+        e.kind = SimKind::Friend;
+        e.contact_flag = 3;
+        if !self.listing.contains(&id) {
+            self.listing.push(id);
+        }
+        Change::Mod(id)
+    }
+
     /// `member` leaves `group`: the group's record is queued (nothing, if
     /// `group` is not a group).
     pub fn leave(&mut self, group: Id, member: Id) -> Option<Change> {

@@ -182,6 +182,7 @@ impl Store {
              WHERE contact_id = ?1",
             "DELETE FROM contacts WHERE contact_id = ?2",
             "UPDATE contacts SET user_name = ?4 WHERE contact_id = ?1",
+            "UPDATE memberships SET member_contact_id = ?1 WHERE member_contact_id = ?2",
             "INSERT INTO contact_changes (at, contact_id, user_name, source, change, old_value,
                  new_value)
              VALUES (?3, ?1, ?4, 'manual', 'relinked', ?5, ?4)",
@@ -233,6 +234,7 @@ impl Store {
         let now = now();
         let steps = [
             "UPDATE contacts SET contact_id = ?2 WHERE contact_id = ?1",
+            "UPDATE memberships SET member_contact_id = ?2 WHERE member_contact_id = ?1",
             "UPDATE contact_changes SET contact_id = ?2 WHERE contact_id = ?1 AND id > ?3",
             "INSERT INTO contacts (user_name, kind, nick_name, remark_name, alias, signature,
                  province, city, head_img_url, sex, verify_flag, contact_flag, star_friend,

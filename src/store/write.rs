@@ -100,6 +100,12 @@ const TEMP_TABLES: &[&str] = &[
         g TEXT NOT NULL, m TEXT NOT NULL, nick_name TEXT NOT NULL, display_name TEXT NOT NULL,
         attr_status INTEGER NOT NULL, PRIMARY KEY (g, m)
     ) WITHOUT ROWID",
+    // The live contacts once the write has applied them: the member rows
+    // written look their `member_contact_id` up here, a small table, rather
+    // than in `contacts`, whose rows carry `raw`.
+    "CREATE TEMP TABLE live_contacts (
+        user_name TEXT PRIMARY KEY NOT NULL, contact_id INTEGER NOT NULL
+    ) WITHOUT ROWID",
     "CREATE TEMP TABLE d_changes (
         seq INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL, user_name TEXT NOT NULL,
         source TEXT, change TEXT NOT NULL, field TEXT, old_value TEXT, new_value TEXT
@@ -355,10 +361,25 @@ const APPLY_RELINKS: &[&str] = &[
      WHERE group_user_name IN (SELECT old_user_name FROM temp.ident WHERE old_user_name IS NOT NULL)",
 ];
 
+/// Writes member rows, each with its `member_contact_id` (from
+/// [`APPLY_LIVE_CONTACTS`]); a stored row takes the new values.
+macro_rules! upsert_members {
+    ($select:literal) => {
+        concat!(
+            "INSERT INTO main.memberships (group_user_name, member_user_name, nick_name,
+                 display_name, attr_status, member_contact_id) ",
+            $select,
+            " ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
+                 nick_name = excluded.nick_name, display_name = excluded.display_name,
+                 attr_status = excluded.attr_status, member_contact_id = excluded.member_contact_id"
+        )
+    };
+}
+
 /// Apply, in order, inside `BEGIN IMMEDIATE`, after the contacts' inserts
-/// and updates ([`columns::Sql::insert`], [`columns::Sql::update`]). `?1` is
-/// now, `?2` the source, `?3` the login a partial write claims (or NULL).
-const APPLY: &[&str] = &[
+/// and updates ([`columns::Sql::insert`], [`columns::Sql::update`]): the
+/// contacts gone and the member rows removed. `?1` is now.
+const APPLY_REMOVALS: &[&str] = &[
     "UPDATE main.contacts SET deleted_at = ?1, updated_at = ?1
      WHERE contact_id IN (SELECT contact_id FROM temp.d_gone)",
     "DELETE FROM main.memberships
@@ -367,18 +388,43 @@ const APPLY: &[&str] = &[
      WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group)",
     "DELETE FROM main.memberships
      WHERE (group_user_name, member_user_name) IN (SELECT g, m FROM temp.d_mdel)",
-    "INSERT INTO main.memberships SELECT * FROM temp.d_mups WHERE true
-     ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
-         nick_name = excluded.nick_name, display_name = excluded.display_name,
-         attr_status = excluded.attr_status",
+];
+
+/// Once the contacts are written, and only when member rows are to be
+/// written or set: who is a live contact now.
+const APPLY_LIVE_CONTACTS: &[&str] = &[
+    "DELETE FROM temp.live_contacts",
+    "INSERT INTO temp.live_contacts
+     SELECT user_name, contact_id FROM main.contacts WHERE deleted_at IS NULL",
+];
+
+/// When contacts were added, marked deleted or restored: the stored member
+/// rows of those names follow (`memberships` has no index by member, so this
+/// scans it once; it runs only then). A re-link needs nothing here: it keeps
+/// `contact_id`s, and [`APPLY_RELINKS`] renames the rows.
+const APPLY_MEMBER_CONTACT_IDS: &str = "UPDATE main.memberships SET member_contact_id = (
+         SELECT l.contact_id FROM temp.live_contacts l
+         WHERE l.user_name = memberships.member_user_name)
+     WHERE member_user_name IN (SELECT user_name FROM temp.d_new
+                                UNION SELECT user_name FROM temp.d_gone
+                                UNION SELECT user_name FROM temp.d_upd WHERE restored)";
+
+/// The rest, in order. `?1` is now, `?2` the source, `?3` the login a
+/// partial write claims (or NULL).
+const APPLY: &[&str] = &[
+    upsert_members!(
+        "SELECT d.g, d.m, d.nick_name, d.display_name, d.attr_status, l.contact_id
+         FROM temp.d_mups d LEFT JOIN temp.live_contacts l ON l.user_name = d.m
+         WHERE true"
+    ),
     // The member lists of groups with no stored rows, inserted as they are.
-    "INSERT INTO main.memberships
-     SELECT s.* FROM temp.gmap gm CROSS JOIN temp.stage_members s
-         ON s.group_user_name = gm.new_name
-     WHERE gm.fresh = 1
-     ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
-         nick_name = excluded.nick_name, display_name = excluded.display_name,
-         attr_status = excluded.attr_status",
+    upsert_members!(
+        "SELECT s.group_user_name, s.member_user_name, s.nick_name, s.display_name,
+                s.attr_status, l.contact_id
+         FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+         LEFT JOIN temp.live_contacts l ON l.user_name = s.member_user_name
+         WHERE gm.fresh = 1"
+    ),
     "INSERT OR REPLACE INTO main.membership_digests
      SELECT g.group_user_name, g.digest
      FROM temp.stage_groups g JOIN temp.gmap gm ON gm.new_name = g.group_user_name",
@@ -398,6 +444,8 @@ const APPLY: &[&str] = &[
 struct Prepared {
     inserted: i64,
     updated: i64,
+    /// Of those updated, the rows marked deleted until now.
+    restored: i64,
     deleted: i64,
     relinked: i64,
     /// Member rows of changed groups to remove.
@@ -465,20 +513,34 @@ impl Stage {
             _ => APPLY_RELINKS,
         };
         let contacts = [columns::sql().insert.as_str(), &columns::sql().update];
-        for sql in relinks.iter().chain(&contacts).chain(APPLY) {
-            sqlx::query(*sql)
-                .bind(&now)
-                .bind(plan.source.as_str())
-                .bind(plan.claim_login)
-                .execute(&mut *tx)
-                .await?;
+        let came_or_went = prepared.inserted + prepared.deleted + prepared.restored > 0;
+        let members_written = prepared.member_rows_updated + prepared.fresh_member_rows > 0;
+        let live = if came_or_went || members_written {
+            APPLY_LIVE_CONTACTS
+        } else {
+            &[]
+        };
+        let mut member_ids_set = 0;
+        for sql in relinks
+            .iter()
+            .chain(&contacts)
+            .chain(APPLY_REMOVALS)
+            .chain(live)
+        {
+            apply(&mut tx, sql, &now, &plan).await?;
+        }
+        if came_or_went {
+            member_ids_set = apply(&mut tx, APPLY_MEMBER_CONTACT_IDS, &now, &plan).await?;
+        }
+        for sql in APPLY {
+            apply(&mut tx, sql, &now, &plan).await?;
         }
         let counts = ApplyCounts {
             inserted: prepared.inserted as u64,
             updated: prepared.updated as u64,
             deleted: prepared.deleted as u64,
             relinked: prepared.relinked as u64,
-            memberships_changed: prepared.memberships_changed() as u64,
+            memberships_changed: prepared.memberships_changed() as u64 + member_ids_set,
             write_lock_ms: 0,
         };
         if let Some(full) = &plan.full {
@@ -510,6 +572,23 @@ impl Stage {
             ..counts
         })
     }
+}
+
+/// Runs one apply statement (binding now, the source and the claimed login;
+/// see [`APPLY`]); returns the rows it changed.
+async fn apply(
+    tx: &mut SqliteConnection,
+    sql: &'static str,
+    now: &str,
+    plan: &Plan<'_>,
+) -> Result<u64, Error> {
+    Ok(sqlx::query(sql)
+        .bind(now)
+        .bind(plan.source.as_str())
+        .bind(plan.claim_login)
+        .execute(tx)
+        .await?
+        .rows_affected())
 }
 
 /// The page cache of `main` once a prepare compares stored member lists:
@@ -583,6 +662,7 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
     Ok(sqlx::query_as::<_, Prepared>(
         "SELECT (SELECT count(*) FROM temp.d_new) AS inserted,
                 (SELECT count(*) FROM temp.d_upd) AS updated,
+                (SELECT count(*) FROM temp.d_upd WHERE restored) AS restored,
                 (SELECT count(*) FROM temp.d_gone) AS deleted,
                 (SELECT count(*) FROM temp.ident WHERE old_user_name IS NOT NULL) AS relinked,
                 (SELECT count(*) FROM temp.d_mdel) AS member_rows_deleted,

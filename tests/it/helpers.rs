@@ -28,6 +28,17 @@ pub fn small_account() -> SimConfig {
     }
 }
 
+/// Logged in, daemon running, first full sync done.
+pub async fn running() -> (TestApp, Daemon) {
+    let app = TestApp::spawn(small_account()).await;
+    app.configure("[ops]\npoll_interval = \"100ms\"\n");
+    app.login().await;
+    let daemon = app.start_daemon(&[]);
+    app.eventually("the first full sync", || async { app.ok_runs().await == 1 })
+        .await;
+    (app, daemon)
+}
+
 pub struct TestApp {
     pub sim: Simulator,
     pub dir: TempDir,

@@ -10,6 +10,7 @@ mod hook;
 mod identity;
 mod incomplete;
 mod login;
+mod members;
 mod ops;
 mod output;
 mod sync;

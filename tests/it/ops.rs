@@ -3,18 +3,7 @@ use std::time::Duration;
 use regex::Regex;
 use wxsync::simulator::{Endpoint, Fault, SimKind};
 
-use crate::helpers::{Daemon, TestApp, small_account};
-
-/// Logged in, daemon running, first full sync done.
-async fn running() -> (TestApp, Daemon) {
-    let app = TestApp::spawn(small_account()).await;
-    app.configure("[ops]\npoll_interval = \"100ms\"\n");
-    app.login().await;
-    let daemon = app.start_daemon(&[]);
-    app.eventually("the first full sync", || async { app.ok_runs().await == 1 })
-        .await;
-    (app, daemon)
-}
+use crate::helpers::{Daemon, TestApp, running, small_account};
 
 /// Stops the daemon; it must have stopped cleanly. Returns its log.
 async fn stop_ok(daemon: Daemon) -> String {
