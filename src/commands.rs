@@ -243,6 +243,13 @@ async fn sync_once(app: &App, args: &SyncArgs) -> anyhow::Result<()> {
             report.counts.relinked
         );
     }
+    if !report.stats.complete() {
+        println!(
+            "The answer was incomplete ({} list entries without a UserName, {} groups the server \
+             would not describe): nothing was marked deleted (see sync_runs.notes).",
+            report.stats.unnamed, report.stats.unread_groups
+        );
+    }
     if report.stats.member_count_mismatches > 0 {
         println!(
             "{} groups list fewer or more members than their MemberCount (see sync_runs.notes).",

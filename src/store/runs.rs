@@ -248,7 +248,7 @@ impl Store {
 /// Runs a one-statement bookkeeping write, trying again while another
 /// connection holds the write lock (each try waits [`BUSY_TIMEOUT`] for it),
 /// for up to [`PATIENCE`]; `what` names the record in the log.
-async fn patiently<F, Fut>(what: &str, mut write: F) -> Result<(), Error>
+pub(super) async fn patiently<F, Fut>(what: &str, mut write: F) -> Result<(), Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>>,

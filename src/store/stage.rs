@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use serde::ser::{Serialize, SerializeMap, SerializeTuple, Serializer};
-use sqlx::SqliteConnection;
+use sqlx::{SqliteConnection, SqlitePool};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{Error, Store, columns};
@@ -64,6 +64,8 @@ const SCHEMA: &[&str] = &[
 /// Decoded records waiting to be written; see the module docs.
 pub struct Stage {
     pub(super) conn: SqliteConnection,
+    /// The store's pool, for bookkeeping written after the commit.
+    pub(super) pool: SqlitePool,
     /// Digests of the cache's live contacts by [`name_key`], read by
     /// [`Stage::load_digests`]; a contact staged with the same digest stages
     /// only its name.
@@ -94,6 +96,7 @@ impl Store {
         super::write::create_temp_tables(&mut conn).await?;
         Ok(Stage {
             conn,
+            pool: self.pool.clone(),
             stored: HashMap::new(),
             staged: HashMap::new(),
             digests: None,

@@ -556,11 +556,15 @@ impl Stage {
             sqlx::query("PRAGMA main.wal_checkpoint(PASSIVE)")
                 .execute(&mut *conn)
                 .await?;
-            sqlx::query("UPDATE main.sync_runs SET write_lock_ms = ?1 WHERE id = ?2")
-                .bind(write_lock_ms as i64)
-                .bind(full.run_id)
-                .execute(&mut *conn)
-                .await?;
+            // The sync is written: a lock held elsewhere delays this
+            // bookkeeping, it must not turn the run into a failure.
+            super::runs::patiently("the write lock time", || {
+                sqlx::query("UPDATE sync_runs SET write_lock_ms = ?1 WHERE id = ?2")
+                    .bind(write_lock_ms as i64)
+                    .bind(full.run_id)
+                    .execute(&self.pool)
+            })
+            .await?;
         }
         tracing::debug!(
             write_lock_ms,

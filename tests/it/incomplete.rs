@@ -110,6 +110,11 @@ async fn contact_list_entries_without_a_name_mark_nobody_deleted() {
     app.sim.fail(Endpoint::GetContact, Fault::Unnamed(3), 1000);
     let run = app.sync().await;
     assert!(run.stderr.contains("without a UserName"), "{run:?}");
+    assert!(
+        run.stdout.contains("The answer was incomplete (")
+            && run.stdout.contains("nothing was marked deleted"),
+        "{run:?}"
+    );
     assert_truth(&app, "entries without a name").await;
     let (status, notes) = last_run(&app).await;
     assert_eq!(status, "ok");
