@@ -16,7 +16,7 @@ pub(super) struct Sql {
     /// `CREATE TEMP TABLE stage_contacts`, keyed by `user_name`.
     pub stage_table: String,
     /// Stages the contacts of `?1`, a JSON array of objects keyed by column
-    /// name ([`Contact::values`] serialized by the stage).
+    /// name ([`crate::contact::Contact::values`] serialized by the stage).
     pub stage_insert: String,
     /// Live contacts after rowid `?1`, at most `?2` of them: the last rowid,
     /// and every row as its values in [`COLUMNS`] order, each written

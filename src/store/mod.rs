@@ -228,3 +228,47 @@ async fn refuse_foreign(path: &Path) -> Result<(), Error> {
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cache written before `memberships.member_contact_id` existed gets
+    /// it filled in by its migration: a live contact's id, NULL for a
+    /// member whose row is marked deleted and for a stranger.
+    #[tokio::test]
+    async fn an_older_cache_gets_member_contact_ids_filled_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        MIGRATOR.run_to(3, &pool).await.unwrap();
+        for sql in [
+            "INSERT INTO contacts (user_name, kind, first_seen_at, updated_at, contact_id,
+                 deleted_at)
+             VALUES ('@friend', 'friend', 'x', 'x', 7, NULL), ('@gone', 'friend', 'x', 'x', 8, 'x'),
+                    ('@@group', 'group', 'x', 'x', 9, NULL)",
+            "INSERT INTO memberships (group_user_name, member_user_name)
+             VALUES ('@@group', '@friend'), ('@@group', '@gone'), ('@@group', '@stranger')",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let store = Store::open(&path).await.unwrap();
+        let ids: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT member_user_name, member_contact_id FROM memberships ORDER BY 1",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let expected = [("@friend", Some(7)), ("@gone", None), ("@stranger", None)];
+        let expected: Vec<(String, Option<i64>)> = expected
+            .iter()
+            .map(|(m, id)| (m.to_string(), *id))
+            .collect();
+        assert_eq!(ids, expected);
+    }
+}
