@@ -29,6 +29,8 @@ use serde::Serialize;
 
 pub use churn::ChurnReport;
 use server::Inner;
+#[cfg(test)]
+pub(crate) use world::avatar_jpeg;
 use world::{Change, Id};
 
 /// The UOS desktop client's public `extspam` blob that desktop-mode ticket
@@ -151,6 +153,10 @@ pub enum Endpoint {
     Logout,
     /// `webwxpushloginurl`: a login confirmed on the phone without a QR code.
     PushLogin,
+    /// `webwxgeticon`: a person's avatar.
+    GetIcon,
+    /// `webwxgetheadimg`: a group's avatar.
+    GetHeadImg,
     /// Any other path (answered 404).
     Other,
 }
@@ -164,6 +170,9 @@ pub enum Fault {
     Delay(Duration),
     /// The normal body cut in half.
     Truncated,
+    /// The normal status and headers with no body at all (what the live
+    /// avatar endpoints send now and then).
+    Empty,
     /// BaseResponse.Ret (synccheck retcode, login `window.code`); 1100/1101/1102 also end the session.
     Ret(i64),
     /// The ticket step's XML `ret` (e.g. 1203); elsewhere the same as [`Fault::Ret`].
@@ -434,6 +443,16 @@ impl Simulator {
             }
             (vec![Change::Mod(gid)], w.name(id).to_string())
         })
+    }
+
+    /// Someone sets a new avatar: the `seq` in their HeadImgUrl changes,
+    /// the image served for them changes, and their record is queued
+    /// (ModContact).
+    pub fn new_avatar(&self, user_name: &str) {
+        self.mutate(user_name, |w, id| {
+            w.entities[id].head_seq += 1;
+            w.touched(id)
+        });
     }
 
     /// Between two logins: about `rate` (0.0–1.0) of each kind of entity

@@ -433,6 +433,8 @@ fn endpoint_of(path: &str) -> Endpoint {
         "/cgi-bin/mmwebwx-bin/webwxsync" => Endpoint::Sync,
         "/cgi-bin/mmwebwx-bin/webwxlogout" => Endpoint::Logout,
         "/cgi-bin/mmwebwx-bin/webwxpushloginurl" => Endpoint::PushLogin,
+        "/cgi-bin/mmwebwx-bin/webwxgeticon" => Endpoint::GetIcon,
+        "/cgi-bin/mmwebwx-bin/webwxgetheadimg" => Endpoint::GetHeadImg,
         _ => Endpoint::Other,
     }
 }
@@ -516,6 +518,11 @@ async fn dispatch(
         Some(Fault::Truncated) => {
             let mut r = handle(&inner, endpoint, &req, None).await;
             r.body.truncate(r.body.len() / 2);
+            r
+        }
+        Some(Fault::Empty) => {
+            let mut r = handle(&inner, endpoint, &req, None).await;
+            r.body.clear();
             r
         }
         Some(Fault::LoginRet(n)) if endpoint == Endpoint::NewLoginPage => {
@@ -786,6 +793,8 @@ async fn handle(inner: &Inner, endpoint: Endpoint, req: &Req, shape: Option<&Fau
         Endpoint::Sync if post => sync(inner, req),
         Endpoint::Logout => logout(inner, req),
         Endpoint::PushLogin if get => push_login(inner, req),
+        Endpoint::GetIcon if get => avatar(inner, req, false),
+        Endpoint::GetHeadImg if get => avatar(inner, req, true),
         Endpoint::Other => {
             Reply::plain(404, "text/html", "<html><body>404 Not Found</body></html>")
         }
@@ -1445,6 +1454,19 @@ fn key2_of_body(body: Option<&Value>) -> Option<i64> {
         .find(|kv| kv.get("Key").and_then(Value::as_i64) == Some(2))?
         .get("Val")?
         .as_i64()
+}
+
+/// `webwxgeticon` (people) and `webwxgetheadimg` (groups): the image of
+/// `username`, as `image/jpeg`. Without the session's cookies and skey, for
+/// a dead session or a name it does not know, the live server answers 200
+/// with an empty body, and so does this.
+fn avatar(inner: &Inner, req: &Req, group: bool) -> Reply {
+    let st = inner.lock();
+    let image = authenticate(&st, req, Creds::Query { sid_uin: false })
+        .ok()
+        .filter(|_| req.param("skey").is_some_and(|k| !k.is_empty()))
+        .and_then(|_| st.world.avatar_image(req.param("username")?, group));
+    Reply::bytes(200, Cow::Borrowed("image/jpeg"), image.unwrap_or_default())
 }
 
 fn relevant(change: &Change, session: u64) -> bool {

@@ -131,6 +131,46 @@ fn person_id(rng: &mut StdRng, py_quan_pin: &str) -> String {
 }
 
 /// `n` characters drawn from `alphabet`, one draw each.
+/// A 1×1 JPEG from its SOI marker on; [`avatar_jpeg`] puts a comment
+/// segment after the SOI.
+const TINY_JPEG: &[u8] = &[
+    0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0x01, 0x01, 0x00, 0x48,
+    0x00, 0x48, 0x00, 0x00, 0xff, 0xdb, 0x00, 0x43, 0x00, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01,
+    0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01,
+    0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01,
+    0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01,
+    0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0xff, 0xc0, 0x00, 0x0b, 0x08, 0x00,
+    0x01, 0x00, 0x01, 0x01, 0x01, 0x11, 0x00, 0xff, 0xc4, 0x00, 0x14, 0x00, 0x01, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, 0xff, 0xc4, 0x00,
+    0x14, 0x10, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00, 0x2a, 0x9f, 0xff,
+    0xd9,
+];
+
+/// Bytes of the comment segment in a simulated avatar: about the size of a
+/// real 132×132 one.
+const AVATAR_COMMENT: usize = 4000;
+
+/// A valid JPEG for `(wxid, seq)`: the 1×1 image with a comment segment of
+/// letters drawn from them (never `0xFF`, so a cut-off copy never ends in
+/// an EOI marker).
+pub(crate) fn avatar_jpeg(wxid: &str, seq: u64) -> Vec<u8> {
+    let mut rng =
+        StdRng::seed_from_u64(xxhash_rust::xxh3::xxh3_64(wxid.as_bytes()) ^ seq.rotate_left(17));
+    let mut comment = format!("wxsync simulator avatar {wxid} {seq} ").into_bytes();
+    while comment.len() < AVATAR_COMMENT {
+        comment.push(b'a' + rng.random_range(0..26u8));
+    }
+    let len = u16::try_from(comment.len() + 2).expect("comment fits a segment");
+    let mut jpeg = Vec::with_capacity(TINY_JPEG.len() + comment.len() + 4);
+    jpeg.extend_from_slice(&TINY_JPEG[..2]);
+    jpeg.extend_from_slice(&[0xff, 0xfe]);
+    jpeg.extend_from_slice(&len.to_be_bytes());
+    jpeg.extend_from_slice(&comment);
+    jpeg.extend_from_slice(&TINY_JPEG[2..]);
+    jpeg
+}
+
 pub(crate) fn random_string(rng: &mut StdRng, alphabet: &[u8], n: usize) -> String {
     (0..n)
         .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
@@ -726,6 +766,20 @@ impl World {
                 .map(|(a, b)| (*a as u64, *b as u64))
                 .collect(),
         }
+    }
+
+    /// The avatar `webwxgeticon` (people) or `webwxgetheadimg` (groups)
+    /// serves for the current login's `user_name`: a JPEG of its own, whose
+    /// bytes follow from the entity and its `seq`, so they change with the
+    /// avatar and nowhere else. `None` for a name the server does not serve
+    /// an avatar for on that endpoint (unknown, removed, or the wrong kind).
+    pub fn avatar_image(&self, user_name: &str, group: bool) -> Option<Vec<u8>> {
+        let id = self.lookup(user_name)?;
+        let e = &self.entities[id];
+        if e.removed || e.group.is_some() != group {
+            return None;
+        }
+        Some(avatar_jpeg(&e.wxid, e.head_seq))
     }
 
     // ---- wire records ----
