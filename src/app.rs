@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tracing::warn;
 
+use crate::avatars::AvatarOptions;
 use crate::config::Config;
 use crate::store::Store;
 use crate::sync::SyncOptions;
@@ -78,6 +79,15 @@ impl App {
             deletion_confirm: self.config.sync.deletion_confirm,
             history_retention: self.config.history.retention,
             ..SyncOptions::default()
+        }
+    }
+
+    pub fn avatar_options(&self) -> AvatarOptions {
+        AvatarOptions {
+            fetch: self.config.avatars.fetch,
+            pause: self.config.avatars.pause,
+            // A refused image is asked for again less eagerly than a call.
+            retry_base: self.config.wechat.retry_delay * 10,
         }
     }
 

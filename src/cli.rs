@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::export::Format;
 use crate::simulator::{SimConfig, StatusNotify};
 
 /// Keeps a WeChat account's address book in a local SQLite file.
@@ -50,6 +51,11 @@ pub enum Command {
     /// Contacts a new login's sync could not tell apart from the previous
     /// login's, with their candidates; `link` and `unlink` decide by hand.
     Identity(IdentityArgs),
+    /// Fetch every missing or changed avatar now (a progress bar on a
+    /// terminal); exits non-zero with what is still missing and why.
+    Avatars,
+    /// The live friends (with --groups, and groups) as vCard 4.0, CSV or JSON.
+    Export(ExportArgs),
     /// Start the built-in simulator, log in against it, and run the daemon
     /// into ./wxsync-demo.db until Ctrl-C.
     Demo(AccountArgs),
@@ -79,6 +85,20 @@ pub struct SyncArgs {
     /// (the benchmark's floor).
     #[arg(long, hide = true)]
     pub fetch_only: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// vcard (one vCard 4.0 per contact, with its photo), csv or json.
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Write here instead of to standard output (replaced whole, or left
+    /// as it was if the export fails).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Groups too.
+    #[arg(long)]
+    pub groups: bool,
 }
 
 #[derive(Debug, Clone, Args)]

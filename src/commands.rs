@@ -9,8 +9,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::avatars::{FetchError, FetchMode, Fetcher, Progress};
 use crate::cli::{
-    AccountArgs, Cli, Command, IdentityAction, IdentityArgs, LoginArgs, SimulateArgs, SyncArgs,
+    AccountArgs, Cli, Command, ExportArgs, IdentityAction, IdentityArgs, LoginArgs, SimulateArgs,
+    SyncArgs,
 };
 use crate::config::Config;
 use crate::contact::Contact;
@@ -52,6 +54,8 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Run => daemon::run(App::open(config).await?, shutdown_on_signal()).await,
         Command::Status { json, .. } => status(&App::open(config).await?, json).await,
         Command::Identity(args) => identity(&App::open(config).await?, &args).await,
+        Command::Avatars => avatars(&App::open(config).await?).await.map_err(login_hint),
+        Command::Export(args) => export(&App::open(config).await?, &args).await,
         Command::Demo(account) => demo(config, &account).await,
         Command::Simulate(_) => unreachable!("handled above"),
     }
@@ -501,6 +505,121 @@ async fn demo(mut config: Config, account: &AccountArgs) -> anyhow::Result<()> {
     let result = daemon::run(app, shutdown_on_signal()).await;
     sim.shutdown().await;
     result
+}
+
+/// Tries per contact before `wxsync avatars` gives up on it.
+const AVATAR_TRIES: u32 = 3;
+
+/// `wxsync avatars`: every missing or changed avatar, now, in the
+/// foreground; a refused image is asked for again (after
+/// `wechat.retry_delay`, doubling) up to [`AVATAR_TRIES`] times.
+async fn avatars(app: &App) -> anyhow::Result<()> {
+    if app.config.avatars.fetch == FetchMode::Off {
+        anyhow::bail!("avatars.fetch is \"off\" in the configuration: no avatar is fetched");
+    }
+    let client = app.client(app.active_session()?)?;
+    if !app.store.holds_login(client.session().login_id()).await? {
+        anyhow::bail!(
+            "the cache still holds a previous login's names, whose avatar URLs are dead: \
+             run `wxsync sync` first"
+        );
+    }
+    let opts = crate::avatars::AvatarOptions {
+        retry_base: app.config.wechat.retry_delay,
+        ..app.avatar_options()
+    };
+    let mut fetcher = Fetcher::new(opts, None, Some(AVATAR_TRIES));
+    let stop = shutdown_on_signal();
+    // Drawn on stderr, and only when it is a terminal.
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("avatars {bar:40} {pos}/{len} ({eta} left)")
+            .context("progress bar template")?,
+    );
+    let (mut requests, mut stored) = (0, 0);
+    let outcome = loop {
+        let round = fetcher
+            .round(&client, &app.store, &stop, &mut |p| match p {
+                Progress::Begin(n) => {
+                    bar.set_length(n as u64);
+                    bar.set_position(0);
+                }
+                Progress::Step => bar.inc(1),
+            })
+            .await;
+        let round = match round {
+            Ok(round) => round,
+            Err(e) => break Err(e),
+        };
+        requests += round.requests;
+        stored += round.stored;
+        // Failures in a row with nothing stored: the server is not serving
+        // images now; asking on would only repeat that.
+        if round.stalled && round.stored == 0 {
+            break Ok(());
+        }
+        let Some(at) = fetcher.next_retry() else {
+            break Ok(());
+        };
+        tokio::select! {
+            _ = stop.cancelled() => break Err(FetchError::Cancelled),
+            _ = tokio::time::sleep_until(at) => {}
+        }
+    };
+    bar.finish_and_clear();
+    // The logged-out state, if the server ended the session.
+    app.save_session_if_current(&client.session())?;
+    match outcome {
+        Err(FetchError::Session(e)) => return Err(e.into()),
+        Err(FetchError::Cancelled) => anyhow::bail!(
+            "interrupted after {requests} requests ({stored} images stored); \
+             `wxsync avatars` goes on from there"
+        ),
+        Err(FetchError::Store(e)) => return Err(e.into()),
+        Ok(()) => {}
+    }
+    let missing = app.store.avatars_wanted().await?;
+    let total = app.store.avatar_contacts().await?;
+    if missing.is_empty() {
+        println!(
+            "Every contact has its avatar ({total} contacts): {stored} stored now, {requests} requests."
+        );
+        return Ok(());
+    }
+    let reasons: Vec<String> = fetcher
+        .reasons(&missing)
+        .into_iter()
+        .map(|(reason, n)| format!("{n}: {reason}"))
+        .collect();
+    anyhow::bail!(
+        "{} of {total} contacts have no current avatar ({}); {stored} stored now, {requests} \
+         requests. Run `wxsync avatars` again later",
+        missing.len(),
+        reasons.join("; ")
+    )
+}
+
+/// `wxsync export`: to standard output, or to a file replaced only once
+/// the export is complete.
+async fn export(app: &App, args: &ExportArgs) -> anyhow::Result<()> {
+    let Some(path) = &args.output else {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        crate::export::export(&app.store, args.format, args.groups, &mut out).await?;
+        return Ok(());
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut out = std::io::BufWriter::new(tmp);
+    let n = crate::export::export(&app.store, args.format, args.groups, &mut out).await?;
+    out.into_inner()
+        .map_err(|e| e.into_error())?
+        .persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("{n} contacts written to {}.", path.display());
+    Ok(())
 }
 
 #[cfg(test)]

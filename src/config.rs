@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+use crate::avatars::{AvatarOptions, FetchMode};
 use crate::sync::SyncOptions;
 use crate::webwx::{ClientOptions, Mode};
 
@@ -37,6 +38,7 @@ pub struct Config {
     pub history: HistoryConfig,
     pub check: CheckConfig,
     pub notify: NotifyConfig,
+    pub avatars: AvatarsConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -134,6 +136,17 @@ pub struct NotifyConfig {
     pub repeat: Duration,
 }
 
+/// `[avatars]`: the avatar fetch.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AvatarsConfig {
+    /// `contacts` (every live contact's image) or `off`.
+    pub fetch: FetchMode,
+    /// Between two avatar requests.
+    #[serde(deserialize_with = "duration")]
+    pub pause: Duration,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -145,6 +158,7 @@ impl Default for Config {
             history: HistoryConfig::default(),
             check: CheckConfig::default(),
             notify: NotifyConfig::default(),
+            avatars: AvatarsConfig::default(),
         }
     }
 }
@@ -210,6 +224,16 @@ impl Default for NotifyConfig {
     }
 }
 
+impl Default for AvatarsConfig {
+    fn default() -> Self {
+        let opts = AvatarOptions::default();
+        AvatarsConfig {
+            fetch: opts.fetch,
+            pause: opts.pause,
+        }
+    }
+}
+
 const SECOND: u64 = 1;
 const MINUTE: u64 = 60 * SECOND;
 const HOUR: u64 = 60 * MINUTE;
@@ -218,7 +242,7 @@ const DAY: u64 = 24 * HOUR;
 /// The sensible range of each duration key: zero would spin a loop or stop
 /// a task (a zero pause between batch calls only drops the politeness), and
 /// the upper bounds catch a unit typed wrong ("500h" for "500ms").
-const DURATION_BOUNDS: [(&str, Duration, Duration); 12] = [
+const DURATION_BOUNDS: [(&str, Duration, Duration); 13] = [
     (
         "wechat.batch_pause",
         Duration::ZERO,
@@ -275,6 +299,7 @@ const DURATION_BOUNDS: [(&str, Duration, Duration); 12] = [
         Duration::ZERO,
         Duration::from_secs(7 * DAY),
     ),
+    ("avatars.pause", Duration::ZERO, Duration::from_secs(MINUTE)),
 ];
 
 /// The range of `check.sync_missed`.
@@ -329,6 +354,7 @@ impl Config {
             self.check.failed_ops_window,
             self.notify.timeout,
             self.notify.repeat,
+            self.avatars.pause,
         ];
         for ((key, min, max), value) in DURATION_BOUNDS.iter().zip(durations) {
             if value < *min || value > *max {
@@ -494,6 +520,9 @@ mod tests {
             command = "/usr/local/bin/wx-alert --to ops"
             timeout = "5s"
             repeat = "0s"
+            [avatars]
+            fetch = "off"
+            pause = "0s"
             "#,
         )
         .unwrap();
@@ -518,6 +547,8 @@ mod tests {
         );
         assert_eq!(c.notify.timeout, Duration::from_secs(5));
         assert_eq!(c.notify.repeat, Duration::ZERO);
+        assert_eq!(c.avatars.fetch, FetchMode::Off);
+        assert_eq!(c.avatars.pause, Duration::ZERO);
     }
 
     #[test]
@@ -548,6 +579,8 @@ mod tests {
         assert_eq!(c.notify.command, None);
         assert_eq!(c.notify.timeout, Duration::from_secs(30));
         assert_eq!(c.notify.repeat, Duration::from_secs(HOUR));
+        assert_eq!(c.avatars.fetch, FetchMode::Contacts);
+        assert_eq!(c.avatars.pause, Duration::from_millis(500));
         c.validate().unwrap();
     }
 
@@ -586,6 +619,7 @@ mod tests {
             ("[notify]\ntimeout = \"0s\"\n", "notify.timeout"),
             ("[notify]\nrepeat = \"30d\"\n", "notify.repeat"),
             ("[check]\nsync_missed = 101\n", "check.sync_missed"),
+            ("[avatars]\npause = \"2m\"\n", "avatars.pause"),
         ] {
             let e = Config::parse(text).unwrap_err();
             assert!(
@@ -653,6 +687,12 @@ mod tests {
     fn a_bad_duration_is_refused() {
         let e = Config::parse("[ops]\npoll_interval = \"soon\"\n").unwrap_err();
         assert!(e.contains("line 2") && e.contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_avatar_fetch_is_refused_with_the_line() {
+        let e = Config::parse("[avatars]\nfetch = \"all\"\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("all"), "{e}");
     }
 
     #[test]

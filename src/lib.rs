@@ -6,12 +6,14 @@
 //! the tests, the benchmarks and `wxsync demo` run against.
 
 pub mod app;
+pub mod avatars;
 pub mod backoff;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod contact;
 pub mod daemon;
+pub mod export;
 pub mod health;
 pub mod identity;
 pub mod memory;

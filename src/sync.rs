@@ -173,6 +173,11 @@ pub async fn full_sync(
                 ),
                 Err(e) => warn!(error = %e, "cannot remove old contact_changes rows"),
             }
+            match store.prune_avatars().await {
+                Ok(0) => {}
+                Ok(pruned) => info!(pruned, "avatars no contact or history row names removed"),
+                Err(e) => warn!(error = %e, "cannot remove unused avatars"),
+            }
             Ok(SyncReport {
                 run_id,
                 stats,

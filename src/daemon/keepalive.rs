@@ -181,6 +181,10 @@ async fn apply(ctx: &SessionCtx, reply: &SyncReply) -> Result<(), store::Error> 
         })
         .await?;
     ctx.app.store.touch_increment().await?;
+    if written.inserted + written.updated > 0 {
+        // A new contact or a changed one (a new avatar seq among them).
+        ctx.avatar_work.notify_one();
+    }
     info!(
         inserted = written.inserted,
         updated = written.updated,

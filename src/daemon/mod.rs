@@ -14,6 +14,7 @@
 //! (a non-zero exit), so that systemd (`Restart=on-failure`) starts it again:
 //! the daemon never runs on without one of its tasks while looking healthy.
 
+mod avatars;
 mod hook;
 mod keepalive;
 mod notify;
@@ -26,12 +27,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::app::{self, App};
+use crate::avatars::FetchMode;
 use crate::backoff::Backoff;
 use crate::commands::one_line;
 use crate::sync::{self, SyncError};
@@ -108,6 +110,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
             learned_groups: Arc::new(Mutex::new(BTreeSet::new())),
             notifier: notifier.clone(),
             hook: hook.clone(),
+            avatar_work: Arc::new(Notify::new()),
         };
         match ctx.run(&shutdown).await {
             Ok(End::Shutdown) => break Ok(()),
@@ -207,6 +210,8 @@ struct SessionCtx {
     learned_groups: Arc<Mutex<BTreeSet<String>>>,
     notifier: Notifier,
     hook: Hook,
+    /// Told after a write that may have left avatars to fetch.
+    avatar_work: Arc<Notify>,
 }
 
 impl SessionCtx {
@@ -218,6 +223,10 @@ impl SessionCtx {
         tasks.spawn("keepalive", async move { keepalive::run(&ctx, &t).await });
         let (ctx, t) = (self.clone(), tasks.token());
         tasks.spawn("remark queue", async move { ops::run(&ctx, &t).await });
+        if self.app.config.avatars.fetch != FetchMode::Off {
+            let (ctx, t) = (self.clone(), tasks.token());
+            tasks.spawn("avatars", async move { avatars::run(&ctx, &t).await });
+        }
 
         let login_id = self.client.session().login_id().to_owned();
         let mut file = FileWatch::new(self.app.session_path());
@@ -329,6 +338,7 @@ impl SessionCtx {
                     backoff.reset();
                     retry_in = None;
                     self.persist();
+                    self.avatar_work.notify_one();
                     self.notifier.status(&format!(
                         "synced {} contacts, {} groups, {} memberships",
                         report.stats.contacts, report.stats.groups, report.stats.memberships

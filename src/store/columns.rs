@@ -211,6 +211,10 @@ mod tests {
         "deleted_at",
         "contact_id",
         "real_id",
+        // Written by the avatar fetch alone; a sync never names them.
+        "avatar_sha256",
+        "avatar_fetched_at",
+        "avatar_seq",
     ];
 
     async fn table_columns(

@@ -173,10 +173,12 @@ impl Store {
             // The new row's data, under the old row's id.
             "UPDATE contacts SET (kind, nick_name, remark_name, alias, signature, province, city,
                  head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
-                 encry_chat_room_id, raw, real_id) =
+                 encry_chat_room_id, raw, real_id, avatar_sha256, avatar_fetched_at,
+                 avatar_seq) =
                (SELECT kind, nick_name, remark_name, alias, signature, province, city,
                  head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
-                 encry_chat_room_id, raw, coalesce(n.real_id, contacts.real_id)
+                 encry_chat_room_id, raw, coalesce(n.real_id, contacts.real_id),
+                 n.avatar_sha256, n.avatar_fetched_at, n.avatar_seq
                 FROM contacts n WHERE n.contact_id = ?2),
                deleted_at = NULL, updated_at = ?3
              WHERE contact_id = ?1",

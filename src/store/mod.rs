@@ -5,7 +5,9 @@
 //! transaction, so a reader with `sqlite3` sees either the old state or the
 //! new one, and a failure leaves the file as it was.
 
+mod avatars;
 mod columns;
+mod export;
 mod guard;
 mod identity;
 mod ops;
@@ -25,6 +27,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, Sqlite, SqlitePool, Transaction};
 
+pub use avatars::{AvatarImage, AvatarWanted, avatar_seq};
+pub use export::ExportRow;
 pub use guard::WaitingDeletion;
 pub use identity::{Decision, IdentityError, Unlinked};
 pub use ops::{Malformed, NextOp, PendingOp, QueueWatch, Target};

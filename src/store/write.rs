@@ -194,9 +194,11 @@ const PREPARE_IDENTITY: &[&str] = &[
     "INSERT INTO temp.d_new SELECT contact_id, user_name FROM temp.ident WHERE fresh = 1",
 ];
 
-/// Full syncs only: what another source changed since fetching began.
+/// Full syncs only: what another source changed since fetching began. A
+/// new avatar image touches no column a sync writes, so it freezes nothing.
 const PREPARE_FROZEN: &str = "INSERT OR IGNORE INTO temp.frozen
-     SELECT contact_id FROM main.contact_changes WHERE at >= ?1 AND source != 'full_sync'";
+     SELECT contact_id FROM main.contact_changes
+     WHERE at >= ?1 AND source NOT IN ('full_sync', 'avatar')";
 
 /// Full syncs: every live contact the server no longer lists.
 const PREPARE_GONE_FULL: &str = "INSERT INTO temp.d_gone

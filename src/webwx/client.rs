@@ -384,6 +384,17 @@ impl Client {
         endpoint: &'static str,
         req: reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, Error> {
+        self.fetch_limited(endpoint, req, self.inner.max_reply_bytes)
+            .await
+    }
+
+    /// [`Client::fetch`] with a limit of its own on the body.
+    async fn fetch_limited(
+        &self,
+        endpoint: &'static str,
+        req: reqwest::RequestBuilder,
+        limit: u64,
+    ) -> Result<Vec<u8>, Error> {
         let started = Instant::now();
         let resp = req.send().await.map_err(|e| Error::network(endpoint, e))?;
         let status = resp.status();
@@ -394,7 +405,7 @@ impl Client {
                 status: status.as_u16(),
             });
         }
-        let body = read_body(endpoint, resp, self.inner.max_reply_bytes).await?;
+        let body = read_body(endpoint, resp, limit).await?;
         tracing::debug!(
             endpoint,
             bytes = body.len(),
@@ -569,6 +580,35 @@ impl Client {
         });
         let req = self.post(EP, url, &body)?;
         self.call::<BareReply>(EP, req).await.map(drop)
+    }
+
+    /// The image behind a contact's `HeadImgUrl` (as stored, without its
+    /// skey): `webwxgeticon` for people, `webwxgetheadimg` for groups, on
+    /// the API origin with the session's cookies and skey. A body over
+    /// `limit` bytes is refused ([`Error::TooLarge`]). The server answers
+    /// failures with an empty or non-image body, which the caller judges;
+    /// a URL that is not one of those two paths is refused unsent, so the
+    /// skey never goes anywhere else.
+    pub async fn avatar(&self, head_img_url: &str, limit: u64) -> Result<Vec<u8>, Error> {
+        let (path, query) = head_img_url.split_once('?').unwrap_or((head_img_url, ""));
+        let endpoint = match path {
+            "/cgi-bin/mmwebwx-bin/webwxgeticon" => "webwxgeticon",
+            "/cgi-bin/mmwebwx-bin/webwxgetheadimg" => "webwxgetheadimg",
+            _ => return Err(Error::NotAvatarUrl),
+        };
+        let s = self.alive(endpoint)?;
+        let mut q = Query::default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            if k != "skey" {
+                q = q.enc(&k, &v);
+            }
+        }
+        let q = q.enc("skey", &s.skey);
+        let url = endpoint_url(&self.inner.api, endpoint, &q)?;
+        let result = self
+            .fetch_limited(endpoint, self.inner.http.get(url), limit)
+            .await;
+        self.observe(result)
     }
 
     /// The synccheck long poll on the push origin. Retcodes 1100/1101/1102

@@ -60,6 +60,10 @@ pub enum Error {
     /// More names than one `webwxbatchgetcontact` call can carry.
     #[error("a batch of {0} names is over the server's limit of 50 per call")]
     BatchTooLarge(usize),
+    /// A `HeadImgUrl` that is not a `webwxgeticon` or `webwxgetheadimg`
+    /// path on the API host; not fetched, so the skey goes nowhere else.
+    #[error("the avatar URL is not a webwxgeticon or webwxgetheadimg path; not fetched")]
+    NotAvatarUrl,
     /// The HTTP client or the saved session could not be set up.
     #[error("cannot set up the WeChat client: {detail}")]
     Setup { detail: String },
@@ -117,6 +121,7 @@ impl Error {
             | Error::Ret { .. }
             | Error::SessionDead { .. }
             | Error::BatchTooLarge(_)
+            | Error::NotAvatarUrl
             | Error::Setup { .. } => false,
         }
     }

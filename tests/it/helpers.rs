@@ -39,6 +39,11 @@ pub async fn running() -> (TestApp, Daemon) {
     (app, daemon)
 }
 
+/// The daemon fetches avatars in the background by default; tests of other
+/// things turn it off, so that their rows and calls are only their own.
+/// [`TestApp::fetch_avatars`] turns it on.
+const AVATARS_OFF: &str = "[avatars]\nfetch = \"off\"\n";
+
 pub struct TestApp {
     pub sim: Simulator,
     pub dir: TempDir,
@@ -89,7 +94,7 @@ impl TestApp {
         std::fs::write(
             &config,
             format!(
-                "database = {:?}\n[wechat]\nlogin_url = \"{}\"\nbatch_pause = \"5ms\"\nretry_delay = \"20ms\"\n",
+                "database = {:?}\n{AVATARS_OFF}[wechat]\nlogin_url = \"{}\"\nbatch_pause = \"5ms\"\nretry_delay = \"20ms\"\n",
                 db,
                 sim.base_url()
             ),
@@ -171,6 +176,18 @@ impl TestApp {
         }
         pool.close().await;
         out
+    }
+
+    /// Turns the avatar fetch on, with `pause` between requests.
+    pub fn fetch_avatars(&self, pause: &str) {
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        let start = text
+            .find("[avatars]\n")
+            .expect("the test config has [avatars]");
+        let end = start + text[start..].find("[wechat]").expect("[wechat] follows it");
+        let on = format!("[avatars]\nfetch = \"contacts\"\npause = \"{pause}\"\n");
+        text.replace_range(start..end, &on);
+        std::fs::write(&self.config, text).unwrap();
     }
 
     /// Writes extra config lines (appended to the test config).

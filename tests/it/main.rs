@@ -1,6 +1,7 @@
 //! Integration tests: the real `wxsync` binary (and library) against the
 //! simulator over real HTTP, each with its own SQLite file in a temp dir.
 
+mod avatars;
 mod check;
 mod daemon;
 mod faults;
