@@ -40,6 +40,8 @@ fn wire(endpoint: Endpoint) -> &'static str {
         Endpoint::OpLog => "webwxoplog",
         Endpoint::SyncCheck => "synccheck",
         Endpoint::Sync => "webwxsync",
+        Endpoint::GetIcon => "webwxgeticon",
+        Endpoint::GetHeadImg => "webwxgetheadimg",
         other => panic!("{other:?} is not in the fault matrix"),
     }
 }
@@ -1521,6 +1523,88 @@ async fn a_reply_that_is_not_utf8_is_refused_with_a_reason() {
         println!("fault invalid UTF-8 | {}", reason(&run));
         cell.end_try();
         matrix.add(cell);
+    }
+    matrix.finish();
+}
+
+/// A body the avatar endpoints might send instead of an image.
+fn avatar_body(content_type: &str, body: Vec<u8>) -> Fault {
+    Fault::Custom {
+        status: 200,
+        content_type: content_type.into(),
+        body,
+    }
+}
+
+/// Every bad avatar body (and a failed call) at both avatar endpoints during
+/// `wxsync avatars`: nothing is stored for the contact, every row stays,
+/// the command says what is missing and why; once the server sends the
+/// image again, the next run stores it.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_avatar_bodies_are_not_stored_and_change_nothing() {
+    let app = fault_app(small_account()).await;
+    app.fetch_avatars("0s");
+    app.login().await;
+    app.sync().await;
+    assert!(app.wxsync(&["avatars"]).await.ok());
+    let group = app.sim.account().groups[0].user_name.clone();
+    // A JPEG over 1 MiB: its signature and end marker are right.
+    let mut oversized = vec![0xff, 0xd8, 0xff, 0xe0];
+    oversized.resize(1024 * 1024 + 1, b'a');
+    oversized.extend_from_slice(&[0xff, 0xd9]);
+    let mut matrix = Matrix::default();
+    for endpoint in [Endpoint::GetIcon, Endpoint::GetHeadImg] {
+        for (name, fault, why) in [
+            ("empty", Fault::Empty, "the server sent an empty body"),
+            ("truncated", Fault::Truncated, "incomplete image/jpeg"),
+            (
+                "not an image",
+                avatar_body("text/html", b"<html><body>404</body></html>".to_vec()),
+                "not an image",
+            ),
+            (
+                "over 1 MiB",
+                avatar_body("image/jpeg", oversized.clone()),
+                "an image over 1 MiB",
+            ),
+            ("HTTP 502", Fault::Http(502), "HTTP status 502"),
+            ("reset", Fault::Reset, "network error"),
+        ] {
+            let mut cell = Cell::new("avatars", endpoint, name);
+            let who = match endpoint {
+                Endpoint::GetIcon => app.first_friend(),
+                _ => group.clone(),
+            };
+            // A new avatar on the server: the one image the run fetches.
+            app.sim.new_avatar(&who);
+            app.sync().await;
+            let before = app.dump().await;
+            let images = app.scalar("SELECT count(*) FROM avatars").await;
+            app.sim.fail(endpoint, fault, 1000);
+            let run = app.wxsync(&["avatars"]).await;
+            app.sim.clear_faults_of(endpoint);
+            assert!(!run.ok(), "{cell}: {run:?}");
+            assert!(
+                reason(&run).contains("1 of ") && reason(&run).contains(why),
+                "{cell}: {run:?}"
+            );
+            assert_eq!(
+                app.scalar("SELECT count(*) FROM avatars").await,
+                images,
+                "{cell}"
+            );
+            cell.compare(&before, &app.dump().await, &[]);
+            println!("fault avatars {name} | {}", reason(&run));
+            let run = app.wxsync(&["avatars"]).await;
+            assert!(run.ok(), "{cell}: the next run: {run:?}");
+            assert_eq!(
+                app.scalar("SELECT count(*) FROM avatars").await,
+                images + 1,
+                "{cell}"
+            );
+            cell.end_try();
+            matrix.add(cell);
+        }
     }
     matrix.finish();
 }
