@@ -2,7 +2,8 @@
 //! (1× = 5,000 friends, 125 officials, 300 groups × 500 members) it starts
 //! the simulator in this process and runs the release `wxsync` binary
 //! against it as a user would: a cold full sync, fetch-only runs (the
-//! floor), no-change syncs, a sync after 1 % changed, and the daemon while
+//! floor), `wxsync avatars` at no pause (twice), no-change syncs, a sync
+//! after 1 % changed, and the daemon while
 //! remark edits are queued; then wechat4u 0.7.14's own fetch against the
 //! same simulator as the peer figure. It prints one table with each
 //! measure's target. See benches/README.md for what each figure means and
@@ -15,6 +16,7 @@
 //! work directories).
 
 mod account;
+mod avatars;
 mod cache;
 mod child;
 mod launcher;
@@ -105,6 +107,7 @@ pub struct SizeResult {
     pub shape: String,
     pub peer: Result<PeerFigures, String>,
     pub cold: Sample,
+    pub avatars: avatars::Avatars,
     pub fetch: Vec<Sample>,
     pub no_change: Vec<Sample>,
     pub churned: String,
@@ -201,6 +204,8 @@ async fn run_size(
 
     progress(scale, "cold full sync");
     let cold = sync(&work, &mut cache, &probe, "cold", &["sync"], false).await?;
+    progress(scale, "avatars");
+    let avatars = avatars::measure(&work, &mut cache, &probe, &sim).await?;
     let mut fetch = Vec::new();
     for i in 1..=opts.repeat {
         progress(scale, &format!("fetch only {i}/{}", opts.repeat));
@@ -255,6 +260,7 @@ async fn run_size(
         shape,
         peer,
         cold,
+        avatars,
         fetch,
         no_change,
         churned,

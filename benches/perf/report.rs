@@ -260,6 +260,39 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
             mark(l.p95 <= Duration::from_millis(1200) && l.not_done == 0)
         )
     });
+    row("`wxsync avatars` after the cold sync, pause 0s", "", &|r| {
+        let a = &r.avatars;
+        format!(
+            "{}: {} of {} stored, {} requests",
+            secs(a.wall),
+            group(a.stored),
+            group(a.contacts),
+            group(a.requests as i64)
+        )
+    });
+    row("  ÷ cold full sync", "< 1.5", &|r| {
+        let x = r.avatars.wall.as_secs_f64() / r.cold.phases.wall.as_secs_f64();
+        format!("{x:.2} {}", mark(x < 1.5))
+    });
+    row("  peak RSS", "≤ 48 MB", &|r| {
+        let mb = mb(r.avatars.rss_kib);
+        format!("{mb:.0} MB {}", mark(mb <= RSS_TARGET_MB))
+    });
+    row("  write lock, longest", "≤ 20 ms", &|r| {
+        format!(
+            "{} {}",
+            millis(r.avatars.lock),
+            mark(r.avatars.lock <= Duration::from_millis(20))
+        )
+    });
+    row("  a second `wxsync avatars`: requests", "0", &|r| {
+        format!(
+            "{} {} ({})",
+            r.avatars.again,
+            mark(r.avatars.again == 0),
+            secs(r.avatars.again_wall)
+        )
+    });
     row(
         "wechat4u 0.7.14 full fetch, every group (peer)",
         "",

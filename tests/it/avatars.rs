@@ -575,3 +575,14 @@ async fn wxsync_avatars_stops_when_the_server_no_longer_serves_the_session() {
     assert_eq!(avatar_calls(&app), 5, "five failures in a row end it");
     assert_eq!(app.scalar("SELECT count(*) FROM avatars").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_fetch_off_nothing_is_asked_for() {
+    // The test config has `[avatars] fetch = "off"`.
+    let app = TestApp::spawn(account()).await;
+    app.login().await;
+    let run = app.wxsync(&["avatars"]).await;
+    assert!(!run.ok(), "{run:?}");
+    assert!(run.stderr.contains("avatars.fetch is \"off\""), "{run:?}");
+    assert_eq!(avatar_calls(&app), 0);
+}
