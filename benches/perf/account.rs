@@ -1,6 +1,7 @@
 //! The simulated account at each size, and the changes a "1 % changed" sync
 //! finds.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use wxsync::simulator::{Account, SimConfig, SimKind, Simulator};
@@ -52,4 +53,53 @@ pub fn describe(account: &Account) -> String {
         account.groups.len(),
         memberships
     )
+}
+
+/// What a re-link sync must write to `memberships`, from the simulator's
+/// own identities (sim ids), which survive a login that renames everyone.
+pub struct MemberTruth {
+    /// Rows added or removed, or whose nick name, card or status changed.
+    pub changed: usize,
+    /// Rows in both lists whose group or member name the new login changed.
+    pub renamed: usize,
+}
+
+/// A membership by (group, member) sim id: its (group, member) user names
+/// and what the group shows of the member.
+type Shown<'a> = HashMap<(u64, u64), ((&'a str, &'a str), (&'a str, &'a str, i64))>;
+
+fn shown(a: &Account) -> Shown<'_> {
+    a.groups
+        .iter()
+        .flat_map(|g| {
+            g.members.iter().map(move |m| {
+                (
+                    (g.sim_id, m.sim_id),
+                    (
+                        (g.user_name.as_str(), m.user_name.as_str()),
+                        (m.nick_name.as_str(), m.display_name.as_str(), m.attr_status),
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Compares the member lists of two logins' accounts by sim id.
+pub fn member_truth(before: &Account, after: &Account) -> MemberTruth {
+    let (old, new) = (shown(before), shown(after));
+    let mut truth = MemberTruth {
+        changed: old.keys().filter(|k| !new.contains_key(k)).count(),
+        renamed: 0,
+    };
+    for (key, (names, data)) in &new {
+        match old.get(key) {
+            None => truth.changed += 1,
+            Some((old_names, old_data)) => {
+                truth.changed += usize::from(old_data != data);
+                truth.renamed += usize::from(old_names != names);
+            }
+        }
+    }
+    truth
 }

@@ -92,15 +92,19 @@ impl Cache {
     /// Starts (or restarts at zero) counting row writes on the data tables.
     pub async fn count_writes(&mut self) -> anyhow::Result<()> {
         let mut statements = vec![
-            "CREATE TABLE IF NOT EXISTS bench_row_writes (n INTEGER NOT NULL)".to_string(),
+            "CREATE TABLE IF NOT EXISTS bench_row_writes \
+             (tbl TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+                .to_string(),
             "DELETE FROM bench_row_writes".into(),
-            "INSERT INTO bench_row_writes VALUES (0)".into(),
         ];
         for table in COUNTED {
+            statements.push(format!(
+                "INSERT INTO bench_row_writes VALUES ('{table}', 0)"
+            ));
             for op in ["INSERT", "UPDATE", "DELETE"] {
                 statements.push(format!(
                     "CREATE TRIGGER IF NOT EXISTS bench_{table}_{op} AFTER {op} ON {table} \
-                     BEGIN UPDATE bench_row_writes SET n = n + 1; END"
+                     BEGIN UPDATE bench_row_writes SET n = n + 1 WHERE tbl = '{table}'; END"
                 ));
             }
         }
@@ -112,10 +116,13 @@ impl Cache {
         Ok(())
     }
 
-    pub async fn row_writes(&mut self) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar("SELECT n FROM bench_row_writes")
-            .fetch_one(&mut self.conn)
-            .await?)
+    /// Row writes on both tables, and on `memberships` alone.
+    pub async fn row_writes(&mut self) -> anyhow::Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT sum(n), sum(n) FILTER (WHERE tbl = 'memberships') FROM bench_row_writes",
+        )
+        .fetch_one(&mut self.conn)
+        .await?)
     }
 
     /// Remembers the data as it is now, for [`Cache::rows_changed`].

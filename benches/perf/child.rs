@@ -148,6 +148,22 @@ impl Running {
         Ok(())
     }
 
+    /// The resident set of the command the launcher started, now, in KiB.
+    pub fn command_rss_kib(&self) -> anyhow::Result<u64> {
+        let children = format!("/proc/{0}/task/{0}/children", self.pid);
+        let text = std::fs::read_to_string(&children).with_context(|| children.clone())?;
+        let pid = text
+            .split_whitespace()
+            .next()
+            .with_context(|| format!("{} has no command running", self.label))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no VmRSS for {}", self.label))
+    }
+
     /// Whether the child has ended (without reaping it).
     pub fn has_exited(&self) -> bool {
         // SAFETY: an all-zero `siginfo_t` is a valid value of this C struct.

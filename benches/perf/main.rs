@@ -3,8 +3,9 @@
 //! the simulator in this process and runs the release `wxsync` binary
 //! against it as a user would: a cold full sync, fetch-only runs (the
 //! floor), `wxsync avatars` at no pause (twice), no-change syncs, a sync
-//! after 1 % changed, and the daemon while
-//! remark edits are queued; then wechat4u 0.7.14's own fetch against the
+//! after 1 % changed, the first syncs after a new login (re-links, after
+//! 1 % and 5 % changed), and the daemon while remark edits are queued (its
+//! first sync a re-link too); then wechat4u 0.7.14's own fetch against the
 //! same simulator as the peer figure. It prints one table with each
 //! measure's target. See benches/README.md for what each figure means and
 //! how it is taken.
@@ -43,6 +44,8 @@ use phases::Phases;
 
 /// How much of the account the "1 % changed" sync finds changed.
 const CHURN_RATE: f64 = 0.01;
+/// How much changed between the logins of the re-link syncs.
+const RELINK_RATES: [f64; 2] = [0.01, 0.05];
 
 struct Options {
     sizes: Vec<usize>,
@@ -91,6 +94,8 @@ pub struct Sample {
     pub run: Option<SyncRun>,
     /// Rows of `contacts` and `memberships` it wrote (counted by triggers).
     pub rewritten: Option<i64>,
+    /// Of those, rows of `memberships`.
+    pub member_writes: Option<i64>,
     /// Rows it added to `contact_changes`.
     pub history: Option<i64>,
 }
@@ -100,6 +105,15 @@ pub struct PeerFigures {
     pub every: Vec<peer::Fetch>,
     /// wechat4u as shipped, once.
     pub stock: peer::Fetch,
+}
+
+/// The first sync after a new login, `rate` of the account changed since
+/// the previous one.
+pub struct Relink {
+    pub rate: f64,
+    pub churned: String,
+    pub sample: Sample,
+    pub truth: account::MemberTruth,
 }
 
 pub struct SizeResult {
@@ -113,6 +127,9 @@ pub struct SizeResult {
     pub churned: String,
     pub one_percent: Sample,
     pub changed: i64,
+    pub relinks: Vec<Relink>,
+    /// The daemon's resident set once its first sync, a re-link, ended.
+    pub daemon_rss_kib: u64,
     pub remark: remark::Latency,
     /// Full syncs the daemon started while the edits were measured.
     pub remark_syncs: i64,
@@ -236,8 +253,20 @@ async fn run_size(
     let one_percent = sync(&work, &mut cache, &probe, "one-percent", &["sync"], true).await?;
     let changed = cache.rows_changed().await?;
 
-    progress(scale, "remark edits under the daemon");
-    let (remark, remark_syncs) = remark_latency(&work, &mut cache, opts.ops).await?;
+    let mut relinks = Vec::new();
+    for (i, rate) in RELINK_RATES.into_iter().enumerate() {
+        progress(
+            scale,
+            &format!("re-link after {:.0} % changed", rate * 100.0),
+        );
+        let seed = 200 + 10 * scale as u64 + i as u64;
+        relinks.push(relink(&sim, &work, &mut cache, &probe, rate, seed).await?);
+    }
+
+    progress(scale, "remark edits under the daemon, after a new login");
+    work.run("login-daemon", &["login"], None).await?;
+    let (remark, remark_syncs, daemon_rss_kib) =
+        remark_latency(&work, &mut cache, opts.ops).await?;
 
     let mut profiles = Vec::new();
     if let Some(perf) = &perf {
@@ -266,6 +295,8 @@ async fn run_size(
         churned,
         one_percent,
         changed,
+        relinks,
+        daemon_rss_kib,
         remark,
         remark_syncs,
         profiles,
@@ -284,6 +315,34 @@ async fn peer_figures(
     }
     let stock = peer::fetch(work, modules, &sim.base_url(), false).await?;
     Ok(PeerFigures { every, stock })
+}
+
+/// Changes `rate` of the account, logs in again (every user name changes)
+/// and measures the sync that links the cache to the new names.
+async fn relink(
+    sim: &Simulator,
+    work: &Work,
+    cache: &mut Cache,
+    probe: &ShmProbe,
+    rate: f64,
+    seed: u64,
+) -> anyhow::Result<Relink> {
+    let label = format!("relink-{:.0}", rate * 100.0);
+    let before = sim.account();
+    let churned = account::churn(sim, rate, seed);
+    work.run(&format!("login-{label}"), &["login"], None)
+        .await?;
+    let truth = account::member_truth(&before, &sim.account());
+    let sample = sync(work, cache, probe, &label, &["sync"], true).await?;
+    if sample.run.as_ref().is_none_or(|r| r.relinked == 0) {
+        bail!("{label}: the sync after a new login linked nothing");
+    }
+    Ok(Relink {
+        rate,
+        churned,
+        sample,
+        truth,
+    })
 }
 
 /// One `wxsync sync` (or `--fetch-only`) with its lock watched; for a real
@@ -316,32 +375,34 @@ async fn sync(
         }
         Some(run)
     };
-    let rewritten = if count {
-        Some(cache.row_writes().await?)
+    let (rewritten, member_writes) = if count {
+        let (all, members) = cache.row_writes().await?;
+        (Some(all), Some(members))
     } else {
-        None
+        (None, None)
     };
     Ok(Sample {
         phases: phases::of(&done),
         rss_kib: done.max_rss_kib,
         run,
         rewritten,
+        member_writes,
         history: Some(cache.history_rows().await? - history_before),
     })
 }
 
 /// Starts the daemon, waits for its first full sync to end, measures the
 /// queued edits, and stops it, whatever happened. Also returns how many full
-/// syncs the daemon started during the measurement (its schedule may fire).
+/// syncs the daemon started during the measurement (its schedule may fire)
+/// and its resident set when the first one ended.
 async fn remark_latency(
     work: &Work,
     cache: &mut Cache,
     ops: usize,
-) -> anyhow::Result<(remark::Latency, i64)> {
-    let friends = cache.friends(ops).await?;
+) -> anyhow::Result<(remark::Latency, i64, u64)> {
     let before = cache.last_run().await?.id;
     let daemon = work.spawn("daemon", &["run"])?;
-    let measured = measure_under(cache, &daemon, before, &friends).await;
+    let measured = measure_under(cache, &daemon, before, ops).await;
     daemon.terminate()?;
     // A daemon that failed says why in its stderr, which `wait` reports.
     tokio::task::spawn_blocking(move || daemon.wait()).await??;
@@ -352,8 +413,8 @@ async fn measure_under(
     cache: &mut Cache,
     daemon: &child::Running,
     before: i64,
-    friends: &[String],
-) -> anyhow::Result<(remark::Latency, i64)> {
+    ops: usize,
+) -> anyhow::Result<(remark::Latency, i64, u64)> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let first = loop {
         let run = cache.last_run().await?;
@@ -368,6 +429,7 @@ async fn measure_under(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let rss = daemon.command_rss_kib()?;
     if first.status != "ok" {
         bail!(
             "the daemon's first full sync ended {}: {}",
@@ -375,7 +437,9 @@ async fn measure_under(
             first.error.unwrap_or_default()
         );
     }
-    let latency = remark::measure(cache, friends).await?;
+    // Names of this login: the first sync linked the cache to them.
+    let friends = cache.friends(ops).await?;
+    let latency = remark::measure(cache, &friends).await?;
     let syncs = cache.last_run().await?.id - first.id;
-    Ok((latency, syncs))
+    Ok((latency, syncs, rss))
 }

@@ -10,6 +10,8 @@ use crate::{Options, Sample, SizeResult, account, cache, machine, remark};
 /// Peak RSS target, MB (10^6 bytes), and how much a larger account may add.
 const RSS_TARGET_MB: f64 = 48.0;
 const RSS_FLAT: f64 = 1.15;
+/// A re-link sync may take this many times the cold sync of the account.
+const RELINK_VS_COLD: f64 = 2.0;
 
 pub struct Machine {
     date: String,
@@ -99,11 +101,11 @@ fn wall_of(samples: &[Sample]) -> Duration {
     median_run(samples).phases.wall
 }
 
-fn max_rss(samples: &[Sample]) -> u64 {
-    samples.iter().map(|s| s.rss_kib).max().unwrap_or(0)
+fn max_rss<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> u64 {
+    samples.into_iter().map(|s| s.rss_kib).max().unwrap_or(0)
 }
 
-fn max_lock(samples: &[Sample]) -> Duration {
+fn max_lock(samples: &[&Sample]) -> Duration {
     samples
         .iter()
         .map(|s| s.phases.lock)
@@ -112,7 +114,7 @@ fn max_lock(samples: &[Sample]) -> Duration {
 }
 
 /// The longest `sync_runs.write_lock_ms`, or "n/a" while wxsync records none.
-fn reported_lock(samples: &[Sample]) -> String {
+fn reported_lock(samples: &[&Sample]) -> String {
     samples
         .iter()
         .filter_map(|s| s.run.as_ref()?.write_lock_ms)
@@ -120,7 +122,9 @@ fn reported_lock(samples: &[Sample]) -> String {
         .map_or_else(|| "n/a".into(), |ms| group(ms) + " ms")
 }
 
-fn lock_cell(samples: &[Sample], limit_ms: u128) -> String {
+fn lock_cell<'a>(samples: impl IntoIterator<Item = &'a Sample>, limit_ms: u128) -> String {
+    let samples: Vec<&Sample> = samples.into_iter().collect();
+    let samples = samples.as_slice();
     let seen = max_lock(samples);
     format!(
         "{} {} (wxsync: {})",
@@ -128,6 +132,11 @@ fn lock_cell(samples: &[Sample], limit_ms: u128) -> String {
         mark(seen.as_millis() <= limit_ms),
         reported_lock(samples)
     )
+}
+
+/// The re-link syncs of one size.
+fn relink_samples(r: &SizeResult) -> impl Iterator<Item = &Sample> {
+    r.relinks.iter().map(|l| &l.sample)
 }
 
 fn peer_wall(r: &SizeResult) -> Option<Duration> {
@@ -230,6 +239,37 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
             )
         },
     );
+    for (i, rate) in crate::RELINK_RATES.into_iter().enumerate() {
+        let pct = rate * 100.0;
+        row(&format!("re-link sync, {pct:.0} % changed"), "", &|r| {
+            secs(r.relinks[i].sample.phases.wall)
+        });
+        row(
+            "  ÷ cold full sync",
+            &format!("≤ {RELINK_VS_COLD:.1}"),
+            &|r| {
+                let x = r.relinks[i].sample.phases.wall.as_secs_f64()
+                    / r.cold.phases.wall.as_secs_f64();
+                format!("{x:.2} {}", mark(x <= RELINK_VS_COLD))
+            },
+        );
+        row(
+            "  membership rows written / changed + renamed",
+            "≤",
+            &|r| {
+                let l = &r.relinks[i];
+                let written = l.sample.member_writes.unwrap_or(0);
+                let bound = (l.truth.changed + l.truth.renamed) as i64;
+                format!(
+                    "{} / {} + {} {}",
+                    group(written),
+                    group(l.truth.changed as i64),
+                    group(l.truth.renamed as i64),
+                    mark(written <= bound)
+                )
+            },
+        );
+    }
     row("fetch only (the floor)", "", &|r| secs(wall_of(&r.fetch)));
     row("write lock, longest: cold", "≤ 500 ms", &|r| {
         lock_cell(std::slice::from_ref(&r.cold), 500)
@@ -240,6 +280,9 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
     row("write lock, longest: 1 % changed", "≤ 100 ms", &|r| {
         lock_cell(std::slice::from_ref(&r.one_percent), 100)
     });
+    row("write lock, longest: re-link", "≤ 500 ms", &|r| {
+        lock_cell(relink_samples(r), 500)
+    });
     row("peak RSS of `wxsync sync`: cold", "≤ 48 MB, flat", &|r| {
         rss_cell(r.cold.rss_kib, base_rss_cold)
     });
@@ -248,6 +291,19 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
         "≤ 48 MB, flat",
         &|r| rss_cell(max_rss(&r.no_change), base_rss_none),
     );
+    let base_rss_relink = results.first().map_or(0, |r| max_rss(relink_samples(r)));
+    row(
+        "peak RSS of `wxsync sync`: re-link",
+        "≤ 48 MB, flat",
+        &|r| rss_cell(max_rss(relink_samples(r)), base_rss_relink),
+    );
+    row("RSS of `wxsync run` after its re-link", "≤ 48 MB", &|r| {
+        format!(
+            "{:.0} MB {}",
+            mb(r.daemon_rss_kib),
+            mark(mb(r.daemon_rss_kib) <= RSS_TARGET_MB)
+        )
+    });
     row("peak RSS of `wxsync sync`: fetch only", "", &|r| {
         format!("{:.0} MB", mb(max_rss(&r.fetch)))
     });
@@ -347,12 +403,19 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
         "of which write lock".into(),
     ]];
     for r in results {
+        let relinks = r
+            .relinks
+            .iter()
+            .map(|l| (format!("re-link, {:.0} %", l.rate * 100.0), &l.sample));
         for (name, s) in [
-            ("cold", &r.cold),
-            ("fetch only", median_run(&r.fetch)),
-            ("no-change", median_run(&r.no_change)),
-            ("1 % changed", &r.one_percent),
-        ] {
+            ("cold".to_string(), &r.cold),
+            ("fetch only".into(), median_run(&r.fetch)),
+            ("no-change".into(), median_run(&r.no_change)),
+            ("1 % changed".into(), &r.one_percent),
+        ]
+        .into_iter()
+        .chain(relinks)
+        {
             let p = &s.phases;
             phases.push(vec![
                 format!("{} {name}", format_args!("{}×", r.scale)),
@@ -387,6 +450,18 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
             group(r.cold.run.as_ref().map_or(0, |x| x.memberships)),
         );
         let _ = writeln!(out, "  1 % changed: {}.", r.churned);
+        for l in &r.relinks {
+            let run = l.sample.run.as_ref();
+            let _ = writeln!(
+                out,
+                "  Re-link after {:.0} % changed: {}; linked {}, left unlinked {}; {} history rows.",
+                l.rate * 100.0,
+                l.churned,
+                group(run.map_or(0, |x| x.relinked)),
+                group(run.map_or(0, |x| x.unlinked)),
+                group(l.sample.history.unwrap_or(0)),
+            );
+        }
         let hist = r.one_percent.history.unwrap_or(0);
         let _ = writeln!(
             out,
