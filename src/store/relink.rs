@@ -69,15 +69,24 @@ static NEW_ROWS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Every membership with its group's nick name (NULL when the group has no
-/// row), per side: one read serves both the people's group cards and the
-/// groups' member keys.
+/// row), per side, in key order a chunk at a time (`?1`, `?2`: the last key
+/// read; `?3`: the chunk's size): one pass serves both the people's group
+/// cards and the groups' member keys, and no more than a chunk of rows is
+/// ever held.
 const OLD_MEMBERS: &str = "SELECT m.group_user_name, m.member_user_name, m.nick_name,
         m.display_name, g.nick_name AS group_nick_name
-     FROM main.memberships m LEFT JOIN main.contacts g ON g.user_name = m.group_user_name";
+     FROM main.memberships m LEFT JOIN main.contacts g ON g.user_name = m.group_user_name
+     WHERE (m.group_user_name, m.member_user_name) > (?1, ?2)
+     ORDER BY m.group_user_name, m.member_user_name LIMIT ?3";
 const NEW_MEMBERS: &str = "SELECT m.group_user_name, m.member_user_name, m.nick_name,
         m.display_name, g.nick_name AS group_nick_name
      FROM temp.stage_members m LEFT JOIN temp.stage_contacts g
-       ON g.user_name = m.group_user_name";
+       ON g.user_name = m.group_user_name
+     WHERE (m.group_user_name, m.member_user_name) > (?1, ?2)
+     ORDER BY m.group_user_name, m.member_user_name LIMIT ?3";
+
+/// Membership rows read at a time.
+const MEMBER_CHUNK: i64 = 4096;
 
 /// One membership row as [`OLD_MEMBERS`]/[`NEW_MEMBERS`] read it.
 #[derive(FromRow)]
@@ -87,6 +96,24 @@ struct Membership {
     nick_name: String,
     display_name: String,
     group_nick_name: Option<String>,
+}
+
+/// What the matcher needs of one side's member lists: each person's
+/// [`card_key`]s, sorted, by index into the side's people, and every
+/// member row of the side's groups.
+struct Lists {
+    cards: Vec<Vec<u64>>,
+    members: Vec<Seen>,
+}
+
+/// A member row of one of the side's groups, reduced to what keys it.
+struct Seen {
+    /// Index into the side's groups.
+    group: u32,
+    /// Index into the side's people, when the member is one of them.
+    person: Option<u32>,
+    /// [`stranger_member_key`] of what the group shows of them.
+    stranger: u64,
 }
 
 impl Stage {
@@ -110,23 +137,23 @@ impl Stage {
                 .await?,
         );
 
-        let old_members = memberships(conn, OLD_MEMBERS).await?;
-        let new_members = memberships(conn, NEW_MEMBERS).await?;
+        let old_lists = lists(conn, OLD_MEMBERS, &old_people, &old_groups).await?;
+        let new_lists = lists(conn, NEW_MEMBERS, &new_people, &new_groups).await?;
         let people = identity::link_people(
-            &persons(&old_people, &cards(&old_members)),
-            &persons(&new_people, &cards(&new_members)),
+            &persons(&old_people, old_lists.cards),
+            &persons(&new_people, new_lists.cards),
         );
         // A member who is a linked contact is keyed by the cached row's id
         // on both sides; anyone else by what the group shows of them.
-        let mut linked_old: HashMap<&str, i64> = HashMap::new();
-        let mut linked_new: HashMap<&str, i64> = HashMap::new();
+        let mut linked_old = vec![None; old_people.len()];
+        let mut linked_new = vec![None; new_people.len()];
         for l in &people.links {
-            let old = &old_people[l.old];
-            linked_old.insert(&old.user_name, old.contact_id);
-            linked_new.insert(&new_people[l.new].user_name, old.contact_id);
+            let id = old_people[l.old].contact_id;
+            linked_old[l.old] = Some(id);
+            linked_new[l.new] = Some(id);
         }
-        let old_profiles = group_profiles(&old_groups, &old_members, &linked_old);
-        let new_profiles = group_profiles(&new_groups, &new_members, &linked_new);
+        let old_profiles = group_profiles(&old_groups, &old_lists.members, &linked_old);
+        let new_profiles = group_profiles(&new_groups, &new_lists.members, &linked_new);
         let groups = identity::link_groups(&old_profiles, &new_profiles);
 
         let mut result = Relinked::default();
@@ -153,34 +180,66 @@ fn split(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
         .partition(|r| r.kind != Kind::Group.as_str())
 }
 
-async fn memberships(conn: &mut SqliteConnection, sql: &str) -> Result<Vec<Membership>, Error> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .fetch_all(&mut *conn)
-        .await?)
-}
-
-/// [`card_key`]s by member, sorted: the memberships with a display name in
-/// a group that has a row.
-fn cards(members: &[Membership]) -> HashMap<&str, Vec<u64>> {
-    let mut out: HashMap<&str, Vec<u64>> = HashMap::new();
-    for m in members {
-        if let Some(group_nick) = &m.group_nick_name
-            && !m.display_name.is_empty()
-        {
-            out.entry(&m.member_user_name)
-                .or_default()
-                .push(card_key(group_nick, &m.display_name));
+/// Reads one side's memberships ([`OLD_MEMBERS`] or [`NEW_MEMBERS`]) a
+/// chunk at a time into [`Lists`]: a card for each membership of a person
+/// with a display name in a group that has a row, and the rows of the
+/// side's groups.
+async fn lists(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    people: &[Row],
+    groups: &[Row],
+) -> Result<Lists, Error> {
+    let index = |rows: &[Row]| -> HashMap<String, u32> {
+        (0u32..)
+            .zip(rows)
+            .map(|(i, r)| (r.user_name.clone(), i))
+            .collect()
+    };
+    let (person_at, group_at) = (index(people), index(groups));
+    let mut out = Lists {
+        cards: vec![Vec::new(); people.len()],
+        members: Vec::new(),
+    };
+    let mut after = (String::new(), String::new());
+    loop {
+        let chunk: Vec<Membership> = sqlx::query_as(sql)
+            .bind(&after.0)
+            .bind(&after.1)
+            .bind(MEMBER_CHUNK)
+            .fetch_all(&mut *conn)
+            .await?;
+        for m in &chunk {
+            let person = person_at.get(&m.member_user_name).copied();
+            if let (Some(p), Some(group_nick)) = (person, &m.group_nick_name)
+                && !m.display_name.is_empty()
+            {
+                out.cards[p as usize].push(card_key(group_nick, &m.display_name));
+            }
+            if let Some(&group) = group_at.get(&m.group_user_name) {
+                out.members.push(Seen {
+                    group,
+                    person,
+                    stranger: stranger_member_key(&m.nick_name, &m.display_name),
+                });
+            }
+        }
+        let full = chunk.len() as i64 == MEMBER_CHUNK;
+        match chunk.into_iter().last() {
+            Some(m) if full => after = (m.group_user_name, m.member_user_name),
+            _ => break,
         }
     }
-    for keys in out.values_mut() {
+    for keys in &mut out.cards {
         keys.sort_unstable();
     }
-    out
+    Ok(out)
 }
 
-fn persons(rows: &[Row], cards: &HashMap<&str, Vec<u64>>) -> Vec<Person> {
+fn persons(rows: &[Row], cards: Vec<Vec<u64>>) -> Vec<Person> {
     rows.iter()
-        .map(|r| Person {
+        .zip(cards)
+        .map(|(r, cards)| Person {
             kind: Kind::parse(&r.kind).unwrap_or(Kind::Friend),
             real_id: r.real_id.clone(),
             nick_name: r.nick_name.clone(),
@@ -191,24 +250,25 @@ fn persons(rows: &[Row], cards: &HashMap<&str, Vec<u64>>) -> Vec<Person> {
             city: r.city.clone(),
             sex: r.sex,
             avatar_seq: avatar_seq(&r.head_img_url),
-            cards: cards.get(r.user_name.as_str()).cloned().unwrap_or_default(),
+            cards,
         })
         .collect()
 }
 
-/// The groups' profiles, each with its member keys, sorted.
-fn group_profiles(rows: &[Row], members: &[Membership], linked: &HashMap<&str, i64>) -> Vec<Group> {
-    let mut keys: HashMap<&str, Vec<u64>> = HashMap::new();
+/// The groups' profiles, each with its member keys, sorted; `linked` is the
+/// cached `contact_id` of each of the side's people who was linked.
+fn group_profiles(rows: &[Row], members: &[Seen], linked: &[Option<i64>]) -> Vec<Group> {
+    let mut keys: Vec<Vec<u64>> = vec![Vec::new(); rows.len()];
     for m in members {
-        let key = match linked.get(m.member_user_name.as_str()) {
-            Some(id) => contact_member_key(*id),
-            None => stranger_member_key(&m.nick_name, &m.display_name),
+        let key = match m.person.and_then(|p| linked[p as usize]) {
+            Some(id) => contact_member_key(id),
+            None => m.stranger,
         };
-        keys.entry(&m.group_user_name).or_default().push(key);
+        keys[m.group as usize].push(key);
     }
     rows.iter()
-        .map(|r| {
-            let mut members = keys.remove(r.user_name.as_str()).unwrap_or_default();
+        .zip(keys)
+        .map(|(r, mut members)| {
             members.sort_unstable();
             Group {
                 real_id: r.real_id.clone(),
