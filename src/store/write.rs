@@ -83,17 +83,38 @@ const TEMP_TABLES: &[&str] = &[
         new_name TEXT PRIMARY KEY NOT NULL, old_name TEXT NOT NULL, contact_id INTEGER NOT NULL,
         fresh INTEGER NOT NULL
     ) WITHOUT ROWID",
-    // After a re-link, the stored member rows of those groups: m_new is the
-    // member's name in the new list (for history), m_phys the row's key once
-    // contact re-links have renamed it.
-    "CREATE TEMP TABLE old_m (
-        g TEXT NOT NULL, m_old TEXT NOT NULL, m_new TEXT, m_phys TEXT NOT NULL,
-        nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
-        PRIMARY KEY (g, m_phys)
-    ) WITHOUT ROWID",
-    "CREATE INDEX temp.old_m_old ON old_m (g, m_old)",
-    "CREATE INDEX temp.old_m_new ON old_m (g, m_new)",
+    "CREATE INDEX temp.gmap_old ON gmap (old_name)",
+    // Member rows to remove, by their stored key.
     "CREATE TEMP TABLE d_mdel (g TEXT NOT NULL, m TEXT NOT NULL, PRIMARY KEY (g, m)) WITHOUT ROWID",
+    // After a re-link, each stored member row paired with one of the new
+    // list (or renamed where its group's list was not described): its
+    // stored key, and the whole row as it becomes; `same` when nothing
+    // differs, so nothing is written.
+    "CREATE TEMP TABLE d_mren (
+        g_old TEXT NOT NULL, m_old TEXT NOT NULL, g TEXT NOT NULL, m TEXT NOT NULL,
+        nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
+        same INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (g_old, m_old)
+    ) WITHOUT ROWID",
+    "CREATE INDEX temp.d_mren_new ON d_mren (g, m)",
+    // The members of re-linked groups not yet paired, on each side, who may
+    // be paired by what the group shows of them: strangers, and contacts
+    // whose link was missed — not a contact who was linked, who is paired
+    // by the link alone.
+    "CREATE TEMP VIEW old_pool AS
+     SELECT gm.old_name AS g_old, gm.new_name AS g, m.member_user_name AS m_old, m.nick_name,
+            m.display_name
+     FROM temp.gmap gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
+     WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
+       AND NOT EXISTS (SELECT 1 FROM temp.d_mren d
+                       WHERE d.g_old = gm.old_name AND d.m_old = m.member_user_name)
+       AND NOT EXISTS (SELECT 1 FROM temp.ident i WHERE i.old_user_name = m.member_user_name)",
+    "CREATE TEMP VIEW new_pool AS
+     SELECT s.* FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+     WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
+       AND NOT EXISTS (SELECT 1 FROM temp.d_mren d
+                       WHERE d.g = s.group_user_name AND d.m = s.member_user_name)
+       AND NOT EXISTS (SELECT 1 FROM temp.ident i
+                       WHERE i.user_name = s.member_user_name AND i.old_user_name IS NOT NULL)",
     // Member rows to write, whole (in `memberships` column order), so the
     // write under the lock is a plain ordered copy.
     "CREATE TEMP TABLE d_mups (
@@ -119,43 +140,38 @@ pub(super) async fn create_temp_tables(conn: &mut SqliteConnection) -> Result<()
     Ok(())
 }
 
-/// Pairs a new login's unpaired strangers with the stored ones by one
-/// column, where the value is unique among the unpaired on both sides
-/// (and, with `only_set`, not empty).
-macro_rules! pair_strangers_by {
+/// Pairs the members still in the pools by one column, where the value is
+/// unique in the group's pool on both sides (and, with `only_set`, not
+/// empty).
+macro_rules! pair_by {
     ($col:literal, $only_set:literal) => {
         concat!(
-            "UPDATE temp.old_m SET m_new = p.m
-             FROM (SELECT o.g, o.m_old, n.m
-                   FROM (SELECT g, ",
+            "INSERT INTO temp.d_mren (g_old, m_old, g, m, nick_name, display_name, attr_status)
+             SELECT o.g_old, o.m_old, s.*
+             FROM (SELECT g_old, g, ",
             $col,
-            " AS v, min(m_old) AS m_old FROM temp.old_m
-                         WHERE m_new IS NULL AND (NOT ",
+            " AS v, min(m_old) AS m_old FROM temp.old_pool
+                   WHERE NOT ",
             $only_set,
             " OR ",
             $col,
-            " != '')
-                         GROUP BY g, ",
+            " != ''
+                   GROUP BY g, ",
             $col,
             " HAVING count(*) = 1) o
-                   JOIN (SELECT s.group_user_name AS g, s.",
+             JOIN (SELECT group_user_name AS g, ",
             $col,
-            " AS v,
-                                min(s.member_user_name) AS m
-                         FROM temp.stage_members s
-                         JOIN temp.gmap gm ON gm.new_name = s.group_user_name
-                         WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
-                           AND (NOT ",
+            " AS v, min(member_user_name) AS m
+                   FROM temp.new_pool
+                   WHERE NOT ",
             $only_set,
-            " OR s.",
+            " OR ",
             $col,
-            " != '')
-                           AND NOT EXISTS (SELECT 1 FROM temp.old_m x
-                                           WHERE x.g = s.group_user_name
-                                             AND x.m_new = s.member_user_name)
-                         GROUP BY 1, 2 HAVING count(*) = 1) n
-                     ON n.g = o.g AND n.v = o.v) p
-             WHERE old_m.g = p.g AND old_m.m_old = p.m_old"
+            " != ''
+                   GROUP BY 1, 2 HAVING count(*) = 1) n
+               ON n.g = o.g AND n.v = o.v
+             CROSS JOIN temp.stage_members s
+               ON s.group_user_name = n.g AND s.member_user_name = n.m"
         )
     };
 }
@@ -168,8 +184,8 @@ const PREPARE_IDENTITY: &[&str] = &[
     "DELETE FROM temp.d_upd",
     "DELETE FROM temp.d_gone",
     "DELETE FROM temp.gmap",
-    "DELETE FROM temp.old_m",
     "DELETE FROM temp.d_mdel",
+    "DELETE FROM temp.d_mren",
     "DELETE FROM temp.d_mups",
     "DELETE FROM temp.d_changes",
     // A staged name already cached is that contact; a re-link names the
@@ -222,80 +238,86 @@ const PREPARE_GROUPS: &str = "INSERT INTO temp.gmap
      WHERE g.staged = 1
        AND (i.old_user_name IS NOT NULL OR i.contact_id NOT IN (SELECT contact_id FROM temp.frozen))";
 
-/// The stored rows of the changed groups, when a re-link renamed contacts.
-const PREPARE_OLD_MEMBERS_RELINKED: &str = "INSERT INTO temp.old_m
-     SELECT gm.new_name, m.member_user_name,
-            CASE WHEN EXISTS (SELECT 1 FROM temp.stage_members s
-                              WHERE s.group_user_name = gm.new_name
-                                AND s.member_user_name = m.member_user_name)
-                 THEN m.member_user_name ELSE il.user_name END,
-            coalesce(il.user_name, m.member_user_name),
-            m.nick_name, m.display_name, m.attr_status
+/// Member rows and their history after a re-link, through `d_mren`: a
+/// stored row with a partner in the new list is rewritten in place (new
+/// names, new data: one write, and none when nothing differs), one without
+/// is removed (`left`), and a new member without a stored partner is added
+/// (`joined`).
+const PREPARE_MEMBERS_RELINKED: &[&str] = &[
+    // Pairs by name first: the stored row of a member whose contact was
+    // linked pairs with the name it was linked to, any other with the same
+    // name (special accounts keep theirs) — if the new list has it.
+    "INSERT INTO temp.d_mren
+     SELECT gm.old_name, m.member_user_name, s.*,
+            gm.old_name = gm.new_name AND m.member_user_name = s.member_user_name
+              AND m.nick_name IS s.nick_name AND m.display_name IS s.display_name
+              AND m.attr_status IS s.attr_status
      FROM temp.gmap gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
      LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
-     WHERE gm.fresh = 0";
-
-/// Re-linked groups only: pairs the strangers of a new login with the
-/// stored ones.
-const PAIR_STRANGERS: &[&str] = &[
+     CROSS JOIN temp.stage_members s
+       ON s.group_user_name = gm.new_name
+      AND s.member_user_name = coalesce(il.user_name, m.member_user_name)
+     WHERE gm.fresh = 0",
     // After a new login the members who are not contacts carry new names
     // too: pair them within their group by (nick name, display name), so
     // history does not record every stranger as leaving and joining. Members
     // who look the same are interchangeable in the cache, so k of them on
     // each side pair up in name order; only a difference in count is a join
     // or a leave.
-    "UPDATE temp.old_m SET m_new = p.m
-     FROM (SELECT o.g, o.m_old, n.m
-           FROM (SELECT g, m_old, nick_name, display_name,
-                        row_number() OVER (PARTITION BY g, nick_name, display_name
-                                           ORDER BY m_old) AS k
-                 FROM temp.old_m WHERE m_new IS NULL) o
-           JOIN (SELECT s.group_user_name AS g, s.member_user_name AS m, s.nick_name,
-                        s.display_name,
-                        row_number() OVER (PARTITION BY s.group_user_name, s.nick_name,
-                                                        s.display_name
-                                           ORDER BY s.member_user_name) AS k
-                 FROM temp.stage_members s JOIN temp.gmap gm ON gm.new_name = s.group_user_name
-                 WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
-                   AND NOT EXISTS (SELECT 1 FROM temp.old_m x
-                                   WHERE x.g = s.group_user_name AND x.m_new = s.member_user_name)) n
-             ON n.g = o.g AND n.nick_name = o.nick_name AND n.display_name = o.display_name
-            AND n.k = o.k) p
-     WHERE old_m.g = p.g AND old_m.m_old = p.m_old",
+    "INSERT INTO temp.d_mren (g_old, m_old, g, m, nick_name, display_name, attr_status)
+     SELECT o.g_old, o.m_old, n.group_user_name, n.member_user_name, n.nick_name,
+            n.display_name, n.attr_status
+     FROM (SELECT *, row_number() OVER (PARTITION BY g, nick_name, display_name
+                                        ORDER BY m_old) AS k
+           FROM temp.old_pool) o
+     JOIN (SELECT *, row_number() OVER (PARTITION BY group_user_name, nick_name, display_name
+                                        ORDER BY member_user_name) AS k
+           FROM temp.new_pool) n
+       ON n.group_user_name = o.g AND n.nick_name = o.nick_name
+      AND n.display_name = o.display_name AND n.k = o.k",
     // Then a stranger who changed one of the two: by nick name alone, then
-    // by a non-empty display name alone, each only where it is unique among
-    // the members still unpaired on both sides.
-    pair_strangers_by!("nick_name", "false"),
-    pair_strangers_by!("display_name", "true"),
-];
-
-/// Member rows and their history after a re-link, through `old_m`.
-const PREPARE_MEMBERS_RELINKED: &[&str] = &[
+    // by a non-empty display name alone.
+    pair_by!("nick_name", "false"),
+    pair_by!("display_name", "true"),
     "INSERT INTO temp.d_mdel
-     SELECT o.g, o.m_phys FROM temp.old_m o
-     WHERE NOT EXISTS (SELECT 1 FROM temp.stage_members s
-                       WHERE s.group_user_name = o.g AND s.member_user_name = o.m_phys)",
+     SELECT gm.old_name, m.member_user_name
+     FROM temp.gmap gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
+     WHERE gm.fresh = 0
+       AND NOT EXISTS (SELECT 1 FROM temp.d_mren d
+                       WHERE d.g_old = gm.old_name AND d.m_old = m.member_user_name)",
     "INSERT INTO temp.d_mups
      SELECT s.* FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
      WHERE gm.fresh = 0
-       AND NOT EXISTS (SELECT 1 FROM temp.old_m o
-                       WHERE o.g = s.group_user_name AND o.m_phys = s.member_user_name
-                         AND o.nick_name IS s.nick_name AND o.display_name IS s.display_name
-                         AND o.attr_status IS s.attr_status)",
+       AND NOT EXISTS (SELECT 1 FROM temp.d_mren d
+                       WHERE d.g = s.group_user_name AND d.m = s.member_user_name)",
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
-     SELECT gm.contact_id, gm.new_name, 'joined', s.member_user_name,
-            coalesce(nullif(s.display_name, ''), s.nick_name)
-     FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
-     WHERE gm.fresh = 0
-       AND NOT EXISTS (SELECT 1 FROM temp.old_m o
-                       WHERE o.g = s.group_user_name AND o.m_new = s.member_user_name)",
+     SELECT gm.contact_id, gm.new_name, 'joined', d.m,
+            coalesce(nullif(d.display_name, ''), d.nick_name)
+     FROM temp.d_mups d CROSS JOIN temp.gmap gm ON gm.new_name = d.g",
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
-     SELECT gm.contact_id, gm.new_name, 'left', o.m_old,
-            coalesce(nullif(o.display_name, ''), o.nick_name)
-     FROM temp.gmap gm CROSS JOIN temp.old_m o ON o.g = gm.new_name
-     WHERE o.m_new IS NULL
-        OR NOT EXISTS (SELECT 1 FROM temp.stage_members s
-                       WHERE s.group_user_name = o.g AND s.member_user_name = o.m_new)",
+     SELECT gm.contact_id, gm.new_name, 'left', d.m,
+            coalesce(nullif(m.display_name, ''), m.nick_name)
+     FROM temp.d_mdel d CROSS JOIN temp.gmap gm ON gm.old_name = d.g
+     CROSS JOIN main.memberships m ON m.group_user_name = d.g AND m.member_user_name = d.m",
+    // The stored rows of every other group follow a re-linked group or
+    // member to its new name: the groups with stored rows (one seek each)
+    // that are neither described with a changed list nor gone.
+    "WITH RECURSIVE stored (g) AS (
+         SELECT min(group_user_name) FROM main.memberships
+         UNION ALL
+         SELECT (SELECT min(group_user_name) FROM main.memberships WHERE group_user_name > g)
+         FROM stored WHERE g IS NOT NULL)
+     INSERT INTO temp.d_mren (g_old, m_old, g, m, nick_name, display_name, attr_status)
+     SELECT m.group_user_name, m.member_user_name, coalesce(ig.user_name, m.group_user_name),
+            coalesce(im.user_name, m.member_user_name), m.nick_name, m.display_name,
+            m.attr_status
+     FROM stored CROSS JOIN main.memberships m ON m.group_user_name = stored.g
+     LEFT JOIN temp.ident ig ON ig.old_user_name = m.group_user_name
+     LEFT JOIN temp.ident im ON im.old_user_name = m.member_user_name
+     WHERE stored.g IS NOT NULL
+       AND stored.g NOT IN (SELECT old_name FROM temp.gmap WHERE fresh = 0)
+       AND stored.g NOT IN (SELECT user_name FROM temp.d_gone WHERE is_group)
+       AND (ig.user_name IS NOT NULL OR im.user_name IS NOT NULL)",
 ];
 
 /// The same when no contact was re-linked: every stored name is the one
@@ -349,14 +371,10 @@ const PREPARE_REMOVED: &str =
      SELECT g.contact_id, g.user_name, 'removed', c.nick_name
      FROM temp.d_gone g JOIN main.contacts c ON c.contact_id = g.contact_id";
 
-/// Re-links, applied first: member rows, queued remark edits and digests
-/// follow their contact to its new name (the contact row itself is renamed
-/// by [`columns::Sql::update`]).
+/// Re-links, applied first: queued remark edits and digests follow their
+/// contact to its new name (the contact row itself is renamed by
+/// [`columns::Sql::update`], member rows by `d_mren` in [`APPLY`]).
 const APPLY_RELINKS: &[&str] = &[
-    "UPDATE main.memberships SET group_user_name = i.user_name
-     FROM temp.ident i WHERE memberships.group_user_name = i.old_user_name",
-    "UPDATE main.memberships SET member_user_name = i.user_name
-     FROM temp.ident i WHERE memberships.member_user_name = i.old_user_name",
     "UPDATE main.pending_ops SET user_name = i.user_name
      FROM temp.ident i WHERE pending_ops.status = 'pending' AND pending_ops.user_name = i.old_user_name",
     "DELETE FROM main.membership_digests
@@ -402,18 +420,30 @@ const APPLY_LIVE_CONTACTS: &[&str] = &[
 
 /// When contacts were added, marked deleted or restored: the stored member
 /// rows of those names follow (`memberships` has no index by member, so this
-/// scans it once; it runs only then). A re-link needs nothing here: it keeps
-/// `contact_id`s, and [`APPLY_RELINKS`] renames the rows.
+/// scans it once; it runs only then) — but for the rows a re-link rewrites,
+/// which take their value as they are rewritten.
 const APPLY_MEMBER_CONTACT_IDS: &str = "UPDATE main.memberships SET member_contact_id = (
          SELECT l.contact_id FROM temp.live_contacts l
          WHERE l.user_name = memberships.member_user_name)
      WHERE member_user_name IN (SELECT user_name FROM temp.d_new
                                 UNION SELECT user_name FROM temp.d_gone
-                                UNION SELECT user_name FROM temp.d_upd WHERE restored)";
+                                UNION SELECT user_name FROM temp.d_upd WHERE restored)
+       AND (group_user_name, member_user_name)
+           NOT IN (SELECT g_old, m_old FROM temp.d_mren WHERE NOT same)";
 
 /// The rest, in order. `?1` is now, `?2` the source, `?3` the login a
 /// partial write claims (or NULL).
 const APPLY: &[&str] = &[
+    // A re-link's renames, driven by `d_mren` (an UPDATE … FROM would scan
+    // `memberships`), before the rows to add.
+    "UPDATE main.memberships
+     SET (group_user_name, member_user_name, nick_name, display_name, attr_status,
+          member_contact_id) =
+         (SELECT r.g, r.m, r.nick_name, r.display_name, r.attr_status, l.contact_id
+          FROM temp.d_mren r LEFT JOIN temp.live_contacts l ON l.user_name = r.m
+          WHERE r.g_old = memberships.group_user_name AND r.m_old = memberships.member_user_name)
+     WHERE (group_user_name, member_user_name)
+           IN (SELECT g_old, m_old FROM temp.d_mren WHERE NOT same)",
     upsert_members!(
         "SELECT d.g, d.m, d.nick_name, d.display_name, d.attr_status, l.contact_id
          FROM temp.d_mups d LEFT JOIN temp.live_contacts l ON l.user_name = d.m
@@ -452,6 +482,8 @@ struct Prepared {
     relinked: i64,
     /// Member rows of changed groups to remove.
     member_rows_deleted: i64,
+    /// Stored member rows a re-link rewrites in place.
+    member_rows_renamed: i64,
     /// The member rows of groups that are gone.
     gone_member_rows: i64,
     member_rows_updated: i64,
@@ -468,6 +500,7 @@ impl Prepared {
 
     fn memberships_changed(&self) -> i64 {
         self.member_rows_deleted
+            + self.member_rows_renamed
             + self.gone_member_rows
             + self.member_rows_updated
             + self.fresh_member_rows
@@ -516,7 +549,10 @@ impl Stage {
         };
         let contacts = [columns::sql().insert.as_str(), &columns::sql().update];
         let came_or_went = prepared.inserted + prepared.deleted + prepared.restored > 0;
-        let members_written = prepared.member_rows_updated + prepared.fresh_member_rows > 0;
+        let members_written = prepared.member_rows_updated
+            + prepared.member_rows_renamed
+            + prepared.fresh_member_rows
+            > 0;
         let live = if came_or_went || members_written {
             APPLY_LIVE_CONTACTS
         } else {
@@ -651,16 +687,9 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
         // write under the lock finds them in memory.
         sqlx::query(MEMBERS_CACHE).execute(&mut *conn).await?;
     }
-    let members = if relinked {
-        sqlx::query(PREPARE_OLD_MEMBERS_RELINKED)
-            .execute(&mut *conn)
-            .await?;
-        for sql in PAIR_STRANGERS {
-            sqlx::query(*sql).execute(&mut *conn).await?;
-        }
-        PREPARE_MEMBERS_RELINKED
-    } else {
-        PREPARE_MEMBERS
+    let members = match relinked {
+        true => PREPARE_MEMBERS_RELINKED,
+        false => PREPARE_MEMBERS,
     };
     for sql in members {
         sqlx::query(*sql).execute(&mut *conn).await?;
@@ -672,6 +701,7 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
                 (SELECT count(*) FROM temp.d_gone) AS deleted,
                 (SELECT count(*) FROM temp.ident WHERE old_user_name IS NOT NULL) AS relinked,
                 (SELECT count(*) FROM temp.d_mdel) AS member_rows_deleted,
+                (SELECT count(*) FROM temp.d_mren WHERE NOT same) AS member_rows_renamed,
                 (SELECT count(*) FROM main.memberships
                  WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group))
                   AS gone_member_rows,

@@ -156,18 +156,29 @@ impl TestApp {
     /// Every contact and membership row, one line each, in a stable order:
     /// equal dumps mean the cache holds the same data.
     pub async fn dump(&self) -> Vec<String> {
-        let pool = self.db().await;
-        let mut out = Vec::new();
-        for sql in [
+        self.rows(&[
             "SELECT * FROM contacts ORDER BY user_name",
             "SELECT * FROM memberships ORDER BY group_user_name, member_user_name",
-        ] {
-            for row in sqlx::query(sql).fetch_all(&pool).await.unwrap() {
+        ])
+        .await
+    }
+
+    /// The rows of each query, one line each (columns joined by `|`).
+    pub async fn rows(&self, queries: &[&str]) -> Vec<String> {
+        let pool = self.db().await;
+        let mut out = Vec::new();
+        for sql in queries {
+            for row in sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+            {
                 let cols: Vec<String> = (0..row.len())
                     .map(|i| {
                         row.try_get::<Option<String>, _>(i)
                             .map(|v| format!("{v:?}"))
                             .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                            .or_else(|_| row.try_get::<Option<f64>, _>(i).map(|v| format!("{v:?}")))
                             .unwrap()
                     })
                     .collect();

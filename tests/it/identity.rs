@@ -4,7 +4,9 @@
 //! unlinked for a person to decide, and `wxsync identity` decides.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncBufReadExt, BufReader};
 use wxsync::simulator::{Account, SimConfig, SimKind, StatusNotify};
 
 use crate::helpers::{TestApp, small_account};
@@ -221,9 +223,22 @@ fn look_alike_names(account: &Account) -> HashMap<String, u64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
-    let app = TestApp::spawn(with_look_alikes(StatusNotify::Off)).await;
+/// An account with look-alikes, synced, logged in again and synced: what
+/// the tests about them compare.
+struct Relinked {
+    app: TestApp,
+    /// The look-alikes' names (user name → sim id) before and after.
+    old: HashMap<String, u64>,
+    new: HashMap<String, u64>,
+    /// Every row's contact_id by user name, before and after.
+    old_ids: HashMap<String, i64>,
+    now: HashMap<String, i64>,
+    /// The account as the second login sees it.
+    account: Account,
+}
+
+async fn relinked_look_alikes(map: StatusNotify) -> Relinked {
+    let app = TestApp::spawn(with_look_alikes(map)).await;
     app.login().await;
     app.sync().await;
     let old = look_alike_names(&app.sim.account());
@@ -231,8 +246,29 @@ async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
 
     relogin_and_sync(&app).await;
 
-    let new = look_alike_names(&app.sim.account());
+    let account = app.sim.account();
+    let new = look_alike_names(&account);
     let now = ids(&app).await;
+    Relinked {
+        app,
+        old,
+        new,
+        old_ids,
+        now,
+        account,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
+    let Relinked {
+        app,
+        old,
+        new,
+        old_ids,
+        now,
+        ..
+    } = relinked_look_alikes(StatusNotify::Off).await;
     for name in new.keys() {
         assert!(
             !old_ids.values().any(|id| Some(id) == now.get(name)),
@@ -317,28 +353,25 @@ async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_msgtype_51_map_links_even_look_alikes_and_keeps_their_real_ids() {
-    let app = TestApp::spawn(with_look_alikes(StatusNotify::Share(1.0))).await;
-    app.login().await;
-    app.sync().await;
-    let old = look_alike_names(&app.sim.account());
-    let old_ids = ids(&app).await;
-
-    relogin_and_sync(&app).await;
-
-    let account = app.sim.account();
-    let new = look_alike_names(&account);
-    let now = ids(&app).await;
-    for (new_name, sim) in &new {
-        let old_name = old.iter().find(|(_, s)| *s == sim).unwrap().0;
-        assert_eq!(now.get(new_name), old_ids.get(old_name), "{new_name}");
-        let real = account.contacts.iter().find(|c| c.sim_id == *sim).unwrap();
-        let stored = app
+    let r = relinked_look_alikes(StatusNotify::Share(1.0)).await;
+    for (new_name, sim) in &r.new {
+        let old_name = r.old.iter().find(|(_, s)| *s == sim).unwrap().0;
+        assert_eq!(r.now.get(new_name), r.old_ids.get(old_name), "{new_name}");
+        let real = r
+            .account
+            .contacts
+            .iter()
+            .find(|c| c.sim_id == *sim)
+            .unwrap();
+        let stored = r
+            .app
             .text("SELECT real_id FROM contacts WHERE user_name = ?", new_name)
             .await;
         assert_eq!(stored.as_deref(), Some(real.real_id.as_str()));
     }
     assert_eq!(
-        app.scalar("SELECT count(*) FROM contacts WHERE deleted_at IS NOT NULL")
+        r.app
+            .scalar("SELECT count(*) FROM contacts WHERE deleted_at IS NOT NULL")
             .await,
         0,
         "with every real id known, nobody is left unlinked"
@@ -371,4 +404,147 @@ async fn linking_rows_of_different_kinds_is_refused_in_words() {
         )),
         "{run:?}"
     );
+}
+
+/// A friend whose link was missed (a look-alike, no MsgType 51 map) and who
+/// stayed in their groups is paired there with their new name like any
+/// other member: the groups record no `left` and `joined` for them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_friend_whose_link_was_missed_neither_leaves_nor_joins_their_groups() {
+    let r = relinked_look_alikes(StatusNotify::Off).await;
+    assert!(
+        r.new
+            .keys()
+            .all(|n| !r.old_ids.values().any(|id| Some(id) == r.now.get(n))),
+        "the look-alikes' links are missed"
+    );
+    let grouped = r
+        .account
+        .groups
+        .iter()
+        .filter(|g| g.members.iter().any(|m| r.new.contains_key(&m.user_name)))
+        .count();
+    assert!(grouped > 0, "some look-alikes sit in groups");
+    let moves: Vec<(String, String)> = sqlx::query_as(
+        "SELECT change, old_value FROM contact_changes WHERE change IN ('joined', 'left')",
+    )
+    .fetch_all(&r.app.db().await)
+    .await
+    .unwrap();
+    let theirs: Vec<&(String, String)> = moves
+        .iter()
+        .filter(|(_, member)| r.old.contains_key(member) || r.new.contains_key(member))
+        .collect();
+    assert!(theirs.is_empty(), "{theirs:?}");
+}
+
+/// What a sync decides, without the times it was decided at: contacts,
+/// memberships, history and the identity row, one line per row.
+async fn decided(app: &TestApp) -> Vec<String> {
+    app.rows(&[
+        "SELECT contact_id, user_name, kind, nick_name, remark_name, head_img_url, member_count, \
+         deleted_at IS NULL, real_id FROM contacts ORDER BY contact_id",
+        "SELECT * FROM memberships ORDER BY group_user_name, member_user_name",
+        "SELECT contact_id, user_name, source, change, field, old_value, new_value \
+         FROM contact_changes ORDER BY id",
+        "SELECT login_id, next_contact_id FROM identity",
+        "SELECT old_contact_id, new_contact_id, score FROM identity_candidates ORDER BY 1, 2",
+    ])
+    .await
+}
+
+/// Puts the cache file back as `copy` holds it, without the WAL a killed
+/// run left.
+fn restore(app: &TestApp, copy: &std::path::Path) {
+    for side in ["cache.db-wal", "cache.db-shm"] {
+        let _ = std::fs::remove_file(app.dir.path().join(side));
+    }
+    std::fs::copy(copy, &app.db).unwrap();
+}
+
+/// `wxsync sync`, killed (SIGKILL) `after` past the log line that says the
+/// re-link was decided — or left to finish, when it ends first. Returns how
+/// long the line came before the process ended, and whether it was killed.
+async fn sync_killed(app: &TestApp, after: Option<Duration>) -> (Duration, bool) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxsync"))
+        .arg("--config")
+        .arg(&app.config)
+        .arg("sync")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.contains("linked the previous login's contacts") {
+            break;
+        }
+    }
+    let linked = Instant::now();
+    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let killed = match after {
+        Some(wait) => tokio::select! {
+            _ = child.wait() => false,
+            _ = tokio::time::sleep(wait) => {
+                child.start_kill().unwrap();
+                true
+            }
+        },
+        None => false,
+    };
+    let status = child.wait().await.unwrap();
+    drain.await.unwrap();
+    assert!(killed || status.success(), "wxsync sync failed: {status}");
+    (linked.elapsed(), killed)
+}
+
+/// A re-link sync killed at ten points from the moment its links are
+/// decided to its exit: every time the cache holds either what it held
+/// before or the whole result, and the next sync completes the link.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relink_sync_killed_anywhere_leaves_before_or_after_and_the_next_completes_it() {
+    let app = TestApp::spawn(SimConfig {
+        status_notify: StatusNotify::Off,
+        ..small_account()
+    })
+    .await;
+    app.login().await;
+    app.sync().await;
+    app.sim.churn(0.05, 11);
+    app.login().await;
+    let copy = app.dir.path().join("before-relink.db");
+    let pool = app.db().await;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    std::fs::copy(&app.db, &copy).unwrap();
+    let before = decided(&app).await;
+
+    let (window, _) = sync_killed(&app, None).await;
+    let after = decided(&app).await;
+    assert_ne!(before, after);
+
+    let (mut early, mut late) = (0, 0);
+    for i in 0..10 {
+        restore(&app, &copy);
+        let (_, killed) = sync_killed(&app, Some(window * i / 10)).await;
+        let state = decided(&app).await;
+        if state == before {
+            early += 1;
+        } else {
+            assert!(
+                state == after,
+                "kill {i} ({killed}) left the cache neither before nor after the re-link"
+            );
+            late += 1;
+        }
+        app.sync().await;
+        assert_eq!(decided(&app).await, after, "the sync after kill {i}");
+    }
+    println!("re-link killed: {early} times before its commit, {late} after");
+    assert!(early > 0, "some kill landed before the write committed");
 }
