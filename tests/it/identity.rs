@@ -4,7 +4,6 @@
 //! unlinked for a person to decide, and `wxsync identity` decides.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wxsync::simulator::{Account, SimConfig, SimKind, StatusNotify};
@@ -462,47 +461,47 @@ fn restore(app: &TestApp, copy: &std::path::Path) {
     std::fs::copy(copy, &app.db).unwrap();
 }
 
-/// `wxsync sync`, killed (SIGKILL) `after` past the log line that says the
-/// re-link was decided — or left to finish, when it ends first. Returns how
-/// long the line came before the process ended, and whether it was killed.
-async fn sync_killed(app: &TestApp, after: Option<Duration>) -> (Duration, bool) {
+/// `wxsync sync`, killed (SIGKILL) once it has logged `kill_after`
+/// statements past the line that says the re-link was decided (sqlx logs
+/// each statement as it completes, the write's included), or left to
+/// finish. Returns how many statements it logged past that line, and
+/// whether it was killed.
+async fn sync_killed(app: &TestApp, kill_after: Option<usize>) -> (usize, bool) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxsync"))
         .arg("--config")
         .arg(&app.config)
         .arg("sync")
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info,sqlx=debug")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut linked, mut statements, mut killed) = (false, 0, false);
     while let Some(line) = lines.next_line().await.unwrap() {
-        if line.contains("linked the previous login's contacts") {
+        if !linked {
+            linked = line.contains("linked the previous login's contacts");
+            continue;
+        }
+        statements += usize::from(line.contains(" summary=\""));
+        if Some(statements) == kill_after {
+            child.start_kill().unwrap();
+            killed = true;
             break;
         }
     }
-    let linked = Instant::now();
-    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let killed = match after {
-        Some(wait) => tokio::select! {
-            _ = child.wait() => false,
-            _ = tokio::time::sleep(wait) => {
-                child.start_kill().unwrap();
-                true
-            }
-        },
-        None => false,
-    };
+    while let Ok(Some(_)) = lines.next_line().await {}
     let status = child.wait().await.unwrap();
-    drain.await.unwrap();
+    assert!(linked, "the sync never decided its links");
     assert!(killed || status.success(), "wxsync sync failed: {status}");
-    (linked.elapsed(), killed)
+    (statements, killed)
 }
 
-/// A re-link sync killed at ten points from the moment its links are
-/// decided to its exit: every time the cache holds either what it held
-/// before or the whole result, and the next sync completes the link.
+/// A re-link sync killed at ten points between the moment its links are
+/// decided and its last statement (its write among them): every time the
+/// cache holds either what it held before or the whole result, and the
+/// next sync completes the link.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relink_sync_killed_anywhere_leaves_before_or_after_and_the_next_completes_it() {
     let app = TestApp::spawn(SimConfig {
@@ -524,14 +523,14 @@ async fn a_relink_sync_killed_anywhere_leaves_before_or_after_and_the_next_compl
     std::fs::copy(&app.db, &copy).unwrap();
     let before = decided(&app).await;
 
-    let (window, _) = sync_killed(&app, None).await;
+    let (statements, _) = sync_killed(&app, None).await;
     let after = decided(&app).await;
     assert_ne!(before, after);
 
     let (mut early, mut late) = (0, 0);
     for i in 0..10 {
         restore(&app, &copy);
-        let (_, killed) = sync_killed(&app, Some(window * i / 10)).await;
+        let (_, killed) = sync_killed(&app, Some(statements * (i + 1) / 11)).await;
         let state = decided(&app).await;
         if state == before {
             early += 1;
