@@ -11,7 +11,8 @@
 //! by a new name (each one also a `relinked` row in `contact_changes`).
 //!
 //! It prints one table over every seed, per churn rate × MsgType 51 map ×
-//! kind; with `WXSYNC_IDBENCH_MISSES=1`, every miss with the matcher's
+//! kind (with how many of those whose only change was a new avatar were
+//! linked); with `WXSYNC_IDBENCH_MISSES=1`, every miss with the matcher's
 //! candidates (`identity_candidates`) and what churn changed about it.
 //!
 //! Environment: `WXSYNC_IDBENCH_SEEDS` (how many seeds, default 6),
@@ -288,6 +289,9 @@ struct Tally {
     /// Of `both`: named by the new login's MsgType 51 map.
     named: usize,
     named_linked: usize,
+    /// Of `both`: whose only change was a new avatar.
+    new_face: usize,
+    new_face_linked: usize,
 }
 
 impl Tally {
@@ -298,6 +302,8 @@ impl Tally {
         self.wrong_lookalike += o.wrong_lookalike;
         self.named += o.named;
         self.named_linked += o.named_linked;
+        self.new_face += o.new_face;
+        self.new_face_linked += o.new_face_linked;
     }
 
     fn precision(&self) -> Option<f64> {
@@ -460,6 +466,9 @@ fn score(
         t.named += usize::from(is_named);
         let linked = links.get(old_name.as_str()) == Some(new_name);
         t.named_linked += usize::from(is_named && linked);
+        let new_face = changed.get(&o.sim_id).is_some_and(|c| c == &["new avatar"]);
+        t.new_face += usize::from(new_face);
+        t.new_face_linked += usize::from(new_face && linked);
         if linked {
             continue;
         }
@@ -609,9 +618,9 @@ fn render(settings: &Settings, runs: &[Run], took: Duration) -> String {
     let _ = writeln!(
         out,
         "| churn | 51 map | kind | in both | links | precision | recall | worst seed's recall \
-         | wrong links among look-alikes | named by the map: linked |"
+         | wrong links among look-alikes | named by the map: linked | only a new avatar: linked |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     let mut verdicts = Vec::new();
     for rate in &settings.rates {
         for map in MAPS {
@@ -634,7 +643,7 @@ fn render(settings: &Settings, runs: &[Run], took: Duration) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "| {:.0} % | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {:.0} % | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
                     rate * 100.0,
                     map_name(map),
                     kind.name(),
@@ -644,7 +653,9 @@ fn render(settings: &Settings, runs: &[Run], took: Duration) -> String {
                     pct(sum.recall()),
                     pct(worst),
                     sum.wrong_lookalike,
-                    named
+                    named,
+                    sum.new_face_linked,
+                    sum.new_face
                 );
                 if sum.wrong_lookalike > 0 {
                     verdicts.push(format!(

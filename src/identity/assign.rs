@@ -7,6 +7,10 @@
 //! the margin, so two rows that score the same against everything (look-alikes)
 //! never link; they can only stop competing when one of them links, which a
 //! tie forbids.
+//!
+//! One exception to the threshold: a pair that agrees on everything but a
+//! changed avatar (`new_face`) links at a lower one when neither row has
+//! any other candidate scoring above zero.
 
 /// A scored candidate pair (indices into the old and new slices).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -14,6 +18,8 @@ pub(super) struct Pair {
     pub old: u32,
     pub new: u32,
     pub score: f64,
+    /// The pair agrees on everything but the avatar, which changed.
+    pub new_face: bool,
 }
 
 /// When a pair is confident enough to link.
@@ -21,6 +27,9 @@ pub(super) struct Pair {
 pub(super) struct Rule {
     /// The least score a link of each old row needs.
     pub needs: Vec<f64>,
+    /// The least score a `new_face` pair needs when neither row has any
+    /// other candidate scoring above zero (see [`assign`]).
+    pub new_face_needs: Vec<f64>,
     /// How far the best must lead the runner-up, on both sides.
     pub margin: f64,
     /// The least score a candidate needs to be listed for a person to decide.
@@ -93,6 +102,8 @@ struct Best {
     other: usize,
     best: f64,
     second: f64,
+    /// Whether the best pair is a `new_face` one.
+    new_face: bool,
 }
 
 impl Best {
@@ -100,15 +111,17 @@ impl Best {
         other: usize::MAX,
         best: f64::NEG_INFINITY,
         second: f64::NEG_INFINITY,
+        new_face: false,
     };
 
-    fn offer(&mut self, other: usize, score: f64) {
-        if score > self.best {
+    fn offer(&mut self, other: usize, p: &Pair) {
+        if p.score > self.best {
             self.second = self.best;
-            self.best = score;
+            self.best = p.score;
             self.other = other;
-        } else if score > self.second {
-            self.second = score;
+            self.new_face = p.new_face;
+        } else if p.score > self.second {
+            self.second = p.score;
         }
     }
 
@@ -116,6 +129,11 @@ impl Best {
     /// not among the candidates scores about that).
     fn lead(&self) -> f64 {
         self.best - self.second.max(0.0)
+    }
+
+    /// No other candidate scores above zero.
+    fn alone(&self) -> bool {
+        self.second <= 0.0
     }
 }
 
@@ -151,7 +169,7 @@ pub(super) fn assign(
                 if new_link[n].is_none() {
                     for p in adj.of_new(n) {
                         if old_link[p.old as usize].is_none() {
-                            b.offer(p.old as usize, p.score);
+                            b.offer(p.old as usize, p);
                         }
                     }
                 }
@@ -166,14 +184,21 @@ pub(super) fn assign(
             let mut b = Best::NONE;
             for p in adj.of_old(o) {
                 if new_link[p.new as usize].is_none() {
-                    b.offer(p.new as usize, p.score);
+                    b.offer(p.new as usize, p);
                 }
             }
-            if b.best < rule.needs[o] || b.lead() < rule.margin {
+            if b.other == usize::MAX {
                 continue;
             }
             let theirs = new_best[b.other];
-            if theirs.other == o && theirs.lead() >= rule.margin {
+            if theirs.other != o {
+                continue;
+            }
+            let confident =
+                b.best >= rule.needs[o] && b.lead() >= rule.margin && theirs.lead() >= rule.margin;
+            let new_face =
+                b.new_face && b.best >= rule.new_face_needs[o] && b.alone() && theirs.alone();
+            if confident || new_face {
                 made.push((o, b.other));
             }
         }
@@ -215,6 +240,7 @@ mod tests {
     fn rule(n_old: usize) -> Rule {
         Rule {
             needs: vec![10.0; n_old],
+            new_face_needs: vec![7.0; n_old],
             margin: 4.0,
             listed: 5.0,
             listed_max: 2,
@@ -222,7 +248,12 @@ mod tests {
     }
 
     fn p(old: u32, new: u32, score: f64) -> Pair {
-        Pair { old, new, score }
+        Pair {
+            old,
+            new,
+            score,
+            new_face: false,
+        }
     }
 
     #[test]
@@ -282,6 +313,32 @@ mod tests {
         let a = assign(2, 2, &[(0, 1)], pairs, rule(2));
         // Old 0 is held by its forced link, so old 1 gets new 0.
         assert_eq!(a.links, vec![(0, 1), (1, 0)]);
+    }
+
+    #[test]
+    fn a_new_face_with_no_rival_links_below_the_threshold() {
+        let face = |old, new, score| Pair {
+            new_face: true,
+            ..p(old, new, score)
+        };
+        let a = assign(1, 1, &[], vec![face(0, 0, 8.0)], rule(1));
+        assert_eq!(a.links, vec![(0, 0)]);
+        // A rival above zero on either side stops it.
+        let a = assign(1, 2, &[], vec![face(0, 0, 8.0), p(0, 1, 0.5)], rule(1));
+        assert!(a.links.is_empty());
+        let a = assign(2, 1, &[], vec![face(0, 0, 8.0), p(1, 0, 0.5)], rule(2));
+        assert!(a.links.is_empty());
+        // Not a new face, or under a new face's threshold.
+        assert!(
+            assign(1, 1, &[], vec![p(0, 0, 8.0)], rule(1))
+                .links
+                .is_empty()
+        );
+        assert!(
+            assign(1, 1, &[], vec![face(0, 0, 6.0)], rule(1))
+                .links
+                .is_empty()
+        );
     }
 
     #[test]

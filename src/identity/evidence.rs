@@ -15,6 +15,16 @@ impl<const N: usize> Breakdown<N> {
         self.bits.iter().sum()
     }
 
+    /// Signal `i` spoke against the pair and no other did.
+    pub fn only_differs_in(&self, i: usize) -> bool {
+        self.bits[i] < 0.0
+            && self
+                .bits
+                .iter()
+                .enumerate()
+                .all(|(j, b)| j == i || *b >= 0.0)
+    }
+
     /// "remark, avatar, nick name; differs: signature": the signals that
     /// spoke for the pair, strongest first, then those that spoke against.
     /// `names[i]` names signal `i`; `detail` may replace a name with a

@@ -219,8 +219,9 @@ impl Table for Groups<'_> {
         self.groups
     }
 
-    fn score(&self, old: usize, new: usize) -> f64 {
-        self.compare(old, new).0.score()
+    fn score(&self, old: usize, new: usize) -> (f64, bool) {
+        let b = self.compare(old, new).0;
+        (b.score(), b.only_differs_in(AVATAR))
     }
 
     fn explain(&self, old: usize, new: usize) -> (f64, String) {

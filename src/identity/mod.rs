@@ -44,7 +44,9 @@
 //! least `LINK_ODDS_BITS` + log₂(rows of its kind), each side is the
 //! other's best remaining candidate, and on both sides it leads the
 //! runner-up by at least `MARGIN_BITS`; linked rows leave the pool and
-//! the rounds repeat. Two rows that score the
+//! the rounds repeat. A pair that agrees on everything but a changed
+//! avatar needs `NEW_FACE_BITS` less when neither row has any other
+//! candidate scoring above zero. Two rows that score the
 //! same against everything — look-alikes identical in every field — tie on
 //! every side and so never link: a wrong link is worse than a missed one.
 //! Unlinked old rows list their best remaining candidates with the evidence
@@ -142,6 +144,12 @@ pub struct Outcome {
 /// one more signal behind it.
 const LINK_ODDS_BITS: f64 = 6.0;
 
+/// How much less a pair needs when it agrees on everything but the avatar,
+/// the avatar changed, and neither row has any other candidate scoring above
+/// zero: a new avatar is the commonest change between logins, and with no
+/// one else in sight its cost is not held against the pair.
+const NEW_FACE_BITS: f64 = 3.0;
+
 /// How far a link must lead the runner-up on both sides, in bits (64 times
 /// likelier).
 const MARGIN_BITS: f64 = 6.0;
@@ -190,7 +198,9 @@ trait Table {
     /// How many rows an old row could be: those of its kind, on the side
     /// with more of them.
     fn peers(&self, old: usize) -> usize;
-    fn score(&self, old: usize, new: usize) -> f64;
+    /// The pair's score, and whether it agrees on everything but the
+    /// avatar, which changed (see `NEW_FACE_BITS`).
+    fn score(&self, old: usize, new: usize) -> (f64, bool);
     fn explain(&self, old: usize, new: usize) -> (f64, String);
 }
 
@@ -217,16 +227,22 @@ fn solve<T: Table>(t: &T) -> Outcome {
             let (a, b) = (old_ids[*o as usize], new_ids[*n as usize]);
             !(a.is_some() && b.is_some() && a != b)
         })
-        .map(|(o, n)| Pair {
-            old: o,
-            new: n,
-            score: t.score(o as usize, n as usize),
+        .map(|(o, n)| {
+            let (score, new_face) = t.score(o as usize, n as usize);
+            Pair {
+                old: o,
+                new: n,
+                score,
+                new_face,
+            }
         })
         .collect();
+    let needs: Vec<f64> = (0..n_old)
+        .map(|o| LINK_ODDS_BITS + (t.peers(o).max(2) as f64).log2())
+        .collect();
     let rule = Rule {
-        needs: (0..n_old)
-            .map(|o| LINK_ODDS_BITS + (t.peers(o).max(2) as f64).log2())
-            .collect(),
+        new_face_needs: needs.iter().map(|n| n - NEW_FACE_BITS).collect(),
+        needs,
         margin: MARGIN_BITS,
         listed: MARGIN_BITS,
         listed_max: LISTED,

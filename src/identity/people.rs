@@ -286,8 +286,9 @@ impl Table for People<'_> {
         self.class_rows(self.sides[0][old].class)
     }
 
-    fn score(&self, old: usize, new: usize) -> f64 {
-        self.compare(old, new).score()
+    fn score(&self, old: usize, new: usize) -> (f64, bool) {
+        let b = self.compare(old, new);
+        (b.score(), b.only_differs_in(AVATAR))
     }
 
     fn explain(&self, old: usize, new: usize) -> (f64, String) {

@@ -131,11 +131,7 @@ impl World {
         let mut faces = people.clone();
         faces.extend(&groups);
         for id in pick(&mut rng, rate, &faces) {
-            let e = &mut self.entities[id];
-            let old = e.head_seq;
-            while e.head_seq == old {
-                e.head_seq = rng.random_range(600_000_000..700_000_000);
-            }
+            self.new_avatar(id, &mut rng);
             changes.extend(self.touched_indexed(id, &index));
             report.new_avatar.push(sim(id));
         }

@@ -546,6 +546,15 @@ impl World {
         }
     }
 
+    /// A new avatar: only the `seq` in HeadImgUrl changes.
+    pub fn new_avatar(&mut self, id: Id, rng: &mut StdRng) {
+        let e = &mut self.entities[id];
+        let old = e.head_seq;
+        while e.head_seq == old {
+            e.head_seq = rng.random_range(600_000_000..700_000_000);
+        }
+    }
+
     /// A friend deletes the user, or a group is removed: gone from
     /// webwxgetcontact, listed in DelContactList. A removed friend stays in
     /// their groups as a stranger.
@@ -658,12 +667,18 @@ impl World {
         let mut e = person(&mut self.rng, kind);
         e.nick = nick.to_string();
         e.remark.clear();
-        let mut rng = StdRng::seed_from_u64(self.rng.random());
+        let mut rng = self.fork_rng();
         self.add_person(e, &mut rng)
     }
 
+    /// A generator of its own, seeded from the world's, for a mutation that
+    /// borrows the world mutably.
+    pub fn fork_rng(&mut self) -> StdRng {
+        StdRng::seed_from_u64(self.rng.random())
+    }
+
     pub fn new_group(&mut self, nick: &str, members: usize, saved: bool) -> Id {
-        let mut rng = StdRng::seed_from_u64(self.rng.random());
+        let mut rng = self.fork_rng();
         self.new_group_with(&mut rng, nick, members, saved)
     }
 

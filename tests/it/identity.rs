@@ -547,3 +547,61 @@ async fn a_relink_sync_killed_anywhere_leaves_before_or_after_and_the_next_compl
     println!("re-link killed: {early} times before its commit, {late} after");
     assert!(early > 0, "some kill landed before the write committed");
 }
+
+/// A new avatar is the commonest change between two logins. A friend whose
+/// only change it is, with no one else who could be them, keeps their
+/// contact_id. The friends picked have no remark or alias and a nick name
+/// no other contact has, so that their nick name, place and signature must
+/// carry the link (a nick name alone is too little among many friends).
+#[tokio::test(flavor = "multi_thread")]
+async fn friends_whose_only_change_is_a_new_avatar_keep_their_contact_id() {
+    let app = TestApp::spawn(SimConfig {
+        friends: 300,
+        status_notify: StatusNotify::Off,
+        ..small_account()
+    })
+    .await;
+    app.login().await;
+    app.sync().await;
+    let contacts = app.sim.account().contacts;
+    let unique_nick = |nick: &str| contacts.iter().filter(|c| c.nick_name == nick).count() == 1;
+    let plain: Vec<_> = contacts
+        .iter()
+        .filter(|c| {
+            c.kind == SimKind::Friend
+                && c.remark_name.is_empty()
+                && c.alias.is_empty()
+                && !c.province.is_empty()
+                && !c.signature.is_empty()
+                && unique_nick(&c.nick_name)
+        })
+        .collect();
+    for c in &plain {
+        app.sim.new_avatar(&c.user_name);
+    }
+    let before = ids(&app).await;
+
+    relogin_and_sync(&app).await;
+
+    let account = app.sim.account();
+    let now = ids(&app).await;
+    let missed: Vec<String> = plain
+        .iter()
+        .filter(|old| {
+            let new = account
+                .contacts
+                .iter()
+                .find(|c| c.sim_id == old.sim_id)
+                .unwrap();
+            assert_ne!(new.avatar_seq, old.avatar_seq);
+            now.get(&new.user_name) != before.get(&old.user_name)
+        })
+        .map(|c| c.nick_name.clone())
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "{} of {} not linked: {missed:?}",
+        missed.len(),
+        plain.len()
+    );
+}
