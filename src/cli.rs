@@ -113,9 +113,9 @@ pub struct IdentityArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum IdentityAction {
     /// OLD (a row a re-link left unlinked, marked deleted) and NEW (a live
-    /// contact) are the same: OLD keeps its contact_id, history and first
-    /// sight, and takes NEW's name and data. Each is a contact_id or a
-    /// user_name.
+    /// contact first seen in this login) are the same: OLD keeps its
+    /// contact_id, history and first sight, and takes NEW's name and data.
+    /// Each is a contact_id or a user_name.
     Link { old: String, new: String },
     /// Undo a link: CONTACT keeps its name and data under a new contact_id;
     /// its earlier contact_id goes back to a row marked deleted.

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::contact::Contact;
 use crate::daemon;
 use crate::health;
+use crate::identity::listing;
 use crate::simulator::Simulator;
 use crate::store::{Plan, Source};
 use crate::sync::{self, SyncOptions};
@@ -401,52 +402,7 @@ async fn identity(app: &App, args: &IdentityArgs) -> anyhow::Result<()> {
             );
         }
         None if args.json => println!("{}", serde_json::to_string(&store.unlinked().await?)?),
-        None => {
-            let rows = store.unlinked().await?;
-            let mut olds: Vec<i64> = rows.iter().map(|r| r.old_contact_id).collect();
-            olds.dedup();
-            if olds.is_empty() {
-                println!(
-                    "Every contact the last re-link could match is linked; nothing to decide."
-                );
-                return Ok(());
-            }
-            println!(
-                "{} of the previous login could not be told apart with confidence:",
-                plural(olds.len() as i64, "row")
-            );
-            let name = |nick: &str, remark: &str| {
-                let nick = crate::telemetry::escape(nick);
-                if remark.is_empty() {
-                    format!("{nick:?}")
-                } else {
-                    format!("{nick:?} (remark {:?})", crate::telemetry::escape(remark))
-                }
-            };
-            let mut last = None;
-            for r in &rows {
-                if last != Some(r.old_contact_id) {
-                    println!();
-                    println!(
-                        "  old #{} {} {}, was {}",
-                        r.old_contact_id,
-                        r.kind,
-                        name(&r.old_nick_name, &r.old_remark_name),
-                        r.old_user_name
-                    );
-                    last = Some(r.old_contact_id);
-                }
-                println!(
-                    "      new #{} {}: {:.1} bits ({})",
-                    r.new_contact_id,
-                    name(&r.new_nick_name, &r.new_remark_name),
-                    r.score,
-                    r.evidence
-                );
-            }
-            println!();
-            println!("Decide with `wxsync identity link OLD NEW` (contact_ids or user_names).");
-        }
+        None => print!("{}", listing::render(&store.undecided_rows().await?)),
     }
     Ok(())
 }

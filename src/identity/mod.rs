@@ -56,6 +56,7 @@ mod assign;
 mod evidence;
 mod groups;
 mod keys;
+pub mod listing;
 mod people;
 mod values;
 

@@ -1,6 +1,8 @@
 //! Which login's user names the cache holds, and the MsgType 51 map of real
 //! ids (docs/storage.md, "Identity").
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{FromRow, SqliteConnection};
 
@@ -68,6 +70,29 @@ pub struct Unlinked {
     pub evidence: String,
 }
 
+/// A row as `wxsync identity` shows it: what a person can check.
+#[derive(Clone, Debug, FromRow, PartialEq)]
+pub struct Shown {
+    pub contact_id: i64,
+    pub nick_name: String,
+    pub remark_name: String,
+    pub alias: String,
+    pub first_seen_at: String,
+    pub deleted_at: Option<String>,
+    /// The names of the groups it is a member of now, sorted.
+    #[sqlx(skip)]
+    pub groups: Vec<String>,
+}
+
+/// A previous-login row awaiting a decision, with its candidates best
+/// first: `(row, score, evidence)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Undecided {
+    pub kind: String,
+    pub old: Shown,
+    pub candidates: Vec<(Shown, f64, String)>,
+}
+
 /// Why a manual link or unlink was refused, in words.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -124,10 +149,65 @@ impl Store {
              JOIN contacts o ON o.contact_id = c.old_contact_id
              JOIN contacts n ON n.contact_id = c.new_contact_id
              WHERE o.deleted_at IS NOT NULL AND n.deleted_at IS NULL
-             ORDER BY o.contact_id, c.score DESC",
+             ORDER BY o.contact_id, c.score DESC, n.contact_id",
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// [`Store::unlinked`] with what each row has, for a person to decide.
+    pub async fn undecided_rows(&self) -> Result<Vec<Undecided>, Error> {
+        let pairs = self.unlinked().await?;
+        let mut ids: Vec<i64> = pairs
+            .iter()
+            .flat_map(|p| [p.old_contact_id, p.new_contact_id])
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let ids = serde_json::to_string(&ids).map_err(Error::Encode)?;
+        let mut shown: HashMap<i64, Shown> = sqlx::query_as::<_, Shown>(
+            "SELECT contact_id, nick_name, remark_name, alias, first_seen_at, deleted_at
+             FROM contacts WHERE contact_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|s| (s.contact_id, s))
+        .collect();
+        let groups: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT c.contact_id, g.nick_name FROM contacts c
+             JOIN memberships m ON m.member_user_name = c.user_name
+             JOIN contacts g ON g.user_name = m.group_user_name
+             WHERE c.contact_id IN (SELECT value FROM json_each(?1))
+             ORDER BY g.nick_name",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        for (id, group) in groups {
+            if let Some(s) = shown.get_mut(&id) {
+                s.groups.push(group);
+            }
+        }
+        let mut out: Vec<Undecided> = Vec::new();
+        for p in pairs {
+            let (Some(old), Some(new)) =
+                (shown.get(&p.old_contact_id), shown.get(&p.new_contact_id))
+            else {
+                continue;
+            };
+            let candidate = (new.clone(), p.score, p.evidence);
+            match out.last_mut() {
+                Some(u) if u.old.contact_id == old.contact_id => u.candidates.push(candidate),
+                _ => out.push(Undecided {
+                    kind: p.kind,
+                    old: old.clone(),
+                    candidates: vec![candidate],
+                }),
+            }
+        }
+        Ok(out)
     }
 
     /// A person's decision that `old` (a row of a previous login, marked
@@ -164,6 +244,26 @@ impl Store {
                 kind_in_words(&o.kind),
                 n.user_name,
                 kind_in_words(&n.kind)
+            )));
+        }
+        let carried: Option<String> = sqlx::query_scalar(
+            "SELECT c.first_seen_at FROM contacts c, identity i
+             WHERE c.contact_id = ?1 AND i.id = 1 AND c.first_seen_at < i.linked_at",
+        )
+        .bind(n.contact_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(since) = carried {
+            // Merging two contacts that each have an id and a history of
+            // their own could not be taken apart again by `unlink`.
+            return Err(IdentityError::Refused(format!(
+                "#{new_id} was carried over from an earlier login (contact_id {new_id} since \
+                 {since}, with its own history): linking #{old_id} to it would merge two \
+                 contacts for good. If the re-link took the wrong earlier row for it, run \
+                 `wxsync identity unlink {new_id}` first (that gives contact_id {new_id} back to \
+                 its earlier row and this contact a new one), then link #{old_id} to the new id",
+                new_id = n.contact_id,
+                old_id = o.contact_id,
             )));
         }
         let now = now();
@@ -222,12 +322,24 @@ impl Store {
         .bind(c.contact_id)
         .fetch_optional(&mut *tx)
         .await?;
+        let not_linked =
+            |why: &str| IdentityError::Refused(format!("#{} is not linked: {why}", c.contact_id));
+        if c.deleted_at.is_some() {
+            return Err(not_linked(
+                "it is marked deleted, and only the live row of a link can be unlinked",
+            ));
+        }
         let Some((link_id, old_name)) = link else {
-            return Err(IdentityError::Refused(format!(
-                "{} (contact_id {}) was never linked to an earlier row",
-                c.user_name, c.contact_id
-            )));
+            return Err(not_linked("it was never linked to an earlier row"));
         };
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT contact_id FROM contacts WHERE user_name = ?1")
+                .bind(&old_name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(other) = taken {
+            return Err(not_linked(&format!("its earlier name is held by #{other}")));
+        }
         let fresh: i64 = sqlx::query_scalar(
             "UPDATE identity SET next_contact_id = next_contact_id + 1 RETURNING next_contact_id - 1",
         )
@@ -266,6 +378,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        rebuild_candidates(&mut tx, c.contact_id, &now).await?;
         tx.commit().await?;
         Ok(Decision {
             contact_id: fresh,
@@ -274,6 +387,43 @@ impl Store {
             other_user_name: old_name,
         })
     }
+}
+
+/// Scores again the old rows awaiting a decision, `unlinked` among them
+/// (a row just given back its earlier id), against the live rows a person
+/// may link them to, and replaces their candidates.
+async fn rebuild_candidates(
+    tx: &mut SqliteConnection,
+    unlinked: i64,
+    now: &str,
+) -> Result<(), Error> {
+    let mut old: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT c.old_contact_id FROM identity_candidates c
+         JOIN contacts o ON o.contact_id = c.old_contact_id
+         WHERE o.deleted_at IS NOT NULL",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    old.push(unlinked);
+    let scored = super::relink::candidates(tx, &old).await?;
+    let ids = serde_json::to_string(&old).map_err(Error::Encode)?;
+    sqlx::query(
+        "DELETE FROM identity_candidates
+         WHERE old_contact_id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT OR REPLACE INTO identity_candidates
+             (old_contact_id, new_contact_id, score, evidence, found_at)
+         SELECT value->>0, value->>1, value->>2, value->>3, ?2 FROM json_each(?1)",
+    )
+    .bind(serde_json::to_string(&scored).map_err(Error::Encode)?)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// A contact by `contact_id` (digits) or `user_name`.

@@ -28,7 +28,7 @@ pub struct Relinked {
 /// One side's row as the matcher needs it.
 #[derive(FromRow)]
 struct Row {
-    /// The cache's `contact_id` (old side) or 0 (new side).
+    /// The cache's `contact_id`, or 0 for a staged row.
     contact_id: i64,
     user_name: String,
     kind: String,
@@ -333,4 +333,78 @@ async fn record(
         linked: links.len() as u64,
         unlinked: (old.len() - links.len()) as u64,
     })
+}
+
+/// Cached rows as the matcher reads them, by `contact_id` (`?1`, a JSON
+/// array): the old side of a rebuild ([`candidates`]).
+static CACHED_ROWS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT c.contact_id, {}, c.real_id
+         FROM main.contacts c
+         WHERE c.contact_id IN (SELECT value FROM json_each(?1))
+         ORDER BY c.contact_id",
+        columns::list("c", &["raw"])
+    )
+});
+
+/// The live rows a person may still link an old row to: those first seen
+/// since the cache took this login's names (see [`super::Store::link`]).
+static UNCLAIMED_ROWS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT c.contact_id, {}, c.real_id
+         FROM main.contacts c, main.identity i
+         WHERE i.id = 1 AND c.deleted_at IS NULL AND c.first_seen_at >= i.linked_at
+         ORDER BY c.contact_id",
+        columns::list("c", &["raw"])
+    )
+});
+
+/// A candidate as `identity_candidates` holds it: old and new `contact_id`,
+/// score, evidence.
+pub(super) type Scored = (i64, i64, f64, String);
+
+/// The candidates of the old rows `old_ids` among the live rows a person may
+/// still link them to, scored as a re-link scores them; a pair the matcher
+/// would link is its row's only candidate. An old group's member list is
+/// gone with it, so groups are compared without members.
+pub(super) async fn candidates(
+    conn: &mut SqliteConnection,
+    old_ids: &[i64],
+) -> Result<Vec<Scored>, Error> {
+    let (old_people, old_groups) = split(
+        sqlx::query_as::<_, Row>(CACHED_ROWS.as_str())
+            .bind(serde_json::to_string(old_ids).map_err(Error::Encode)?)
+            .fetch_all(&mut *conn)
+            .await?,
+    );
+    let (new_people, new_groups) = split(
+        sqlx::query_as::<_, Row>(UNCLAIMED_ROWS.as_str())
+            .fetch_all(&mut *conn)
+            .await?,
+    );
+    let old_cards = lists(conn, OLD_MEMBERS, &old_people, &[]).await?.cards;
+    let new_cards = lists(conn, OLD_MEMBERS, &new_people, &[]).await?.cards;
+    let people = identity::link_people(
+        &persons(&old_people, old_cards),
+        &persons(&new_people, new_cards),
+    );
+    let profiles = |rows: &[Row]| group_profiles(rows, &[], &[]);
+    let groups = identity::link_groups(&profiles(&old_groups), &profiles(&new_groups));
+    let mut out = Vec::new();
+    for (outcome, old, new) in [
+        (&people, &old_people, &new_people),
+        (&groups, &old_groups, &new_groups),
+    ] {
+        for l in &outcome.links {
+            let (o, n) = (&old[l.old], &new[l.new]);
+            out.push((o.contact_id, n.contact_id, l.score, l.evidence.clone()));
+        }
+        for u in &outcome.unresolved {
+            for c in &u.candidates {
+                let (o, n) = (&old[u.old], &new[c.new]);
+                out.push((o.contact_id, n.contact_id, c.score, c.evidence.clone()));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -293,11 +293,24 @@ async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
             "{name} lists its look-alike candidates: {candidates:?}"
         );
     }
+    // Each look-alike set is shown once, said to be tied, with what each row
+    // has and how to decide; no session user name.
     let text = app.wxsync(&["identity"]).await;
-    assert!(
-        text.stdout.contains("wxsync identity link OLD NEW"),
-        "{text:?}"
+    assert!(text.ok(), "{text:?}");
+    let out = &text.stdout;
+    assert!(!out.contains('@'), "session names listed: {out}");
+    assert_eq!(
+        out.matches("look alike and cannot be told apart").count(),
+        2,
+        "{out}"
     );
+    for name in new.keys() {
+        let line = format!("now     #{} ", now[name]);
+        assert_eq!(out.matches(&line).count(), 1, "{name} listed once: {out}");
+    }
+    for what in ["first seen", "To decide", "wxsync identity link"] {
+        assert!(out.contains(what), "{what}: {out}");
+    }
 
     // A person knows which is which.
     let (old_name, sim) = old.iter().next().unwrap();
@@ -348,6 +361,132 @@ async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
         )
         .await;
     assert!(deleted.is_some(), "the old row is marked deleted again");
+
+    // Listed again, with its candidates scored again: the contact just
+    // unlinked and its look-alike.
+    let listed = app.wxsync(&["identity", "--json"]).await;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).unwrap();
+    let candidates: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["old_user_name"] == old_name.as_str())
+        .map(|r| r["new_user_name"].as_str().unwrap())
+        .collect();
+    let twins: Vec<&str> = new
+        .iter()
+        .filter(|(_, s)| *s == sim)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert!(
+        twins.iter().all(|t| candidates.contains(t)),
+        "{old_name} is listed again with {twins:?}: {candidates:?}"
+    );
+
+    // A second unlink, by either side, is refused in words.
+    let before = app.dump().await;
+    let old_id = old_ids[old_name].to_string();
+    let new_id = now[new_name].to_string();
+    for (again, reason) in [
+        (
+            &old_id,
+            format!("#{old_id} is not linked: it is marked deleted"),
+        ),
+        (
+            new_name,
+            format!("#{new_id} is not linked: it was never linked"),
+        ),
+    ] {
+        let run = app.wxsync(&["identity", "unlink", again]).await;
+        assert!(!run.ok(), "{run:?}");
+        assert!(run.stderr.contains(&reason), "{reason}: {run:?}");
+    }
+    assert_eq!(app.dump().await, before, "a refused unlink changes nothing");
+}
+
+/// A friend who deleted the user and came back is linked by hand to their
+/// earlier row; at the next login that row is carried over like any other.
+/// Linking another deleted row to it would merge two contacts for good:
+/// refused, with the way to do it that can be undone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_carried_over_contact_is_not_merged_into_a_deleted_row() {
+    let app = TestApp::spawn(SimConfig {
+        status_notify: StatusNotify::Off,
+        ..small_account()
+    })
+    .await;
+    app.login().await;
+    app.sync().await;
+    let account = app.sim.account();
+    // Who comes back must share a group with the user: the server knows
+    // nothing of a stranger who shares none.
+    let in_a_group = |sim: u64| {
+        account
+            .groups
+            .iter()
+            .any(|g| g.members.iter().any(|m| m.sim_id == sim))
+    };
+    let friends: Vec<_> = account
+        .contacts
+        .iter()
+        .filter(|c| c.kind == SimKind::Friend)
+        .collect();
+    let back = *friends.iter().find(|c| in_a_group(c.sim_id)).unwrap();
+    let gone = *friends.iter().find(|c| c.sim_id != back.sim_id).unwrap();
+    let first_ids = ids(&app).await;
+    app.sim.remove_contact(&back.user_name);
+    app.sim.remove_contact(&gone.user_name);
+    relogin_and_sync(&app).await;
+
+    // This login's name of a friend or a group member.
+    let name_of = |sim: u64| {
+        let account = app.sim.account();
+        let members = account.groups.into_iter().flat_map(|g| g.members);
+        account
+            .contacts
+            .into_iter()
+            .map(|c| (c.sim_id, c.user_name))
+            .chain(members.map(|m| (m.sim_id, m.user_name)))
+            .find(|(s, _)| *s == sim)
+            .unwrap()
+            .1
+    };
+    app.sim.befriend(&name_of(back.sim_id));
+    app.sync().await;
+    let (back_old, back_new) = (
+        first_ids[&back.user_name].to_string(),
+        ids(&app).await[&name_of(back.sim_id)].to_string(),
+    );
+    let linked = app
+        .wxsync(&["identity", "link", &back_old, &back_new])
+        .await;
+    assert!(
+        linked.ok(),
+        "a contact new in this login can be linked: {linked:?}"
+    );
+    relogin_and_sync(&app).await;
+    assert_eq!(
+        ids(&app).await[&name_of(back.sim_id)].to_string(),
+        back_old,
+        "the row linked by hand is carried over"
+    );
+
+    let before = app.dump().await;
+    let history = app.scalar("SELECT count(*) FROM contact_changes").await;
+    let gone_id = first_ids[&gone.user_name].to_string();
+    let run = app.wxsync(&["identity", "link", &gone_id, &back_old]).await;
+    assert!(!run.ok(), "{run:?}");
+    assert!(
+        run.stderr
+            .contains(&format!("#{back_old} was carried over"))
+            && run
+                .stderr
+                .contains(&format!("wxsync identity unlink {back_old}")),
+        "{run:?}"
+    );
+    assert_eq!(app.dump().await, before, "a refused link changes nothing");
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM contact_changes").await,
+        history
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
