@@ -421,7 +421,8 @@ const APPLY_LIVE_CONTACTS: &[&str] = &[
 /// When contacts were added, marked deleted or restored: the stored member
 /// rows of those names follow (`memberships` has no index by member, so this
 /// scans it once; it runs only then) — but for the rows a re-link rewrites,
-/// which take their value as they are rewritten.
+/// which take their value as they are rewritten, and the rows [`APPLY`]
+/// writes next anyway, so no row is written twice.
 const APPLY_MEMBER_CONTACT_IDS: &str = "UPDATE main.memberships SET member_contact_id = (
          SELECT l.contact_id FROM temp.live_contacts l
          WHERE l.user_name = memberships.member_user_name)
@@ -429,7 +430,8 @@ const APPLY_MEMBER_CONTACT_IDS: &str = "UPDATE main.memberships SET member_conta
                                 UNION SELECT user_name FROM temp.d_gone
                                 UNION SELECT user_name FROM temp.d_upd WHERE restored)
        AND (group_user_name, member_user_name)
-           NOT IN (SELECT g_old, m_old FROM temp.d_mren WHERE NOT same)";
+           NOT IN (SELECT g_old, m_old FROM temp.d_mren WHERE NOT same)
+       AND (group_user_name, member_user_name) NOT IN (SELECT g, m FROM temp.d_mups)";
 
 /// The rest, in order. `?1` is now, `?2` the source, `?3` the login a
 /// partial write claims (or NULL).
