@@ -356,7 +356,10 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
         "cache:     {} contacts ({} friends, {} groups), {} memberships, {} marked deleted",
         counts.contacts, counts.friends, counts.groups, counts.memberships, counts.deleted
     );
-    println!("ops:       {} pending, {} failed", ops.pending, ops.failed);
+    println!(
+        "ops:       {} pending, {} failed, {} unverified",
+        ops.pending, ops.failed, ops.unverified
+    );
     let names = match (session.is_some(), linked) {
         (false, _) => "no login yet",
         (true, true) => "the cache holds this login's user names",

@@ -2,8 +2,10 @@
 //! through webwxoplog, reads the contact back, and records the truth.
 //!
 //! Live servers have been seen answering Ret 0 without changing anything, so
-//! an op is `done` only when the read-back shows the new remark. An op may
-//! name its contact by a name from an earlier login; the call and the
+//! an op is `done` only when the read-back shows the new remark. An edit the
+//! server accepted is never sent again: only the read-back is retried, and
+//! if it keeps failing the op ends `unverified`. An op may name its contact
+//! by `contact_id` or by a name from an earlier login; the call and the
 //! read-back use the contact's current name.
 
 use std::time::Duration;
@@ -15,12 +17,16 @@ use tracing::{debug, info, warn};
 use super::{Event, SessionCtx, TaskError, TaskResult};
 use crate::backoff::Backoff;
 use crate::contact::Kind;
-use crate::store::{PendingOp, Target};
+use crate::store::{self, Deletion, PendingOp, Store, Target};
 use crate::telemetry::escape;
 use crate::webwx::{self, BatchItem, text};
 
 /// Calls per op before it is given up as `failed`.
 pub const MAX_ATTEMPTS: i64 = 5;
+
+/// Read-backs of an edit the server accepted before it is left
+/// `unverified`.
+pub const READ_BACKS: u32 = 5;
 
 /// Runs until `token` is cancelled (`Ok`) or the server ends the session
 /// (`Err`); ops then stay pending, untouched, for the next login.
@@ -147,19 +153,68 @@ fn record(result: Result<(), crate::store::Error>) {
     }
 }
 
-/// Why an op cannot be sent at all, in words, or `None` if it can.
-fn refusal(op: &PendingOp, target: Option<&Target>) -> Option<String> {
-    let who = &op.user_name;
-    let Some(target) = target else {
-        return Some(format!(
-            "no contact {who} in the cache; user names change at every login, \
-             so look the contact up again in the contacts table"
-        ));
+/// The contact an op names, or why it names none, in words: by
+/// `contact_id` when given (a `user_name` given too must name the same
+/// contact), else by `user_name`.
+async fn resolve(store: &Store, op: &PendingOp) -> Result<Result<Target, String>, store::Error> {
+    let named = match &op.user_name {
+        Some(name) => store.op_target_named(name).await?,
+        None => None,
     };
-    if target.deleted {
-        return Some(format!(
-            "{who} is marked deleted: it is no longer a contact"
-        ));
+    let Some(id) = op.contact_id else {
+        return Ok(named.ok_or_else(|| {
+            format!(
+                "no contact {} in the cache; user names change at every login, \
+                 so look the contact up again in the contacts table (or queue it by contact_id)",
+                op.who()
+            )
+        }));
+    };
+    if let Some(other) = named.filter(|t| t.contact_id != id) {
+        return Ok(Err(format!(
+            "user_name {} names contact_id {}, not the contact_id {id} given with it",
+            op.who(),
+            other.contact_id
+        )));
+    }
+    Ok(store
+        .op_target_id(id)
+        .await?
+        .ok_or_else(|| format!("no contact with contact_id {id} in the cache")))
+}
+
+/// Why an op cannot be sent to `target`, in words, or `None` if it can.
+fn refusal(op: &PendingOp, target: &Target) -> Option<String> {
+    let who = op.who();
+    let id = target.contact_id;
+    match &target.deleted {
+        None => {}
+        Some(Deletion::Gone) => {
+            return Some(format!(
+                "{who} is marked deleted: it is no longer a contact"
+            ));
+        }
+        Some(Deletion::Unlinked { at, candidates }) => {
+            let row = format!(
+                "{} (contact_id {id}) is a row of an earlier login that the re-link at {at} \
+                 could not link to a contact of this login",
+                target.user_name
+            );
+            let next = format!(
+                "link the rows with `wxsync identity link {id} NEW`, then queue the edit again"
+            );
+            return Some(match candidates {
+                0 => format!(
+                    "{row}: the person left, or changed too much to be recognised; \
+                     if they are still a friend, {next}"
+                ),
+                n => format!(
+                    "{row}: {n} rows of this login could be the same person, so it was left for you to \
+                     decide (`wxsync identity` lists them); the person is probably still a \
+                     friend: {next}"
+                ),
+            });
+        }
     }
     match target.kind {
         Kind::Friend => None,
@@ -184,73 +239,146 @@ async fn apply(
     token: &CancellationToken,
 ) -> Result<(), webwx::Error> {
     let store = &ctx.app.store;
-    let target = match store.op_target(&op.user_name).await {
-        Ok(t) => t,
+    let target = match resolve(store, op).await {
+        Ok(Ok(target)) => target,
+        Ok(Err(reason)) => {
+            info!(op = op.id, reason = %escape(&reason), "remark edit refused");
+            failed(ctx, op.id, &reason).await;
+            return Ok(());
+        }
         Err(e) => {
             warn!(error = %e, "cannot look up a remark edit's contact");
             return Ok(());
         }
     };
-    if let Some(reason) = refusal(op, target.as_ref()) {
+    record(store.op_named(op.id, &target).await);
+    if let Some(reason) = refusal(op, &target) {
         info!(op = op.id, reason = %escape(&reason), "remark edit refused");
         failed(ctx, op.id, &reason).await;
         return Ok(());
     }
-    let Some(target) = target else {
-        return Ok(());
-    };
     // Committed before the call: a crash after it repeats the call at worst.
     record(store.op_attempt(op.id).await);
+    let sent_at = store::now();
     let sent = tokio::select! {
         sent = ctx.client.set_remark(&target.user_name, &op.remark_name) => sent,
         _ = token.cancelled() => return interrupted(op),
     };
-    let lost_reply = match sent {
-        Ok(()) => None,
+    match sent {
+        Ok(()) => verify(ctx, op, &target, &sent_at, token).await,
         // A call that timed out or lost its reply may still have made the
-        // change: before the edit is given up, the read-back tells.
-        Err(e) if e.is_transient() && last_attempt(op) => Some(e),
-        Err(e) if e.is_session_dead() || e.is_transient() => return Err(e),
+        // change: before the edit is given up, one read-back tells.
+        Err(lost) if lost.is_transient() && last_attempt(op) => {
+            let back = tokio::select! {
+                back = read_back(ctx, &target) => back,
+                _ = token.cancelled() => return interrupted(op),
+            };
+            match back {
+                Ok(Some(remark)) if remark == op.remark_name => {
+                    info!(op = op.id, "remark edit applied and verified");
+                    record(store.op_done(op, target.contact_id, &sent_at).await);
+                    Ok(())
+                }
+                Err(e) if e.is_session_dead() => Err(e),
+                _ => Err(lost),
+            }
+        }
+        Err(e) if e.is_session_dead() || e.is_transient() => Err(e),
         Err(e) => {
             let reason = format!("the server refused the edit: {e}");
             failed(ctx, op.id, &reason).await;
-            return Ok(());
+            Ok(())
         }
+    }
+}
+
+/// After the server accepted the edit: reads the contact back until it
+/// answers, up to [`READ_BACKS`] times with back-off, and records what the
+/// answer shows. The edit itself is not sent again (the user may have set
+/// another remark on the phone since); when no read-back answers, or the
+/// session ends first, the op ends `unverified`. A daemon stopping in
+/// between leaves it pending, as a crash would: the next start sends it
+/// again and reads it back.
+async fn verify(
+    ctx: &SessionCtx,
+    op: &PendingOp,
+    target: &Target,
+    sent_at: &str,
+    token: &CancellationToken,
+) -> Result<(), webwx::Error> {
+    let store = &ctx.app.store;
+    let mut backoff = Backoff::new(ctx.app.config.wechat.retry_delay, Duration::from_secs(60));
+    let unverified = |why: &str| {
+        format!(
+            "the server accepted the edit, but {why}; whether the remark changed is not \
+             known (the next full sync shows it)"
+        )
     };
+    let mut last = String::new();
+    for round in 1..=READ_BACKS {
+        let back = tokio::select! {
+            back = read_back(ctx, target) => back,
+            _ = token.cancelled() => return interrupted(op),
+        };
+        match back {
+            Ok(Some(remark)) if remark == op.remark_name => {
+                info!(op = op.id, "remark edit applied and verified");
+                record(store.op_done(op, target.contact_id, sent_at).await);
+                return Ok(());
+            }
+            Ok(Some(_)) => {
+                let reason = "the server accepted the edit but the remark did not change";
+                warn!(op = op.id, reason, "remark edit not verified");
+                failed(ctx, op.id, reason).await;
+                return Ok(());
+            }
+            Ok(None) => last = "webwxbatchgetcontact: the reply does not hold the contact".into(),
+            Err(e) if e.is_session_dead() => {
+                let reason = unverified(&format!(
+                    "the session ended before it could be read back ({e})"
+                ));
+                record(store.op_unverified(op.id, &reason).await);
+                return Err(e);
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if round < READ_BACKS {
+            let delay = backoff.next_delay();
+            warn!(op = op.id, error = %last, retry_in_ms = delay.as_millis() as u64, "remark edit read-back failed; reading it back again");
+            record(
+                store
+                    .op_retry(
+                        op.id,
+                        &format!("read-back failed: {last}; reading it back again"),
+                    )
+                    .await,
+            );
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+    let reason = unverified(&format!(
+        "reading the contact back failed {READ_BACKS} times (last: {last})"
+    ));
+    warn!(op = op.id, %reason, "remark edit unverified");
+    record(store.op_unverified(op.id, &reason).await);
+    Ok(())
+}
+
+/// The contact's remark as the server holds it now (decoded), or `None`
+/// when the reply leaves the contact out: that is no answer.
+async fn read_back(ctx: &SessionCtx, target: &Target) -> Result<Option<String>, webwx::Error> {
     let item = BatchItem {
         user_name: target.user_name.clone(),
         chat_room: String::new(),
     };
-    let back = tokio::select! {
-        back = ctx.client.batch_get(std::slice::from_ref(&item)) => back,
-        _ = token.cancelled() => return interrupted(op),
-    };
-    // A read-back that fails too (but for a logout) gives the edit up for
-    // the call's own error.
-    let back = match back {
-        Ok(back) => back,
-        Err(e) => {
-            return Err(match lost_reply {
-                Some(lost) if !e.is_session_dead() => lost,
-                _ => e,
-            });
-        }
-    };
-    let now = back
+    let back = ctx.client.batch_get(std::slice::from_ref(&item)).await?;
+    Ok(back
         .iter()
         .find(|c| c.user_name == target.user_name)
-        .map(|c| text::decode_text(&c.remark_name));
-    if now.as_deref() == Some(op.remark_name.as_str()) {
-        info!(op = op.id, "remark edit applied and verified");
-        record(store.op_done(op, target.contact_id).await);
-    } else if let Some(e) = lost_reply {
-        return Err(e);
-    } else {
-        let reason = "the server accepted the edit but the remark did not change";
-        warn!(op = op.id, reason, "remark edit not verified");
-        failed(ctx, op.id, reason).await;
-    }
-    Ok(())
+        .map(|c| text::decode_text(&c.remark_name)))
 }
 
 /// Whether this attempt is the op's last before it is given up.
@@ -273,13 +401,14 @@ mod tests {
     fn op() -> PendingOp {
         PendingOp {
             id: 1,
-            user_name: "@x".into(),
+            user_name: Some("@x".into()),
+            contact_id: None,
             remark_name: "r".into(),
             attempts: 0,
         }
     }
 
-    fn target(kind: Kind, deleted: bool) -> Target {
+    fn target(kind: Kind, deleted: Option<Deletion>) -> Target {
         Target {
             contact_id: 1,
             user_name: "@x".into(),
@@ -290,28 +419,28 @@ mod tests {
 
     #[test]
     fn only_live_friends_take_a_remark() {
-        assert_eq!(refusal(&op(), Some(&target(Kind::Friend, false))), None);
+        assert_eq!(refusal(&op(), &target(Kind::Friend, None)), None);
         for (kind, word) in [
             (Kind::Official, "official"),
             (Kind::Group, "group"),
             (Kind::Special, "special"),
             (Kind::SelfUser, "itself"),
         ] {
-            assert!(
-                refusal(&op(), Some(&target(kind, false)))
-                    .unwrap()
-                    .contains(word)
-            );
+            assert!(refusal(&op(), &target(kind, None)).unwrap().contains(word));
         }
-        assert!(
-            refusal(&op(), Some(&target(Kind::Friend, true)))
-                .unwrap()
-                .contains("deleted")
-        );
-        assert!(
-            refusal(&op(), None)
-                .unwrap()
-                .contains("change at every login")
-        );
+        let gone = refusal(&op(), &target(Kind::Friend, Some(Deletion::Gone)));
+        assert!(gone.unwrap().contains("no longer a contact"));
+        for candidates in [0, 2] {
+            let unlinked = Deletion::Unlinked {
+                at: "2026-12-01T10:00:00.000Z".into(),
+                candidates,
+            };
+            let reason = refusal(&op(), &target(Kind::Friend, Some(unlinked))).unwrap();
+            assert!(
+                reason.contains("could not link") && reason.contains("wxsync identity link 1 NEW"),
+                "{reason}"
+            );
+            assert!(!reason.contains("no longer a contact"), "{reason}");
+        }
     }
 }

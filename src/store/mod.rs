@@ -31,7 +31,7 @@ pub use avatars::{AvatarImage, AvatarWanted, avatar_seq};
 pub use export::ExportRow;
 pub use guard::WaitingDeletion;
 pub use identity::{Decision, IdentityError, Shown, Undecided, Unlinked};
-pub use ops::{Malformed, NextOp, PendingOp, QueueWatch, Target};
+pub use ops::{Deletion, Malformed, NextOp, PendingOp, QueueWatch, Target};
 pub use runs::{Activity, Counts, OpCounts, RunStats, SyncRun};
 pub use stage::{Source, Stage, name_key};
 pub use write::{FullSync, Plan};

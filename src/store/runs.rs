@@ -88,6 +88,8 @@ pub struct Activity {
 pub struct OpCounts {
     pub pending: i64,
     pub failed: i64,
+    /// Accepted by the server but never read back.
+    pub unverified: i64,
 }
 
 impl Store {
@@ -216,7 +218,8 @@ impl Store {
         Ok(sqlx::query_as::<_, OpCounts>(
             "SELECT \
                (SELECT count(*) FROM pending_ops WHERE status = 'pending') AS pending, \
-               (SELECT count(*) FROM pending_ops WHERE status = 'failed') AS failed",
+               (SELECT count(*) FROM pending_ops WHERE status = 'failed') AS failed, \
+               (SELECT count(*) FROM pending_ops WHERE status = 'unverified') AS unverified",
         )
         .fetch_one(&self.pool)
         .await?)

@@ -2,12 +2,13 @@
 //! login` call × every way a call fails (HTTP 5xx, a reset connection, a
 //! truncated body, a delay past the client's timeout, Ret 1205, Ret
 //! 1100/1101), with every contact and membership row compared before and
-//! after; replies of 200 MB and a group of 100,000 members (with the child's
-//! peak memory), a `Seq` that never ends, a batch reply carrying groups
-//! nobody asked for, an empty contact list and invalid UTF-8; and Ret-0
-//! answers that prove nothing (entries without a name in every list,
-//! batch replies leaving out groups, an empty list every time), with the
-//! cache compared to the simulator's account as well.
+//! after; every way the read-back of an accepted remark edit fails; replies
+//! of 200 MB and a group of 100,000 members (with the child's peak memory),
+//! a `Seq` that never ends, a batch reply carrying groups nobody asked for,
+//! an empty contact list and invalid UTF-8; and Ret-0 answers that prove
+//! nothing (entries without a name in every list, batch replies leaving out
+//! groups, an empty list every time), with the cache compared to the
+//! simulator's account as well.
 //!
 //! Each test prints its lines of the README's "Faults" section:
 //! `cargo test --test it faults:: -- --nocapture 2>/dev/null | grep '^fault'`.
@@ -811,6 +812,98 @@ async fn every_fault_at_webwxoplog_keeps_rows_and_the_remark_queue_going() {
         .await;
     }
     stop(daemon, wire(endpoint)).await;
+    matrix.finish();
+}
+
+/// The read-back faults after an accepted edit: the transient ones, and
+/// replies that answer nothing about the contact.
+fn read_back_faults() -> Vec<(&'static str, Fault)> {
+    let reply = |content_type: &str, body: &[u8]| Fault::Custom {
+        status: 200,
+        content_type: content_type.into(),
+        body: body.to_vec(),
+    };
+    let mut faults = transient_faults(Endpoint::BatchGetContact);
+    faults.extend([
+        (
+            "empty list",
+            reply(
+                "text/plain",
+                br#"{"BaseResponse":{"Ret":0,"ErrMsg":""},"Count":0,"ContactList":[]}"#,
+            ),
+        ),
+        (
+            "oversized",
+            Fault::Huge {
+                bytes: 200_000_000,
+                chunked: false,
+            },
+        ),
+        ("not JSON", reply("text/html", b"<html>busy</html>")),
+    ]);
+    faults
+}
+
+/// Every way the read-back (webwxbatchgetcontact) of an edit webwxoplog
+/// accepted can fail. On every read-back: the edit is not sent again and
+/// ends `unverified` with the reason, never `failed`. On two: the
+/// read-back alone is retried and the edit is `done` at its first call.
+/// Either way the cache comes to hold the server's remark and no other row
+/// moves.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_read_back_fault_after_an_accepted_edit_leaves_the_edit_unverified_or_done() {
+    let (app, mut daemon) = running(RARELY).await;
+    let mut matrix = Matrix::default();
+    let endpoint = Endpoint::BatchGetContact;
+    for (i, (name, fault)) in read_back_faults().into_iter().enumerate() {
+        let mut cell = Cell::new("run", endpoint, &format!("{name} after an accepted edit"));
+        let friend = cached_friend(&app).await;
+        for (tries, remark, ends) in [
+            (1000, format!("Unverified {i}"), "unverified"),
+            (2, format!("Read back {i}"), "done"),
+        ] {
+            let before = app.dump().await;
+            let sent = app.calls_to(Endpoint::OpLog);
+            app.sim.fail(endpoint, fault.clone(), tries);
+            let id = queue_edit(&app, &friend, &remark).await;
+            let (status, attempts, error) =
+                settled(&app, &format!("{cell}: the edit settled"), id).await;
+            app.sim.clear_faults_of(endpoint);
+            assert_eq!(
+                (
+                    status.as_str(),
+                    attempts,
+                    app.calls_to(Endpoint::OpLog) - sent
+                ),
+                (ends, 1, 1),
+                "{cell}: sent once and ended {ends}: {error:?}"
+            );
+            if ends == "unverified" {
+                let error = error.unwrap_or_default();
+                assert!(
+                    error.starts_with(
+                        "the server accepted the edit, but reading the contact back failed 5 times"
+                    ) && (error.contains(wire(endpoint))
+                        || error.contains("does not hold the contact")),
+                    "{cell}: the reason: {error}"
+                );
+                println!("fault read-back | {name} on every read-back | edit {status}: {error}");
+            }
+            wait_for(
+                &format!("{cell}: the cache holding the server's remark"),
+                || async {
+                    let (cached, server) = remarks(&app, &friend).await;
+                    (cached.as_deref() == Some(remark.as_str()) && cached == server).then_some(())
+                },
+            )
+            .await;
+            assert_alive(&mut daemon, &cell);
+            cell.compare(&before, &app.dump().await, &[&friend]);
+            cell.end_try();
+        }
+        matrix.add(cell);
+    }
+    stop(daemon, "read-back faults").await;
     matrix.finish();
 }
 

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use regex::Regex;
-use wxsync::simulator::{Endpoint, Fault, SimKind};
+use wxsync::simulator::{Endpoint, Fault, SimConfig, SimKind, StatusNotify};
 
 use crate::helpers::{Daemon, TestApp, running, small_account};
 
@@ -58,6 +58,30 @@ async fn changes(app: &TestApp) -> Vec<Change> {
 
 async fn queue(app: &TestApp, user_name: &str, remark: &str) -> i64 {
     app.queue_edit(user_name, remark).await
+}
+
+/// Queues an edit by `contact_id` alone; returns its id.
+async fn queue_by_id(app: &TestApp, contact_id: i64, remark: &str) -> i64 {
+    let pool = app.db().await;
+    let id = sqlx::query_scalar(
+        "INSERT INTO pending_ops (contact_id, remark_name) VALUES (?, ?) RETURNING id",
+    )
+    .bind(contact_id)
+    .bind(remark)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    id
+}
+
+/// How an op names its contact once wxsync has looked at it.
+async fn named(app: &TestApp, id: i64) -> (Option<String>, Option<i64>) {
+    sqlx::query_as("SELECT user_name, contact_id FROM pending_ops WHERE id = ?")
+        .bind(id)
+        .fetch_one(&app.db().await)
+        .await
+        .unwrap()
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -545,6 +569,15 @@ async fn nonsense_rows_are_refused_at_insert_with_a_readable_error() {
             "INSERT INTO pending_ops (user_name, remark_name) VALUES ('@a', x'00ff')".to_string(),
             "remark_name must be text",
         ),
+        (
+            "INSERT INTO pending_ops (remark_name) VALUES ('x')".to_string(),
+            "user_name or contact_id must be given",
+        ),
+        (
+            "INSERT INTO pending_ops (contact_id, remark_name) VALUES ('forty-two', 'x')"
+                .to_string(),
+            "contact_id must be an integer",
+        ),
     ] {
         let out = std::process::Command::new("sqlite3")
             .arg(&app.db)
@@ -561,4 +594,199 @@ async fn nonsense_rows_are_refused_at_insert_with_a_readable_error() {
         .status()
         .unwrap();
     assert!(ok.success(), "a remark in Chinese is counted in characters");
+}
+
+/// An edit may name its contact by `contact_id`, by `user_name` or by both;
+/// wxsync fills in the one not given, and refuses a pair that disagrees or
+/// an id no contact has.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_may_name_its_contact_by_contact_id_and_wxsync_fills_in_the_other() {
+    let (app, daemon) = running().await;
+    let friends = all_of_kind(&app, SimKind::Friend);
+    let (a, b) = (&friends[0], &friends[1]);
+    let (a_id, b_id) = (contact_id(&app, a).await, contact_id(&app, b).await);
+
+    let by_id = queue_by_id(&app, a_id, "By id").await;
+    assert_eq!(settled(&app, by_id).await.status, "done");
+    assert_eq!(named(&app, by_id).await, (Some(a.clone()), Some(a_id)));
+    assert_eq!(oplog_calls(&app)[0]["UserName"], a.as_str());
+    let stored = app
+        .text("SELECT remark_name FROM contacts WHERE user_name = ?", a)
+        .await;
+    assert_eq!(stored.as_deref(), Some("By id"));
+
+    let by_name = queue(&app, b, "By name").await;
+    assert_eq!(settled(&app, by_name).await.status, "done");
+    assert_eq!(named(&app, by_name).await, (Some(b.clone()), Some(b_id)));
+
+    let pool = app.db().await;
+    let both: i64 = sqlx::query_scalar(
+        "INSERT INTO pending_ops (user_name, contact_id, remark_name) VALUES (?, ?, 'x') \
+         RETURNING id",
+    )
+    .bind(a)
+    .bind(b_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let failed = settled(&app, both).await;
+    assert_eq!(failed.status, "failed");
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some(
+            format!(
+                "user_name {a} names contact_id {a_id}, not the contact_id {b_id} given with it"
+            )
+            .as_str()
+        )
+    );
+
+    let unknown = queue_by_id(&app, 999_999, "x").await;
+    let failed = settled(&app, unknown).await;
+    assert_eq!(
+        (failed.status.as_str(), failed.last_error.as_deref()),
+        (
+            "failed",
+            Some("no contact with contact_id 999999 in the cache")
+        )
+    );
+    assert_eq!(
+        oplog_calls(&app).len(),
+        2,
+        "nothing sent for the refused rows"
+    );
+    stop_ok(daemon).await;
+}
+
+/// A person whose link a new login missed (look-alikes the re-link cannot
+/// tell apart) is still a friend under a new row: an edit queued by the old
+/// row's `contact_id` says so and how to link them, where a contact that
+/// really left is "no longer a contact".
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_for_a_missed_link_fails_with_that_reason() {
+    let app = TestApp::spawn(SimConfig {
+        lookalikes: 1,
+        status_notify: StatusNotify::Off,
+        ..small_account()
+    })
+    .await;
+    app.configure("[ops]\npoll_interval = \"100ms\"\n");
+    app.login().await;
+    app.sync().await;
+    let (twin, _) = app.sim.account().lookalikes[0];
+    let twin = (app.sim.account().contacts.into_iter())
+        .find(|c| c.sim_id == twin)
+        .unwrap()
+        .user_name;
+    let missed = contact_id(&app, &twin).await;
+    let twin_old_name = twin.clone();
+    app.login().await;
+    app.sync().await;
+    // A friend who really leaves afterwards.
+    let gone = all_of_kind(&app, SimKind::Friend).swap_remove(0);
+    let gone_id = contact_id(&app, &gone).await;
+    app.sim.remove_contact(&gone);
+    app.sync().await;
+    let deleted = app
+        .text(
+            "SELECT deleted_at FROM contacts WHERE contact_id = ?",
+            &missed.to_string(),
+        )
+        .await;
+    assert!(
+        deleted.is_some(),
+        "the look-alike's old row was left unlinked"
+    );
+
+    let daemon = app.start_daemon(&[]);
+    let id = queue_by_id(&app, missed, "Still a friend").await;
+    let failed = settled(&app, id).await;
+    let reason = failed.last_error.unwrap_or_default();
+    assert_eq!(failed.status, "failed");
+    assert!(
+        reason.starts_with(&format!(
+            "{twin_old_name} (contact_id {missed}) is a row of an earlier login"
+        )) && reason.contains("could be the same person")
+            && reason.contains(&format!("wxsync identity link {missed} NEW"))
+            && !reason.contains("no longer a contact"),
+        "{reason}"
+    );
+    // By the name it had then, the same.
+    let id = queue(&app, &twin_old_name, "Still a friend").await;
+    let reason = settled(&app, id).await.last_error.unwrap_or_default();
+    assert!(reason.contains("could be the same person"), "{reason}");
+    let id = queue_by_id(&app, gone_id, "Left").await;
+    let failed = settled(&app, id).await;
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.ends_with("is marked deleted: it is no longer a contact")),
+        "{failed:?}"
+    );
+    assert!(oplog_calls(&app).is_empty());
+    stop_ok(daemon).await;
+}
+
+/// The server announces an edit (ModContact, stored as an increment) before
+/// the read-back confirms it: the history row is still the edit's, with
+/// source `remark`, and there is one.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_the_increment_stored_first_is_recorded_as_a_remark() {
+    let app = TestApp::spawn(small_account()).await;
+    // Read-backs retried over seconds, so the increment lands in between.
+    let config = std::fs::read_to_string(&app.config).unwrap();
+    std::fs::write(
+        &app.config,
+        config.replace("retry_delay = \"20ms\"", "retry_delay = \"1s\""),
+    )
+    .unwrap();
+    app.configure("[ops]\npoll_interval = \"100ms\"\n");
+    app.login().await;
+    let daemon = app.start_daemon(&[]);
+    app.eventually("the first full sync", || async { app.ok_runs().await == 1 })
+        .await;
+    let friend = of_kind(&app, SimKind::Friend);
+    let contact = contact_id(&app, &friend).await;
+    app.sim
+        .fail(Endpoint::BatchGetContact, Fault::Http(502), 1000);
+
+    let id = queue(&app, &friend, "Announced first").await;
+    app.eventually("the increment storing the new remark", || async {
+        app.text(
+            "SELECT remark_name FROM contacts WHERE user_name = ?",
+            &friend,
+        )
+        .await
+        .as_deref()
+            == Some("Announced first")
+    })
+    .await;
+    assert_eq!(op(&app, id).await.status, "pending", "not read back yet");
+    app.sim.clear_faults_of(Endpoint::BatchGetContact);
+    let done = settled(&app, id).await;
+    assert_eq!(
+        (done.status.as_str(), done.attempts),
+        ("done", 1),
+        "{done:?}"
+    );
+
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT source, old_value, new_value FROM contact_changes \
+         WHERE contact_id = ? AND field = 'remark_name' ORDER BY id",
+    )
+    .bind(contact)
+    .fetch_all(&app.db().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [(
+            "remark".to_string(),
+            Some(String::new()),
+            Some("Announced first".to_string())
+        )]
+    );
+    stop_ok(daemon).await;
 }
