@@ -11,9 +11,20 @@ use tracing::warn;
 
 use crate::avatars::AvatarOptions;
 use crate::config::Config;
-use crate::store::Store;
+use crate::contact::Contact;
+use crate::store::{Plan, Source, Store};
 use crate::sync::SyncOptions;
-use crate::webwx::{Client, ClientOptions, LoginOptions, Session, SessionState};
+use crate::webwx::{Client, ClientOptions, InitReply, LoginOptions, Session, SessionState};
+
+/// What [`App::save_login`] did with webwxinit's contacts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitContacts {
+    /// Stored this many into an empty cache.
+    Stored(usize),
+    /// The cache holds a previous login's contacts: left for the next full
+    /// sync to link to this login's names.
+    KeptPrevious,
+}
 
 pub struct App {
     pub config: Config,
@@ -89,6 +100,40 @@ impl App {
             // A refused image is asked for again less eagerly than a call.
             retry_base: self.config.wechat.retry_delay * 10,
         }
+    }
+
+    /// Saves a new login — `wxsync login`'s, or the daemon's push login:
+    /// the session file (atomically, mode 0600), then webwxinit's contacts
+    /// if the cache is empty. A cache that holds a previous login's contacts
+    /// keeps them untouched: the next full sync links them to this login's
+    /// names (user names change at every login), which webwxinit's handful
+    /// of contacts could not do safely.
+    pub async fn save_login(
+        &self,
+        client: &Client,
+        init: &InitReply,
+    ) -> anyhow::Result<InitContacts> {
+        let session = client.session();
+        session.save(&self.session_path())?;
+        if !self.store.is_empty().await? {
+            return Ok(InitContacts::KeptPrevious);
+        }
+        let me = session.self_user_name();
+        let contacts: Vec<Contact> = std::iter::once(&init.user)
+            .chain(&init.contacts)
+            .filter_map(|c| Contact::from_raw(c, me))
+            .collect();
+        let mut stage = self.store.stage().await?;
+        stage.contacts(&contacts).await?;
+        stage
+            .commit(Plan {
+                source: Source::Login,
+                full: None,
+                claim_login: Some(session.login_id()),
+            })
+            .await
+            .context("cannot store webwxinit's contacts")?;
+        Ok(InitContacts::Stored(contacts.len()))
     }
 
     /// Writes `session` back (newer keys, logged-out state) only while the

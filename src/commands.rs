@@ -8,19 +8,17 @@ use anyhow::Context;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use crate::app::{App, InitContacts};
 use crate::avatars::{FetchError, FetchMode, Fetcher, Progress};
 use crate::cli::{
     AccountArgs, Cli, Command, ExportArgs, IdentityAction, IdentityArgs, LoginArgs, SimulateArgs,
     SyncArgs,
 };
 use crate::config::Config;
-use crate::contact::Contact;
 use crate::daemon;
 use crate::health;
 use crate::identity::listing;
 use crate::simulator::Simulator;
-use crate::store::{Plan, Source};
 use crate::sync::{self, SyncOptions};
 use crate::webwx::{self, LoginEvent, SessionState};
 
@@ -162,52 +160,21 @@ async fn login(app: &App, args: &LoginArgs) -> anyhow::Result<()> {
         Some(previous) => webwx::push_login(&opts, previous, on_event).await?,
         None => webwx::login(&opts, on_event).await?,
     };
-    let session = client.session();
     let path = app.session_path();
-    session.save(&path)?;
-
-    let me = session.self_user_name();
-    let contacts: Vec<Contact> = std::iter::once(&init.user)
-        .chain(&init.contacts)
-        .filter_map(|c| Contact::from_raw(c, me))
-        .collect();
+    let stored = app.save_login(&client, &init).await?;
     println!(
         "Logged in. Session saved to {} (mode 0600).",
         path.display()
     );
-    store_init_contacts(app, &contacts, session.login_id()).await?;
-    println!("Next: `wxsync sync` for everything, or `wxsync run` to keep it fresh.");
-    Ok(())
-}
-
-/// Stores webwxinit's contacts, if the cache is empty. A cache that holds a
-/// previous login's contacts keeps them untouched: the next full sync links
-/// them to this login's names (user names change at every login), which
-/// webwxinit's handful of contacts could not do safely.
-async fn store_init_contacts(
-    app: &App,
-    contacts: &[Contact],
-    login_id: &str,
-) -> anyhow::Result<()> {
     let db = app.config.database.display();
-    if !app.store.is_empty().await? {
-        println!(
+    match stored {
+        InitContacts::Stored(n) => println!("{n} contacts from webwxinit stored in {db}."),
+        InitContacts::KeptPrevious => println!(
             "{db} holds a previous login's contacts: the next sync (`wxsync sync`, or the \
              running daemon) links them to this login's names."
-        );
-        return Ok(());
+        ),
     }
-    let mut stage = app.store.stage().await?;
-    stage.contacts(contacts).await?;
-    stage
-        .commit(Plan {
-            source: Source::Login,
-            full: None,
-            claim_login: Some(login_id),
-        })
-        .await
-        .context("cannot store webwxinit's contacts")?;
-    println!("{} contacts from webwxinit stored in {db}.", contacts.len());
+    println!("Next: `wxsync sync` for everything, or `wxsync run` to keep it fresh.");
     Ok(())
 }
 
@@ -287,6 +254,8 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
     };
     let undecided = app.store.undecided().await?;
     let waiting = app.store.waiting_deletion().await?;
+    let push = app.store.push_record().await?;
+    let push_on = app.config.login.push_on_logout;
     if as_json {
         let out = json!({
             "session": {
@@ -303,6 +272,7 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
             "counts": counts,
             "ops": ops,
             "identity": {"linked": linked, "undecided": undecided},
+            "push": {"enabled": push_on, "last": push},
         });
         println!("{out}");
         return Ok(());
@@ -359,6 +329,10 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
     println!(
         "ops:       {} pending, {} failed, {} unverified",
         ops.pending, ops.failed, ops.unverified
+    );
+    println!(
+        "push:      {}",
+        daemon::describe_push(push.as_ref(), push_on)
     );
     let names = match (session.is_some(), linked) {
         (false, _) => "no login yet",

@@ -39,6 +39,7 @@ pub struct Config {
     pub check: CheckConfig,
     pub notify: NotifyConfig,
     pub avatars: AvatarsConfig,
+    pub login: LoginConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -147,6 +148,21 @@ pub struct AvatarsConfig {
     pub pause: Duration,
 }
 
+/// What the daemon does when the server ends the session (`[login]`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Ask the phone to confirm a new login (push login) instead of only
+    /// waiting for `wxsync login`.
+    pub push_on_logout: bool,
+    /// How long one ask waits for the phone.
+    #[serde(deserialize_with = "duration")]
+    pub push_wait: Duration,
+    /// How long after an unconfirmed ask the next one may go out.
+    #[serde(deserialize_with = "duration")]
+    pub push_retry: Duration,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -159,6 +175,7 @@ impl Default for Config {
             check: CheckConfig::default(),
             notify: NotifyConfig::default(),
             avatars: AvatarsConfig::default(),
+            login: LoginConfig::default(),
         }
     }
 }
@@ -234,6 +251,16 @@ impl Default for AvatarsConfig {
     }
 }
 
+impl Default for LoginConfig {
+    fn default() -> Self {
+        LoginConfig {
+            push_on_logout: false,
+            push_wait: Duration::from_secs(2 * MINUTE),
+            push_retry: Duration::from_secs(6 * HOUR),
+        }
+    }
+}
+
 const SECOND: u64 = 1;
 const MINUTE: u64 = 60 * SECOND;
 const HOUR: u64 = 60 * MINUTE;
@@ -242,7 +269,7 @@ const DAY: u64 = 24 * HOUR;
 /// The sensible range of each duration key: zero would spin a loop or stop
 /// a task (a zero pause between batch calls only drops the politeness), and
 /// the upper bounds catch a unit typed wrong ("500h" for "500ms").
-const DURATION_BOUNDS: [(&str, Duration, Duration); 13] = [
+const DURATION_BOUNDS: [(&str, Duration, Duration); 15] = [
     (
         "wechat.batch_pause",
         Duration::ZERO,
@@ -300,6 +327,16 @@ const DURATION_BOUNDS: [(&str, Duration, Duration); 13] = [
         Duration::from_secs(7 * DAY),
     ),
     ("avatars.pause", Duration::ZERO, Duration::from_secs(MINUTE)),
+    (
+        "login.push_wait",
+        Duration::from_secs(1),
+        Duration::from_secs(10 * MINUTE),
+    ),
+    (
+        "login.push_retry",
+        Duration::from_secs(1),
+        Duration::from_secs(7 * DAY),
+    ),
 ];
 
 /// The range of `check.sync_missed`.
@@ -355,6 +392,8 @@ impl Config {
             self.notify.timeout,
             self.notify.repeat,
             self.avatars.pause,
+            self.login.push_wait,
+            self.login.push_retry,
         ];
         for ((key, min, max), value) in DURATION_BOUNDS.iter().zip(durations) {
             if value < *min || value > *max {
@@ -523,6 +562,10 @@ mod tests {
             [avatars]
             fetch = "off"
             pause = "0s"
+            [login]
+            push_on_logout = true
+            push_wait = "30s"
+            push_retry = "1h"
             "#,
         )
         .unwrap();
@@ -549,6 +592,9 @@ mod tests {
         assert_eq!(c.notify.repeat, Duration::ZERO);
         assert_eq!(c.avatars.fetch, FetchMode::Off);
         assert_eq!(c.avatars.pause, Duration::ZERO);
+        assert!(c.login.push_on_logout);
+        assert_eq!(c.login.push_wait, Duration::from_secs(30));
+        assert_eq!(c.login.push_retry, Duration::from_secs(HOUR));
     }
 
     #[test]
@@ -581,6 +627,9 @@ mod tests {
         assert_eq!(c.notify.repeat, Duration::from_secs(HOUR));
         assert_eq!(c.avatars.fetch, FetchMode::Contacts);
         assert_eq!(c.avatars.pause, Duration::from_millis(500));
+        assert!(!c.login.push_on_logout);
+        assert_eq!(c.login.push_wait, Duration::from_secs(2 * MINUTE));
+        assert_eq!(c.login.push_retry, Duration::from_secs(6 * HOUR));
         c.validate().unwrap();
     }
 
@@ -618,6 +667,8 @@ mod tests {
             ("[check]\nsync_missed = 0\n", "check.sync_missed"),
             ("[notify]\ntimeout = \"0s\"\n", "notify.timeout"),
             ("[notify]\nrepeat = \"30d\"\n", "notify.repeat"),
+            ("[login]\npush_wait = \"0s\"\n", "login.push_wait"),
+            ("[login]\npush_retry = \"30d\"\n", "login.push_retry"),
             ("[check]\nsync_missed = 101\n", "check.sync_missed"),
             ("[avatars]\npause = \"2m\"\n", "avatars.pause"),
         ] {

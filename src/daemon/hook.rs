@@ -35,6 +35,8 @@ pub enum Event {
     LoggedIn,
     /// Only a person running `wxsync login` can bring the session back.
     LoginNeeded,
+    /// The daemon asked the phone to confirm a new login.
+    PushLoginSent,
     /// A full sync failed after its calls' retries.
     SyncFailed,
     /// The deletion guard held a full sync back.
@@ -51,6 +53,7 @@ impl Event {
             Event::LoggedOut => "logged_out",
             Event::LoggedIn => "logged_in",
             Event::LoginNeeded => "login_needed",
+            Event::PushLoginSent => "push_login_sent",
             Event::SyncFailed => "sync_failed",
             Event::SyncHeld => "sync_held",
             Event::OpFailed => "op_failed",

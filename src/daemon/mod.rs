@@ -19,6 +19,7 @@ mod hook;
 mod keepalive;
 mod notify;
 mod ops;
+mod push;
 mod schedule;
 
 use std::collections::{BTreeSet, HashMap};
@@ -41,6 +42,8 @@ use crate::webwx::{self, Client, Session, SessionState};
 
 use hook::{Event, Hook};
 pub use notify::Notifier;
+pub use push::describe as describe_push;
+use push::{Next, Pusher};
 
 /// How often the session file is looked at (its mtime; it is read only when
 /// that changed).
@@ -151,11 +154,14 @@ async fn wait_for_session(
     hook: &Hook,
 ) -> Option<(Client, bool)> {
     let mut file = FileWatch::new(app.session_path());
+    let mut pusher = Pusher::new(app, hook).await;
+    let mut logged_out: Option<Session> = None;
     let mut at_once = true;
     loop {
         if file.changed() {
+            logged_out = None;
             let why = match file.load() {
-                Ok(Some(s)) => match s.state() {
+                Ok(Some(s)) => match s.state().clone() {
                     SessionState::Active => match app.client(s) {
                         Ok(client) => {
                             notifier.ready();
@@ -164,24 +170,61 @@ async fn wait_for_session(
                         Err(e) => format!("the session file is unusable ({})", one_line(&e)),
                     },
                     SessionState::LoggedOut { reason, .. } => {
+                        logged_out = Some(s);
                         format!("the session was logged out ({reason})")
                     }
                 },
                 Ok(None) => format!("no session in {}", file.path.display()),
                 Err(e) => format!("the session file is unusable ({})", one_line(&e)),
             };
+            let pushing = match (&pusher, &logged_out) {
+                (Some(p), Some(s)) => p.next(s) != Next::Never,
+                _ => false,
+            };
             if announced.as_deref() != Some(why.as_str()) {
-                warn!("{why}: run `wxsync login`; waiting for a new session");
-                notifier.status(&format!("waiting: {why}; run `wxsync login`"));
-                hook.fire(
-                    Event::LoginNeeded,
-                    &format!("{why}: run `wxsync login`; the daemon waits for a new session"),
-                );
+                if pushing {
+                    info!("{why}; asking the phone to confirm a new login (login.push_on_logout)");
+                    notifier.status(&format!(
+                        "waiting: {why}; asking the phone to confirm a new login"
+                    ));
+                } else {
+                    warn!("{why}: run `wxsync login`; waiting for a new session");
+                    notifier.status(&format!("waiting: {why}; run `wxsync login`"));
+                    hook.fire(
+                        Event::LoginNeeded,
+                        &format!("{why}: run `wxsync login`; the daemon waits for a new session"),
+                    );
+                }
                 *announced = Some(why);
             }
             notifier.ready();
         }
         at_once = false;
+        if let (Some(p), Some(previous)) = (pusher.as_mut(), &logged_out)
+            && let Next::Ask { asks } = p.next(previous)
+        {
+            // A `wxsync login` meanwhile wins: the ask is dropped and the
+            // loop picks the new session up.
+            let mut watch = FileWatch::new(app.session_path());
+            let replaced = async {
+                loop {
+                    tokio::time::sleep(SESSION_POLL).await;
+                    if watch.replaced(previous.login_id()) {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = replaced => {}
+                client = p.ask(previous, asks) => {
+                    if let Some(client) = client {
+                        return Some((client, false));
+                    }
+                }
+            }
+            continue;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return None,
             _ = tokio::time::sleep(SESSION_POLL) => {}
@@ -242,7 +285,12 @@ impl SessionCtx {
                         error!(error = %e, "the server ended the session; every row is kept");
                         let message = match self.client.session().state() {
                             SessionState::LoggedOut { code, reason, .. } => format!(
-                                "the server ended the session (code {code}: {reason}); every row is kept"
+                                "the server ended the session (code {code}: {reason}); every row is kept{}",
+                                if self.app.config.login.push_on_logout {
+                                    "; asking the phone to confirm a new login"
+                                } else {
+                                    ""
+                                }
                             ),
                             SessionState::Active => format!("{e}; every row is kept"),
                         };
@@ -258,9 +306,7 @@ impl SessionCtx {
                     }
                 },
                 _ = tokio::time::sleep(SESSION_POLL) => {
-                    let replaced = file.changed()
-                        && matches!(file.load(), Ok(Some(s)) if s.login_id() != login_id);
-                    if replaced {
+                    if file.replaced(&login_id) {
                         break Ok(End::Replaced);
                     }
                 }
@@ -537,6 +583,11 @@ impl FileWatch {
 
     fn load(&self) -> anyhow::Result<Option<Session>> {
         app::load_session_file(&self.path)
+    }
+
+    /// Whether the file changed to hold another login than `login_id`.
+    fn replaced(&mut self, login_id: &str) -> bool {
+        self.changed() && matches!(self.load(), Ok(Some(s)) if s.login_id() != login_id)
     }
 }
 

@@ -117,7 +117,8 @@ pub async fn push_login(
             on_event(LoginEvent::Confirmed);
             finish(opts, &http, &jar, &redirect_uri).await
         }
-        Err(reason) => {
+        Err(failure) => {
+            let reason = failure.to_string();
             tracing::info!(%reason, "push login did not work; falling back to the QR code");
             on_event(LoginEvent::PushFailed { reason });
             login(opts, on_event).await
@@ -125,17 +126,47 @@ pub async fn push_login(
     }
 }
 
-/// The push request and the wait for the phone; the error is the reason
-/// to fall back, in one line.
+/// Why a push login did not log in, in one line each.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PushFailure {
+    /// The server refused the request (its `ret`), or the previous session
+    /// cannot be pushed at all: asking again will not help.
+    #[error("{0}")]
+    Refused(String),
+    /// The phone did not confirm in time, or the request expired.
+    #[error("{0}")]
+    NotConfirmed(String),
+    /// Anything else (network, an unreadable reply, a failed session setup).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A push login and nothing else — never a QR code: for the daemon, which
+/// has no one to show it to.
+pub async fn push_login_only(
+    opts: &LoginOptions,
+    previous: &Session,
+    mut on_event: impl FnMut(LoginEvent),
+) -> Result<(Client, InitReply), PushFailure> {
+    let (http, jar, redirect_uri) = ask_phone(opts, previous, &mut on_event).await?;
+    on_event(LoginEvent::Confirmed);
+    finish(opts, &http, &jar, &redirect_uri)
+        .await
+        .map_err(|e| PushFailure::Failed(e.to_string()))
+}
+
+/// The push request and the wait for the phone.
 async fn ask_phone(
     opts: &LoginOptions,
     previous: &Session,
     on_event: &mut impl FnMut(LoginEvent),
-) -> Result<(reqwest::Client, Arc<Jar>, String), String> {
+) -> Result<(reqwest::Client, Arc<Jar>, String), PushFailure> {
     if previous.uin == 0 {
-        return Err("the previous session has no wxuin".into());
+        return Err(PushFailure::Refused(
+            "the previous session has no wxuin".into(),
+        ));
     }
-    let setup = |e: Error| e.to_string();
+    let setup = |e: Error| PushFailure::Failed(e.to_string());
     let jar = Arc::new(Jar::from_value(&previous.cookies).map_err(setup)?);
     let http = http_client(
         Arc::clone(&jar),
@@ -152,12 +183,14 @@ async fn ask_phone(
     .await;
     match confirmed {
         Ok(Ok(redirect_uri)) => Ok((http, jar, redirect_uri)),
-        Ok(Err(LoginError::QrExpired)) => Err("the login request expired on the server".into()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
+        Ok(Err(LoginError::QrExpired)) => Err(PushFailure::NotConfirmed(
+            "the login request expired on the server".into(),
+        )),
+        Ok(Err(e)) => Err(PushFailure::Failed(e.to_string())),
+        Err(_) => Err(PushFailure::NotConfirmed(format!(
             "the phone did not confirm within {}",
             humantime::format_duration(opts.push_wait)
-        )),
+        ))),
     }
 }
 
@@ -188,7 +221,7 @@ struct PushBase {
 impl PushReply {
     /// The uuid of an accepted push login, or why it was refused, in words
     /// that always say the server's code (or that it sent none).
-    fn uuid(self) -> Result<String, String> {
+    fn uuid(self) -> Result<String, PushFailure> {
         let base = self.base.unwrap_or_default();
         let pick = |top: String, base: String| match top.trim() {
             "" => base.trim().to_owned(),
@@ -200,13 +233,15 @@ impl PushReply {
                 "" => "its reply carries no ret code".to_owned(),
                 ret => format!("ret {ret}"),
             };
-            return Err(match msg.as_str() {
+            return Err(PushFailure::Refused(match msg.as_str() {
                 "" => format!("the server refused push login ({code})"),
                 msg => format!("the server refused push login ({code}: {msg})"),
-            });
+            }));
         }
         match self.uuid.trim() {
-            "" => Err("webwxpushloginurl: the reply carries no uuid".into()),
+            "" => Err(PushFailure::Failed(
+                "webwxpushloginurl: the reply carries no uuid".into(),
+            )),
             uuid => Ok(uuid.to_owned()),
         }
     }
@@ -218,22 +253,23 @@ async fn request_push(
     http: &reqwest::Client,
     opts: &LoginOptions,
     previous: &Session,
-) -> Result<String, String> {
+) -> Result<String, PushFailure> {
+    let failed = |e: String| PushFailure::Failed(e);
     const EP: &str = "webwxpushloginurl";
     let mut query = Query::default().enc("uin", &previous.uin.to_string());
     if opts.client.mode == Mode::Desktop {
         query = query.enc("mod", "desktop");
     }
-    let api = parse_url(previous.api_origin()).map_err(|e| e.to_string())?;
-    let url = endpoint_url(&api, EP, &query).map_err(|e| e.to_string())?;
+    let api = parse_url(previous.api_origin()).map_err(|e| failed(e.to_string()))?;
+    let url = endpoint_url(&api, EP, &query).map_err(|e| failed(e.to_string()))?;
     let body = get_text(EP, http.get(url), opts.client.max_reply_bytes)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(e.to_string()))?;
     let reply: PushReply = serde_json::from_str(&body).map_err(|_| {
-        format!(
+        failed(format!(
             "{EP}: unreadable reply: {} bytes are not the expected JSON",
             body.len()
-        )
+        ))
     })?;
     reply.uuid()
 }
@@ -596,7 +632,9 @@ mod tests {
         ] {
             assert_eq!(
                 uuid(body),
-                Err(format!("the server refused push login {said}")),
+                Err(PushFailure::Refused(format!(
+                    "the server refused push login {said}"
+                ))),
                 "{body}"
             );
         }
@@ -606,7 +644,9 @@ mod tests {
         );
         assert_eq!(
             uuid(r#"{"ret":0,"uuid":""}"#),
-            Err("webwxpushloginurl: the reply carries no uuid".into())
+            Err(PushFailure::Failed(
+                "webwxpushloginurl: the reply carries no uuid".into()
+            ))
         );
     }
 

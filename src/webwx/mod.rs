@@ -22,7 +22,10 @@ use std::time::Duration;
 
 pub use client::{BATCH_LIMIT, BatchItem, Client, ContactPage, InitReply, SyncCheck, SyncReply};
 pub use error::{Error, LoginError, SessionError};
-pub use login::{LoginEvent, LoginOptions, UOS_EXTSPAM, login, push_login, render_qr};
+pub use login::{
+    LoginEvent, LoginOptions, PushFailure, UOS_EXTSPAM, login, push_login, push_login_only,
+    render_qr,
+};
 pub use realid::RealId;
 pub use session::{Session, SessionState};
 pub use wire::{RawContact, RawMember};

@@ -17,11 +17,9 @@ fn says(run: &Run, code: i32, start: &str, words: &str) {
 
 /// Moves the session's login time back, as if it were hours old.
 fn backdate_login(app: &TestApp) {
-    let path = app.session_file();
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut v = app.session_json();
     v["logged_in_at"] = "2026-01-01T00:00:00Z".into();
-    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    std::fs::write(app.session_file(), serde_json::to_vec(&v).unwrap()).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

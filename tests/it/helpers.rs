@@ -112,6 +112,11 @@ impl TestApp {
         self.dir.path().join("cache.db.session")
     }
 
+    /// The session file as JSON (secrets and all: tests look for them).
+    pub fn session_json(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.session_file()).unwrap()).unwrap()
+    }
+
     /// Runs `wxsync --config … ARGS` to completion (debug logging on, so
     /// the logs can be searched for secrets).
     pub async fn wxsync(&self, args: &[&str]) -> Run {

@@ -55,11 +55,7 @@ async fn every_daemon_event_reaches_the_hook_with_no_secret() {
         )
         .await
         .unwrap();
-    let uin = {
-        let s: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(app.session_file()).unwrap()).unwrap();
-        s["uin"].to_string()
-    };
+    let uin = app.session_json()["uin"].to_string();
 
     // sync_failed: the daemon's first sync meets a broken server.
     app.sim

@@ -14,4 +14,5 @@ mod login;
 mod members;
 mod ops;
 mod output;
+mod push;
 mod sync;
