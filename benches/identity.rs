@@ -226,10 +226,10 @@ async fn login(sim: &Simulator) -> anyhow::Result<(Client, InitReply)> {
 
 /// One full sync as the daemon runs it, but with no pause between batch
 /// calls. A result the deletion guard holds back (20 % churn deletes a
-/// fifth of the account by design) is applied by the next sync, as a
-/// user's next sync would: returns how many were held.
+/// fifth of the account by design) is applied by a forced sync, as a
+/// user's `wxsync sync --force` would: returns how many were held.
 async fn full_sync(client: &Client, store: &Store) -> anyhow::Result<u32> {
-    let opts = SyncOptions {
+    let mut opts = SyncOptions {
         batch_pause: Duration::ZERO,
         ..SyncOptions::default()
     };
@@ -238,7 +238,10 @@ async fn full_sync(client: &Client, store: &Store) -> anyhow::Result<u32> {
     loop {
         match sync::full_sync(client, store, &opts, &[], &cancel).await {
             Ok(_) => return Ok(held),
-            Err(e) if e.is_held() && held == 0 => held += 1,
+            Err(e) if e.is_held() && held == 0 => {
+                held += 1;
+                opts.force = true;
+            }
             Err(e) => return Err(anyhow::Error::from(e).context("full sync")),
         }
     }
@@ -720,8 +723,8 @@ fn render(settings: &Settings, runs: &[Run], took: Duration) -> String {
     let _ = writeln!(
         out,
         "Notes: {} runs ({:.1} s each on average); the account's own row kept its contact_id in \
-         {self_kept}; {held} syncs were held back by the deletion guard and applied by the \
-         next sync.",
+         {self_kept}; {held} syncs were held back by the deletion guard and applied by a \
+         forced sync.",
         runs.len(),
         runs.iter().map(|r| r.took.as_secs_f64()).sum::<f64>() / runs.len().max(1) as f64,
     );
