@@ -37,6 +37,7 @@ use crate::app::{self, App};
 use crate::avatars::FetchMode;
 use crate::backoff::Backoff;
 use crate::commands::one_line;
+use crate::memory;
 use crate::sync::{self, SyncError};
 use crate::webwx::{self, Client, Session, SessionState};
 
@@ -377,6 +378,7 @@ impl SessionCtx {
                 ..self.app.sync_options()
             };
             let result = sync::full_sync(&self.client, &self.app.store, &opts, &extra, token).await;
+            memory::give_back();
             self.sync_running.store(false, Ordering::SeqCst);
             retry = false;
             match result {

@@ -684,9 +684,11 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM temp.gmap WHERE fresh = 0)")
             .fetch_one(&mut *conn)
             .await?;
-    if changed_groups {
+    if changed_groups && !relinked {
         // Room for the changed groups' stored members read below, so the
-        // write under the lock finds them in memory.
+        // write under the lock finds them in memory. Not after a re-link:
+        // its prepare sorts every member row, and SQLite's sorters take
+        // the page cache's size as their own budget each.
         sqlx::query(MEMBERS_CACHE).execute(&mut *conn).await?;
     }
     let members = match relinked {
