@@ -128,7 +128,8 @@ pub struct SizeResult {
     pub one_percent: Sample,
     pub changed: i64,
     pub relinks: Vec<Relink>,
-    /// The daemon's resident set once its first sync, a re-link, ended.
+    /// The daemon's resident set after its first sync (a re-link) and the
+    /// remark edits.
     pub daemon_rss_kib: u64,
     pub remark: remark::Latency,
     /// Full syncs the daemon started while the edits were measured.
@@ -394,7 +395,7 @@ async fn sync(
 /// Starts the daemon, waits for its first full sync to end, measures the
 /// queued edits, and stops it, whatever happened. Also returns how many full
 /// syncs the daemon started during the measurement (its schedule may fire)
-/// and its resident set when the first one ended.
+/// and its resident set after the edits.
 async fn remark_latency(
     work: &Work,
     cache: &mut Cache,
@@ -429,7 +430,6 @@ async fn measure_under(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let rss = daemon.command_rss_kib()?;
     if first.status != "ok" {
         bail!(
             "the daemon's first full sync ended {}: {}",
@@ -441,5 +441,8 @@ async fn measure_under(
     let friends = cache.friends(ops).await?;
     let latency = remark::measure(cache, &friends).await?;
     let syncs = cache.last_run().await?.id - first.id;
+    // After the edits: the sync has by then returned and let go of what
+    // it held (its run row closes inside its write, before that).
+    let rss = daemon.command_rss_kib()?;
     Ok((latency, syncs, rss))
 }
