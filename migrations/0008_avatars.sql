@@ -9,7 +9,7 @@ CREATE TABLE avatars (
         CHECK (mime IN ('image/jpeg', 'image/png', 'image/gif', 'image/webp')),
     bytes         INTEGER NOT NULL,
     first_seen_at TEXT
-) WITHOUT ROWID;
+);  -- a rowid table: an image is larger than a page, too big for WITHOUT ROWID
 
 -- Written by wxsync's avatar fetch, never by a sync: a sync's update leaves
 -- them as they are, and a re-link keeps them with the row.

@@ -142,6 +142,7 @@ pub struct NotifyConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AvatarsConfig {
     /// `contacts` (every live contact's image) or `off`.
+    #[serde(deserialize_with = "fetch_mode")]
     pub fetch: FetchMode,
     /// Between two avatar requests.
     #[serde(deserialize_with = "duration")]
@@ -492,6 +493,17 @@ fn check_web_url(key: &str, url: &Url) -> Result<(), String> {
     Ok(())
 }
 
+fn fetch_mode<'de, D: Deserializer<'de>>(d: D) -> Result<FetchMode, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.as_str() {
+        "contacts" => Ok(FetchMode::Contacts),
+        "off" => Ok(FetchMode::Off),
+        _ => Err(serde::de::Error::custom(format!(
+            "avatars.fetch: \"{s}\" is neither \"contacts\" nor \"off\""
+        ))),
+    }
+}
+
 /// `"N%"` with 0 < N ≤ 100, as a fraction.
 fn share<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let s = String::deserialize(d)?;
@@ -743,7 +755,10 @@ mod tests {
     #[test]
     fn an_unknown_avatar_fetch_is_refused_with_the_line() {
         let e = Config::parse("[avatars]\nfetch = \"all\"\n").unwrap_err();
-        assert!(e.contains("line 2") && e.contains("all"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("avatars.fetch") && e.contains("\"all\""),
+            "{e}"
+        );
     }
 
     #[test]

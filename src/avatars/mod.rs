@@ -5,7 +5,8 @@
 //! A [`Fetcher`] round asks the store which live contacts lack their image
 //! or hold one fetched for another `seq` (a re-link keeps the image: the
 //! seq survives logins), fetches those one at a time with
-//! `[avatars] pause` between requests, and stores them in short batches.
+//! `[avatars] pause` between requests (at pause 0, two in flight), and
+//! stores them in short batches.
 //! A body that is empty, not an image, cut short or over 1 MiB is not
 //! stored; that contact is tried again later with back-off. Several
 //! failures in a row end the round early (a session the server no longer
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::Deserialize;
+use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -31,8 +32,7 @@ use crate::webwx::{self, Client};
 use image::Refusal;
 
 /// Which avatars are fetched (`[avatars] fetch`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FetchMode {
     /// Every live contact's (friends, groups, official and special accounts,
     /// the account itself).
@@ -65,7 +65,7 @@ impl Default for AvatarOptions {
 
 /// Fetched images are written once this many are waiting, or once the
 /// oldest has waited [`FLUSH_AFTER`]: a few milliseconds of write lock each.
-const BATCH: usize = 32;
+const BATCH: usize = 16;
 const FLUSH_AFTER: Duration = Duration::from_secs(1);
 /// A round ends after this many failures in a row.
 const STALL: u32 = 5;
@@ -113,6 +113,7 @@ pub struct Round {
     pub wanted: usize,
     /// Requests it made.
     pub requests: usize,
+    /// Images written (one whose contact's URL changed meanwhile is not).
     pub stored: usize,
     pub failed: usize,
     /// It ended early after [`STALL`] failures in a row.
@@ -215,16 +216,30 @@ impl Fetcher {
         let mut batch: Vec<AvatarImage> = Vec::new();
         let mut oldest: Option<Instant> = None;
         let mut in_a_row = 0;
-        let result = async {
-            for (i, w) in due.iter().enumerate() {
+        let pause = self.opts.pause;
+        let yield_to = self.yield_to.clone();
+        let yield_to = yield_to.as_deref();
+        // Unpaced, the next request is in flight while a reply is checked
+        // and stored; paced, one at a time with the pause between them.
+        let in_flight = if pause.is_zero() { 2 } else { 1 };
+        let mut replies = stream::iter(due.into_iter().enumerate())
+            .map(|(i, w)| async move {
                 if i > 0 {
-                    self.wait(self.opts.pause, token).await?;
+                    wait(pause, token).await?;
                 }
-                self.wait_for_sync(token).await?;
-                let outcome = tokio::select! {
+                wait_for_sync(yield_to, token).await?;
+                let outcome = fetch(client, &w).await?;
+                Ok::<_, FetchError>((w, outcome))
+            })
+            .buffered(in_flight);
+        let result = async {
+            loop {
+                let next = tokio::select! {
                     _ = token.cancelled() => return Err(FetchError::Cancelled),
-                    outcome = fetch(client, w) => outcome?,
+                    next = replies.next() => next,
                 };
+                let Some(next) = next else { break };
+                let (w, outcome) = next?;
                 round.requests += 1;
                 progress(Progress::Step);
                 match outcome {
@@ -266,28 +281,27 @@ impl Fetcher {
         failure.reason = reason;
         failure.next_try = Instant::now() + failure.backoff.next_delay();
     }
+}
 
-    async fn wait(&self, d: Duration, token: &CancellationToken) -> Result<(), FetchError> {
-        if d.is_zero() {
-            return Ok(());
-        }
-        tokio::select! {
-            _ = token.cancelled() => Err(FetchError::Cancelled),
-            _ = tokio::time::sleep(d) => Ok(()),
-        }
+async fn wait(d: Duration, token: &CancellationToken) -> Result<(), FetchError> {
+    if d.is_zero() {
+        return Ok(());
     }
+    tokio::select! {
+        _ = token.cancelled() => Err(FetchError::Cancelled),
+        _ = tokio::time::sleep(d) => Ok(()),
+    }
+}
 
-    /// Waits while the daemon runs a full sync.
-    async fn wait_for_sync(&self, token: &CancellationToken) -> Result<(), FetchError> {
-        while self
-            .yield_to
-            .as_ref()
-            .is_some_and(|running| running.load(Ordering::SeqCst))
-        {
-            self.wait(Duration::from_millis(100), token).await?;
-        }
-        Ok(())
+/// Waits while the daemon runs a full sync (`running` set).
+async fn wait_for_sync(
+    running: Option<&AtomicBool>,
+    token: &CancellationToken,
+) -> Result<(), FetchError> {
+    while running.is_some_and(|r| r.load(Ordering::SeqCst)) {
+        wait(Duration::from_millis(100), token).await?;
     }
+    Ok(())
 }
 
 /// Fetches and checks one image. `Err` only for a dead session.
@@ -322,14 +336,13 @@ async fn flush(
     if batch.is_empty() {
         return Ok(0);
     }
-    let lock = store.save_avatars(batch).await?;
+    let (written, lock) = store.save_avatars(batch).await?;
     tracing::debug!(
-        images = batch.len(),
+        images = written,
         write_lock_ms = lock.as_millis() as u64,
         "avatars stored"
     );
     *longest = (*longest).max(lock);
-    let n = batch.len();
     batch.clear();
-    Ok(n)
+    Ok(written)
 }

@@ -73,15 +73,17 @@ impl Store {
     }
 
     /// Stores images and points their contacts at them, in one short
-    /// transaction; returns how long it held the write lock. A contact
+    /// transaction; returns how many it wrote and how long it held the
+    /// write lock. A contact
     /// whose URL changed since the fetch (a newer avatar, a new login) is
     /// left alone: its newer image is fetched next. A different image than
     /// the stored one writes an `updated` history row, field `avatar`; the
     /// first one writes none. The same bytes are kept once.
-    pub async fn save_avatars(&self, images: &[AvatarImage]) -> Result<Duration, Error> {
+    pub async fn save_avatars(&self, images: &[AvatarImage]) -> Result<(usize, Duration), Error> {
         let now = now();
         let mut tx = self.begin_write().await?;
         let locked = Instant::now();
+        let mut written = 0;
         for a in images {
             let current: Option<Option<String>> = sqlx::query_scalar(
                 "SELECT avatar_sha256 FROM contacts WHERE contact_id = ?1 AND head_img_url = ?2",
@@ -91,6 +93,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(old) = current else { continue };
+            written += 1;
             sqlx::query(
                 "INSERT INTO avatars (sha256, image, mime, bytes, first_seen_at)
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (sha256) DO NOTHING",
@@ -128,7 +131,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(locked.elapsed())
+        Ok((written, locked.elapsed()))
     }
 
     /// Removes the images no contact refers to and no `contact_changes` row

@@ -572,7 +572,10 @@ async fn wxsync_avatars_stops_when_the_server_no_longer_serves_the_session() {
         run.stderr.contains("the server sent an empty body"),
         "{run:?}"
     );
-    assert_eq!(avatar_calls(&app), 5, "five failures in a row end it");
+    // Five failures in a row end it (unpaced, a sixth request may already
+    // be on its way).
+    let calls = avatar_calls(&app);
+    assert!((5..=6).contains(&calls), "{calls} requests");
     assert_eq!(app.scalar("SELECT count(*) FROM avatars").await, 0);
 }
 
