@@ -65,7 +65,7 @@ impl Default for AvatarOptions {
 
 /// Fetched images are written once this many are waiting, or once the
 /// oldest has waited [`FLUSH_AFTER`]: a few milliseconds of write lock each.
-const BATCH: usize = 16;
+const BATCH: usize = 8;
 const FLUSH_AFTER: Duration = Duration::from_secs(1);
 /// A round ends after this many failures in a row.
 const STALL: u32 = 5;
