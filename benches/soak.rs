@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
     let pid = daemon.id().context("daemon pid")?;
     let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&db)).await?;
 
-    wait_for(&pool, 1, &mut daemon).await?;
+    wait_for(&pool, FULL_SYNCS, 1, &mut daemon).await?;
     let first: BTreeSet<i64> =
         sqlx::query_scalar("SELECT contact_id FROM contacts WHERE deleted_at IS NULL")
             .fetch_all(&pool)
@@ -138,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
             .bind(format!("soak {cycle}"))
             .execute(&pool)
             .await?;
-        wait_for(&pool, cycle as i64 + 1, &mut daemon).await?;
+        wait_for(&pool, RELINKS, cycle as i64, &mut daemon).await?;
         let resumed = logged_out_at.elapsed();
         let rss = rss_kb(pid)?;
         peak = peak.max(rss);
@@ -236,19 +236,22 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until `n` full syncs succeeded (the n-th is a re-link after a
-/// pushed login); fails if the daemon exits or nothing happens for 5 min.
+/// Successful full syncs.
+const FULL_SYNCS: &str = "SELECT count(*) FROM sync_runs WHERE status = 'ok'";
+/// Successful full syncs that re-linked a new login (scheduled ones do not).
+const RELINKS: &str = "SELECT count(*) FROM sync_runs WHERE status = 'ok' AND relinked > 0";
+
+/// Waits until `count` reaches `n`; fails if the daemon exits or nothing
+/// happens for 5 minutes.
 async fn wait_for(
     pool: &SqlitePool,
+    count: &'static str,
     n: i64,
     daemon: &mut tokio::process::Child,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let ok: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_runs WHERE status = 'ok'")
-            .fetch_one(pool)
-            .await
-            .unwrap_or(0);
+        let ok: i64 = sqlx::query_scalar(count).fetch_one(pool).await.unwrap_or(0);
         if ok >= n {
             return Ok(());
         }
@@ -256,7 +259,7 @@ async fn wait_for(
             bail!("the daemon exited: {status}");
         }
         if Instant::now() > deadline {
-            bail!("no full sync #{n} within 5 minutes");
+            bail!("`{count}` did not reach {n} within 5 minutes");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
