@@ -366,16 +366,20 @@ async fn identity(app: &App, args: &IdentityArgs) -> anyhow::Result<()> {
         Some(IdentityAction::Link { old, new }) => {
             let d = store.link(old, new).await?;
             println!(
-                "Linked: contact_id {} (was {}) is now {}; row {} is merged into it.",
-                d.contact_id, d.other_user_name, d.user_name, d.other_contact_id
+                "Linked: #{kept} and #{merged} are one contact now, under contact_id {kept}; \
+                 #{merged}'s history and the edits queued for it moved to #{kept}.",
+                kept = d.contact_id,
+                merged = d.other_contact_id
             );
         }
         Some(IdentityAction::Unlink { contact }) => {
             let d = store.unlink(contact).await?;
             println!(
-                "Unlinked: {} is now contact_id {}; contact_id {} is back on {}, marked deleted, \
-                 with the history from before the link.",
-                d.user_name, d.contact_id, d.other_contact_id, d.other_user_name
+                "Unlinked: the live contact is now #{fresh}, with the history since the link; \
+                 #{earlier} is back on its earlier row, marked deleted, with the history from \
+                 before it.",
+                fresh = d.contact_id,
+                earlier = d.other_contact_id
             );
         }
         None if args.json => println!("{}", serde_json::to_string(&store.unlinked().await?)?),

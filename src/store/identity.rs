@@ -113,13 +113,11 @@ impl From<sqlx::Error> for IdentityError {
 /// What a manual link or unlink did, for telling the person.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
-    /// The live contact: its `contact_id` and `user_name` now.
+    /// The live contact's `contact_id` now.
     pub contact_id: i64,
-    pub user_name: String,
-    /// The other row: merged into the live one (link), or given back its
+    /// The other row's: merged into the live one (link), or given back its
     /// earlier id and name, marked deleted (unlink).
     pub other_contact_id: i64,
-    pub other_user_name: String,
 }
 
 impl Store {
@@ -285,6 +283,8 @@ impl Store {
             "DELETE FROM contacts WHERE contact_id = ?2",
             "UPDATE contacts SET user_name = ?4 WHERE contact_id = ?1",
             "UPDATE memberships SET member_contact_id = ?1 WHERE member_contact_id = ?2",
+            // Edits queued by the new row's id are for the person it now is.
+            "UPDATE pending_ops SET contact_id = ?1 WHERE contact_id = ?2 AND status = 'pending'",
             "INSERT INTO contact_changes (at, contact_id, user_name, source, change, old_value,
                  new_value)
              VALUES (?3, ?1, ?4, 'manual', 'relinked', ?5, ?4)",
@@ -302,9 +302,7 @@ impl Store {
         tx.commit().await?;
         Ok(Decision {
             contact_id: o.contact_id,
-            user_name: n.user_name,
             other_contact_id: n.contact_id,
-            other_user_name: o.user_name,
         })
     }
 
@@ -382,9 +380,7 @@ impl Store {
         tx.commit().await?;
         Ok(Decision {
             contact_id: fresh,
-            user_name: c.user_name,
             other_contact_id: c.contact_id,
-            other_user_name: old_name,
         })
     }
 }

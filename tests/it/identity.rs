@@ -315,6 +315,16 @@ async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
     // A person knows which is which.
     let (old_name, sim) = old.iter().next().unwrap();
     let new_name = new.iter().find(|(_, s)| *s == sim).unwrap().0;
+    // An edit queued by the new row's id before the decision still reaches
+    // the person after it, under the id the link keeps.
+    let pool = app.db().await;
+    let queued: i64 = sqlx::query_scalar(
+        "INSERT INTO pending_ops (contact_id, remark_name) VALUES (?, 'twin') RETURNING id",
+    )
+    .bind(now[new_name])
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     let linked = app.wxsync(&["identity", "link", old_name, new_name]).await;
     assert!(linked.ok(), "{linked:?}");
     let now = ids(&app).await;
@@ -322,6 +332,17 @@ async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
         now.get(new_name),
         old_ids.get(old_name),
         "the old contact_id now names the person"
+    );
+    let queued_for: i64 = sqlx::query_scalar("SELECT contact_id FROM pending_ops WHERE id = ?")
+        .bind(queued)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(
+        Some(&queued_for),
+        old_ids.get(old_name),
+        "a pending edit follows the link"
     );
     assert!(!now.contains_key(old_name));
     let manual = app
