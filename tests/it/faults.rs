@@ -10,7 +10,7 @@
 //! groups, an empty list every time), with the cache compared to the
 //! simulator's account as well.
 //!
-//! Each test prints its lines of the README's "Faults" section:
+//! Each test prints its lines of the fault matrix in docs/faults.md:
 //! `cargo test --test it faults:: -- --nocapture 2>/dev/null | grep '^fault'`.
 
 use std::collections::BTreeSet;
@@ -145,7 +145,7 @@ impl Cell {
         }
     }
 
-    /// The cell's line of the README's "Faults" section.
+    /// The cell's line of the fault matrix in docs/faults.md.
     fn line(&self) -> String {
         format!(
             "fault matrix | {} | {} | {} | tried {} | survived {} | rows compared {} | rows lost {} | rows written {}",
