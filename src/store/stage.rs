@@ -454,21 +454,8 @@ mod tests {
             stage.contacts(&twice).await.unwrap();
             let run_id = store.start_run().await.unwrap();
             let stats = super::super::RunStats::default();
-            let plan = super::super::Plan {
-                source: Source::FullSync,
-                full: Some(super::super::FullSync {
-                    run_id,
-                    fetch_started: &super::super::now(),
-                    login_id: "login",
-                    guard: 0.2,
-                    force: false,
-                    confirm: std::time::Duration::ZERO,
-                    retry: false,
-                    stats: &stats,
-                    unlinked: 0,
-                }),
-                claim_login: None,
-            };
+            let fetch_started = super::super::now();
+            let plan = super::super::Plan::full_sync_for_test(run_id, &fetch_started, &stats);
             stage.commit(plan).await.unwrap();
             let nick: String =
                 sqlx::query_scalar("SELECT nick_name FROM contacts WHERE user_name = '@twice'")

@@ -782,6 +782,33 @@ async fn finish_full(
 }
 
 #[cfg(test)]
+impl<'a> Plan<'a> {
+    /// A complete full sync of login "login" with the default guard, as
+    /// the store's unit tests commit it.
+    pub(super) fn full_sync_for_test(
+        run_id: i64,
+        fetch_started: &'a str,
+        stats: &'a RunStats,
+    ) -> Plan<'a> {
+        Plan {
+            source: Source::FullSync,
+            full: Some(FullSync {
+                run_id,
+                fetch_started,
+                login_id: "login",
+                guard: 0.2,
+                force: false,
+                confirm: std::time::Duration::ZERO,
+                retry: false,
+                stats,
+                unlinked: 0,
+            }),
+            claim_login: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::time::Duration;
 
@@ -840,22 +867,9 @@ mod tests {
         let mut held = user.begin_with("BEGIN IMMEDIATE").await.unwrap();
         let stats = RunStats::default();
         let sync = tokio::spawn(async move {
-            let plan = Plan {
-                source: Source::FullSync,
-                full: Some(FullSync {
-                    run_id,
-                    fetch_started: &fetch_started,
-                    login_id: "login",
-                    guard: 0.2,
-                    force: false,
-                    confirm: std::time::Duration::ZERO,
-                    retry: false,
-                    stats: &stats,
-                    unlinked: 0,
-                }),
-                claim_login: None,
-            };
-            stage.commit(plan).await
+            stage
+                .commit(Plan::full_sync_for_test(run_id, &fetch_started, &stats))
+                .await
         });
         // Time for the sync to prepare (milliseconds) and block on the held
         // lock. Were it slower, it would prepare after the commit below and

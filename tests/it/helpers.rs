@@ -284,6 +284,21 @@ impl TestApp {
         id
     }
 
+    /// Queues a remark edit by `contact_id` alone; returns its id.
+    pub async fn queue_edit_by_id(&self, contact_id: i64, remark: &str) -> i64 {
+        let pool = self.db().await;
+        let id = sqlx::query_scalar(
+            "INSERT INTO pending_ops (contact_id, remark_name) VALUES (?, ?) RETURNING id",
+        )
+        .bind(contact_id)
+        .bind(remark)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        id
+    }
+
     pub async fn ok_runs(&self) -> i64 {
         self.scalar("SELECT count(*) FROM sync_runs WHERE status = 'ok'")
             .await

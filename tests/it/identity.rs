@@ -317,14 +317,7 @@ async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
     let new_name = new.iter().find(|(_, s)| *s == sim).unwrap().0;
     // An edit queued by the new row's id before the decision still reaches
     // the person after it, under the id the link keeps.
-    let pool = app.db().await;
-    let queued: i64 = sqlx::query_scalar(
-        "INSERT INTO pending_ops (contact_id, remark_name) VALUES (?, 'twin') RETURNING id",
-    )
-    .bind(now[new_name])
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let queued = app.queue_edit_by_id(now[new_name], "twin").await;
     let linked = app.wxsync(&["identity", "link", old_name, new_name]).await;
     assert!(linked.ok(), "{linked:?}");
     let now = ids(&app).await;
@@ -333,6 +326,7 @@ async fn look_alikes_stay_unlinked_are_listed_and_a_person_can_link_them() {
         old_ids.get(old_name),
         "the old contact_id now names the person"
     );
+    let pool = app.db().await;
     let queued_for: i64 = sqlx::query_scalar("SELECT contact_id FROM pending_ops WHERE id = ?")
         .bind(queued)
         .fetch_one(&pool)

@@ -60,21 +60,6 @@ async fn queue(app: &TestApp, user_name: &str, remark: &str) -> i64 {
     app.queue_edit(user_name, remark).await
 }
 
-/// Queues an edit by `contact_id` alone; returns its id.
-async fn queue_by_id(app: &TestApp, contact_id: i64, remark: &str) -> i64 {
-    let pool = app.db().await;
-    let id = sqlx::query_scalar(
-        "INSERT INTO pending_ops (contact_id, remark_name) VALUES (?, ?) RETURNING id",
-    )
-    .bind(contact_id)
-    .bind(remark)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-    id
-}
-
 /// How an op names its contact once wxsync has looked at it.
 async fn named(app: &TestApp, id: i64) -> (Option<String>, Option<i64>) {
     sqlx::query_as("SELECT user_name, contact_id FROM pending_ops WHERE id = ?")
@@ -606,7 +591,7 @@ async fn an_edit_may_name_its_contact_by_contact_id_and_wxsync_fills_in_the_othe
     let (a, b) = (&friends[0], &friends[1]);
     let (a_id, b_id) = (contact_id(&app, a).await, contact_id(&app, b).await);
 
-    let by_id = queue_by_id(&app, a_id, "By id").await;
+    let by_id = app.queue_edit_by_id(a_id, "By id").await;
     assert_eq!(settled(&app, by_id).await.status, "done");
     assert_eq!(named(&app, by_id).await, (Some(a.clone()), Some(a_id)));
     assert_eq!(oplog_calls(&app)[0]["UserName"], a.as_str());
@@ -642,7 +627,7 @@ async fn an_edit_may_name_its_contact_by_contact_id_and_wxsync_fills_in_the_othe
         )
     );
 
-    let unknown = queue_by_id(&app, 999_999, "x").await;
+    let unknown = app.queue_edit_by_id(999_999, "x").await;
     let failed = settled(&app, unknown).await;
     assert_eq!(
         (failed.status.as_str(), failed.last_error.as_deref()),
@@ -700,7 +685,7 @@ async fn an_edit_for_a_missed_link_fails_with_that_reason() {
     );
 
     let daemon = app.start_daemon(&[]);
-    let id = queue_by_id(&app, missed, "Still a friend").await;
+    let id = app.queue_edit_by_id(missed, "Still a friend").await;
     let failed = settled(&app, id).await;
     let reason = failed.last_error.unwrap_or_default();
     assert_eq!(failed.status, "failed");
@@ -716,7 +701,7 @@ async fn an_edit_for_a_missed_link_fails_with_that_reason() {
     let id = queue(&app, &twin_old_name, "Still a friend").await;
     let reason = settled(&app, id).await.last_error.unwrap_or_default();
     assert!(reason.contains("could be the same person"), "{reason}");
-    let id = queue_by_id(&app, gone_id, "Left").await;
+    let id = app.queue_edit_by_id(gone_id, "Left").await;
     let failed = settled(&app, id).await;
     assert!(
         failed
