@@ -239,7 +239,7 @@ pub async fn fetch_only(
 }
 
 /// Where decoded records go as they arrive.
-trait Sink {
+trait RecordSink {
     /// Runs while the first request is in flight.
     async fn prepare(&mut self) -> Result<(), store::Error> {
         Ok(())
@@ -252,7 +252,7 @@ trait Sink {
     }
 }
 
-impl Sink for Stage {
+impl RecordSink for Stage {
     async fn prepare(&mut self) -> Result<(), store::Error> {
         self.load_digests().await
     }
@@ -270,7 +270,7 @@ impl Sink for Stage {
 /// `--fetch-only`: decode everything, keep nothing.
 struct Discard;
 
-impl Sink for Discard {
+impl RecordSink for Discard {
     async fn contacts(&mut self, _: &[Contact]) -> Result<(), store::Error> {
         Ok(())
     }
@@ -298,7 +298,7 @@ impl Tally {
     /// without a name, are left out; the latter are counted).
     async fn contacts(
         &mut self,
-        sink: &mut impl Sink,
+        sink: &mut impl RecordSink,
         raw: &[RawContact],
         me: &str,
     ) -> Result<(), SyncError> {
@@ -328,7 +328,7 @@ impl Tally {
     /// the members it has.
     async fn groups(
         &mut self,
-        sink: &mut impl Sink,
+        sink: &mut impl RecordSink,
         groups: Vec<RawContact>,
         me: &str,
     ) -> Result<(), SyncError> {
@@ -364,7 +364,11 @@ impl Tally {
     /// Groups asked for that no reply described, even alone: they keep
     /// their rows as the cache holds them (the records init and getcontact
     /// gave are partial) and their members.
-    async fn unread(&mut self, sink: &mut impl Sink, groups: &[String]) -> Result<(), SyncError> {
+    async fn unread(
+        &mut self,
+        sink: &mut impl RecordSink,
+        groups: &[String],
+    ) -> Result<(), SyncError> {
         if groups.is_empty() {
             return Ok(());
         }
@@ -419,7 +423,7 @@ async fn fetch(
     client: &Client,
     opts: &SyncOptions,
     extra_groups: &[String],
-    sink: &mut impl Sink,
+    sink: &mut impl RecordSink,
 ) -> Result<RunStats, SyncError> {
     let mut tally = Tally::default();
 
@@ -641,7 +645,7 @@ mod tests {
         members: Vec<(String, usize)>,
     }
 
-    impl Sink for Recorder {
+    impl RecordSink for Recorder {
         async fn contacts(&mut self, contacts: &[Contact]) -> Result<(), store::Error> {
             self.contacts
                 .extend(contacts.iter().map(|c| c.user_name.clone()));

@@ -19,29 +19,29 @@ pub const DEFAULT_FILTER: &str = "info,tokio_cron_scheduler=warn,sqlx=warn,hyper
 
 /// Where log events go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sink {
+pub enum LogOutput {
     Journald,
     Stderr,
 }
 
-impl Sink {
+impl LogOutput {
     /// Journald when `journal_stream` (the value of `JOURNAL_STREAM`,
     /// `DEVICE:INODE`) names the file stderr is (`stderr_id`): systemd sets
     /// it for the service's own stderr only, so a child whose stderr was
     /// redirected elsewhere keeps plain lines.
-    pub fn choose(journal_stream: Option<&OsStr>, stderr_id: Option<(u64, u64)>) -> Sink {
+    pub fn choose(journal_stream: Option<&OsStr>, stderr_id: Option<(u64, u64)>) -> LogOutput {
         let named = journal_stream
             .and_then(OsStr::to_str)
             .and_then(|v| v.split_once(':'))
             .and_then(|(dev, ino)| Some((dev.parse().ok()?, ino.parse().ok()?)));
         match (named, stderr_id) {
-            (Some(named), Some(actual)) if named == actual => Sink::Journald,
-            _ => Sink::Stderr,
+            (Some(named), Some(actual)) if named == actual => LogOutput::Journald,
+            _ => LogOutput::Stderr,
         }
     }
 
-    fn from_env() -> Sink {
-        Sink::choose(std::env::var_os("JOURNAL_STREAM").as_deref(), stderr_id())
+    fn from_env() -> LogOutput {
+        LogOutput::choose(std::env::var_os("JOURNAL_STREAM").as_deref(), stderr_id())
     }
 }
 
@@ -55,21 +55,21 @@ fn stderr_id() -> Option<(u64, u64)> {
 }
 
 /// Sets up logging; returns where events go.
-pub fn init() -> Sink {
+pub fn init() -> LogOutput {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let registry = tracing_subscriber::registry().with(filter);
-    let fallback = match Sink::from_env() {
-        Sink::Journald => match tracing_journald::layer() {
+    let fallback = match LogOutput::from_env() {
+        LogOutput::Journald => match tracing_journald::layer() {
             Ok(journald) => {
                 let _ = registry
                     .with(journald.with_syslog_identifier("wxsync".into()))
                     .try_init();
-                return Sink::Journald;
+                return LogOutput::Journald;
             }
             Err(e) => Some(e),
         },
-        Sink::Stderr => None,
+        LogOutput::Stderr => None,
     };
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -79,7 +79,7 @@ pub fn init() -> Sink {
     if let Some(e) = fallback {
         tracing::warn!(error = %e, "journald is not reachable; logging to stderr");
     }
-    Sink::Stderr
+    LogOutput::Stderr
 }
 
 /// A string from outside (a user's `pending_ops` row, a WeChat name) made
@@ -107,13 +107,22 @@ mod tests {
     #[test]
     fn journald_is_chosen_only_when_stderr_is_the_journal_stream() {
         let stream = Some(OsStr::new("64769:1234567"));
-        assert_eq!(Sink::choose(stream, Some((64769, 1234567))), Sink::Journald);
-        assert_eq!(Sink::choose(stream, Some((64769, 7))), Sink::Stderr);
-        assert_eq!(Sink::choose(None, Some((64769, 1234567))), Sink::Stderr);
-        assert_eq!(Sink::choose(stream, None), Sink::Stderr);
         assert_eq!(
-            Sink::choose(Some(OsStr::new("garbage")), Some((0, 0))),
-            Sink::Stderr
+            LogOutput::choose(stream, Some((64769, 1234567))),
+            LogOutput::Journald
+        );
+        assert_eq!(
+            LogOutput::choose(stream, Some((64769, 7))),
+            LogOutput::Stderr
+        );
+        assert_eq!(
+            LogOutput::choose(None, Some((64769, 1234567))),
+            LogOutput::Stderr
+        );
+        assert_eq!(LogOutput::choose(stream, None), LogOutput::Stderr);
+        assert_eq!(
+            LogOutput::choose(Some(OsStr::new("garbage")), Some((0, 0))),
+            LogOutput::Stderr
         );
     }
 

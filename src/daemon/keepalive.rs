@@ -18,7 +18,7 @@ use crate::webwx::{self, SyncReply};
 /// (`Err`). Network errors, 5xx and 1205 back off.
 pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> TaskResult {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
-    let mut held = Held::new();
+    let mut held = WaitingReplies::new();
     loop {
         let step = async {
             if let Err(e) = release(ctx, &mut held).await {
@@ -79,12 +79,16 @@ const HOLD_LIMIT: usize = 256;
 
 /// Contact changes waiting for the first full sync of this login to link the
 /// cache, each with when it arrived.
-pub(super) type Held = VecDeque<(String, SyncReply)>;
+pub(super) type WaitingReplies = VecDeque<(String, SyncReply)>;
 
 /// Writes a webwxsync reply, or holds it while the cache holds another
 /// login's names: written now, its new names would become new contacts
 /// instead of the cached ones (docs/storage.md, "Other sources").
-async fn deliver(ctx: &SessionCtx, held: &mut Held, reply: SyncReply) -> Result<(), store::Error> {
+async fn deliver(
+    ctx: &SessionCtx,
+    held: &mut WaitingReplies,
+    reply: SyncReply,
+) -> Result<(), store::Error> {
     ctx.app.store.save_real_ids(&reply.real_ids).await?;
     if reply.modified.is_empty() && reply.deleted.is_empty() {
         return Ok(());
@@ -109,7 +113,7 @@ async fn deliver(ctx: &SessionCtx, held: &mut Held, reply: SyncReply) -> Result<
 
 /// Once the cache is linked, writes the held replies that arrived after the
 /// newest full sync began fetching; earlier ones it has already seen.
-async fn release(ctx: &SessionCtx, held: &mut Held) -> Result<(), store::Error> {
+async fn release(ctx: &SessionCtx, held: &mut WaitingReplies) -> Result<(), store::Error> {
     if held.is_empty() || !ctx.cache_linked().await? {
         return Ok(());
     }

@@ -27,7 +27,7 @@ const FIRST_HELD: &str = "SELECT min(started_at) FROM main.sync_runs
                                 OR (deletion_digest IS NOT NULL AND deletion_digest != ?2))), 0)";
 
 /// A deletion the guard holds back.
-pub(super) struct Held {
+pub(super) struct HeldDeletion {
     reason: String,
     digest: String,
     contacts: i64,
@@ -37,7 +37,7 @@ pub(super) struct Held {
     applies_from: Option<String>,
 }
 
-impl Held {
+impl HeldDeletion {
     pub(super) fn into_error(self) -> Error {
         Error::Held {
             reason: self.reason,
@@ -52,7 +52,7 @@ pub(super) async fn guard(
     full: &FullSync<'_>,
     deleted: i64,
     members_lost: i64,
-) -> Result<Option<Held>, Error> {
+) -> Result<Option<HeldDeletion>, Error> {
     if full.force || (deleted == 0 && members_lost == 0) {
         return Ok(None);
     }
@@ -97,7 +97,7 @@ pub(super) async fn guard(
         "held back: this sync would mark {deleted} of {live_contacts} contacts deleted and drop \
          {members_lost} of {stored_memberships} group memberships"
     );
-    let held = |reason: String, applies_from: Option<String>| Held {
+    let held = |reason: String, applies_from: Option<String>| HeldDeletion {
         reason,
         digest: digest.clone(),
         contacts: deleted,
@@ -155,7 +155,7 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 pub(super) async fn record_held(
     conn: &mut SqliteConnection,
     run_id: i64,
-    held: &Held,
+    held: &HeldDeletion,
 ) -> Result<(), Error> {
     sqlx::query(
         "UPDATE main.sync_runs SET status = 'failed', finished_at = ?1, error = ?2,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::{FromRow, SqliteConnection};
 
-use super::{CONTACT_ROW, ContactRow, Error, Store, now};
+use super::{CONTACT_LOOKUP, ContactLookup, Error, Store, now};
 use crate::webwx::RealId;
 
 impl Store {
@@ -423,15 +423,15 @@ async fn rebuild_candidates(
 }
 
 /// A contact by `contact_id` (digits) or `user_name`.
-async fn find(tx: &mut SqliteConnection, key: &str) -> Result<ContactRow, IdentityError> {
+async fn find(tx: &mut SqliteConnection, key: &str) -> Result<ContactLookup, IdentityError> {
     let id = key.parse::<i64>().ok();
     let column = if id.is_some() {
         "contact_id"
     } else {
         "user_name"
     };
-    let query = sqlx::query_as::<_, ContactRow>(sqlx::AssertSqlSafe(format!(
-        "{CONTACT_ROW} WHERE {column} = ?"
+    let query = sqlx::query_as::<_, ContactLookup>(sqlx::AssertSqlSafe(format!(
+        "{CONTACT_LOOKUP} WHERE {column} = ?"
     )));
     let query = match id {
         Some(id) => query.bind(id),

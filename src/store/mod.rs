@@ -40,15 +40,15 @@ pub use write::{FullSync, Plan};
 
 /// What the remark queue and `wxsync identity` read of a contact they look up.
 #[derive(sqlx::FromRow)]
-struct ContactRow {
+struct ContactLookup {
     contact_id: i64,
     user_name: String,
     kind: String,
     deleted_at: Option<String>,
 }
 
-/// Selects [`ContactRow`]s; the caller adds the `WHERE` clause.
-const CONTACT_ROW: &str = "SELECT contact_id, user_name, kind, deleted_at FROM contacts";
+/// Selects [`ContactLookup`]s; the caller adds the `WHERE` clause.
+const CONTACT_LOOKUP: &str = "SELECT contact_id, user_name, kind, deleted_at FROM contacts";
 
 /// How long a writer waits for another connection's lock (a user's
 /// `sqlite3` session, say) before giving up.

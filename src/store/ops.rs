@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use sqlx::{Connection, FromRow, SqliteConnection};
 
-use super::{CONTACT_ROW, ContactRow, Error, Store, now};
+use super::{CONTACT_LOOKUP, ContactLookup, Error, Store, now};
 use crate::contact::Kind;
 
 /// A queued remark edit; at least one of `user_name` and `contact_id` is
@@ -256,15 +256,15 @@ impl Store {
     /// The contact `user_name` names: the row that has the name now, else
     /// the contact a re-link took it from.
     pub async fn op_target_named(&self, user_name: &str) -> Result<Option<Target>, Error> {
-        let mut row = sqlx::query_as::<_, ContactRow>(sqlx::AssertSqlSafe(format!(
-            "{CONTACT_ROW} WHERE user_name = ?"
+        let mut row = sqlx::query_as::<_, ContactLookup>(sqlx::AssertSqlSafe(format!(
+            "{CONTACT_LOOKUP} WHERE user_name = ?"
         )))
         .bind(user_name)
         .fetch_optional(&self.pool)
         .await?;
         if row.is_none() {
-            row = sqlx::query_as::<_, ContactRow>(sqlx::AssertSqlSafe(format!(
-                "{CONTACT_ROW} WHERE contact_id = ({RELINKED_FROM})"
+            row = sqlx::query_as::<_, ContactLookup>(sqlx::AssertSqlSafe(format!(
+                "{CONTACT_LOOKUP} WHERE contact_id = ({RELINKED_FROM})"
             )))
             .bind(user_name)
             .fetch_optional(&self.pool)
@@ -275,8 +275,8 @@ impl Store {
 
     /// The contact whose `contact_id` is `id`.
     pub async fn op_target_id(&self, id: i64) -> Result<Option<Target>, Error> {
-        let row = sqlx::query_as::<_, ContactRow>(sqlx::AssertSqlSafe(format!(
-            "{CONTACT_ROW} WHERE contact_id = ?"
+        let row = sqlx::query_as::<_, ContactLookup>(sqlx::AssertSqlSafe(format!(
+            "{CONTACT_LOOKUP} WHERE contact_id = ?"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -284,7 +284,7 @@ impl Store {
         self.target(row).await
     }
 
-    async fn target(&self, row: Option<ContactRow>) -> Result<Option<Target>, Error> {
+    async fn target(&self, row: Option<ContactLookup>) -> Result<Option<Target>, Error> {
         let Some(row) = row else {
             return Ok(None);
         };
