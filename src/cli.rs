@@ -1,12 +1,12 @@
 //! The command line (the README's "Commands" section is what users rely on).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::export::Format;
+#[cfg(feature = "simulator")]
 use crate::simulator::{SimConfig, StatusNotify};
 
 /// Keeps a WeChat account's address book in a local SQLite file.
@@ -58,8 +58,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Start the built-in simulator, log in against it, and run the daemon
     /// into ./wxsync-demo.db until Ctrl-C.
+    #[cfg(feature = "simulator")]
     Demo(AccountArgs),
     /// Run the WeChat Web simulator alone, for manual tests and benchmarks.
+    #[cfg(feature = "simulator")]
     Simulate(SimulateArgs),
 }
 
@@ -123,6 +125,7 @@ pub enum IdentityAction {
 }
 
 /// The simulated account's shape.
+#[cfg(feature = "simulator")]
 #[derive(Debug, Clone, Args)]
 pub struct AccountArgs {
     /// Seed of the generated account (same seed, same account).
@@ -159,6 +162,7 @@ pub struct AccountArgs {
     pub page_size: usize,
 }
 
+#[cfg(feature = "simulator")]
 fn parse_status_notify(s: &str) -> Result<StatusNotify, String> {
     match s {
         "off" => Ok(StatusNotify::Off),
@@ -172,11 +176,12 @@ fn parse_status_notify(s: &str) -> Result<StatusNotify, String> {
     }
 }
 
+#[cfg(feature = "simulator")]
 #[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
     /// Address to listen on (loopback).
     #[arg(long, default_value = "127.0.0.1:8780")]
-    pub listen: SocketAddr,
+    pub listen: std::net::SocketAddr,
     /// How long the login poll and synccheck hold when nothing happens.
     #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
     pub long_poll: Duration,
@@ -187,6 +192,7 @@ pub struct SimulateArgs {
     pub account: AccountArgs,
 }
 
+#[cfg(feature = "simulator")]
 impl AccountArgs {
     pub fn sim_config(&self, long_poll: Duration, auto_confirm: bool) -> SimConfig {
         SimConfig {

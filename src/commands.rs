@@ -1,8 +1,6 @@
 //! One function per command (the README lists them); `main` calls [`run`].
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
@@ -10,14 +8,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, InitContacts};
 use crate::avatars::{FetchError, FetchMode, Fetcher, Progress};
-use crate::cli::{
-    AccountArgs, Cli, Command, ExportArgs, IdentityAction, IdentityArgs, LoginArgs, SimulateArgs,
-    SyncArgs,
-};
+#[cfg(feature = "simulator")]
+use crate::cli::{AccountArgs, SimulateArgs};
+use crate::cli::{Cli, Command, ExportArgs, IdentityAction, IdentityArgs, LoginArgs, SyncArgs};
 use crate::config::Config;
 use crate::daemon;
 use crate::health;
 use crate::identity::listing;
+#[cfg(feature = "simulator")]
 use crate::simulator::Simulator;
 use crate::sync::{self, SyncOptions};
 use crate::webwx::{self, LoginEvent, SessionState};
@@ -31,18 +29,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_command(cli: Cli) -> anyhow::Result<()> {
+    #[cfg(feature = "simulator")]
     if let Command::Simulate(args) = &cli.command {
         return simulate(args).await;
     }
     let mut config = Config::load(cli.config.as_deref())?;
+    #[cfg(feature = "simulator")]
     if let Command::Demo(_) = &cli.command {
         // The demo never touches the real cache or session unless told to.
-        config.database = cli
-            .database
-            .clone()
-            .unwrap_or_else(|| "wxsync-demo.db".into());
+        config.database = "wxsync-demo.db".into();
         config.session_file = None;
-    } else if let Some(db) = cli.database {
+    }
+    if let Some(db) = cli.database {
         config.database = db;
     }
     match cli.command {
@@ -55,7 +53,9 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Identity(args) => identity(&App::open(config).await?, &args).await,
         Command::Avatars => avatars(&App::open(config).await?).await.map_err(login_hint),
         Command::Export(args) => export(&App::open(config).await?, &args).await,
+        #[cfg(feature = "simulator")]
         Command::Demo(account) => demo(config, &account).await,
+        #[cfg(feature = "simulator")]
         Command::Simulate(_) => unreachable!("handled above"),
     }
 }
@@ -388,6 +388,7 @@ async fn identity(app: &App, args: &IdentityArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "simulator")]
 async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     let sim = Simulator::start(
         args.account
@@ -408,10 +409,11 @@ async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
 
 /// The demo: a simulator on a free loopback port, a login against it, and the
 /// daemon into `./wxsync-demo.db` (or `--database`) until Ctrl-C.
+#[cfg(feature = "simulator")]
 async fn demo(mut config: Config, account: &AccountArgs) -> anyhow::Result<()> {
     let sim = Simulator::start(
-        account.sim_config(Duration::from_secs(25), true),
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        account.sim_config(std::time::Duration::from_secs(25), true),
+        std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
     )
     .await
     .context("cannot start the simulator")?;

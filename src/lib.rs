@@ -2,8 +2,9 @@
 //!
 //! Data flows one way: wire bytes ([`webwx`]) → decoded records ([`contact`])
 //! → rows ([`store`]). [`sync`] is one full sync, [`daemon`] keeps the cache
-//! fresh between them, and [`simulator`] is a loopback WeChat Web server that
-//! the tests, the benchmarks and `wxsync demo` run against.
+//! fresh between them, and `simulator` (the default-on cargo feature of that
+//! name) is a loopback WeChat Web server that the tests, the benchmarks and
+//! `wxsync demo` run against; nothing else in the crate depends on it.
 
 pub mod app;
 pub mod avatars;
@@ -17,6 +18,7 @@ pub mod export;
 pub mod health;
 pub mod identity;
 pub mod memory;
+#[cfg(feature = "simulator")]
 pub mod simulator;
 pub mod store;
 pub mod sync;

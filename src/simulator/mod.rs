@@ -29,8 +29,6 @@ use serde::Serialize;
 
 pub use churn::ChurnReport;
 use server::Inner;
-#[cfg(test)]
-pub(crate) use world::avatar_jpeg;
 use world::{Change, Id};
 
 /// The UOS desktop client's public `extspam` blob that desktop-mode ticket

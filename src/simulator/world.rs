@@ -1250,4 +1250,11 @@ mod tests {
         assert!(after.contacts.iter().any(|c| c.user_name == "filehelper"));
         assert_ne!(before.groups[0].user_name, after.groups[0].user_name);
     }
+
+    #[test]
+    fn simulated_avatars_differ_by_contact_and_by_seq() {
+        assert_eq!(avatar_jpeg("wxid_a", 1), avatar_jpeg("wxid_a", 1));
+        assert_ne!(avatar_jpeg("wxid_a", 1), avatar_jpeg("wxid_a", 2));
+        assert_ne!(avatar_jpeg("wxid_a", 1), avatar_jpeg("wxid_b", 1));
+    }
 }

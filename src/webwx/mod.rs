@@ -15,7 +15,7 @@ mod session;
 pub mod text;
 mod wire;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "simulator"))]
 mod stub_tests;
 
 use std::time::Duration;
