@@ -37,11 +37,13 @@ pub enum Event {
     LoginNeeded,
     /// The daemon asked the phone to confirm a new login.
     PushLoginSent,
-    /// A full sync failed after its calls' retries.
+    /// A full sync failed and so did its retries: the daemon gave up
+    /// until the next scheduled one.
     SyncFailed,
     /// The deletion guard held a full sync back.
     SyncHeld,
-    /// A remark edit ended `failed`.
+    /// A remark edit ended `failed`, or `unverified` (the message says
+    /// which).
     OpFailed,
     /// A task of the daemon died; the daemon exits non-zero.
     TaskDied,

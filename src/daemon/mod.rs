@@ -2,7 +2,7 @@
 //!
 //! It waits for a usable session (never logging in by itself), then runs one
 //! *session*: scheduled full syncs, the synccheck keepalive with increments,
-//! and a watch on the session file. A session ends when the server kills it
+//! and watches on the session file and the database file. A session ends when the server kills it
 //! (the state is recorded and the daemon waits for a new `wxsync login`),
 //! when `wxsync login` replaces the file (the daemon switches over), or on
 //! shutdown. Every task stops through one cancellation token, and shutdown
@@ -15,6 +15,7 @@
 //! the daemon never runs on without one of its tasks while looking healthy.
 
 mod avatars;
+mod database;
 mod hook;
 mod keepalive;
 mod notify;
@@ -50,6 +51,11 @@ use push::{Next, Pusher};
 /// that changed).
 const SESSION_POLL: Duration = Duration::from_secs(1);
 
+/// Retries of a failed full sync (5 s, 10 s, 20 s, 40 s by default, each
+/// drawn between half and all of that) before the daemon gives up until the
+/// next scheduled one.
+const SYNC_RETRIES: u32 = 4;
+
 /// How long shutdown waits for the session's tasks once they are told to
 /// stop; the unit gives the whole process `TimeoutStopSec=20`.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -68,6 +74,7 @@ pub async fn signal() {
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     let app = Arc::new(app);
+    let db_file = Arc::new(database::DatabaseFile::identify(&app.config.database)?);
     let notifier = Notifier::from_env();
     let hook = Hook::start(
         &app.config.notify,
@@ -115,6 +122,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
             notifier: notifier.clone(),
             hook: hook.clone(),
             avatar_work: Arc::new(Notify::new()),
+            database: db_file.clone(),
         };
         match ctx.run(&shutdown).await {
             Ok(End::Shutdown) => break Ok(()),
@@ -256,6 +264,8 @@ struct SessionCtx {
     hook: Hook,
     /// Told after a write that may have left avatars to fetch.
     avatar_work: Arc<Notify>,
+    /// The cache file opened at start, which must stay at its path.
+    database: Arc<database::DatabaseFile>,
 }
 
 impl SessionCtx {
@@ -267,6 +277,11 @@ impl SessionCtx {
         tasks.spawn("keepalive", async move { keepalive::run(&ctx, &t).await });
         let (ctx, t) = (self.clone(), tasks.token());
         tasks.spawn("remark queue", async move { ops::run(&ctx, &t).await });
+        let (ctx, t) = (self.clone(), tasks.token());
+        tasks.spawn(
+            "database watch",
+            async move { database::run(&ctx, &t).await },
+        );
         if self.app.config.avatars.fetch != FetchMode::Off {
             let (ctx, t) = (self.clone(), tasks.token());
             tasks.spawn("avatars", async move { avatars::run(&ctx, &t).await });
@@ -334,8 +349,10 @@ impl SessionCtx {
         }
     }
 
-    /// One full sync at start, then one per scheduler tick; on a transient
-    /// failure, retries with back-off instead of waiting for the next tick.
+    /// One full sync at start, then one per scheduler tick. A failed sync
+    /// is retried with back-off, up to [`SYNC_RETRIES`] times; when those
+    /// fail too, the daemon gives up until the next tick and tells the hook
+    /// (`sync_failed`, once per give-up).
     async fn sync_loop(&self, token: &CancellationToken) -> TaskResult {
         use std::sync::atomic::Ordering;
         // A whole sync is retried less eagerly than one call: 5 s by default.
@@ -407,18 +424,25 @@ impl SessionCtx {
                     );
                     retry_in = None;
                 }
-                Err(e) => {
+                Err(e) if backoff.attempts() < SYNC_RETRIES => {
                     let delay = backoff.next_delay();
                     warn!(error = %e, retry_in_s = delay.as_secs(), "full sync failed; will retry");
+                    retry_in = Some(delay);
+                    retry = true;
+                }
+                // The retries gave up: the schedule is the next try, and
+                // the one moment the operator hears of it.
+                Err(e) => {
+                    error!(error = %e, retries = SYNC_RETRIES, "full sync failed and so did its retries; waiting for the next scheduled one");
                     self.hook.fire(
                         Event::SyncFailed,
                         &format!(
-                            "a full sync failed: {e}; retrying in {}",
-                            humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+                            "a full sync failed, and so did its {SYNC_RETRIES} retries: {e}; \
+                             the next try is the next scheduled sync"
                         ),
                     );
-                    retry_in = Some(delay);
-                    retry = true;
+                    backoff.reset();
+                    retry_in = None;
                 }
             }
         }

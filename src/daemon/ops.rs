@@ -147,6 +147,17 @@ fn announce_failed(ctx: &SessionCtx, id: i64, reason: &str) {
     );
 }
 
+/// Marks op `id` unverified for `reason`. The hook hears it as `op_failed`
+/// (there is no event of its own), in words that say the server accepted
+/// the edit: whether the remark changed is not known.
+async fn left_unverified(ctx: &SessionCtx, id: i64, reason: &str) {
+    record(ctx.app.store.op_unverified(id, reason).await);
+    ctx.hook.fire(
+        Event::OpFailed,
+        &format!("remark edit {id} (pending_ops.id) is unverified, not sent again: {reason}"),
+    );
+}
+
 fn record(result: Result<(), crate::store::Error>) {
     if let Err(e) = result {
         warn!(error = %e, "cannot record a remark edit's state");
@@ -337,7 +348,7 @@ async fn verify(
                 let reason = unverified(&format!(
                     "the session ended before it could be read back ({e})"
                 ));
-                record(store.op_unverified(op.id, &reason).await);
+                left_unverified(ctx, op.id, &reason).await;
                 return Err(e);
             }
             Err(e) => last = e.to_string(),
@@ -363,7 +374,7 @@ async fn verify(
         "reading the contact back failed {READ_BACKS} times (last: {last})"
     ));
     warn!(op = op.id, %reason, "remark edit unverified");
-    record(store.op_unverified(op.id, &reason).await);
+    left_unverified(ctx, op.id, &reason).await;
     Ok(())
 }
 

@@ -2,14 +2,14 @@
 //! no secret; a hook that hangs is killed while the daemon goes on; a
 //! missing one costs one log line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use wxsync::simulator::{Endpoint, Fault};
 
 use crate::faults::empty_contact_list;
-use crate::helpers::{TestApp, small_account};
+use crate::helpers::{Daemon, TestApp, small_account};
 
 /// Writes an executable `/bin/sh` script into the test's directory.
 fn script(app: &TestApp, name: &str, body: &str) -> PathBuf {
@@ -30,18 +30,76 @@ fn heard(dir: &Path, event: &str) -> Option<BTreeMap<String, String>> {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_daemon_event_reaches_the_hook_with_no_secret() {
-    let app = TestApp::spawn(small_account()).await;
+/// A hook that writes the environment of each run to `heard/EVENT.env`;
+/// returns the hook and that directory.
+fn recording_hook(app: &TestApp) -> (PathBuf, PathBuf) {
     let out = app.dir.path().join("heard");
     std::fs::create_dir(&out).unwrap();
     let hook = script(
-        &app,
+        app,
         "record-hook",
         &format!(
             "env > {out:?}/$WXSYNC_EVENT.tmp && mv {out:?}/$WXSYNC_EVENT.tmp {out:?}/$WXSYNC_EVENT.env"
         ),
     );
+    (hook, out)
+}
+
+/// The session's secrets: every cookie and query value the simulator
+/// received, and the uin.
+fn secrets(app: &TestApp) -> BTreeSet<String> {
+    let uin = app.session_json()["uin"].to_string();
+    assert!(uin.len() >= 6, "the uin is a real number: {uin}");
+    let mut secrets = app.secrets_sent();
+    secrets.insert(uin);
+    secrets
+}
+
+/// Asserts that the run for `event` heard it with `words` in a one-line
+/// message, the database's path, and none of `secrets`; returns what it
+/// heard.
+fn heard_cleanly(
+    app: &TestApp,
+    out: &Path,
+    event: &str,
+    words: &str,
+    secrets: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    let env = heard(out, event).unwrap_or_else(|| panic!("{event} did not reach the hook"));
+    assert_eq!(env["WXSYNC_EVENT"], event);
+    assert!(env["WXSYNC_MESSAGE"].contains(words), "{event}: {env:?}");
+    assert_eq!(env["WXSYNC_DATABASE"], app.db.to_str().unwrap());
+    let all = std::fs::read_to_string(out.join(format!("{event}.env"))).unwrap();
+    assert!(
+        !all.contains('\r') && env["WXSYNC_MESSAGE"].lines().count() == 1,
+        "{event}: one line"
+    );
+    for secret in secrets {
+        assert!(
+            !all.contains(secret.as_str()),
+            "{event}: a secret in the hook's environment"
+        );
+    }
+    env
+}
+
+/// Starts the daemon against a server whose contact list always fails,
+/// and waits until the hook heard `sync_failed`.
+async fn start_to_sync_failed(app: &TestApp, out: &Path) -> Daemon {
+    app.sim
+        .fail(Endpoint::GetContact, Fault::Http(502), u32::MAX);
+    let daemon = app.start_daemon(&[]);
+    app.eventually("sync_failed", || async {
+        heard(out, "sync_failed").is_some()
+    })
+    .await;
+    daemon
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_daemon_event_reaches_the_hook_with_no_secret() {
+    let app = TestApp::spawn(small_account()).await;
+    let (hook, out) = recording_hook(&app);
     app.configure(&format!(
         "[ops]\npoll_interval = \"100ms\"\n[sync]\nschedule = \"*/2 * * * * *\"\n\
          [notify]\ncommand = [{hook:?}, \"--to\", \"ops\"]\n"
@@ -55,16 +113,9 @@ async fn every_daemon_event_reaches_the_hook_with_no_secret() {
         )
         .await
         .unwrap();
-    let uin = app.session_json()["uin"].to_string();
 
     // sync_failed: the daemon's first sync meets a broken server.
-    app.sim
-        .fail(Endpoint::GetContact, Fault::Http(502), u32::MAX);
-    let daemon = app.start_daemon(&[]);
-    app.eventually("sync_failed", || async {
-        heard(&out, "sync_failed").is_some()
-    })
-    .await;
+    let daemon = start_to_sync_failed(&app, &out).await;
     app.sim.clear_faults();
     app.eventually("a sync that works again", || async {
         app.ok_runs().await == 2
@@ -95,33 +146,20 @@ async fn every_daemon_event_reaches_the_hook_with_no_secret() {
     let (code, logs) = daemon.stop().await;
     assert_eq!(code, Some(0), "{logs}");
 
-    let mut secrets = app.secrets_sent();
-    secrets.insert(uin.clone());
-    assert!(uin.len() >= 6, "the uin is a real number: {uin}");
+    let secrets = secrets(&app);
     for (event, words) in [
-        ("sync_failed", "a full sync failed"),
+        (
+            "sync_failed",
+            "a full sync failed, and so did its 4 retries",
+        ),
         ("sync_held", "held back by the deletion guard"),
         ("op_failed", "@nobody"),
         ("logged_out", "code 1101"),
         ("login_needed", "run `wxsync login`"),
         ("logged_in", "a new session"),
     ] {
-        let env = heard(&out, event).unwrap();
-        assert_eq!(env["WXSYNC_EVENT"], event);
-        assert!(env["WXSYNC_MESSAGE"].contains(words), "{event}: {env:?}");
-        assert_eq!(env["WXSYNC_DATABASE"], app.db.to_str().unwrap());
+        let env = heard_cleanly(&app, &out, event, words, &secrets);
         assert_eq!(env["WXSYNC_ACCOUNT"], own_nick);
-        let all = std::fs::read_to_string(out.join(format!("{event}.env"))).unwrap();
-        assert!(
-            !all.contains('\r') && env["WXSYNC_MESSAGE"].lines().count() == 1,
-            "{event}: one line"
-        );
-        for secret in &secrets {
-            assert!(
-                !all.contains(secret.as_str()),
-                "{event}: a secret in the hook's environment"
-            );
-        }
     }
     assert_eq!(
         logs.matches("notify hook ran").count(),
@@ -217,4 +255,98 @@ async fn a_missing_hook_logs_one_line_and_changes_nothing_else() {
     let lines: Vec<&str> = logs.lines().filter(|l| l.contains("notify hook")).collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("no-such-hook"), "{lines:?}");
+}
+
+/// A task that dies for good — here the database watch, when the cache
+/// file is removed under the running daemon — is told to the hook as
+/// `task_died`, in words, before the daemon exits non-zero.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_database_is_told_as_task_died_before_a_non_zero_exit() {
+    let app = TestApp::spawn(small_account()).await;
+    let (hook, out) = recording_hook(&app);
+    app.configure(&format!("[notify]\ncommand = {hook:?}\n"));
+    app.login().await;
+    let mut daemon = app.start_daemon(&[]);
+    app.eventually("the first full sync", || async { app.ok_runs().await >= 1 })
+        .await;
+    let secrets = secrets(&app);
+
+    std::fs::remove_file(&app.db).unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), daemon.child.wait())
+        .await
+        .expect("the daemon exits by itself")
+        .unwrap();
+    let logs = daemon.logs();
+    assert_eq!(status.code(), Some(1), "{logs}");
+    heard_cleanly(
+        &app,
+        &out,
+        "task_died",
+        &format!(
+            "the database watch task stopped: the database {} was removed while the daemon ran",
+            app.db.display()
+        ),
+        &secrets,
+    );
+    assert!(
+        heard(&out, "task_died").unwrap()["WXSYNC_MESSAGE"]
+            .ends_with("the daemon exits to be restarted"),
+        "{logs}"
+    );
+}
+
+/// `sync_failed` is told once the retries of a failed full sync gave up
+/// (the first try and 4 retries failed), not at each failed try — even
+/// with `notify.repeat` letting every run through.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_failed_is_told_once_when_the_retries_give_up() {
+    let app = TestApp::spawn(small_account()).await;
+    let (hook, out) = recording_hook(&app);
+    app.configure(&format!("[notify]\ncommand = {hook:?}\nrepeat = \"0s\"\n"));
+    app.login().await;
+    let daemon = start_to_sync_failed(&app, &out).await;
+    let failed = app
+        .scalar("SELECT count(*) FROM sync_runs WHERE status = 'failed'")
+        .await;
+    assert_eq!(failed, 5, "told after the fifth failed try, not before");
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{logs}");
+    let runs = logs
+        .lines()
+        .filter(|l| l.contains("notify hook ran") && l.contains("sync_failed"))
+        .count();
+    assert_eq!(runs, 1, "{logs}");
+}
+
+/// An edit the server accepted but no read-back confirmed ends
+/// `unverified`; the hook hears it as `op_failed`, in words that say so.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unverified_edit_is_told_as_op_failed_saying_it_was_accepted() {
+    let app = TestApp::spawn(small_account()).await;
+    let (hook, out) = recording_hook(&app);
+    app.configure(&format!(
+        "[ops]\npoll_interval = \"100ms\"\n[notify]\ncommand = {hook:?}\n"
+    ));
+    app.login().await;
+    let daemon = app.start_daemon(&[]);
+    app.eventually("the first full sync", || async { app.ok_runs().await >= 1 })
+        .await;
+    app.sim
+        .fail(Endpoint::BatchGetContact, Fault::Http(502), u32::MAX);
+    let friend = app.first_friend();
+    let id = app.queue_edit(&friend, "Accepted, never read back").await;
+    assert_eq!(app.op_settled(id).await, "unverified");
+    app.eventually("op_failed", || async { heard(&out, "op_failed").is_some() })
+        .await;
+    let message = &heard(&out, "op_failed").unwrap()["WXSYNC_MESSAGE"];
+    assert!(
+        message.starts_with(&format!(
+            "remark edit {id} (pending_ops.id) is unverified, not sent again: \
+             the server accepted the edit, but reading the contact back failed"
+        )),
+        "{message}"
+    );
+    app.sim.clear_faults();
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{logs}");
 }
