@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use crate::app::App;
 use crate::commands::{one_line, plural};
 use crate::config::{CheckConfig, Config, parse_schedule};
-use crate::store::{Counts, SyncRun};
+use crate::store::{Counts, SyncRun, WaitingDeletion};
 use crate::telemetry::escape;
 use crate::webwx::SessionState;
 
@@ -82,6 +82,8 @@ pub struct Facts {
     pub session: SessionFacts,
     /// The newest `sync_runs` row.
     pub last_run: Option<SyncRun>,
+    /// The deletion the guard holds back, as `wxsync status` shows it.
+    pub waiting: Option<WaitingDeletion>,
     /// When the newest successful full sync started.
     pub last_ok_started: Option<DateTime<Utc>>,
     pub last_keepalive: Option<DateTime<Utc>>,
@@ -142,6 +144,7 @@ async fn facts(app: &App) -> anyhow::Result<Facts> {
         now,
         session,
         last_run: store.last_run().await?,
+        waiting: store.waiting_deletion().await?,
         last_ok_started: store
             .last_ok_sync_started()
             .await?
@@ -188,16 +191,25 @@ pub fn judge(f: &Facts, c: &CheckConfig, schedule: &croner::Cron) -> Verdict {
             found.extend(sync_missed(f, c, schedule, *logged_in_at));
         }
     }
-    if let Some(run) = f.last_run.as_ref().filter(|r| r.status == "failed") {
-        let error = run.error.as_deref().unwrap_or("no reason recorded");
-        let what = if run.deletion_digest.is_some() {
-            "was held back by the deletion guard"
-        } else {
-            "failed"
-        };
+    if let Some(w) = &f.waiting {
         found.push((
             Level::Warning,
-            format!("the last full sync (#{}) {what}: {error}", run.id),
+            format!(
+                "a deletion is held back by the deletion guard (run #{}, waiting since {}): {}",
+                w.run_id, w.since, w.reason
+            ),
+        ));
+    }
+    // A held run is the waiting deletion above; any other failure is news.
+    if let Some(run) = f
+        .last_run
+        .as_ref()
+        .filter(|r| r.status == "failed" && r.deletion_digest.is_none())
+    {
+        let error = run.error.as_deref().unwrap_or("no reason recorded");
+        found.push((
+            Level::Warning,
+            format!("the last full sync (#{}) failed: {error}", run.id),
         ));
     }
     if f.failed_ops > 0 {
@@ -370,6 +382,7 @@ mod tests {
                 logged_in_at: Some(at("2026-11-30T08:00:00Z")),
             },
             last_run: Some(run("ok", None, false)),
+            waiting: None,
             last_ok_started: Some(at("2026-12-01T10:00:00Z")),
             last_keepalive: Some(at("2026-12-01T10:00:20Z")),
             failed_ops: 0,
@@ -490,12 +503,33 @@ mod tests {
                 .starts_with("the last full sync (#7) failed: webwxgetcontact: HTTP 502 |"),
             "{v:?}"
         );
+        // Held back: the waiting deletion speaks for the run, once.
         f.last_run = Some(run("failed", Some("would mark 305 deleted"), true));
+        f.waiting = Some(WaitingDeletion {
+            run_id: 7,
+            since: "2026-12-01T08:30:00.000Z".into(),
+            contacts: 305,
+            memberships: 0,
+            applies_from: None,
+            reason: "would mark 305 deleted".into(),
+        });
+        let v = judged(&f);
+        assert_eq!(v.level, Level::Warning);
         assert!(
-            judged(&f)
-                .text
-                .contains("was held back by the deletion guard: would mark 305 deleted")
+            v.text.starts_with(
+                "a deletion is held back by the deletion guard (run #7, waiting since \
+                 2026-12-01T08:30:00.000Z): would mark 305 deleted |"
+            ),
+            "{v:?}"
         );
+        // A later sync that failed otherwise does not hide it.
+        f.last_run = Some(run("failed", Some("webwxgetcontact: HTTP 502"), false));
+        let v = judged(&f);
+        assert!(
+            v.text.contains("waiting since") && v.text.contains("failed: webwxgetcontact"),
+            "{v:?}"
+        );
+        f.waiting = None;
         f.last_run = Some(run("ok", None, false));
         f.failed_ops = 2;
         f.undecided = 1;

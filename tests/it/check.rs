@@ -2,6 +2,7 @@
 
 use wxsync::simulator::{Endpoint, Fault};
 
+use crate::faults::empty_contact_list;
 use crate::helpers::{Run, TestApp, small_account};
 
 async fn check(app: &TestApp) -> Run {
@@ -112,5 +113,45 @@ async fn a_bad_check_threshold_is_named() {
         3,
         "WXSYNC UNKNOWN - ",
         "check.keepalive_silence",
+    );
+}
+
+/// `status` and `status --check` read the deletion guard's state through
+/// one query: held back, both name the same run and counts, and a full
+/// sync that fails otherwise after it hides it from neither.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_and_the_check_agree_on_a_held_deletion() {
+    let app = TestApp::spawn(small_account()).await;
+    app.login().await;
+    app.sync().await;
+    app.sim.fail(Endpoint::GetContact, empty_contact_list(), 1);
+    assert!(!app.wxsync(&["sync"]).await.ok(), "held back");
+    for then in ["held", "a network failure after it"] {
+        let status = app.wxsync(&["status", "--json"]).await;
+        let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        let w = &v["deletion_waiting"];
+        assert!(w.is_object(), "{then}: {v}");
+        says(
+            &check(&app).await,
+            1,
+            "WXSYNC WARNING - a deletion is held back by the deletion guard",
+            &format!(
+                "(run #{}, waiting since {}): held back: this sync would mark {} of",
+                w["run_id"],
+                w["since"].as_str().unwrap(),
+                w["contacts"]
+            ),
+        );
+        app.sim
+            .fail(Endpoint::GetContact, Fault::Http(502), u32::MAX);
+        assert!(!app.wxsync(&["sync"]).await.ok());
+        app.sim.clear_faults();
+    }
+    assert!(
+        check(&app)
+            .await
+            .stdout
+            .contains("the last full sync (#4) failed"),
+        "the failure is named too"
     );
 }
