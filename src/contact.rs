@@ -403,4 +403,36 @@ mod tests {
         assert!(!d.head_img_url.contains("skey"));
         assert!(d.head_img_url.contains("seq=1"));
     }
+
+    /// Every contact column with a wire key is read from that key: a field
+    /// missing from the record's setter fails here.
+    #[test]
+    fn every_contact_column_is_read_from_its_wire_key() {
+        use super::Value as Column;
+        use crate::webwx::read_contact;
+        use serde_json::{Value, json};
+        let mut object = serde_json::Map::new();
+        for (i, c) in COLUMNS.iter().enumerate() {
+            let Some(key) = c.wire else { continue };
+            let value = match c.ty {
+                // Bit 0 set and bit 3 clear: a friend, not an official account.
+                Type::Integer => json!(i * 16 + 1),
+                Type::Text => json!(format!("@{}", c.name)),
+            };
+            object.insert(key.to_owned(), value);
+        }
+        let raw = read_contact(&Value::Object(object).to_string()).unwrap();
+        let decoded = Contact::from_raw(&raw, "@me").expect("a friend");
+        for (i, (c, value)) in COLUMNS.iter().zip(decoded.values()).enumerate() {
+            if c.wire.is_none() {
+                continue;
+            }
+            let text = format!("@{}", c.name);
+            let want = match c.ty {
+                Type::Integer => Column::Integer(i as i64 * 16 + 1),
+                Type::Text => Column::Text(&text),
+            };
+            assert_eq!(value, want, "{}", c.name);
+        }
+    }
 }

@@ -159,7 +159,7 @@ impl Stage {
             if unchanged {
                 present.push(c.user_name.as_str());
             } else {
-                whole.push(ContactJson(c));
+                whole.push(StagedContact(c));
             }
         }
         // A record seen earlier in this sync (webwxinit's, say) is replaced
@@ -322,9 +322,9 @@ fn json_rows<T: Serialize>(rows: impl Iterator<Item = T>) -> Result<String, Erro
 
 /// A contact as a JSON object keyed by column name, the form
 /// [`columns::Sql::stage_insert`] reads.
-struct ContactJson<'a>(&'a Contact);
+struct StagedContact<'a>(&'a Contact);
 
-impl Serialize for ContactJson<'_> {
+impl Serialize for StagedContact<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(COLUMNS.len()))?;
         for (column, value) in COLUMNS.iter().zip(self.0.values()) {

@@ -28,6 +28,8 @@ pub use login::{
 };
 pub use realid::RealId;
 pub use session::{Session, SessionState};
+#[cfg(test)]
+pub(crate) use wire::read_contact;
 pub use wire::{RawContact, RawMember};
 
 /// Which client the server should see.
