@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, InitContacts};
 use crate::avatars::{FetchError, FetchMode, Fetcher, Progress};
@@ -14,11 +13,13 @@ use crate::cli::{Cli, Command, ExportArgs, IdentityAction, IdentityArgs, LoginAr
 use crate::config::Config;
 use crate::daemon;
 use crate::health;
-use crate::identity::listing;
+use crate::shutdown;
 #[cfg(feature = "simulator")]
 use crate::simulator::Simulator;
 use crate::sync::{self, SyncOptions};
+use crate::undecided;
 use crate::webwx::{self, LoginEvent, SessionState};
+use crate::wording::{one_line, plural};
 
 /// Runs the command; only `status --check` has exit codes of its own.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -48,7 +49,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Sync(args) => sync_once(&App::open(config).await?, &args)
             .await
             .map_err(login_hint),
-        Command::Run => daemon::run(App::open(config).await?, shutdown_on_signal()).await,
+        Command::Run => daemon::run(App::open(config).await?, shutdown::on_signal()).await,
         Command::Status { json, .. } => status(&App::open(config).await?, json).await,
         Command::Identity(args) => identity(&App::open(config).await?, &args).await,
         Command::Avatars => avatars(&App::open(config).await?).await.map_err(login_hint),
@@ -79,20 +80,6 @@ pub fn exit_quietly_when_stdout_closes() {
     }));
 }
 
-/// An error and its causes on one line, each cause once: error types that
-/// already quote their source in their message do not repeat it.
-pub fn one_line(e: &anyhow::Error) -> String {
-    let mut line = e.to_string();
-    for cause in e.chain().skip(1) {
-        let cause = cause.to_string();
-        if !line.contains(&cause) {
-            line.push_str(": ");
-            line.push_str(&cause);
-        }
-    }
-    line
-}
-
 /// An error that comes from the server ending the session, with what a
 /// person at the terminal must do next.
 fn login_hint(e: anyhow::Error) -> anyhow::Error {
@@ -110,17 +97,6 @@ fn login_hint(e: anyhow::Error) -> anyhow::Error {
     } else {
         e
     }
-}
-
-/// A token cancelled by the first SIGTERM or SIGINT.
-pub fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        daemon::signal().await;
-        cancel.cancel();
-    });
-    token
 }
 
 /// `wxsync login`. Unless `--qr`, a previous session file (in any state)
@@ -180,7 +156,7 @@ async fn login(app: &App, args: &LoginArgs) -> anyhow::Result<()> {
 
 async fn sync_once(app: &App, args: &SyncArgs) -> anyhow::Result<()> {
     let client = app.client(app.active_session()?)?;
-    let stop = shutdown_on_signal();
+    let stop = shutdown::on_signal();
     if args.fetch_only {
         let stats = sync::fetch_only(&client, &app.sync_options(), &stop).await;
         app.save_session_if_current(&client.session())?;
@@ -349,15 +325,6 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// "1 row", "2 rows".
-pub fn plural(n: i64, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
 /// `wxsync identity`: list what the last re-link left to a person, or
 /// link / unlink by hand.
 async fn identity(app: &App, args: &IdentityArgs) -> anyhow::Result<()> {
@@ -383,7 +350,7 @@ async fn identity(app: &App, args: &IdentityArgs) -> anyhow::Result<()> {
             );
         }
         None if args.json => println!("{}", serde_json::to_string(&store.unlinked().await?)?),
-        None => print!("{}", listing::render(&store.undecided_rows().await?)),
+        None => print!("{}", undecided::render(&store.undecided_rows().await?)),
     }
     Ok(())
 }
@@ -402,7 +369,7 @@ async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         "Point wxsync at it with:  [wechat] login_url = \"{}\"",
         sim.base_url()
     );
-    daemon::signal().await;
+    shutdown::signal().await;
     sim.shutdown().await;
     Ok(())
 }
@@ -441,7 +408,7 @@ async fn demo(mut config: Config, account: &AccountArgs) -> anyhow::Result<()> {
     }
     println!("Stop with Ctrl-C.");
     println!();
-    let result = daemon::run(app, shutdown_on_signal()).await;
+    let result = daemon::run(app, shutdown::on_signal()).await;
     sim.shutdown().await;
     result
 }
@@ -468,7 +435,7 @@ async fn avatars(app: &App) -> anyhow::Result<()> {
         ..app.avatar_options()
     };
     let mut fetcher = Fetcher::new(opts, None, Some(AVATAR_TRIES));
-    let stop = shutdown_on_signal();
+    let stop = shutdown::on_signal();
     // Drawn on stderr, and only when it is a terminal.
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("avatars {bar:40} {pos}/{len} ({eta} left)")
@@ -564,20 +531,6 @@ async fn export(app: &App, args: &ExportArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_line_names_each_cause_once() {
-        let io = std::io::Error::other("disk full");
-        let e = anyhow::Error::new(crate::config::ConfigError::Read {
-            path: "x.toml".into(),
-            source: io,
-        })
-        .context("starting");
-        assert_eq!(
-            one_line(&e),
-            "starting: cannot read config file x.toml: disk full"
-        );
-    }
 
     #[test]
     fn a_dead_session_error_says_to_log_in_and_others_do_not() {

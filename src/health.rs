@@ -12,11 +12,11 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::commands::{one_line, plural};
 use crate::config::{CheckConfig, Config, parse_schedule};
 use crate::store::{Counts, SyncRun, WaitingDeletion};
 use crate::telemetry::escape;
 use crate::webwx::SessionState;
+use crate::wording::{one_line, plural};
 
 /// A monitoring-plugins state; the discriminant is the exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

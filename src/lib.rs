@@ -5,6 +5,23 @@
 //! fresh between them, and `simulator` (the default-on cargo feature of that
 //! name) is a loopback WeChat Web server that the tests, the benchmarks and
 //! `wxsync demo` run against; nothing else in the crate depends on it.
+//!
+//! The modules are layered; each uses only modules of the layers below it
+//! (`tests/layering.rs` fails on any circle):
+//!
+//! 1. foundations, which use no other module: [`webwx`] (the protocol
+//!    client), `simulator`, [`backoff`], [`memory`], [`telemetry`],
+//!    [`shutdown`] (SIGTERM/SIGINT), [`wording`] (errors and counts in
+//!    words);
+//! 2. [`contact`]: decoded records;
+//! 3. [`identity`]: the pure matcher of who is who across two logins;
+//! 4. [`store`]: the SQLite cache, which asks the matcher when it re-links;
+//! 5. [`sync`], [`avatars`], [`export`], and [`undecided`] (what a re-link
+//!    left to a person, in words);
+//! 6. [`config`] (the file, read into each module's options) and [`cli`];
+//! 7. [`app`]: the opened config, store and client;
+//! 8. [`daemon`] and [`health`];
+//! 9. [`commands`]: one function per subcommand, which `main` calls.
 
 pub mod app;
 pub mod avatars;
@@ -18,9 +35,12 @@ pub mod export;
 pub mod health;
 pub mod identity;
 pub mod memory;
+pub mod shutdown;
 #[cfg(feature = "simulator")]
 pub mod simulator;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod undecided;
 pub mod webwx;
+pub mod wording;

@@ -13,7 +13,7 @@ async fn main() -> ExitCode {
     match wxsync::commands::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            let line = wxsync::commands::one_line(&e);
+            let line = wxsync::wording::one_line(&e);
             match output {
                 // At error priority, so `journalctl -p err` shows why it stopped.
                 LogOutput::Journald => tracing::error!("wxsync: {line}"),

@@ -37,10 +37,10 @@ use tracing::{debug, error, info, warn};
 use crate::app::{self, App};
 use crate::avatars::FetchMode;
 use crate::backoff::Backoff;
-use crate::commands::one_line;
 use crate::memory;
 use crate::sync::{self, SyncError};
 use crate::webwx::{self, Client, Session, SessionState};
+use crate::wording::one_line;
 
 use hook::{Event, Hook};
 pub use notify::Notifier;
@@ -59,17 +59,6 @@ const SYNC_RETRIES: u32 = 4;
 /// How long shutdown waits for the session's tasks once they are told to
 /// stop; the unit gives the whole process `TimeoutStopSec=20`.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// Waits for SIGTERM or SIGINT.
-pub async fn signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received; stopping"),
-        _ = int.recv() => info!("SIGINT received; stopping"),
-    }
-}
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -219,7 +219,7 @@ impl<'a> Pusher<'a> {
             Err(e) => {
                 let message = format!(
                     "the phone confirmed the push login but the session cannot be saved ({}): run `wxsync login`",
-                    crate::commands::one_line(&e)
+                    crate::wording::one_line(&e)
                 );
                 warn!("{message}");
                 self.hook.fire(Event::LoginNeeded, &message);

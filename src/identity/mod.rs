@@ -56,7 +56,6 @@ mod assign;
 mod evidence;
 mod groups;
 mod keys;
-pub mod listing;
 mod people;
 mod values;
 

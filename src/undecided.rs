@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use crate::commands::plural;
 use crate::store::{Shown, Undecided};
 use crate::telemetry::escape;
+use crate::wording::plural;
 
 /// Scores closer than this are the same (they are printed to 0.1 bit).
 const TIE_BITS: f64 = 0.05;

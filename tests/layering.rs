@@ -1,0 +1,203 @@
+//! The top-level modules depend on each other one way: no module reaches,
+//! through any chain of `crate::` paths (imports, code, tests or doc links),
+//! back to itself. docs/development.md, "Layout", names the layers.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// One module's references: the module it names, and where.
+type Edges = BTreeMap<String, BTreeMap<String, String>>;
+
+#[test]
+fn top_level_modules_form_no_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let edges = module_graph(&src);
+    assert!(
+        edges.len() > 10,
+        "too few modules found in {}",
+        src.display()
+    );
+    if let Some(circle) = find_circle(&edges) {
+        let steps: Vec<String> = circle
+            .windows(2)
+            .map(|w| format!("  {} -> {}  ({})", w[0], w[1], edges[&w[0]][&w[1]]))
+            .collect();
+        panic!("a circle between top-level modules:\n{}", steps.join("\n"));
+    }
+}
+
+#[test]
+fn a_circle_is_found_and_a_chain_is_not() {
+    let graph = |pairs: &[(&str, &str)]| -> Edges {
+        let mut e = Edges::new();
+        for (a, b) in pairs {
+            e.entry(a.to_string()).or_default();
+            e.entry(b.to_string()).or_default();
+            e.get_mut(*a).unwrap().insert(b.to_string(), String::new());
+        }
+        e
+    };
+    assert_eq!(
+        find_circle(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])),
+        None
+    );
+    assert_eq!(
+        find_circle(&graph(&[("a", "b"), ("b", "c"), ("c", "a")])),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+    let names: Vec<String> = referenced(
+        "use crate::{\n    app::App,\n    store::{self, Store},\n};\n/// [`crate::sync`]",
+    )
+    .into_iter()
+    .map(|(_, name)| name)
+    .collect();
+    assert_eq!(names, ["app", "store", "sync"]);
+}
+
+/// Each top-level module declared in lib.rs, with the modules its files
+/// name through `crate::`.
+fn module_graph(src: &Path) -> Edges {
+    let lib = fs::read_to_string(src.join("lib.rs")).expect("src/lib.rs");
+    let modules: Vec<String> = lib
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("pub mod ")
+                .or(l.trim().strip_prefix("mod "))
+        })
+        .filter_map(|l| l.strip_suffix(';'))
+        .map(str::to_owned)
+        .collect();
+    let mut edges = Edges::new();
+    for module in &modules {
+        let mut files = Vec::new();
+        rust_files(&src.join(module), &mut files);
+        files.push(src.join(format!("{module}.rs")));
+        let named = edges.entry(module.clone()).or_default();
+        for file in files.iter().filter(|f| f.is_file()) {
+            let text = fs::read_to_string(file).expect("a source file");
+            for (at, other) in referenced(&text) {
+                if other != *module && modules.contains(&other) {
+                    let line = text[..at].matches('\n').count() + 1;
+                    let rel = file.strip_prefix(src).unwrap_or(file);
+                    named
+                        .entry(other)
+                        .or_insert_with(|| format!("src/{}:{line}", rel.display()));
+                }
+            }
+        }
+    }
+    edges
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The first path segment after each `crate::` in `text`, and each
+/// top-level name of a `crate::{a, b::c}` group (which may span lines),
+/// with the offset of its `crate::`.
+fn referenced(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("crate::") {
+        let at = from + found;
+        from = at + "crate::".len();
+        let rest = &text[from..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 1;
+            let mut name = String::new();
+            let mut expect_name = true;
+            for ch in group.chars() {
+                match ch {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    ',' if depth == 1 => expect_name = true,
+                    c if depth == 1 && expect_name && (c.is_alphanumeric() || c == '_') => {
+                        name.push(c)
+                    }
+                    _ if !name.is_empty() => {
+                        out.push((at, std::mem::take(&mut name)));
+                        expect_name = false;
+                    }
+                    _ => {}
+                }
+            }
+            if !name.is_empty() {
+                out.push((at, name));
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            out.push((at, name));
+        }
+    }
+    out
+}
+
+/// A circle in the graph, as the modules along it (the first repeated at
+/// the end), or `None` when the graph has none.
+fn find_circle(edges: &Edges) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    fn visit(
+        node: &str,
+        edges: &Edges,
+        marks: &mut BTreeMap<String, Mark>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        marks.insert(node.to_owned(), Mark::Open);
+        path.push(node.to_owned());
+        for next in edges.get(node).into_iter().flat_map(|m| m.keys()) {
+            match marks.get(next).copied().unwrap_or(Mark::New) {
+                Mark::Open => {
+                    let start = path.iter().position(|p| p == next).unwrap_or(0);
+                    let mut circle = path[start..].to_vec();
+                    circle.push(next.clone());
+                    return Some(circle);
+                }
+                Mark::New => {
+                    if let Some(c) = visit(next, edges, marks, path) {
+                        return Some(c);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks.insert(node.to_owned(), Mark::Done);
+        None
+    }
+    let mut marks = BTreeMap::new();
+    for node in edges.keys() {
+        if marks.get(node).copied().unwrap_or(Mark::New) == Mark::New {
+            let mut path = Vec::new();
+            if let Some(c) = visit(node, edges, &mut marks, &mut path) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
