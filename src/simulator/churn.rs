@@ -1,7 +1,7 @@
 //! What happens to an address book between two logins: people rename
 //! themselves and change avatars and signatures, the user edits remarks,
 //! friends come and go, members join and leave groups, groups are renamed,
-//! created and left. [`World::churn`] applies each kind to about `rate` of
+//! created and left. [`AddressBook::churn`] applies each kind to about `rate` of
 //! the entities it can apply to, queues the changes as the other mutators
 //! do, and reports what it changed by sim id.
 
@@ -12,9 +12,9 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::SimKind;
+use super::account::SimKind;
+use super::address_book::{self, AddressBook, Change, GROUP_CAP, GroupMember, Id};
 use super::text;
-use super::world::{self, Change, GROUP_CAP, Id, Member, World};
 
 /// What one [`Simulator::churn`](super::Simulator::churn) changed, by sim id
 /// (`(group, member)` for membership changes).
@@ -82,7 +82,7 @@ fn pick<T: Copy>(rng: &mut StdRng, rate: f64, pool: &[T]) -> Vec<T> {
     pool.choose_multiple(rng, k).copied().collect()
 }
 
-impl World {
+impl AddressBook {
     /// Applies one round of churn; see the module doc.
     pub fn churn(&mut self, rate: f64, seed: u64) -> (Vec<Change>, ChurnReport) {
         let rate = if rate.is_finite() {
@@ -139,12 +139,12 @@ impl World {
         for id in pick(&mut rng, rate, &friends) {
             let e = &mut self.entities[id];
             if e.remark.is_empty() {
-                e.remark = world::remark_name(&mut rng);
+                e.remark = address_book::remark_name(&mut rng);
                 report.remark_set.push(sim(id));
             } else if rng.random_bool(0.5) {
                 let old = std::mem::take(&mut e.remark);
                 while e.remark.is_empty() || e.remark == old {
-                    e.remark = world::remark_name(&mut rng);
+                    e.remark = address_book::remark_name(&mut rng);
                 }
                 report.remark_changed.push(sim(id));
             } else {
@@ -177,7 +177,7 @@ impl World {
             let old = std::mem::take(&mut member.display_name);
             if old.is_empty() || rng.random_bool(0.5) {
                 while member.display_name.is_empty() || member.display_name == old {
-                    member.display_name = world::card_name(&mut rng);
+                    member.display_name = address_book::card_name(&mut rng);
                 }
             }
             changes.push(Change::Mod(g));
@@ -187,7 +187,7 @@ impl World {
             let e = &mut self.entities[g];
             let old = std::mem::take(&mut e.nick);
             while e.nick.is_empty() || e.nick == old {
-                e.nick = world::group_name(rng.random_range(0..60));
+                e.nick = address_book::group_name(rng.random_range(0..60));
                 if rng.random_bool(0.3) {
                     e.nick
                         .push_str(text::EMOJI_SPANS.choose(&mut rng).expect("non-empty"));
@@ -217,12 +217,12 @@ impl World {
             let id = match friends.choose(&mut rng) {
                 Some(f) if rng.random_bool(0.3) && !self.is_member(g, *f) => *f,
                 _ => {
-                    let e = world::person(&mut rng, SimKind::Stranger);
+                    let e = address_book::person(&mut rng, SimKind::Stranger);
                     self.add_person(e, &mut rng)
                 }
             };
             let data = self.entities[g].group.as_mut().expect("group");
-            data.members.push(Member {
+            data.members.push(GroupMember {
                 id,
                 display_name: String::new(),
             });
@@ -244,7 +244,7 @@ impl World {
                     *s
                 }
                 _ => {
-                    let mut e = world::person(&mut rng, SimKind::Friend);
+                    let mut e = address_book::person(&mut rng, SimKind::Friend);
                     e.remark.clear();
                     self.add_person(e, &mut rng)
                 }
@@ -254,7 +254,7 @@ impl World {
         }
         for _ in 0..how_many(&mut rng, rate, groups.len()) {
             let size = rng.random_range(self.min_members..=self.max_members);
-            let nick = world::group_name(rng.random_range(0..60));
+            let nick = address_book::group_name(rng.random_range(0..60));
             let saved = rng.random_bool(0.7);
             let g = self.new_group_with(&mut rng, &nick, size, saved);
             changes.push(Change::Mod(g));

@@ -11,8 +11,9 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use super::account::{Account, SimContact, SimGroup, SimKind, SimMember};
+use super::config::{SimConfig, StatusNotify};
 use super::text::{self, GenName};
-use super::{Account, SimConfig, SimContact, SimGroup, SimKind, SimMember, StatusNotify};
 
 pub(crate) type Id = usize;
 
@@ -57,7 +58,7 @@ pub(crate) struct Entity {
 
 #[derive(Clone)]
 pub(crate) struct GroupData {
-    pub members: Vec<Member>,
+    pub members: Vec<GroupMember>,
     pub saved: bool,
     pub in_init: bool,
     pub in_chat_set: bool,
@@ -66,7 +67,7 @@ pub(crate) struct GroupData {
 }
 
 #[derive(Clone)]
-pub(crate) struct Member {
+pub(crate) struct GroupMember {
     pub id: Id,
     pub display_name: String,
 }
@@ -85,7 +86,7 @@ pub(crate) enum Change {
 /// The real servers cap a group at this many members.
 pub(crate) const GROUP_CAP: usize = 500;
 
-pub(crate) struct World {
+pub(crate) struct AddressBook {
     seed: u64,
     rng: StdRng,
     pub entities: Vec<Entity>,
@@ -177,11 +178,11 @@ pub(crate) fn random_string(rng: &mut StdRng, alphabet: &[u8], n: usize) -> Stri
         .collect()
 }
 
-impl World {
-    pub fn generate(cfg: &SimConfig) -> World {
+impl AddressBook {
+    pub fn generate(cfg: &SimConfig) -> AddressBook {
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let max_members = cfg.max_group_members.clamp(3, GROUP_CAP);
-        let mut w = World {
+        let mut w = AddressBook {
             seed: cfg.seed,
             rng: StdRng::seed_from_u64(cfg.seed ^ 0x005e_ed0f_c4a9),
             entities: Vec::new(),
@@ -323,7 +324,7 @@ impl World {
             for g in roomy.choose_multiple(rng, 2) {
                 let data = self.entities[*g].group.as_mut().expect("group");
                 for id in [a, b] {
-                    data.members.push(Member {
+                    data.members.push(GroupMember {
                         id,
                         display_name: card.clone(),
                     });
@@ -350,13 +351,13 @@ impl World {
         } else {
             group_name(index)
         };
-        let mut members = vec![Member {
+        let mut members = vec![GroupMember {
             id: self.self_id,
             display_name: String::new(),
         }];
         let want_friends = ((n - 1) * 2 / 5).min(friends.len());
         for f in friends.choose_multiple(rng, want_friends) {
-            members.push(Member {
+            members.push(GroupMember {
                 id: *f,
                 display_name: String::new(),
             });
@@ -371,7 +372,7 @@ impl World {
                 }
             };
             if !members.iter().any(|m| m.id == id) {
-                members.push(Member {
+                members.push(GroupMember {
                     id,
                     display_name: String::new(),
                 });
@@ -532,8 +533,8 @@ impl World {
         self.touched_among(id, self.groups_of(id))
     }
 
-    /// [`World::touched`] with the stranger's groups read from a
-    /// [`World::member_index`] built beforehand (for many changes in a row).
+    /// [`AddressBook::touched`] with the stranger's groups read from a
+    /// [`AddressBook::member_index`] built beforehand (for many changes in a row).
     pub fn touched_indexed(&self, id: Id, index: &HashMap<Id, Vec<Id>>) -> Vec<Change> {
         self.touched_among(id, index.get(&id).into_iter().flatten().copied())
     }
@@ -671,8 +672,8 @@ impl World {
         self.add_person(e, &mut rng)
     }
 
-    /// A generator of its own, seeded from the world's, for a mutation that
-    /// borrows the world mutably.
+    /// A generator of its own, seeded from the address book's, for a mutation that
+    /// borrows the address book mutably.
     pub fn fork_rng(&mut self) -> StdRng {
         StdRng::seed_from_u64(self.rng.random())
     }
@@ -812,7 +813,7 @@ impl World {
         )
     }
 
-    pub fn thin_member<'a>(&'a self, m: &'a Member) -> MemberJson<'a> {
+    pub fn thin_member<'a>(&'a self, m: &'a GroupMember) -> MemberJson<'a> {
         let e = &self.entities[m.id];
         MemberJson {
             uin: 0,
@@ -837,7 +838,7 @@ impl World {
         skey: &str,
         members: Option<Vec<MemberJson<'a>>>,
         with_encry: bool,
-    ) -> ContactJson<'a> {
+    ) -> ContactRecord<'a> {
         let e = &self.entities[id];
         let (remark_py_initial, remark_py_quan_pin) = text::remark_py(&e.remark);
         let members = members.unwrap_or_default();
@@ -845,7 +846,7 @@ impl World {
             .group
             .as_ref()
             .map_or(0, |g| i64::from(g.owner == self.self_id));
-        ContactJson {
+        ContactRecord {
             uin: if id == self.self_id { self.uin } else { 0 },
             user_name: &self.names[id],
             nick_name: &e.nick,
@@ -881,7 +882,7 @@ impl World {
     }
 
     /// A group with its full member list, as batchgetcontact and webwxsync send it.
-    pub fn group_json<'a>(&'a self, id: Id, skey: &str) -> ContactJson<'a> {
+    pub fn group_json<'a>(&'a self, id: Id, skey: &str) -> ContactRecord<'a> {
         let members = self.entities[id]
             .group
             .as_ref()
@@ -891,14 +892,14 @@ impl World {
     }
 
     /// A ModContactList record.
-    pub fn mod_json<'a>(&'a self, id: Id, skey: &str) -> ModContactJson<'a> {
+    pub fn mod_json<'a>(&'a self, id: Id, skey: &str) -> ModContactRecord<'a> {
         let e = &self.entities[id];
         let members: Vec<MemberJson<'a>> = e
             .group
             .as_ref()
             .map(|g| g.members.iter().map(|m| self.thin_member(m)).collect())
             .unwrap_or_default();
-        ModContactJson {
+        ModContactRecord {
             user_name: &self.names[id],
             nick_name: &e.nick,
             sex: e.sex,
@@ -949,7 +950,7 @@ impl World {
     }
 
     /// Init's ContactList entry: groups carry a partial, dirty member list.
-    pub fn init_json(&self, id: Id, skey: &str) -> ContactJson<'_> {
+    pub fn init_json(&self, id: Id, skey: &str) -> ContactRecord<'_> {
         match &self.entities[id].group {
             Some(g) => {
                 let k = (g.members.len() - 1).min(2 + id % 5);
@@ -1099,7 +1100,7 @@ pub(crate) struct MemberJson<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct ContactJson<'a> {
+pub(crate) struct ContactRecord<'a> {
     uin: i64,
     user_name: &'a str,
     nick_name: &'a str,
@@ -1137,7 +1138,7 @@ pub(crate) struct ContactJson<'a> {
     is_owner: i64,
 }
 
-impl<'a> ContactJson<'a> {
+impl<'a> ContactRecord<'a> {
     pub fn user_name(&self) -> &'a str {
         self.user_name
     }
@@ -1170,7 +1171,7 @@ impl<'a> ContactJson<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct ModContactJson<'a> {
+pub(crate) struct ModContactRecord<'a> {
     user_name: &'a str,
     nick_name: &'a str,
     sex: i64,
@@ -1212,16 +1213,16 @@ mod tests {
 
     #[test]
     fn same_seed_gives_the_same_account() {
-        let a = World::generate(&small()).snapshot();
-        let b = World::generate(&small()).snapshot();
+        let a = AddressBook::generate(&small()).snapshot();
+        let b = AddressBook::generate(&small()).snapshot();
         assert_eq!(a, b);
-        let c = World::generate(&SimConfig { seed: 8, ..small() }).snapshot();
+        let c = AddressBook::generate(&SimConfig { seed: 8, ..small() }).snapshot();
         assert_ne!(a, c);
     }
 
     #[test]
     fn sizes_and_shapes_follow_the_config() {
-        let a = World::generate(&small()).snapshot();
+        let a = AddressBook::generate(&small()).snapshot();
         let count = |k| a.contacts.iter().filter(|c| c.kind == k).count();
         assert_eq!(count(SimKind::Friend), 40);
         assert_eq!(count(SimKind::Official), 5);
@@ -1241,7 +1242,7 @@ mod tests {
 
     #[test]
     fn a_new_login_renames_everyone_but_specials() {
-        let mut w = World::generate(&small());
+        let mut w = AddressBook::generate(&small());
         let before = w.snapshot();
         w.next_generation();
         let after = w.snapshot();
