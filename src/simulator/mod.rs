@@ -164,6 +164,27 @@ impl Simulator {
         });
     }
 
+    /// Someone the account already knows (a friend, say) joins a group.
+    pub fn contact_joins(&self, group: &str, member: &str) {
+        self.mutate(group, |w, gid| {
+            let Some(mid) = w.lookup(member).filter(|m| !w.is_member(gid, *m)) else {
+                tracing::warn!(
+                    member,
+                    "simulator: unknown member, or one already in the group"
+                );
+                return Vec::new();
+            };
+            let Some(g) = w.entities[gid].group.as_mut() else {
+                return Vec::new();
+            };
+            g.members.push(GroupMember {
+                id: mid,
+                display_name: String::new(),
+            });
+            vec![Change::Mod(gid)]
+        });
+    }
+
     /// A stranger joins a group; returns the member's UserName.
     pub fn member_joins(&self, group: &str, nick_name: &str) -> String {
         self.inner.with_book_mut(|w| {

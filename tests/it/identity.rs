@@ -559,36 +559,93 @@ async fn linking_rows_of_different_kinds_is_refused_in_words() {
     );
 }
 
-/// A friend whose link was missed (a look-alike, no MsgType 51 map) and who
-/// stayed in their groups is paired there with their new name like any
-/// other member: the groups record no `left` and `joined` for them.
+/// A friend whose link is missed (a look-alike, no MsgType 51 map) stays
+/// in three groups and sets a card in each, while a friend the re-link does
+/// link, who goes by the same nick name, joins them with a card of their
+/// own. Members are paired by
+/// the contact link first, so the linked friend's new name is their join
+/// and never a partner for the missed friend's stored row; then as
+/// strangers, where the missed friend pairs by nick name. Their groups
+/// record no `left` or `joined` for the missed friend, and three joins for
+/// the linked one.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_friend_whose_link_was_missed_neither_leaves_nor_joins_their_groups() {
-    let r = relinked_look_alikes(StatusNotify::Off).await;
-    assert!(
-        r.new
-            .keys()
-            .all(|n| !r.old_ids.values().any(|id| Some(id) == r.now.get(n))),
-        "the look-alikes' links are missed"
-    );
-    let grouped = r
-        .account
+async fn a_friend_whose_link_was_missed_is_paired_in_their_groups_after_the_linked_ones() {
+    let app = TestApp::spawn(SimConfig {
+        lookalikes: 1,
+        status_notify: StatusNotify::Off,
+        ..small_account()
+    })
+    .await;
+    let account = app.sim.account();
+    let (twin_id, other_twin) = account.lookalikes[0];
+    let twin = account
+        .contacts
+        .iter()
+        .find(|c| c.sim_id == twin_id)
+        .unwrap();
+    let namesake = account
+        .contacts
+        .iter()
+        .find(|c| c.kind == SimKind::Friend && ![twin_id, other_twin].contains(&c.sim_id))
+        .unwrap();
+    let groups: Vec<String> = account
         .groups
         .iter()
-        .filter(|g| g.members.iter().any(|m| r.new.contains_key(&m.user_name)))
-        .count();
-    assert!(grouped > 0, "some look-alikes sit in groups");
+        .filter(|g| g.saved && g.members.iter().all(|m| m.sim_id != namesake.sim_id))
+        .take(3)
+        .map(|g| g.user_name.clone())
+        .collect();
+    assert_eq!(groups.len(), 3);
+    app.sim.rename(&namesake.user_name, &twin.nick_name);
+    for g in &groups {
+        app.sim.contact_joins(g, &twin.user_name);
+    }
+    app.login().await;
+    app.sync().await;
+    let old_ids = ids(&app).await;
+    let name = |account: &Account, sim_id| {
+        let c = account.contacts.iter().find(|c| c.sim_id == sim_id);
+        c.unwrap().user_name.clone()
+    };
+    let before = app.sim.account();
+    let (twin_old, namesake_old) = (name(&before, twin_id), name(&before, namesake.sim_id));
+    for g in before
+        .groups
+        .iter()
+        .filter(|g| g.members.iter().any(|m| m.sim_id == twin_id))
+    {
+        app.sim.contact_joins(&g.user_name, &namesake_old);
+        app.sim
+            .member_card(&g.user_name, &namesake_old, "the other one");
+        app.sim.member_card(&g.user_name, &twin_old, "book club");
+    }
+
+    relogin_and_sync(&app).await;
+    let after = app.sim.account();
+    let (twin_new, namesake_new) = (name(&after, twin_id), name(&after, namesake.sim_id));
+    let now = ids(&app).await;
+    assert_eq!(
+        now[&namesake_new], old_ids[&namesake_old],
+        "the namesake is linked"
+    );
+    assert_ne!(
+        now[&twin_new], old_ids[&twin_old],
+        "the look-alike's link is missed"
+    );
     let moves: Vec<(String, String)> = sqlx::query_as(
         "SELECT change, old_value FROM contact_changes WHERE change IN ('joined', 'left')",
     )
-    .fetch_all(&r.app.db().await)
+    .fetch_all(&app.db().await)
     .await
     .unwrap();
-    let theirs: Vec<&(String, String)> = moves
-        .iter()
-        .filter(|(_, member)| r.old.contains_key(member) || r.new.contains_key(member))
-        .collect();
-    assert!(theirs.is_empty(), "{theirs:?}");
+    let of = |who: &[&String]| -> Vec<&(String, String)> {
+        moves.iter().filter(|(_, m)| who.contains(&m)).collect()
+    };
+    assert_eq!(of(&[&twin_old, &twin_new]), Vec::<&(String, String)>::new());
+    assert_eq!(
+        of(&[&namesake_old, &namesake_new]),
+        vec![&("joined".to_owned(), namesake_new.clone()); 3]
+    );
 }
 
 /// What a sync decides, without the times it was decided at: contacts,
