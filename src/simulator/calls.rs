@@ -81,6 +81,9 @@ pub enum Fault {
     /// `ChatSet`): the webwxgetcontact answer that once marked nearly
     /// everyone deleted.
     EmptyList,
+    /// webwxinit and webwxsync: the reply's `SKey` is a new skey, which
+    /// replaces the session's (the old one answers Ret 1100 from then on).
+    NewSkey,
 }
 
 /// One request the simulator received.

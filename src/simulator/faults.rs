@@ -11,9 +11,9 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::calls::{Endpoint, Fault};
 use super::http::{Reply, Req, Streamed};
-use super::login::{push_refusal, ticket};
+use super::login::{new_skey, push_refusal, ticket};
 use super::routes::route;
-use super::state::Shared;
+use super::state::{Shared, State};
 
 /// The reply a call gets under `fault`: an error of the fault's own shape,
 /// or the normal reply ([`route`]) delayed, cut, emptied or reshaped.
@@ -54,6 +54,13 @@ pub(super) async fn apply(inner: &Shared, endpoint: Endpoint, req: &Req, fault: 
             route(inner, endpoint, req, Some(&shape)).await
         }
         // Faults that rewrite the lists of any JSON reply.
+        Fault::NewSkey => {
+            let mut r = route(inner, endpoint, req, None).await;
+            if r.ret == Some(0) {
+                hand_out_new_skey(inner, &mut r.body);
+            }
+            r
+        }
         shape @ (Fault::Unnamed(_) | Fault::LeftOut(_) | Fault::EmptyList) => {
             let mut r = route(inner, endpoint, req, None).await;
             if r.ret == Some(0) {
@@ -178,6 +185,25 @@ const LISTS: [(&str, &str); 4] = [
     ("ModContactList", "ModContactCount"),
     ("DelContactList", "DelContactCount"),
 ];
+
+/// [`Fault::NewSkey`]: a reply that carries `SKey` gets a new one, and the
+/// session takes it.
+fn hand_out_new_skey(inner: &Shared, body: &mut Vec<u8>) {
+    let Ok(Value::Object(mut reply)) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    if !reply.contains_key("SKey") {
+        return;
+    }
+    let mut st = inner.lock();
+    let State { rng, session, .. } = &mut *st;
+    let Some(session) = session.as_mut() else {
+        return;
+    };
+    session.skey = new_skey(rng);
+    reply.insert("SKey".into(), session.skey.clone().into());
+    *body = serde_json::to_vec(&reply).unwrap_or_default();
+}
 
 /// Applies [`Fault::Unnamed`], [`Fault::LeftOut`] or [`Fault::EmptyList`]
 /// to a JSON reply's lists; a body that is not a JSON object is left alone.

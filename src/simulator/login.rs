@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::Rng;
+use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -205,11 +206,7 @@ pub(super) fn ticket(inner: &Shared, req: &Req, login_ret: Option<i64>) -> Reply
     let mut sid = random_string(rng, B64, 16);
     sid.replace_range(5..6, "+");
     sid.replace_range(11..12, "/");
-    let skey = format!(
-        "@crypt_{}_{}",
-        random_string(rng, HEX, 8),
-        random_string(rng, HEX, 32)
-    );
+    let skey = new_skey(rng);
     let mut raw_ticket = random_string(rng, B64, 62);
     raw_ticket.replace_range(7..8, "+");
     raw_ticket.push_str("==");
@@ -256,6 +253,15 @@ pub(super) fn ticket(inner: &Shared, req: &Req, login_ret: Option<i64>) -> Reply
     r.cookies = cookies;
     r.ret = Some(0);
     r
+}
+
+/// A fresh `@crypt_…` skey.
+pub(super) fn new_skey(rng: &mut StdRng) -> String {
+    format!(
+        "@crypt_{}_{}",
+        random_string(rng, HEX, 8),
+        random_string(rng, HEX, 32)
+    )
 }
 
 /// Where a request carries its credentials.

@@ -16,7 +16,7 @@ pub mod text;
 mod wire;
 
 #[cfg(all(test, feature = "simulator"))]
-mod stub_tests;
+mod client_tests;
 
 use std::time::Duration;
 
