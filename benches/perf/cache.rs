@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
+use wxsync::contact::COLUMNS;
 use wxsync::store::SyncRun;
 
 /// Physical row writes on the two data tables, counted by triggers the bench
@@ -14,40 +15,47 @@ use wxsync::store::SyncRun;
 /// was counts, as it costs the same and holds the same lock.
 const COUNTED: [&str; 2] = ["contacts", "memberships"];
 
-/// A copy of the data as it was, in a side database, for "rows changed".
-/// Timestamps are left out (a row whose data did not change did not change),
-/// `deleted_at` becomes a flag.
-const SNAPSHOT: &[&str] = &[
-    "DROP TABLE IF EXISTS before.contacts",
-    "DROP TABLE IF EXISTS before.memberships",
-    "CREATE TABLE before.contacts AS SELECT user_name, kind, nick_name, remark_name, alias, \
-     signature, province, city, head_img_url, sex, verify_flag, contact_flag, star_friend, \
-     member_count, encry_chat_room_id, raw, deleted_at IS NOT NULL AS deleted, contact_id, \
-     real_id FROM main.contacts",
-    "CREATE TABLE before.memberships AS SELECT * FROM main.memberships",
-];
+/// The contact data a change shows in: every declared column, whether the
+/// row is marked deleted (timestamps are left out: a row whose data did not
+/// change did not change), its ids.
+fn contact_data() -> String {
+    let columns: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+    format!(
+        "{}, deleted_at IS NOT NULL AS deleted, contact_id, real_id",
+        columns.join(", ")
+    )
+}
 
-/// Rows inserted, changed or removed since [`SNAPSHOT`], each counted once.
-const CHANGED: &str = "SELECT \
-    (SELECT count(*) FROM ( \
-       SELECT user_name FROM ( \
-         SELECT user_name, kind, nick_name, remark_name, alias, signature, province, city, \
-                head_img_url, sex, verify_flag, contact_flag, star_friend, member_count, \
-                encry_chat_room_id, raw, deleted_at IS NOT NULL, contact_id, real_id \
-         FROM main.contacts EXCEPT SELECT * FROM before.contacts) \
-       UNION \
-       SELECT user_name FROM ( \
-         SELECT * FROM before.contacts EXCEPT \
-         SELECT user_name, kind, nick_name, remark_name, alias, signature, province, city, \
-                head_img_url, sex, verify_flag, contact_flag, star_friend, member_count, \
-                encry_chat_room_id, raw, deleted_at IS NOT NULL, contact_id, real_id \
-         FROM main.contacts))) \
-  + (SELECT count(*) FROM ( \
-       SELECT group_user_name, member_user_name FROM ( \
-         SELECT * FROM main.memberships EXCEPT SELECT * FROM before.memberships) \
-       UNION \
-       SELECT group_user_name, member_user_name FROM ( \
-         SELECT * FROM before.memberships EXCEPT SELECT * FROM main.memberships)))";
+/// A copy of the data as it was, in a side database, for "rows changed".
+fn snapshot() -> [String; 4] {
+    [
+        "DROP TABLE IF EXISTS before.contacts".into(),
+        "DROP TABLE IF EXISTS before.memberships".into(),
+        format!(
+            "CREATE TABLE before.contacts AS SELECT {} FROM main.contacts",
+            contact_data()
+        ),
+        "CREATE TABLE before.memberships AS SELECT * FROM main.memberships".into(),
+    ]
+}
+
+/// Rows inserted, changed or removed since [`snapshot`], each counted once.
+fn changed() -> String {
+    let now = format!("SELECT {} FROM main.contacts", contact_data());
+    format!(
+        "SELECT \
+           (SELECT count(*) FROM ( \
+              SELECT user_name FROM ({now} EXCEPT SELECT * FROM before.contacts) \
+              UNION \
+              SELECT user_name FROM (SELECT * FROM before.contacts EXCEPT {now}))) \
+         + (SELECT count(*) FROM ( \
+              SELECT group_user_name, member_user_name FROM ( \
+                SELECT * FROM main.memberships EXCEPT SELECT * FROM before.memberships) \
+              UNION \
+              SELECT group_user_name, member_user_name FROM ( \
+                SELECT * FROM before.memberships EXCEPT SELECT * FROM main.memberships)))"
+    )
+}
 
 /// The rows a `sync_runs` row says its run wrote.
 pub fn reported_writes(run: &SyncRun) -> i64 {
@@ -127,14 +135,16 @@ impl Cache {
 
     /// Remembers the data as it is now, for [`Cache::rows_changed`].
     pub async fn snapshot(&mut self) -> anyhow::Result<()> {
-        for statement in SNAPSHOT {
-            sqlx::query(*statement).execute(&mut self.conn).await?;
+        for statement in snapshot() {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut self.conn)
+                .await?;
         }
         Ok(())
     }
 
     pub async fn rows_changed(&mut self) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar(CHANGED)
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(changed()))
             .fetch_one(&mut self.conn)
             .await?)
     }

@@ -22,7 +22,7 @@ pub(super) struct Sql {
     /// and every row as its values in [`COLUMNS`] order, each written
     /// `byte length:text` ([`parse_stored`] reads it).
     pub stored_chunk: String,
-    /// Prepare: the staged contacts whose stored row differs (`d_upd`).
+    /// Prepare: the staged contacts whose stored row differs (`changed_contacts`).
     pub prepare_updated: String,
     /// Prepare: one `updated` history row per changed column, one statement
     /// per recorded column.
@@ -91,7 +91,7 @@ impl Sql {
             )),
         );
         let prepare_updated = format!(
-            "INSERT INTO temp.d_upd
+            "INSERT INTO temp.changed_contacts
              SELECT i.contact_id, s.user_name, c.deleted_at IS NOT NULL
              FROM temp.ident i JOIN temp.stage_contacts s ON s.user_name = i.user_name
              JOIN main.contacts c ON c.contact_id = i.contact_id
@@ -116,7 +116,7 @@ impl Sql {
                          (contact_id, user_name, change, field, old_value, new_value)
                      SELECT d.contact_id, d.user_name, 'updated', '{0}',
                             CAST(c.{0} AS TEXT), CAST(s.{0} AS TEXT)
-                     FROM temp.d_upd d JOIN temp.stage_contacts s ON s.user_name = d.user_name
+                     FROM temp.changed_contacts d JOIN temp.stage_contacts s ON s.user_name = d.user_name
                      JOIN main.contacts c ON c.contact_id = d.contact_id
                      WHERE {changed}",
                     c.name
@@ -132,7 +132,7 @@ impl Sql {
         );
         let update = format!(
             "UPDATE main.contacts SET {}, updated_at = ?1, deleted_at = NULL
-             FROM temp.d_upd d JOIN temp.stage_contacts s ON s.user_name = d.user_name
+             FROM temp.changed_contacts d JOIN temp.stage_contacts s ON s.user_name = d.user_name
              WHERE contacts.contact_id = d.contact_id",
             join(all(), ", ", |c| format!("{0} = s.{0}", c.name)),
         );

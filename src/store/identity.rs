@@ -2,12 +2,41 @@
 //! ids (docs/storage.md, "Identity").
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use serde::Serialize;
 use sqlx::{FromRow, SqliteConnection};
 
-use super::{CONTACT_LOOKUP, ContactLookup, Error, Store, now};
+use super::{CONTACT_LOOKUP, ContactLookup, Error, Store, columns, now};
 use crate::webwx::RealId;
+
+/// `wxsync identity link`: the new row's (`?2`) data onto the old row
+/// (`?1`), marked live and updated at `?3`; the real id and the avatar come
+/// along.
+static MOVE_DATA: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE contacts SET ({}, real_id, avatar_sha256, avatar_fetched_at, avatar_seq) =
+           (SELECT {}, coalesce(n.real_id, contacts.real_id), n.avatar_sha256,
+                   n.avatar_fetched_at, n.avatar_seq
+            FROM contacts n WHERE n.contact_id = ?2),
+           deleted_at = NULL, updated_at = ?3
+         WHERE contact_id = ?1",
+        columns::list("", &["user_name"]),
+        columns::list("n", &["user_name"]),
+    )
+});
+
+/// `wxsync identity unlink`: a copy of the live row (`?2`) under its
+/// earlier name `?4` and its old id `?1`, marked deleted at `?5`.
+static RESTORE_OLD: LazyLock<String> = LazyLock::new(|| {
+    let data = columns::list("", &["user_name"]);
+    format!(
+        "INSERT INTO contacts (user_name, {data}, first_seen_at, updated_at, deleted_at,
+             contact_id, real_id)
+         SELECT ?4, {data}, first_seen_at, ?5, ?5, ?1, NULL
+         FROM contacts WHERE contact_id = ?2"
+    )
+});
 
 impl Store {
     /// Whether the cache holds this login's user names (a new login's first
@@ -269,17 +298,7 @@ impl Store {
             "UPDATE contact_changes SET contact_id = ?1 WHERE contact_id = ?2",
             "DELETE FROM identity_candidates WHERE old_contact_id = ?1 OR new_contact_id = ?2",
             // The new row's data, under the old row's id.
-            "UPDATE contacts SET (kind, nick_name, remark_name, alias, signature, province, city,
-                 head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
-                 encry_chat_room_id, raw, real_id, avatar_sha256, avatar_fetched_at,
-                 avatar_seq) =
-               (SELECT kind, nick_name, remark_name, alias, signature, province, city,
-                 head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
-                 encry_chat_room_id, raw, coalesce(n.real_id, contacts.real_id),
-                 n.avatar_sha256, n.avatar_fetched_at, n.avatar_seq
-                FROM contacts n WHERE n.contact_id = ?2),
-               deleted_at = NULL, updated_at = ?3
-             WHERE contact_id = ?1",
+            MOVE_DATA.as_str(),
             "DELETE FROM contacts WHERE contact_id = ?2",
             "UPDATE contacts SET user_name = ?4 WHERE contact_id = ?1",
             "UPDATE memberships SET member_contact_id = ?1 WHERE member_contact_id = ?2",
@@ -348,14 +367,7 @@ impl Store {
             "UPDATE contacts SET contact_id = ?2 WHERE contact_id = ?1",
             "UPDATE memberships SET member_contact_id = ?2 WHERE member_contact_id = ?1",
             "UPDATE contact_changes SET contact_id = ?2 WHERE contact_id = ?1 AND id > ?3",
-            "INSERT INTO contacts (user_name, kind, nick_name, remark_name, alias, signature,
-                 province, city, head_img_url, sex, verify_flag, contact_flag, star_friend,
-                 member_count, encry_chat_room_id, raw, first_seen_at, updated_at, deleted_at,
-                 contact_id, real_id)
-             SELECT ?4, kind, nick_name, remark_name, alias, signature, province, city,
-                 head_img_url, sex, verify_flag, contact_flag, star_friend, member_count,
-                 encry_chat_room_id, raw, first_seen_at, ?5, ?5, ?1, NULL
-             FROM contacts WHERE contact_id = ?2",
+            RESTORE_OLD.as_str(),
             // The live row was first seen when the link took it for the old one.
             "UPDATE contacts SET updated_at = ?5,
                  first_seen_at = (SELECT at FROM contact_changes WHERE id = ?3)

@@ -61,6 +61,90 @@ const SCHEMA: &[&str] = &[
     "CREATE TEMP TABLE stage_present (user_name TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID",
 ];
 
+/// The TEMP tables the commit's prepare fills (`write.rs`), and the links
+/// a re-link (`relink.rs`) adds before it.
+const PREPARED: &[&str] = &[
+    // Re-links decided before prepare: this login's name → the cached row.
+    "CREATE TEMP TABLE links (
+        new_name TEXT PRIMARY KEY NOT NULL, contact_id INTEGER NOT NULL UNIQUE
+    ) WITHOUT ROWID",
+    // Previous-login rows left unlinked and their best candidates.
+    "CREATE TEMP TABLE candidates (
+        old_contact_id INTEGER NOT NULL, new_name TEXT NOT NULL, score REAL NOT NULL,
+        evidence TEXT NOT NULL, PRIMARY KEY (old_contact_id, new_name)
+    ) WITHOUT ROWID",
+    // Every staged contact's identity; old_user_name is set for a re-link.
+    "CREATE TEMP TABLE ident (
+        user_name TEXT PRIMARY KEY NOT NULL, contact_id INTEGER, old_user_name TEXT,
+        fresh INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID",
+    "CREATE INDEX temp.ident_contact ON ident (contact_id)",
+    "CREATE INDEX temp.ident_old ON ident (old_user_name) WHERE old_user_name IS NOT NULL",
+    // Contacts another source changed since the full sync began fetching.
+    "CREATE TEMP TABLE frozen (contact_id INTEGER PRIMARY KEY)",
+    "CREATE TEMP TABLE d_new (contact_id INTEGER PRIMARY KEY, user_name TEXT NOT NULL)",
+    "CREATE TEMP TABLE changed_contacts (
+        contact_id INTEGER PRIMARY KEY, user_name TEXT NOT NULL, restored INTEGER NOT NULL
+    )",
+    "CREATE TEMP TABLE d_gone (
+        contact_id INTEGER PRIMARY KEY, user_name TEXT NOT NULL, is_group INTEGER NOT NULL
+    )",
+    // Described groups whose member list changed; `fresh` when no rows are
+    // stored for it yet (its list is inserted as is, without history).
+    "CREATE TEMP TABLE changed_groups (
+        new_name TEXT PRIMARY KEY NOT NULL, old_name TEXT NOT NULL, contact_id INTEGER NOT NULL,
+        fresh INTEGER NOT NULL
+    ) WITHOUT ROWID",
+    "CREATE INDEX temp.changed_groups_old ON changed_groups (old_name)",
+    // Member rows to remove, by their stored key.
+    "CREATE TEMP TABLE members_to_remove (g TEXT NOT NULL, m TEXT NOT NULL, PRIMARY KEY (g, m)) WITHOUT ROWID",
+    // After a re-link, each stored member row paired with one of the new
+    // list (or renamed where its group's list was not described): its
+    // stored key, and the whole row as it becomes; `same` when nothing
+    // differs, so nothing is written.
+    "CREATE TEMP TABLE member_pairs (
+        g_old TEXT NOT NULL, m_old TEXT NOT NULL, g TEXT NOT NULL, m TEXT NOT NULL,
+        nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
+        same INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (g_old, m_old)
+    ) WITHOUT ROWID",
+    "CREATE INDEX temp.member_pairs_new ON member_pairs (g, m)",
+    // The members of re-linked groups not yet paired, on each side, who may
+    // be paired by what the group shows of them: strangers, and contacts
+    // whose link was missed — not a contact who was linked, who is paired
+    // by the link alone.
+    "CREATE TEMP VIEW old_pool AS
+     SELECT gm.old_name AS g_old, gm.new_name AS g, m.member_user_name AS m_old, m.nick_name,
+            m.display_name
+     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
+     WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
+       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
+                       WHERE d.g_old = gm.old_name AND d.m_old = m.member_user_name)
+       AND NOT EXISTS (SELECT 1 FROM temp.ident i WHERE i.old_user_name = m.member_user_name)",
+    "CREATE TEMP VIEW new_pool AS
+     SELECT s.* FROM temp.changed_groups gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+     WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
+       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
+                       WHERE d.g = s.group_user_name AND d.m = s.member_user_name)
+       AND NOT EXISTS (SELECT 1 FROM temp.ident i
+                       WHERE i.user_name = s.member_user_name AND i.old_user_name IS NOT NULL)",
+    // Member rows to write, whole (in `memberships` column order), so the
+    // write under the lock is a plain ordered copy.
+    "CREATE TEMP TABLE members_to_write (
+        g TEXT NOT NULL, m TEXT NOT NULL, nick_name TEXT NOT NULL, display_name TEXT NOT NULL,
+        attr_status INTEGER NOT NULL, PRIMARY KEY (g, m)
+    ) WITHOUT ROWID",
+    // The live contacts once the write has applied them: the member rows
+    // written look their `member_contact_id` up here, a small table, rather
+    // than in `contacts`, whose rows carry `raw`.
+    "CREATE TEMP TABLE live_contacts (
+        user_name TEXT PRIMARY KEY NOT NULL, contact_id INTEGER NOT NULL
+    ) WITHOUT ROWID",
+    "CREATE TEMP TABLE d_changes (
+        seq INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL, user_name TEXT NOT NULL,
+        source TEXT, change TEXT NOT NULL, field TEXT, old_value TEXT, new_value TEXT
+    )",
+];
+
 /// Decoded records waiting to be written; see the module docs.
 pub struct Stage {
     pub(super) conn: SqliteConnection,
@@ -93,7 +177,9 @@ impl Store {
         sqlx::query(columns::sql().stage_table.as_str())
             .execute(&mut conn)
             .await?;
-        super::write::create_temp_tables(&mut conn).await?;
+        for sql in PREPARED {
+            sqlx::query(*sql).execute(&mut conn).await?;
+        }
         Ok(Stage {
             conn,
             pool: self.pool.clone(),

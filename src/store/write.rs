@@ -50,103 +50,13 @@ pub struct FullSync<'a> {
     pub unlinked: u64,
 }
 
-/// TEMP tables `prepare` fills (and the links a re-link adds before it).
-const TEMP_TABLES: &[&str] = &[
-    // Re-links decided before prepare: this login's name → the cached row.
-    "CREATE TEMP TABLE links (
-        new_name TEXT PRIMARY KEY NOT NULL, contact_id INTEGER NOT NULL UNIQUE
-    ) WITHOUT ROWID",
-    // Previous-login rows left unlinked and their best candidates.
-    "CREATE TEMP TABLE candidates (
-        old_contact_id INTEGER NOT NULL, new_name TEXT NOT NULL, score REAL NOT NULL,
-        evidence TEXT NOT NULL, PRIMARY KEY (old_contact_id, new_name)
-    ) WITHOUT ROWID",
-    // Every staged contact's identity; old_user_name is set for a re-link.
-    "CREATE TEMP TABLE ident (
-        user_name TEXT PRIMARY KEY NOT NULL, contact_id INTEGER, old_user_name TEXT,
-        fresh INTEGER NOT NULL DEFAULT 0
-    ) WITHOUT ROWID",
-    "CREATE INDEX temp.ident_contact ON ident (contact_id)",
-    "CREATE INDEX temp.ident_old ON ident (old_user_name) WHERE old_user_name IS NOT NULL",
-    // Contacts another source changed since the full sync began fetching.
-    "CREATE TEMP TABLE frozen (contact_id INTEGER PRIMARY KEY)",
-    "CREATE TEMP TABLE d_new (contact_id INTEGER PRIMARY KEY, user_name TEXT NOT NULL)",
-    "CREATE TEMP TABLE d_upd (
-        contact_id INTEGER PRIMARY KEY, user_name TEXT NOT NULL, restored INTEGER NOT NULL
-    )",
-    "CREATE TEMP TABLE d_gone (
-        contact_id INTEGER PRIMARY KEY, user_name TEXT NOT NULL, is_group INTEGER NOT NULL
-    )",
-    // Described groups whose member list changed; `fresh` when no rows are
-    // stored for it yet (its list is inserted as is, without history).
-    "CREATE TEMP TABLE gmap (
-        new_name TEXT PRIMARY KEY NOT NULL, old_name TEXT NOT NULL, contact_id INTEGER NOT NULL,
-        fresh INTEGER NOT NULL
-    ) WITHOUT ROWID",
-    "CREATE INDEX temp.gmap_old ON gmap (old_name)",
-    // Member rows to remove, by their stored key.
-    "CREATE TEMP TABLE d_mdel (g TEXT NOT NULL, m TEXT NOT NULL, PRIMARY KEY (g, m)) WITHOUT ROWID",
-    // After a re-link, each stored member row paired with one of the new
-    // list (or renamed where its group's list was not described): its
-    // stored key, and the whole row as it becomes; `same` when nothing
-    // differs, so nothing is written.
-    "CREATE TEMP TABLE d_mren (
-        g_old TEXT NOT NULL, m_old TEXT NOT NULL, g TEXT NOT NULL, m TEXT NOT NULL,
-        nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
-        same INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (g_old, m_old)
-    ) WITHOUT ROWID",
-    "CREATE INDEX temp.d_mren_new ON d_mren (g, m)",
-    // The members of re-linked groups not yet paired, on each side, who may
-    // be paired by what the group shows of them: strangers, and contacts
-    // whose link was missed — not a contact who was linked, who is paired
-    // by the link alone.
-    "CREATE TEMP VIEW old_pool AS
-     SELECT gm.old_name AS g_old, gm.new_name AS g, m.member_user_name AS m_old, m.nick_name,
-            m.display_name
-     FROM temp.gmap gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
-     WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
-       AND NOT EXISTS (SELECT 1 FROM temp.d_mren d
-                       WHERE d.g_old = gm.old_name AND d.m_old = m.member_user_name)
-       AND NOT EXISTS (SELECT 1 FROM temp.ident i WHERE i.old_user_name = m.member_user_name)",
-    "CREATE TEMP VIEW new_pool AS
-     SELECT s.* FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
-     WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
-       AND NOT EXISTS (SELECT 1 FROM temp.d_mren d
-                       WHERE d.g = s.group_user_name AND d.m = s.member_user_name)
-       AND NOT EXISTS (SELECT 1 FROM temp.ident i
-                       WHERE i.user_name = s.member_user_name AND i.old_user_name IS NOT NULL)",
-    // Member rows to write, whole (in `memberships` column order), so the
-    // write under the lock is a plain ordered copy.
-    "CREATE TEMP TABLE d_mups (
-        g TEXT NOT NULL, m TEXT NOT NULL, nick_name TEXT NOT NULL, display_name TEXT NOT NULL,
-        attr_status INTEGER NOT NULL, PRIMARY KEY (g, m)
-    ) WITHOUT ROWID",
-    // The live contacts once the write has applied them: the member rows
-    // written look their `member_contact_id` up here, a small table, rather
-    // than in `contacts`, whose rows carry `raw`.
-    "CREATE TEMP TABLE live_contacts (
-        user_name TEXT PRIMARY KEY NOT NULL, contact_id INTEGER NOT NULL
-    ) WITHOUT ROWID",
-    "CREATE TEMP TABLE d_changes (
-        seq INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL, user_name TEXT NOT NULL,
-        source TEXT, change TEXT NOT NULL, field TEXT, old_value TEXT, new_value TEXT
-    )",
-];
-
-pub(super) async fn create_temp_tables(conn: &mut SqliteConnection) -> Result<(), Error> {
-    for sql in TEMP_TABLES {
-        sqlx::query(*sql).execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
 /// Pairs the members still in the pools by one column, where the value is
 /// unique in the group's pool on both sides (and, with `only_set`, not
 /// empty).
 macro_rules! pair_by {
     ($col:literal, $only_set:literal) => {
         concat!(
-            "INSERT INTO temp.d_mren (g_old, m_old, g, m, nick_name, display_name, attr_status)
+            "INSERT INTO temp.member_pairs (g_old, m_old, g, m, nick_name, display_name, attr_status)
              SELECT o.g_old, o.m_old, s.*
              FROM (SELECT g_old, g, ",
             $col,
@@ -181,12 +91,12 @@ const PREPARE_IDENTITY: &[&str] = &[
     "DELETE FROM temp.ident",
     "DELETE FROM temp.frozen",
     "DELETE FROM temp.d_new",
-    "DELETE FROM temp.d_upd",
+    "DELETE FROM temp.changed_contacts",
     "DELETE FROM temp.d_gone",
-    "DELETE FROM temp.gmap",
-    "DELETE FROM temp.d_mdel",
-    "DELETE FROM temp.d_mren",
-    "DELETE FROM temp.d_mups",
+    "DELETE FROM temp.changed_groups",
+    "DELETE FROM temp.members_to_remove",
+    "DELETE FROM temp.member_pairs",
+    "DELETE FROM temp.members_to_write",
     "DELETE FROM temp.d_changes",
     // A staged name already cached is that contact; a re-link names the
     // cached row of a previous login.
@@ -230,7 +140,7 @@ const PREPARE_GONE_PARTIAL: &str = "INSERT OR IGNORE INTO temp.d_gone
      WHERE c.deleted_at IS NULL
        AND NOT EXISTS (SELECT 1 FROM temp.ident i WHERE i.contact_id = c.contact_id)";
 
-const PREPARE_GROUPS: &str = "INSERT INTO temp.gmap
+const PREPARE_GROUPS: &str = "INSERT INTO temp.changed_groups
      SELECT g.group_user_name, coalesce(i.old_user_name, g.group_user_name), i.contact_id,
             i.fresh OR NOT EXISTS (SELECT 1 FROM main.memberships m
                                    WHERE m.group_user_name = coalesce(i.old_user_name, g.group_user_name))
@@ -238,7 +148,7 @@ const PREPARE_GROUPS: &str = "INSERT INTO temp.gmap
      WHERE g.staged = 1
        AND (i.old_user_name IS NOT NULL OR i.contact_id NOT IN (SELECT contact_id FROM temp.frozen))";
 
-/// Member rows and their history after a re-link, through `d_mren`: a
+/// Member rows and their history after a re-link, through `member_pairs`: a
 /// stored row with a partner in the new list is rewritten in place (new
 /// names, new data: one write, and none when nothing differs), one without
 /// is removed (`left`), and a new member without a stored partner is added
@@ -247,12 +157,12 @@ const PREPARE_MEMBERS_RELINKED: &[&str] = &[
     // Pairs by name first: the stored row of a member whose contact was
     // linked pairs with the name it was linked to, any other with the same
     // name (special accounts keep theirs) — if the new list has it.
-    "INSERT INTO temp.d_mren
+    "INSERT INTO temp.member_pairs
      SELECT gm.old_name, m.member_user_name, s.*,
             gm.old_name = gm.new_name AND m.member_user_name = s.member_user_name
               AND m.nick_name IS s.nick_name AND m.display_name IS s.display_name
               AND m.attr_status IS s.attr_status
-     FROM temp.gmap gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
+     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
      LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
      CROSS JOIN temp.stage_members s
        ON s.group_user_name = gm.new_name
@@ -264,7 +174,7 @@ const PREPARE_MEMBERS_RELINKED: &[&str] = &[
     // who look the same are interchangeable in the cache, so k of them on
     // each side pair up in name order; only a difference in count is a join
     // or a leave.
-    "INSERT INTO temp.d_mren (g_old, m_old, g, m, nick_name, display_name, attr_status)
+    "INSERT INTO temp.member_pairs (g_old, m_old, g, m, nick_name, display_name, attr_status)
      SELECT o.g_old, o.m_old, n.group_user_name, n.member_user_name, n.nick_name,
             n.display_name, n.attr_status
      FROM (SELECT *, row_number() OVER (PARTITION BY g, nick_name, display_name
@@ -279,25 +189,25 @@ const PREPARE_MEMBERS_RELINKED: &[&str] = &[
     // by a non-empty display name alone.
     pair_by!("nick_name", "false"),
     pair_by!("display_name", "true"),
-    "INSERT INTO temp.d_mdel
+    "INSERT INTO temp.members_to_remove
      SELECT gm.old_name, m.member_user_name
-     FROM temp.gmap gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
+     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
      WHERE gm.fresh = 0
-       AND NOT EXISTS (SELECT 1 FROM temp.d_mren d
+       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
                        WHERE d.g_old = gm.old_name AND d.m_old = m.member_user_name)",
-    "INSERT INTO temp.d_mups
-     SELECT s.* FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+    "INSERT INTO temp.members_to_write
+     SELECT s.* FROM temp.changed_groups gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
      WHERE gm.fresh = 0
-       AND NOT EXISTS (SELECT 1 FROM temp.d_mren d
+       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
                        WHERE d.g = s.group_user_name AND d.m = s.member_user_name)",
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'joined', d.m,
             coalesce(nullif(d.display_name, ''), d.nick_name)
-     FROM temp.d_mups d CROSS JOIN temp.gmap gm ON gm.new_name = d.g",
+     FROM temp.members_to_write d CROSS JOIN temp.changed_groups gm ON gm.new_name = d.g",
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'left', d.m,
             coalesce(nullif(m.display_name, ''), m.nick_name)
-     FROM temp.d_mdel d CROSS JOIN temp.gmap gm ON gm.old_name = d.g
+     FROM temp.members_to_remove d CROSS JOIN temp.changed_groups gm ON gm.old_name = d.g
      CROSS JOIN main.memberships m ON m.group_user_name = d.g AND m.member_user_name = d.m",
     // The stored rows of every other group follow a re-linked group or
     // member to its new name: the groups with stored rows (one seek each)
@@ -307,7 +217,7 @@ const PREPARE_MEMBERS_RELINKED: &[&str] = &[
          UNION ALL
          SELECT (SELECT min(group_user_name) FROM main.memberships WHERE group_user_name > g)
          FROM stored WHERE g IS NOT NULL)
-     INSERT INTO temp.d_mren (g_old, m_old, g, m, nick_name, display_name, attr_status)
+     INSERT INTO temp.member_pairs (g_old, m_old, g, m, nick_name, display_name, attr_status)
      SELECT m.group_user_name, m.member_user_name, coalesce(ig.user_name, m.group_user_name),
             coalesce(im.user_name, m.member_user_name), m.nick_name, m.display_name,
             m.attr_status
@@ -315,7 +225,7 @@ const PREPARE_MEMBERS_RELINKED: &[&str] = &[
      LEFT JOIN temp.ident ig ON ig.old_user_name = m.group_user_name
      LEFT JOIN temp.ident im ON im.old_user_name = m.member_user_name
      WHERE stored.g IS NOT NULL
-       AND stored.g NOT IN (SELECT old_name FROM temp.gmap WHERE fresh = 0)
+       AND stored.g NOT IN (SELECT old_name FROM temp.changed_groups WHERE fresh = 0)
        AND stored.g NOT IN (SELECT user_name FROM temp.d_gone WHERE is_group)
        AND (ig.user_name IS NOT NULL OR im.user_name IS NOT NULL)",
 ];
@@ -324,15 +234,15 @@ const PREPARE_MEMBERS_RELINKED: &[&str] = &[
 /// staged, so the stored and staged lists are compared directly, and the
 /// history follows from the (few) rows that differ.
 const PREPARE_MEMBERS: &[&str] = &[
-    "INSERT INTO temp.d_mdel
+    "INSERT INTO temp.members_to_remove
      SELECT m.group_user_name, m.member_user_name
-     FROM temp.gmap gm CROSS JOIN main.memberships m ON m.group_user_name = gm.new_name
+     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_user_name = gm.new_name
      WHERE gm.fresh = 0
        AND NOT EXISTS (SELECT 1 FROM temp.stage_members s
                        WHERE s.group_user_name = m.group_user_name
                          AND s.member_user_name = m.member_user_name)",
-    "INSERT INTO temp.d_mups
-     SELECT s.* FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+    "INSERT INTO temp.members_to_write
+     SELECT s.* FROM temp.changed_groups gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
      WHERE gm.fresh = 0
        AND NOT EXISTS (SELECT 1 FROM main.memberships m
                        WHERE m.group_user_name = s.group_user_name
@@ -342,13 +252,13 @@ const PREPARE_MEMBERS: &[&str] = &[
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'joined', d.m,
             coalesce(nullif(d.display_name, ''), d.nick_name)
-     FROM temp.d_mups d CROSS JOIN temp.gmap gm ON gm.new_name = d.g
+     FROM temp.members_to_write d CROSS JOIN temp.changed_groups gm ON gm.new_name = d.g
      WHERE NOT EXISTS (SELECT 1 FROM main.memberships m
                        WHERE m.group_user_name = d.g AND m.member_user_name = d.m)",
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'left', d.m,
             coalesce(nullif(m.display_name, ''), m.nick_name)
-     FROM temp.d_mdel d CROSS JOIN temp.gmap gm ON gm.new_name = d.g
+     FROM temp.members_to_remove d CROSS JOIN temp.changed_groups gm ON gm.new_name = d.g
      CROSS JOIN main.memberships m ON m.group_user_name = d.g AND m.member_user_name = d.m",
 ];
 
@@ -362,7 +272,7 @@ const PREPARE_HISTORY: &[&str] = &[
      SELECT d.contact_id, d.user_name, 'added', s.nick_name
      FROM temp.d_new d JOIN temp.stage_contacts s ON s.user_name = d.user_name",
     "INSERT INTO temp.d_changes (contact_id, user_name, change)
-     SELECT contact_id, user_name, 'restored' FROM temp.d_upd WHERE restored",
+     SELECT contact_id, user_name, 'restored' FROM temp.changed_contacts WHERE restored",
 ];
 
 /// After the `updated` rows ([`columns::Sql::updated_history`]).
@@ -373,7 +283,7 @@ const PREPARE_REMOVED: &str =
 
 /// Re-links, applied first: queued remark edits and digests follow their
 /// contact to its new name (the contact row itself is renamed by
-/// [`columns::Sql::update`], member rows by `d_mren` in [`APPLY`]).
+/// [`columns::Sql::update`], member rows by `member_pairs` in [`APPLY`]).
 const APPLY_RELINKS: &[&str] = &[
     "UPDATE main.pending_ops SET user_name = i.user_name
      FROM temp.ident i WHERE pending_ops.status = 'pending' AND pending_ops.user_name = i.old_user_name",
@@ -407,7 +317,7 @@ const APPLY_REMOVALS: &[&str] = &[
     "DELETE FROM main.membership_digests
      WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group)",
     "DELETE FROM main.memberships
-     WHERE (group_user_name, member_user_name) IN (SELECT g, m FROM temp.d_mdel)",
+     WHERE (group_user_name, member_user_name) IN (SELECT g, m FROM temp.members_to_remove)",
 ];
 
 /// Once the contacts are written, and only when member rows are to be
@@ -428,40 +338,40 @@ const APPLY_MEMBER_CONTACT_IDS: &str = "UPDATE main.memberships SET member_conta
          WHERE l.user_name = memberships.member_user_name)
      WHERE member_user_name IN (SELECT user_name FROM temp.d_new
                                 UNION SELECT user_name FROM temp.d_gone
-                                UNION SELECT user_name FROM temp.d_upd WHERE restored)
+                                UNION SELECT user_name FROM temp.changed_contacts WHERE restored)
        AND (group_user_name, member_user_name)
-           NOT IN (SELECT g_old, m_old FROM temp.d_mren WHERE NOT same)
-       AND (group_user_name, member_user_name) NOT IN (SELECT g, m FROM temp.d_mups)";
+           NOT IN (SELECT g_old, m_old FROM temp.member_pairs WHERE NOT same)
+       AND (group_user_name, member_user_name) NOT IN (SELECT g, m FROM temp.members_to_write)";
 
 /// The rest, in order. `?1` is now, `?2` the source, `?3` the login a
 /// partial write claims (or NULL).
 const APPLY: &[&str] = &[
-    // A re-link's renames, driven by `d_mren` (an UPDATE … FROM would scan
+    // A re-link's renames, driven by `member_pairs` (an UPDATE … FROM would scan
     // `memberships`), before the rows to add.
     "UPDATE main.memberships
      SET (group_user_name, member_user_name, nick_name, display_name, attr_status,
           member_contact_id) =
          (SELECT r.g, r.m, r.nick_name, r.display_name, r.attr_status, l.contact_id
-          FROM temp.d_mren r LEFT JOIN temp.live_contacts l ON l.user_name = r.m
+          FROM temp.member_pairs r LEFT JOIN temp.live_contacts l ON l.user_name = r.m
           WHERE r.g_old = memberships.group_user_name AND r.m_old = memberships.member_user_name)
      WHERE (group_user_name, member_user_name)
-           IN (SELECT g_old, m_old FROM temp.d_mren WHERE NOT same)",
+           IN (SELECT g_old, m_old FROM temp.member_pairs WHERE NOT same)",
     upsert_members!(
         "SELECT d.g, d.m, d.nick_name, d.display_name, d.attr_status, l.contact_id
-         FROM temp.d_mups d LEFT JOIN temp.live_contacts l ON l.user_name = d.m
+         FROM temp.members_to_write d LEFT JOIN temp.live_contacts l ON l.user_name = d.m
          WHERE true"
     ),
     // The member lists of groups with no stored rows, inserted as they are.
     upsert_members!(
         "SELECT s.group_user_name, s.member_user_name, s.nick_name, s.display_name,
                 s.attr_status, l.contact_id
-         FROM temp.gmap gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+         FROM temp.changed_groups gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
          LEFT JOIN temp.live_contacts l ON l.user_name = s.member_user_name
          WHERE gm.fresh = 1"
     ),
     "INSERT OR REPLACE INTO main.membership_digests
      SELECT g.group_user_name, g.digest
-     FROM temp.stage_groups g JOIN temp.gmap gm ON gm.new_name = g.group_user_name",
+     FROM temp.stage_groups g JOIN temp.changed_groups gm ON gm.new_name = g.group_user_name",
     "INSERT INTO main.contact_changes (at, contact_id, user_name, source, change, field,
          old_value, new_value)
      SELECT ?1, contact_id, user_name, coalesce(source, ?2), change, field, old_value, new_value
@@ -681,7 +591,7 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
     }
     sqlx::query(PREPARE_REMOVED).execute(&mut *conn).await?;
     let changed_groups: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM temp.gmap WHERE fresh = 0)")
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM temp.changed_groups WHERE fresh = 0)")
             .fetch_one(&mut *conn)
             .await?;
     if changed_groups && !relinked {
@@ -700,17 +610,17 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
     }
     Ok(sqlx::query_as::<_, Prepared>(
         "SELECT (SELECT count(*) FROM temp.d_new) AS inserted,
-                (SELECT count(*) FROM temp.d_upd) AS updated,
-                (SELECT count(*) FROM temp.d_upd WHERE restored) AS restored,
+                (SELECT count(*) FROM temp.changed_contacts) AS updated,
+                (SELECT count(*) FROM temp.changed_contacts WHERE restored) AS restored,
                 (SELECT count(*) FROM temp.d_gone) AS deleted,
                 (SELECT count(*) FROM temp.ident WHERE old_user_name IS NOT NULL) AS relinked,
-                (SELECT count(*) FROM temp.d_mdel) AS member_rows_deleted,
-                (SELECT count(*) FROM temp.d_mren WHERE NOT same) AS member_rows_renamed,
+                (SELECT count(*) FROM temp.members_to_remove) AS member_rows_deleted,
+                (SELECT count(*) FROM temp.member_pairs WHERE NOT same) AS member_rows_renamed,
                 (SELECT count(*) FROM main.memberships
                  WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group))
                   AS gone_member_rows,
-                (SELECT count(*) FROM temp.d_mups) AS member_rows_updated,
-                (SELECT count(*) FROM temp.gmap gm CROSS JOIN temp.stage_members s
+                (SELECT count(*) FROM temp.members_to_write) AS member_rows_updated,
+                (SELECT count(*) FROM temp.changed_groups gm CROSS JOIN temp.stage_members s
                  ON s.group_user_name = gm.new_name WHERE gm.fresh = 1)
                   AS fresh_member_rows,
                 (SELECT count(*) FROM temp.d_changes WHERE change = 'left') AS members_left",
