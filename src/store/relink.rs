@@ -99,20 +99,27 @@ struct Membership {
 }
 
 /// What the matcher needs of one side's member lists: each person's
-/// [`card_key`]s, sorted, by index into the side's people, and every
-/// member row of the side's groups.
+/// [`card_key`]s, sorted, by index into the side's people, and the member
+/// keys of the side's groups — final for a member who is none of the
+/// side's people (8 bytes a row), to be chosen once the people are linked
+/// for one who is.
 struct Lists {
     cards: Vec<Vec<u64>>,
-    members: Vec<Seen>,
+    /// By index into the side's groups: the keys of members who are not
+    /// one of the side's people.
+    strangers: Vec<Vec<u64>>,
+    people: Vec<Seen>,
 }
 
-/// A member row of one of the side's groups, reduced to what keys it.
+/// A member row of one of the side's groups whose member is one of the
+/// side's people.
 struct Seen {
     /// Index into the side's groups.
     group: u32,
-    /// Index into the side's people, when the member is one of them.
-    person: Option<u32>,
-    /// [`stranger_member_key`] of what the group shows of them.
+    /// Index into the side's people.
+    person: u32,
+    /// [`stranger_member_key`] of what the group shows of them, their key
+    /// if they are not linked.
     stranger: u64,
 }
 
@@ -122,6 +129,9 @@ impl Stage {
     /// holds another login's names.
     pub async fn relink(&mut self) -> Result<Relinked, Error> {
         self.flush_groups().await?;
+        // What staging freed (every reply's body, decoded) goes back before
+        // the matcher's keys are read.
+        crate::memory::give_back();
         let conn = &mut self.conn;
         let (old_people, old_groups) = split(
             sqlx::query_as::<_, Row>(OLD_ROWS.as_str())
@@ -152,8 +162,18 @@ impl Stage {
             linked_old[l.old] = Some(id);
             linked_new[l.new] = Some(id);
         }
-        let old_profiles = group_profiles(&old_groups, &old_lists.members, &linked_old);
-        let new_profiles = group_profiles(&new_groups, &new_lists.members, &linked_new);
+        let old_profiles = group_profiles(
+            &old_groups,
+            old_lists.strangers,
+            old_lists.people,
+            &linked_old,
+        );
+        let new_profiles = group_profiles(
+            &new_groups,
+            new_lists.strangers,
+            new_lists.people,
+            &linked_new,
+        );
         let groups = identity::link_groups(&old_profiles, &new_profiles);
 
         let mut result = Relinked::default();
@@ -199,7 +219,8 @@ async fn lists(
     let (person_at, group_at) = (index(people), index(groups));
     let mut out = Lists {
         cards: vec![Vec::new(); people.len()],
-        members: Vec::new(),
+        strangers: vec![Vec::new(); groups.len()],
+        people: Vec::new(),
     };
     let mut after = (String::new(), String::new());
     loop {
@@ -217,11 +238,15 @@ async fn lists(
                 out.cards[p as usize].push(card_key(group_nick, &m.display_name));
             }
             if let Some(&group) = group_at.get(&m.group_user_name) {
-                out.members.push(Seen {
-                    group,
-                    person,
-                    stranger: stranger_member_key(&m.nick_name, &m.display_name),
-                });
+                let stranger = stranger_member_key(&m.nick_name, &m.display_name);
+                match person {
+                    Some(person) => out.people.push(Seen {
+                        group,
+                        person,
+                        stranger,
+                    }),
+                    None => out.strangers[group as usize].push(stranger),
+                }
             }
         }
         let full = chunk.len() as i64 == MEMBER_CHUNK;
@@ -255,12 +280,18 @@ fn persons(rows: &[Row], cards: Vec<Vec<u64>>) -> Vec<Person> {
         .collect()
 }
 
-/// The groups' profiles, each with its member keys, sorted; `linked` is the
-/// cached `contact_id` of each of the side's people who was linked.
-fn group_profiles(rows: &[Row], members: &[Seen], linked: &[Option<i64>]) -> Vec<Group> {
-    let mut keys: Vec<Vec<u64>> = vec![Vec::new(); rows.len()];
-    for m in members {
-        let key = match m.person.and_then(|p| linked[p as usize]) {
+/// The groups' profiles, each with its member keys ([`Lists`]), sorted;
+/// `linked` is the cached `contact_id` of each of the side's people who was
+/// linked.
+fn group_profiles(
+    rows: &[Row],
+    strangers: Vec<Vec<u64>>,
+    people: Vec<Seen>,
+    linked: &[Option<i64>],
+) -> Vec<Group> {
+    let mut keys = strangers;
+    for m in people {
+        let key = match linked[m.person as usize] {
             Some(id) => contact_member_key(id),
             None => m.stranger,
         };
@@ -388,7 +419,7 @@ pub(super) async fn candidates(
         &persons(&old_people, old_cards),
         &persons(&new_people, new_cards),
     );
-    let profiles = |rows: &[Row]| group_profiles(rows, &[], &[]);
+    let profiles = |rows: &[Row]| group_profiles(rows, vec![Vec::new(); rows.len()], vec![], &[]);
     let groups = identity::link_groups(&profiles(&old_groups), &profiles(&new_groups));
     let mut out = Vec::new();
     for (outcome, old, new) in [

@@ -108,25 +108,24 @@ const PREPARED: &[&str] = &[
         same INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (g_old, m_old)
     ) WITHOUT ROWID",
     "CREATE INDEX temp.member_pairs_new ON member_pairs (g, m)",
-    // The members of re-linked groups not yet paired, on each side, who may
-    // be paired by what the group shows of them: strangers, and contacts
-    // whose link was missed — not a contact who was linked, who is paired
-    // by the link alone.
-    "CREATE TEMP VIEW old_pool AS
-     SELECT gm.old_name AS g_old, gm.new_name AS g, m.member_user_name AS m_old, m.nick_name,
-            m.display_name
-     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
-     WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
-       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
-                       WHERE d.g_old = gm.old_name AND d.m_old = m.member_user_name)
-       AND NOT EXISTS (SELECT 1 FROM temp.ident i WHERE i.old_user_name = m.member_user_name)",
-    "CREATE TEMP VIEW new_pool AS
-     SELECT s.* FROM temp.changed_groups gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
-     WHERE gm.fresh = 0 AND gm.old_name != gm.new_name
-       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
-                       WHERE d.g = s.group_user_name AND d.m = s.member_user_name)
-       AND NOT EXISTS (SELECT 1 FROM temp.ident i
-                       WHERE i.user_name = s.member_user_name AND i.old_user_name IS NOT NULL)",
+    // After a re-link, the member rows of changed groups that the names
+    // did not pair, on each side (`g` is the group's new name). `look` marks
+    // those who may still be paired by what the group shows of them:
+    // strangers, and contacts whose link was missed — not a contact who was
+    // linked, who is paired by the link alone, nor a member of a group whose
+    // name did not change. A row leaves its table once paired; what is left
+    // is removed (stored) or written (staged). Keyed in the order the
+    // pairing reads them.
+    "CREATE TEMP TABLE unpaired_stored (
+        look INTEGER NOT NULL, g TEXT NOT NULL, nick_name TEXT NOT NULL,
+        display_name TEXT NOT NULL, m_old TEXT NOT NULL, g_old TEXT NOT NULL,
+        PRIMARY KEY (look, g, nick_name, display_name, m_old)
+    ) WITHOUT ROWID",
+    "CREATE TEMP TABLE unpaired_staged (
+        look INTEGER NOT NULL, g TEXT NOT NULL, nick_name TEXT NOT NULL,
+        display_name TEXT NOT NULL, m TEXT NOT NULL, attr_status INTEGER NOT NULL,
+        PRIMARY KEY (look, g, nick_name, display_name, m)
+    ) WITHOUT ROWID",
     // Member rows to write, whole (in `memberships` column order), so the
     // write under the lock is a plain ordered copy.
     "CREATE TEMP TABLE members_to_write (

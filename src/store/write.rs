@@ -50,41 +50,57 @@ pub struct FullSync<'a> {
     pub unlinked: u64,
 }
 
-/// Pairs the members still in the pools by one column, where the value is
-/// unique in the group's pool on both sides (and, with `only_set`, not
-/// empty).
+/// Pairs the members still unpaired by one column, where the value is
+/// unique among the group's unpaired rows on both sides (and, with
+/// `only_set`, not empty); then the rows paired leave the unpaired tables.
 macro_rules! pair_by {
     ($col:literal, $only_set:literal) => {
-        concat!(
-            "INSERT INTO temp.member_pairs (g_old, m_old, g, m, nick_name, display_name, attr_status)
-             SELECT o.g_old, o.m_old, s.*
-             FROM (SELECT g_old, g, ",
-            $col,
-            " AS v, min(m_old) AS m_old FROM temp.old_pool
-                   WHERE NOT ",
-            $only_set,
-            " OR ",
-            $col,
-            " != ''
-                   GROUP BY g, ",
-            $col,
-            " HAVING count(*) = 1) o
-             JOIN (SELECT group_user_name AS g, ",
-            $col,
-            " AS v, min(member_user_name) AS m
-                   FROM temp.new_pool
-                   WHERE NOT ",
-            $only_set,
-            " OR ",
-            $col,
-            " != ''
-                   GROUP BY 1, 2 HAVING count(*) = 1) n
-               ON n.g = o.g AND n.v = o.v
-             CROSS JOIN temp.stage_members s
-               ON s.group_user_name = n.g AND s.member_user_name = n.m"
-        )
+        [
+            concat!(
+                "INSERT INTO temp.member_pairs (g_old, m_old, g, m, nick_name, display_name,
+                     attr_status)
+                 SELECT o.g_old, o.m_old, n.g, n.m, n.nick_name, n.display_name, n.attr_status
+                 FROM (SELECT g, ",
+                $col,
+                " AS v, min(g_old) AS g_old, min(m_old) AS m_old
+                       FROM temp.unpaired_stored
+                       WHERE look = 1 AND (NOT ",
+                $only_set,
+                " OR ",
+                $col,
+                " != '')
+                       GROUP BY g, ",
+                $col,
+                " HAVING count(*) = 1) o
+                 JOIN (SELECT g, ",
+                $col,
+                " AS v, min(m) AS m, min(nick_name) AS nick_name,
+                              min(display_name) AS display_name, min(attr_status) AS attr_status
+                       FROM temp.unpaired_staged
+                       WHERE look = 1 AND (NOT ",
+                $only_set,
+                " OR ",
+                $col,
+                " != '')
+                       GROUP BY g, ",
+                $col,
+                " HAVING count(*) = 1) n
+                   ON n.g = o.g AND n.v = o.v"
+            ),
+            UNPAIR_STORED,
+            UNPAIR_STAGED,
+        ]
     };
 }
+
+/// Rows paired since they were last looked at leave the unpaired tables.
+const UNPAIR_STORED: &str = "DELETE FROM temp.unpaired_stored
+     WHERE look = 1 AND EXISTS (SELECT 1 FROM temp.member_pairs p
+                                WHERE p.g_old = unpaired_stored.g_old
+                                  AND p.m_old = unpaired_stored.m_old)";
+const UNPAIR_STAGED: &str = "DELETE FROM temp.unpaired_staged
+     WHERE look = 1 AND EXISTS (SELECT 1 FROM temp.member_pairs p
+                                WHERE p.g = unpaired_staged.g AND p.m = unpaired_staged.m)";
 
 /// Prepare, in order. `?1` is the full sync's fetch start (frozen rows).
 const PREPARE_IDENTITY: &[&str] = &[
@@ -97,6 +113,8 @@ const PREPARE_IDENTITY: &[&str] = &[
     "DELETE FROM temp.members_to_remove",
     "DELETE FROM temp.member_pairs",
     "DELETE FROM temp.members_to_write",
+    "DELETE FROM temp.unpaired_stored",
+    "DELETE FROM temp.unpaired_staged",
     "DELETE FROM temp.d_changes",
     // A staged name already cached is that contact; a re-link names the
     // cached row of a previous login.
@@ -168,38 +186,59 @@ const PREPARE_MEMBERS_RELINKED: &[&str] = &[
        ON s.group_user_name = gm.new_name
       AND s.member_user_name = coalesce(il.user_name, m.member_user_name)
      WHERE gm.fresh = 0",
+    // The rest, on each side, once: what follows pairs within these.
+    "INSERT INTO temp.unpaired_stored (look, g, nick_name, display_name, m_old, g_old)
+     SELECT gm.old_name != gm.new_name
+              AND NOT EXISTS (SELECT 1 FROM temp.ident i
+                              WHERE i.old_user_name = m.member_user_name),
+            gm.new_name, m.nick_name, m.display_name, m.member_user_name, gm.old_name
+     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
+     WHERE gm.fresh = 0
+       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
+                       WHERE d.g_old = gm.old_name AND d.m_old = m.member_user_name)",
+    "INSERT INTO temp.unpaired_staged (look, g, nick_name, display_name, m, attr_status)
+     SELECT gm.old_name != gm.new_name
+              AND NOT EXISTS (SELECT 1 FROM temp.ident i
+                              WHERE i.user_name = s.member_user_name
+                                AND i.old_user_name IS NOT NULL),
+            s.group_user_name, s.nick_name, s.display_name, s.member_user_name, s.attr_status
+     FROM temp.changed_groups gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+     WHERE gm.fresh = 0
+       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
+                       WHERE d.g = s.group_user_name AND d.m = s.member_user_name)",
     // After a new login the members who are not contacts carry new names
     // too: pair them within their group by (nick name, display name), so
     // history does not record every stranger as leaving and joining. Members
     // who look the same are interchangeable in the cache, so k of them on
     // each side pair up in name order; only a difference in count is a join
-    // or a leave.
+    // or a leave. (Both tables are read in key order: no sort.)
     "INSERT INTO temp.member_pairs (g_old, m_old, g, m, nick_name, display_name, attr_status)
-     SELECT o.g_old, o.m_old, n.group_user_name, n.member_user_name, n.nick_name,
-            n.display_name, n.attr_status
+     SELECT o.g_old, o.m_old, n.g, n.m, n.nick_name, n.display_name, n.attr_status
      FROM (SELECT *, row_number() OVER (PARTITION BY g, nick_name, display_name
                                         ORDER BY m_old) AS k
-           FROM temp.old_pool) o
-     JOIN (SELECT *, row_number() OVER (PARTITION BY group_user_name, nick_name, display_name
-                                        ORDER BY member_user_name) AS k
-           FROM temp.new_pool) n
-       ON n.group_user_name = o.g AND n.nick_name = o.nick_name
+           FROM temp.unpaired_stored WHERE look = 1) o
+     JOIN (SELECT *, row_number() OVER (PARTITION BY g, nick_name, display_name
+                                        ORDER BY m) AS k
+           FROM temp.unpaired_staged WHERE look = 1) n
+       ON n.g = o.g AND n.nick_name = o.nick_name
       AND n.display_name = o.display_name AND n.k = o.k",
-    // Then a stranger who changed one of the two: by nick name alone, then
-    // by a non-empty display name alone.
+    UNPAIR_STORED,
+    UNPAIR_STAGED,
+];
+
+/// Then a stranger who changed one of the two: by nick name alone, then by
+/// a non-empty display name alone.
+const PAIR_BY_ONE: [[&str; 3]; 2] = [
     pair_by!("nick_name", "false"),
     pair_by!("display_name", "true"),
-    "INSERT INTO temp.members_to_remove
-     SELECT gm.old_name, m.member_user_name
-     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
-     WHERE gm.fresh = 0
-       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
-                       WHERE d.g_old = gm.old_name AND d.m_old = m.member_user_name)",
-    "INSERT INTO temp.members_to_write
-     SELECT s.* FROM temp.changed_groups gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
-     WHERE gm.fresh = 0
-       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
-                       WHERE d.g = s.group_user_name AND d.m = s.member_user_name)",
+];
+
+/// What is still unpaired is removed or written, and the history says so;
+/// then the stored rows of the other groups.
+const PREPARE_MEMBERS_UNPAIRED: &[&str] = &[
+    "INSERT INTO temp.members_to_remove SELECT g_old, m_old FROM temp.unpaired_stored",
+    "INSERT INTO temp.members_to_write (g, m, nick_name, display_name, attr_status)
+     SELECT g, m, nick_name, display_name, attr_status FROM temp.unpaired_staged",
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'joined', d.m,
             coalesce(nullif(d.display_name, ''), d.nick_name)
@@ -339,23 +378,27 @@ const APPLY_MEMBER_CONTACT_IDS: &str = "UPDATE main.memberships SET member_conta
      WHERE member_user_name IN (SELECT user_name FROM temp.d_new
                                 UNION SELECT user_name FROM temp.d_gone
                                 UNION SELECT user_name FROM temp.changed_contacts WHERE restored)
-       AND (group_user_name, member_user_name)
-           NOT IN (SELECT g_old, m_old FROM temp.member_pairs WHERE NOT same)
-       AND (group_user_name, member_user_name) NOT IN (SELECT g, m FROM temp.members_to_write)";
+       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs p
+                       WHERE p.g_old = memberships.group_user_name
+                         AND p.m_old = memberships.member_user_name AND NOT p.same)
+       AND NOT EXISTS (SELECT 1 FROM temp.members_to_write w
+                       WHERE w.g = memberships.group_user_name
+                         AND w.m = memberships.member_user_name)";
 
 /// The rest, in order. `?1` is now, `?2` the source, `?3` the login a
 /// partial write claims (or NULL).
 const APPLY: &[&str] = &[
-    // A re-link's renames, driven by `member_pairs` (an UPDATE … FROM would scan
-    // `memberships`), before the rows to add.
+    // A re-link's renames, before the rows to add: `member_pairs` is read
+    // in its key order (the stored rows' order) and each row it names is
+    // sought, rewritten and looked up in `live_contacts` once.
     "UPDATE main.memberships
-     SET (group_user_name, member_user_name, nick_name, display_name, attr_status,
-          member_contact_id) =
-         (SELECT r.g, r.m, r.nick_name, r.display_name, r.attr_status, l.contact_id
-          FROM temp.member_pairs r LEFT JOIN temp.live_contacts l ON l.user_name = r.m
-          WHERE r.g_old = memberships.group_user_name AND r.m_old = memberships.member_user_name)
-     WHERE (group_user_name, member_user_name)
-           IN (SELECT g_old, m_old FROM temp.member_pairs WHERE NOT same)",
+     SET group_user_name = r.g, member_user_name = r.m, nick_name = r.nick_name,
+         display_name = r.display_name, attr_status = r.attr_status,
+         member_contact_id = r.contact_id
+     FROM (SELECT p.*, l.contact_id
+           FROM temp.member_pairs p LEFT JOIN temp.live_contacts l ON l.user_name = p.m
+           WHERE NOT p.same) r
+     WHERE memberships.group_user_name = r.g_old AND memberships.member_user_name = r.m_old",
     upsert_members!(
         "SELECT d.g, d.m, d.nick_name, d.display_name, d.attr_status, l.contact_id
          FROM temp.members_to_write d LEFT JOIN temp.live_contacts l ON l.user_name = d.m
@@ -601,12 +644,17 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
         // the page cache's size as their own budget each.
         sqlx::query(MEMBERS_CACHE).execute(&mut *conn).await?;
     }
-    let members = match relinked {
-        true => PREPARE_MEMBERS_RELINKED,
-        false => PREPARE_MEMBERS,
+    let members: Vec<&str> = match relinked {
+        true => PREPARE_MEMBERS_RELINKED
+            .iter()
+            .chain(PAIR_BY_ONE.iter().flatten())
+            .chain(PREPARE_MEMBERS_UNPAIRED)
+            .copied()
+            .collect(),
+        false => PREPARE_MEMBERS.to_vec(),
     };
     for sql in members {
-        sqlx::query(*sql).execute(&mut *conn).await?;
+        sqlx::query(sql).execute(&mut *conn).await?;
     }
     Ok(sqlx::query_as::<_, Prepared>(
         "SELECT (SELECT count(*) FROM temp.d_new) AS inserted,
