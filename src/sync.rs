@@ -89,7 +89,6 @@ impl SyncError {
 /// What a successful full sync did.
 #[derive(Clone, Debug)]
 pub struct SyncReport {
-    pub run_id: i64,
     pub stats: RunStats,
     pub counts: ApplyCounts,
     pub elapsed: Duration,
@@ -179,7 +178,6 @@ pub async fn full_sync(
                 Err(e) => warn!(error = %e, "cannot remove unused avatars"),
             }
             Ok(SyncReport {
-                run_id,
                 stats,
                 counts,
                 elapsed,

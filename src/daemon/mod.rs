@@ -43,7 +43,7 @@ use crate::webwx::{self, Client, Session, SessionState};
 use crate::wording::one_line;
 
 use hook::{Event, Hook};
-pub use notify::Notifier;
+use notify::Notifier;
 pub use push::describe as describe_push;
 use push::{Next, Pusher};
 
