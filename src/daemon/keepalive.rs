@@ -19,38 +19,12 @@ use crate::webwx::{self, SyncReply};
 pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> TaskResult {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
     let mut held = WaitingReplies::new();
+    let mut steps: u64 = 0;
     loop {
-        let step = async {
-            if let Err(e) = release(ctx, &mut held).await {
-                warn!(error = %e, "cannot store the held contact changes; asking for a full sync");
-                held.clear();
-                let _ = ctx.resync.try_send(());
-            }
-            let check = ctx.client.sync_check().await?;
-            if check.retcode != "0" {
-                warn!(retcode = %check.retcode, "synccheck answered an unknown retcode");
-                return Ok(false);
-            }
-            if let Err(e) = ctx.app.store.touch_keepalive().await {
-                warn!(error = %e, "cannot record the keepalive");
-            }
-            if check.selector == "0" {
-                return Ok(true);
-            }
-            debug!(selector = %check.selector, "synccheck: something changed");
-            let reply = ctx.client.sync().await?;
-            if let Err(e) = deliver(ctx, &mut held, reply).await {
-                // The server will not send these changes again; a full sync
-                // is the only way to get them now.
-                warn!(error = %e, "cannot store the changes from webwxsync; asking for a full sync");
-                let _ = ctx.resync.try_send(());
-            }
-            ctx.persist();
-            Ok::<_, webwx::Error>(true)
-        };
+        steps += 1;
         let outcome = tokio::select! {
             _ = token.cancelled() => return Ok(()),
-            outcome = step => outcome,
+            outcome = step(ctx, &mut held, steps) => outcome,
         };
         let delay = match outcome {
             Ok(true) => {
@@ -70,6 +44,39 @@ pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> TaskResu
             _ = tokio::time::sleep(delay) => {}
         }
     }
+}
+
+/// One synccheck, and webwxsync when it reports anything; `Ok(false)` when
+/// it answered an unknown retcode (backed off from). In a `keepalive` span
+/// numbered `n`, so that its requests' log lines say whose they are.
+#[tracing::instrument(name = "keepalive", level = "debug", skip_all, fields(step = n))]
+async fn step(ctx: &SessionCtx, held: &mut WaitingReplies, n: u64) -> Result<bool, webwx::Error> {
+    if let Err(e) = release(ctx, held).await {
+        warn!(error = %e, "cannot store the held contact changes; asking for a full sync");
+        held.clear();
+        let _ = ctx.resync.try_send(());
+    }
+    let check = ctx.client.sync_check().await?;
+    if check.retcode != "0" {
+        warn!(retcode = %check.retcode, "synccheck answered an unknown retcode");
+        return Ok(false);
+    }
+    if let Err(e) = ctx.app.store.touch_keepalive().await {
+        warn!(error = %e, "cannot record the keepalive");
+    }
+    if check.selector == "0" {
+        return Ok(true);
+    }
+    debug!(selector = %check.selector, "synccheck: something changed");
+    let reply = ctx.client.sync().await?;
+    if let Err(e) = deliver(ctx, held, reply).await {
+        // The server will not send these changes again; a full sync
+        // is the only way to get them now.
+        warn!(error = %e, "cannot store the changes from webwxsync; asking for a full sync");
+        let _ = ctx.resync.try_send(());
+    }
+    ctx.persist();
+    Ok(true)
 }
 
 /// Replies received while the cache still holds another login's names wait

@@ -244,6 +244,8 @@ fn refusal(op: &PendingOp, target: &Target) -> Option<String> {
 /// logout errors are returned for the caller to handle; every other outcome
 /// is recorded here. On shutdown the call is abandoned where it is: the op
 /// stays pending with the attempt counted, and is sent again next time.
+/// In a `remark` span naming the op.
+#[tracing::instrument(name = "remark", level = "debug", skip_all, fields(op = op.id))]
 async fn apply(
     ctx: &SessionCtx,
     op: &PendingOp,

@@ -466,6 +466,12 @@ impl Stage {
     /// Prepares and applies the stage; see the module docs. A full sync whose
     /// result the deletion guard holds back records its run `failed` and
     /// returns [`Error::Held`], writing nothing else.
+    #[tracing::instrument(
+        name = "stage_commit",
+        level = "debug",
+        skip_all,
+        fields(source = plan.source.as_str())
+    )]
     pub async fn commit(mut self, plan: Plan<'_>) -> Result<ApplyCounts, Error> {
         self.flush_groups().await?;
         let conn = &mut self.conn;

@@ -3,6 +3,7 @@
 //! ends the session it makes no further requests.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -136,6 +137,12 @@ pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A number for each request this process sends, for its log span.
+fn next_call() -> u64 {
+    static CALLS: AtomicU64 = AtomicU64::new(1);
+    CALLS.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The official client's cache-buster: `~new Date()`, the bitwise NOT of the
@@ -388,7 +395,16 @@ impl Client {
             .await
     }
 
-    /// [`Client::fetch`] with a limit of its own on the body.
+    /// [`Client::fetch`] with a limit of its own on the body. Every request
+    /// runs in a `webwx` span that names its endpoint and numbers the call,
+    /// so that `RUST_LOG=debug` tells whose a line is; the request and the
+    /// session (credentials) stay out of it.
+    #[tracing::instrument(
+        name = "webwx",
+        level = "debug",
+        skip_all,
+        fields(endpoint = endpoint, call = next_call())
+    )]
     async fn fetch_limited(
         &self,
         endpoint: &'static str,

@@ -852,3 +852,68 @@ async fn the_keepalive_record_waits_for_a_held_lock_and_lands() {
     assert_eq!(code, Some(0), "{logs}");
     assert!(!logs.contains("cannot record the keepalive"), "{logs}");
 }
+
+/// With `RUST_LOG=debug`, a request's lines carry the spans of what sent it
+/// (the full sync's run id, the keepalive step, the remark edit's op id, the
+/// commit's source) and its endpoint; no credential is among their fields.
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_lines_say_which_sync_edit_and_request_they_belong_to() {
+    let app = logged_in().await;
+    let daemon = app.start_daemon(&[]);
+    app.eventually("the first full sync", || async { app.ok_runs().await == 1 })
+        .await;
+    let f = friends(&app);
+    let op = app.queue_edit(&f[0], "Spanned").await;
+    assert_eq!(app.op_settled(op).await, "done");
+    app.sim.rename(&f[1], "Pushed name");
+    app.eventually("the pushed rename", || async {
+        app.text("SELECT nick_name FROM contacts WHERE user_name = ?", &f[1])
+            .await
+            .as_deref()
+            == Some("Pushed name")
+    })
+    .await;
+    let (code, logs) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{logs}");
+
+    // `outer{…}:inner{…}: message`: the request inside what sent it.
+    let remark = format!("remark{{op={op}}}");
+    for [outer, inner, message] in [
+        [
+            "full_sync{run_id=1}",
+            "webwx{endpoint=\"webwxinit\" call=",
+            "reply",
+        ],
+        [
+            "full_sync{run_id=1}",
+            "stage_commit{source=\"full_sync\"}",
+            "cache written",
+        ],
+        [
+            "keepalive{step=",
+            "webwx{endpoint=\"synccheck\" call=",
+            "reply",
+        ],
+        [
+            "keepalive{step=",
+            "stage_commit{source=\"increment\"}",
+            "cache written",
+        ],
+        [&remark, "webwx{endpoint=\"webwxoplog\" call=", "reply"],
+    ] {
+        let found = logs.lines().any(|l| {
+            l.split_once(outer)
+                .and_then(|(_, rest)| rest.split_once(inner))
+                .is_some_and(|(_, rest)| rest.contains(message))
+        });
+        assert!(found, "no {message:?} line in {outer}…{inner}:\n{logs}");
+    }
+    let mut secrets = app.secrets_sent();
+    secrets.insert(app.session_json()["uin"].to_string());
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret is in the debug log"
+        );
+    }
+}
