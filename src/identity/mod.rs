@@ -282,7 +282,7 @@ fn solve<T: Table>(t: &T) -> Outcome {
     Outcome { links, unresolved }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "simulator"))]
 mod synthetic;
 #[cfg(test)]
 mod tests;

@@ -269,3 +269,31 @@ impl Simulator {
         });
     }
 }
+
+/// The account generator without a server: the same address book,
+/// look-alikes and churn as a [`Simulator`]'s, for unit tests that score
+/// the identity matcher on many accounts.
+#[cfg(test)]
+pub(crate) struct Generator(AddressBook);
+
+#[cfg(test)]
+impl Generator {
+    pub fn new(cfg: &SimConfig) -> Generator {
+        Generator(AddressBook::generate(cfg))
+    }
+
+    /// What the current login sees.
+    pub fn account(&self) -> Account {
+        self.0.snapshot()
+    }
+
+    /// [`Simulator::churn`].
+    pub fn churn(&mut self, rate: f64, seed: u64) -> ChurnReport {
+        self.0.churn(rate, seed).1
+    }
+
+    /// A new login: every UserName but the specials' is issued anew.
+    pub fn next_login(&mut self) {
+        self.0.next_generation();
+    }
+}
