@@ -159,9 +159,11 @@ pub enum Value<'a> {
 }
 
 /// A Rust type a column holds.
-trait Stored {
+trait Stored: Sized {
     const TYPE: Type;
     fn value(&self) -> Value<'_>;
+    /// The Rust value of a stored one; `None` for a value of another type.
+    fn from_value(v: Value<'_>) -> Option<Self>;
     /// Changes the value to another valid one (tests of every column).
     #[cfg(test)]
     fn vary(&mut self);
@@ -171,6 +173,12 @@ impl Stored for String {
     const TYPE: Type = Type::Text;
     fn value(&self) -> Value<'_> {
         Value::Text(self)
+    }
+    fn from_value(v: Value<'_>) -> Option<Self> {
+        match v {
+            Value::Text(t) => Some(t.to_owned()),
+            Value::Integer(_) => None,
+        }
     }
     #[cfg(test)]
     fn vary(&mut self) {
@@ -183,6 +191,12 @@ impl Stored for i64 {
     fn value(&self) -> Value<'_> {
         Value::Integer(*self)
     }
+    fn from_value(v: Value<'_>) -> Option<Self> {
+        match v {
+            Value::Integer(i) => Some(i),
+            Value::Text(_) => None,
+        }
+    }
     #[cfg(test)]
     fn vary(&mut self) {
         *self += 1;
@@ -193,6 +207,12 @@ impl Stored for Kind {
     const TYPE: Type = Type::Text;
     fn value(&self) -> Value<'_> {
         Value::Text(self.as_str())
+    }
+    fn from_value(v: Value<'_>) -> Option<Self> {
+        match v {
+            Value::Text(t) => Kind::parse(t),
+            Value::Integer(_) => None,
+        }
     }
     #[cfg(test)]
     fn vary(&mut self) {
@@ -245,6 +265,22 @@ macro_rules! contact_columns {
             /// The values in [`COLUMNS`] order.
             pub fn values(&self) -> [Value<'_>; COLUMNS.len()] {
                 [$(self.$name.value(),)*]
+            }
+
+            /// A contact from its stored values: `read` gives each column's
+            /// (in [`COLUMNS`] order); `invalid` is the error for a value
+            /// that is not the column's type (or not a kind).
+            pub fn from_values<'v, E>(
+                mut read: impl FnMut(&Column) -> Result<Value<'v>, E>,
+                invalid: impl Fn(&Column) -> E,
+            ) -> Result<Contact, E> {
+                let mut columns = COLUMNS.iter();
+                Ok(Contact {
+                    $($name: {
+                        let column = columns.next().expect("one column per field");
+                        <$ty as Stored>::from_value(read(column)?).ok_or_else(|| invalid(column))?
+                    },)*
+                })
             }
 
             /// Changes the value of the column `name` to another valid one.
@@ -373,6 +409,34 @@ mod tests {
     #[test]
     fn verify_flag_without_bit_8_is_not_official() {
         assert_eq!(classify(&raw("@p", 16, 3), "@me"), Some(Kind::Friend));
+    }
+
+    #[test]
+    fn a_contact_is_read_back_from_its_values_and_a_wrong_type_is_named() {
+        let c = Contact::from_raw(&raw("@f", 0, 3), "@me").unwrap();
+        let values = c.values();
+        let mut i = 0;
+        let read = Contact::from_values(
+            |_| {
+                i += 1;
+                Ok::<_, String>(values[i - 1])
+            },
+            |col| col.name.to_owned(),
+        );
+        assert_eq!(read.as_ref(), Ok(&c));
+        let mut i = 0;
+        let wrong = Contact::from_values(
+            |col| {
+                i += 1;
+                Ok::<_, String>(if col.name == "sex" {
+                    Value::Text("2")
+                } else {
+                    values[i - 1]
+                })
+            },
+            |col| col.name.to_owned(),
+        );
+        assert_eq!(wrong, Err("sex".to_owned()));
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::io::Write;
 
 use base64::Engine as _;
 use serde::Serialize;
+use serde::ser::SerializeMap;
 
+use crate::contact::{COLUMNS, Contact, Kind, Value};
 use crate::store::{ExportRow, Store};
 
 /// The output format.
@@ -19,20 +21,33 @@ pub enum Format {
     Json,
 }
 
-/// The CSV header; [`csv_record`] writes the fields in this order.
-const CSV_HEADER: &[&str] = &[
-    "contact_id",
-    "kind",
-    "nick_name",
-    "remark_name",
-    "alias",
-    "signature",
-    "province",
-    "city",
-    "sex",
-    "avatar_sha256",
-    "avatar_mime",
-];
+/// Contact columns CSV and JSON leave out: the user name and
+/// `encry_chat_room_id` change at every login, the avatar URL dies with the
+/// session (its image's name is exported instead), and `raw` is the wire
+/// object. Every other column is exported, in declaration order.
+const NOT_EXPORTED: &[&str] = &["user_name", "head_img_url", "encry_chat_room_id", "raw"];
+
+/// The exported contact columns of `c`, by name.
+fn exported(c: &Contact) -> impl Iterator<Item = (&'static str, Value<'_>)> {
+    COLUMNS
+        .iter()
+        .zip(c.values())
+        .filter(|(column, _)| !NOT_EXPORTED.contains(&column.name))
+        .map(|(column, value)| (column.name, value))
+}
+
+/// The CSV header: `contact_id`, the exported columns, the image's name and
+/// type ([`csv_row`] writes the fields in this order).
+fn csv_header() -> String {
+    let columns = COLUMNS
+        .iter()
+        .map(|c| c.name)
+        .filter(|name| !NOT_EXPORTED.contains(name));
+    let names = std::iter::once("contact_id")
+        .chain(columns)
+        .chain(["avatar_sha256", "avatar_mime"]);
+    csv_record(names)
+}
 
 /// Rows read per query.
 const PAGE: i64 = 500;
@@ -47,7 +62,7 @@ pub async fn export(
     let mut after = 0;
     let mut written = 0u64;
     match format {
-        Format::Csv => out.write_all(csv_record(CSV_HEADER.iter().copied()).as_bytes())?,
+        Format::Csv => out.write_all(csv_header().as_bytes())?,
         Format::Json => out.write_all(b"[")?,
         Format::Vcard => {}
     }
@@ -66,7 +81,7 @@ pub async fn export(
                         out.write_all(b",")?;
                     }
                     out.write_all(b"\n")?;
-                    serde_json::to_writer(&mut *out, &JsonRow::from(row))?;
+                    serde_json::to_writer(&mut *out, &JsonRow(row))?;
                 }
             }
             written += 1;
@@ -104,27 +119,31 @@ pub fn uid(contact_id: i64) -> String {
 /// One vCard: FN (remark, else nick name), NICKNAME, NOTE (signature), ADR
 /// (city, province), GENDER, KIND for a group, PHOTO as a data URI.
 fn card(row: &ExportRow) -> String {
+    let contact = &row.contact;
     let mut c = vcard::Card::new();
     c.raw("UID", &uid(row.contact_id));
-    if row.kind == "group" {
+    if contact.kind == Kind::Group {
         c.raw("KIND", "group");
     }
-    let name = if row.remark_name.is_empty() {
-        &row.nick_name
+    let name = if contact.remark_name.is_empty() {
+        &contact.nick_name
     } else {
-        &row.remark_name
+        &contact.remark_name
     };
     c.text("FN", name);
-    if !row.nick_name.is_empty() {
-        c.text("NICKNAME", &row.nick_name);
+    if !contact.nick_name.is_empty() {
+        c.text("NICKNAME", &contact.nick_name);
     }
-    if !row.signature.is_empty() {
-        c.text("NOTE", &row.signature);
+    if !contact.signature.is_empty() {
+        c.text("NOTE", &contact.signature);
     }
-    if !row.province.is_empty() || !row.city.is_empty() {
-        c.compound("ADR", &["", "", "", &row.city, &row.province, "", ""]);
+    if !contact.province.is_empty() || !contact.city.is_empty() {
+        c.compound(
+            "ADR",
+            &["", "", "", &contact.city, &contact.province, "", ""],
+        );
     }
-    match row.sex {
+    match contact.sex {
         1 => c.raw("GENDER", "M"),
         2 => c.raw("GENDER", "F"),
         _ => {}
@@ -137,23 +156,20 @@ fn card(row: &ExportRow) -> String {
 }
 
 fn csv_row(row: &ExportRow) -> String {
+    let columns: Vec<String> = exported(&row.contact)
+        .map(|(_, value)| match value {
+            Value::Text(t) => t.to_owned(),
+            Value::Integer(i) => i.to_string(),
+        })
+        .collect();
     let id = row.contact_id.to_string();
-    let sex = row.sex.to_string();
     csv_record(
-        [
-            id.as_str(),
-            &row.kind,
-            &row.nick_name,
-            &row.remark_name,
-            &row.alias,
-            &row.signature,
-            &row.province,
-            &row.city,
-            &sex,
-            row.avatar_sha256.as_deref().unwrap_or(""),
-            row.avatar_mime.as_deref().unwrap_or(""),
-        ]
-        .into_iter(),
+        std::iter::once(id.as_str())
+            .chain(columns.iter().map(String::as_str))
+            .chain([
+                row.avatar_sha256.as_deref().unwrap_or(""),
+                row.avatar_mime.as_deref().unwrap_or(""),
+            ]),
     )
 }
 
@@ -177,38 +193,25 @@ fn csv_record<'a>(fields: impl Iterator<Item = &'a str>) -> String {
     line
 }
 
-#[derive(Serialize)]
-struct JsonRow<'a> {
-    contact_id: i64,
-    uid: String,
-    kind: &'a str,
-    nick_name: &'a str,
-    remark_name: &'a str,
-    alias: &'a str,
-    signature: &'a str,
-    province: &'a str,
-    city: &'a str,
-    sex: i64,
-    avatar_sha256: Option<&'a str>,
-    avatar_mime: Option<&'a str>,
-}
+/// One JSON object: `contact_id`, `uid`, the exported columns, the image's
+/// name and type.
+struct JsonRow<'a>(&'a ExportRow);
 
-impl<'a> From<&'a ExportRow> for JsonRow<'a> {
-    fn from(r: &'a ExportRow) -> Self {
-        JsonRow {
-            contact_id: r.contact_id,
-            uid: uid(r.contact_id),
-            kind: &r.kind,
-            nick_name: &r.nick_name,
-            remark_name: &r.remark_name,
-            alias: &r.alias,
-            signature: &r.signature,
-            province: &r.province,
-            city: &r.city,
-            sex: r.sex,
-            avatar_sha256: r.avatar_sha256.as_deref(),
-            avatar_mime: r.avatar_mime.as_deref(),
+impl Serialize for JsonRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let row = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("contact_id", &row.contact_id)?;
+        map.serialize_entry("uid", &uid(row.contact_id))?;
+        for (name, value) in exported(&row.contact) {
+            match value {
+                Value::Text(t) => map.serialize_entry(name, t)?,
+                Value::Integer(i) => map.serialize_entry(name, &i)?,
+            }
         }
+        map.serialize_entry("avatar_sha256", &row.avatar_sha256)?;
+        map.serialize_entry("avatar_mime", &row.avatar_mime)?;
+        map.end()
     }
 }
 
@@ -217,16 +220,21 @@ mod tests {
     use super::*;
 
     fn row() -> ExportRow {
-        ExportRow {
-            contact_id: 42,
-            kind: "friend".into(),
+        let raw = crate::webwx::RawContact {
+            user_name: "@alice".into(),
+            contact_flag: 3,
             nick_name: "Alice".into(),
             remark_name: "Alice (work), \"A\"".into(),
-            alias: String::new(),
             signature: "line one\nline two".into(),
             province: "Guangdong".into(),
             city: "Shenzhen".into(),
             sex: 2,
+            head_img_url: "/cgi-bin/mmwebwx-bin/webwxgeticon?seq=1&username=@alice".into(),
+            ..Default::default()
+        };
+        ExportRow {
+            contact_id: 42,
+            contact: Contact::from_raw(&raw, "@me").unwrap(),
             avatar_sha256: Some("ab".into()),
             avatar_mime: Some("image/png".into()),
             avatar: Some(vec![1, 2, 3]),
@@ -260,7 +268,7 @@ mod tests {
             "{card}"
         );
         let mut r = row();
-        r.remark_name.clear();
+        r.contact.remark_name.clear();
         assert!(card_has(&super::card(&r), "FN:Alice"));
     }
 
@@ -271,8 +279,34 @@ mod tests {
     #[test]
     fn csv_fields_with_commas_quotes_or_breaks_are_quoted() {
         assert_eq!(
-            csv_row(&row()),
-            "42,friend,Alice,\"Alice (work), \"\"A\"\"\",,\"line one\nline two\",Guangdong,Shenzhen,2,ab,image/png\r\n"
+            csv_header(),
+            "contact_id,kind,nick_name,remark_name,alias,signature,province,city,sex,\
+             verify_flag,contact_flag,star_friend,member_count,avatar_sha256,avatar_mime\r\n"
         );
+        assert_eq!(
+            csv_row(&row()),
+            "42,friend,Alice,\"Alice (work), \"\"A\"\"\",,\"line one\nline two\",Guangdong,\
+             Shenzhen,2,0,3,0,0,ab,image/png\r\n"
+        );
+    }
+
+    #[test]
+    fn json_holds_the_same_fields_and_the_uid_but_no_session_names() {
+        let json = serde_json::to_value(JsonRow(&row())).unwrap();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let header = csv_header();
+        let mut expected: Vec<&str> = header.trim_end().split(',').collect();
+        expected.push("uid");
+        keys.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(json["remark_name"], "Alice (work), \"A\"");
+        assert_eq!(json["sex"], 2);
+        assert_eq!(json["avatar_mime"], "image/png");
     }
 }
