@@ -232,6 +232,8 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
     let waiting = app.store.waiting_deletion().await?;
     let push = app.store.push_record().await?;
     let push_on = app.config.login.push_on_logout;
+    let avatars = app.store.avatar_counts().await?;
+    let fetch = app.config.avatars.fetch;
     if as_json {
         let out = json!({
             "session": {
@@ -249,6 +251,7 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
             "ops": ops,
             "identity": {"linked": linked, "undecided": undecided},
             "push": {"enabled": push_on, "last": push},
+            "avatars": {"fetch": fetch.as_str(), "counts": avatars},
         });
         println!("{out}");
         return Ok(());
@@ -310,6 +313,7 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
         "push:      {}",
         daemon::describe_push(push.as_ref(), push_on)
     );
+    println!("avatars:   {}", describe_avatars(&avatars, fetch));
     let names = match (session.is_some(), linked) {
         (false, _) => "no login yet",
         (true, true) => "the cache holds this login's user names",
@@ -323,6 +327,26 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// The avatars line of `wxsync status`.
+fn describe_avatars(a: &crate::store::AvatarCounts, fetch: FetchMode) -> String {
+    let mut line = format!("{} of {} contacts have their image", a.current, a.contacts);
+    if a.missing > 0 {
+        line.push_str(&format!(
+            "; {} missing ({} never fetched, {} changed since)",
+            a.missing, a.never_fetched, a.changed
+        ));
+    }
+    line.push_str(&format!(
+        "; {} stored, {:.1} MB",
+        plural(a.images, "image"),
+        a.bytes as f64 / 1e6
+    ));
+    if fetch == FetchMode::Off {
+        line.push_str("; fetch off (avatars.fetch)");
+    }
+    line
 }
 
 /// `wxsync identity`: list what the last re-link left to a person, or
@@ -491,16 +515,11 @@ async fn avatars(app: &App) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let reasons: Vec<String> = fetcher
-        .reasons(&missing)
-        .into_iter()
-        .map(|(reason, n)| format!("{n}: {reason}"))
-        .collect();
     anyhow::bail!(
         "{} of {total} contacts have no current avatar ({}); {stored} stored now, {requests} \
          requests. Run `wxsync avatars` again later",
         missing.len(),
-        reasons.join("; ")
+        crate::avatars::describe_reasons(&fetcher.reasons(&missing))
     )
 }
 

@@ -495,13 +495,11 @@ fn check_web_url(key: &str, url: &Url) -> Result<(), String> {
 
 fn fetch_mode<'de, D: Deserializer<'de>>(d: D) -> Result<FetchMode, D::Error> {
     let s = String::deserialize(d)?;
-    match s.as_str() {
-        "contacts" => Ok(FetchMode::Contacts),
-        "off" => Ok(FetchMode::Off),
-        _ => Err(serde::de::Error::custom(format!(
+    FetchMode::parse(&s).ok_or_else(|| {
+        serde::de::Error::custom(format!(
             "avatars.fetch: \"{s}\" is neither \"contacts\" nor \"off\""
-        ))),
-    }
+        ))
+    })
 }
 
 /// `"N%"` with 0 < N ≤ 100, as a fraction.

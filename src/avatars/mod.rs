@@ -5,8 +5,9 @@
 //! A [`Fetcher`] round asks the store which live contacts lack their image
 //! or hold one fetched for another `seq` (a re-link keeps the image: the
 //! seq survives logins), fetches those one at a time with
-//! `[avatars] pause` between requests (at pause 0, two in flight), and
-//! stores them in short batches.
+//! `[avatars] pause` between requests (at pause 0, a few in flight), and
+//! stores them in small batches, each holding the write lock for well under
+//! a millisecond of SQLite's work ([`AvatarWriter`]).
 //! A body that is empty, not an image, cut short or over 1 MiB is not
 //! stored; that contact is tried again later with back-off. Several
 //! failures in a row end the round early (a session the server no longer
@@ -27,7 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::store::{self, AvatarImage, AvatarWanted, Store};
+use crate::store::{self, AvatarImage, AvatarWanted, AvatarWriter, Store};
 use crate::webwx::{self, Client};
 use image::Refusal;
 
@@ -40,6 +41,22 @@ pub enum FetchMode {
     Contacts,
     /// None: the daemon fetches nothing and `wxsync avatars` refuses.
     Off,
+}
+
+impl FetchMode {
+    /// The value of `[avatars] fetch`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchMode::Contacts => "contacts",
+            FetchMode::Off => "off",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FetchMode> {
+        [FetchMode::Contacts, FetchMode::Off]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
 }
 
 /// How avatars are fetched.
@@ -64,8 +81,14 @@ impl Default for AvatarOptions {
 }
 
 /// Fetched images are written once this many are waiting, or once the
-/// oldest has waited [`FLUSH_AFTER`]: a few milliseconds of write lock each.
+/// oldest has waited [`FLUSH_AFTER`]. Each image costs the write about
+/// 50 µs of lock (its pages and two index entries), and a batch's fixed
+/// cost is small, so larger batches would lengthen the lock, not shorten
+/// the fetch.
 const BATCH: usize = 8;
+/// Requests in flight at `pause = "0s"`: the live server takes a few at
+/// once, and they keep both the network and the write busy.
+const UNPACED_IN_FLIGHT: usize = 4;
 const FLUSH_AFTER: Duration = Duration::from_secs(1);
 /// A round ends after this many failures in a row.
 const STALL: u32 = 5;
@@ -118,7 +141,8 @@ pub struct Round {
     pub failed: usize,
     /// It ended early after [`STALL`] failures in a row.
     pub stalled: bool,
-    /// The longest write lock of its batches.
+    /// The longest write of its batches (the write lock, and the wait for
+    /// SQLite's thread around it).
     pub longest_write: Duration,
 }
 
@@ -174,17 +198,17 @@ impl Fetcher {
     /// Why each of these contacts has no image, as far as this fetcher
     /// knows; counts by reason.
     pub fn reasons(&self, contacts: &[AvatarWanted]) -> Vec<(String, usize)> {
-        let mut by: HashMap<String, usize> = HashMap::new();
-        for w in contacts {
-            let reason = self
-                .failures
+        tally(contacts.iter().map(|w| {
+            self.failures
                 .get(&w.contact_id)
-                .map_or_else(|| "not fetched yet".to_owned(), |f| f.reason.to_string());
-            *by.entry(reason).or_default() += 1;
-        }
-        let mut by: Vec<_> = by.into_iter().collect();
-        by.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        by
+                .map_or_else(|| "not fetched yet".to_owned(), |f| f.reason.to_string())
+        }))
+    }
+
+    /// Why the contacts whose image was refused or not reached have none;
+    /// counts by reason.
+    pub fn failure_reasons(&self) -> Vec<(String, usize)> {
+        tally(self.failures.values().map(|f| f.reason.to_string()))
     }
 
     /// One round: every wanted contact that is not waiting for a retry.
@@ -213,15 +237,20 @@ impl Fetcher {
             ..Round::default()
         };
         progress(Progress::Begin(due.len()));
+        let mut writer = store.avatar_writer();
         let mut batch: Vec<AvatarImage> = Vec::new();
         let mut oldest: Option<Instant> = None;
         let mut in_a_row = 0;
         let pause = self.opts.pause;
         let yield_to = self.yield_to.clone();
         let yield_to = yield_to.as_deref();
-        // Unpaced, the next request is in flight while a reply is checked
+        // Unpaced, the next requests are in flight while a reply is checked
         // and stored; paced, one at a time with the pause between them.
-        let in_flight = if pause.is_zero() { 2 } else { 1 };
+        let in_flight = if pause.is_zero() {
+            UNPACED_IN_FLIGHT
+        } else {
+            1
+        };
         let mut replies = stream::iter(due.into_iter().enumerate())
             .map(|(i, w)| async move {
                 if i > 0 {
@@ -256,7 +285,8 @@ impl Fetcher {
                     }
                 }
                 if batch.len() >= BATCH || oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER) {
-                    round.stored += flush(store, &mut batch, &mut round.longest_write).await?;
+                    round.stored +=
+                        flush(&mut writer, &mut batch, &mut round.longest_write).await?;
                     oldest = None;
                 }
                 if in_a_row >= STALL {
@@ -268,7 +298,8 @@ impl Fetcher {
         }
         .await;
         // What was fetched is kept, also when the round was cut short.
-        round.stored += flush(store, &mut batch, &mut round.longest_write).await?;
+        round.stored += flush(&mut writer, &mut batch, &mut round.longest_write).await?;
+        writer.finish().await?;
         result.map(|()| round)
     }
 
@@ -281,6 +312,23 @@ impl Fetcher {
         failure.reason = reason;
         failure.next_try = Instant::now() + failure.backoff.next_delay();
     }
+}
+
+/// Counts by reason, the most frequent first.
+fn tally(reasons: impl Iterator<Item = String>) -> Vec<(String, usize)> {
+    let mut by: HashMap<String, usize> = HashMap::new();
+    for reason in reasons {
+        *by.entry(reason).or_default() += 1;
+    }
+    let mut by: Vec<_> = by.into_iter().collect();
+    by.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    by
+}
+
+/// "3: the server sent an empty body; 1: …".
+pub fn describe_reasons(reasons: &[(String, usize)]) -> String {
+    let parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n}: {r}")).collect();
+    parts.join("; ")
 }
 
 async fn wait(d: Duration, token: &CancellationToken) -> Result<(), FetchError> {
@@ -329,20 +377,20 @@ async fn fetch(
 }
 
 async fn flush(
-    store: &Store,
+    writer: &mut AvatarWriter,
     batch: &mut Vec<AvatarImage>,
     longest: &mut Duration,
 ) -> Result<usize, FetchError> {
     if batch.is_empty() {
         return Ok(0);
     }
-    let (written, lock) = store.save_avatars(batch).await?;
+    let (written, took) = writer.save(batch).await?;
     tracing::debug!(
         images = written,
-        write_lock_ms = lock.as_millis() as u64,
+        write_us = took.as_micros() as u64,
         "avatars stored"
     );
-    *longest = (*longest).max(lock);
+    *longest = (*longest).max(took);
     batch.clear();
     Ok(written)
 }

@@ -58,12 +58,14 @@ pub(super) async fn run(ctx: &SessionCtx, token: &CancellationToken) -> TaskResu
                     debug!(missing = round.wanted, "no avatar due");
                     continue;
                 }
+                let why = crate::avatars::describe_reasons(&fetcher.failure_reasons());
                 info!(
                     requests = round.requests,
                     stored = round.stored,
                     failed = round.failed,
+                    why = (round.failed > 0).then_some(why),
                     stalled = round.stalled,
-                    longest_write_lock_ms = round.longest_write.as_millis() as u64,
+                    longest_write_ms = round.longest_write.as_millis() as u64,
                     retry_in_s =
                         retry_at.map(|at| at.saturating_duration_since(Instant::now()).as_secs()),
                     "avatar round done"

@@ -28,7 +28,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, Sqlite, SqlitePool, Transaction};
 
-pub use avatars::{AvatarImage, AvatarWanted, avatar_seq};
+pub use avatars::{AvatarCounts, AvatarImage, AvatarWanted, AvatarWriter, avatar_seq};
 pub use export::ExportRow;
 pub use guard::WaitingDeletion;
 pub use identity::{Decision, IdentityError, Shown, Undecided, Unlinked};
