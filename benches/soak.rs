@@ -10,7 +10,10 @@
 //! the new session, re-link the cache and apply the edit, each time.
 //!
 //! It samples the daemon's RSS (`VmRSS`) every second and prints, per
-//! cycle, the RSS once the cycle's re-link is done, then checks that
+//! cycle, the RSS once the cycle's re-link is done and once it settled (the
+//! last sample before the next logout), the cycle's peak, the requests
+//! the simulator received in it and the daemon's threads and open files
+//! then, and checks that
 //! nothing was lost: every contact row of the first sync still live under
 //! its `contact_id`, the membership count unchanged, every edit `done`, and
 //! one `logged_out`, `push_login_sent` and `logged_in` per cycle.
@@ -113,17 +116,16 @@ async fn main() -> anyhow::Result<()> {
         first.len(),
         mb(rss0)
     );
-    println!("| cycle | at | resumed in | RSS after re-link | peak RSS in cycle |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| cycle | at | resumed in | RSS after re-link | RSS settled | peak RSS in cycle | requests | threads, open files |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
 
     let mut peaks = Vec::new();
+    let mut settled_series = Vec::new();
+    tokio::time::sleep_until((started + interval).into()).await;
     for cycle in 1..=cycles {
-        let due = started + interval * cycle as u32;
-        let mut peak = 0;
-        while Instant::now() < due {
-            peak = peak.max(rss_kb(pid)?);
-            tokio::time::sleep(Duration::from_secs(1).min(due - Instant::now())).await;
-        }
+        let requests_before = sim.calls().len();
         let friend = sim
             .account()
             .contacts
@@ -141,14 +143,25 @@ async fn main() -> anyhow::Result<()> {
         wait_for(&pool, RELINKS, cycle as i64, &mut daemon).await?;
         let resumed = logged_out_at.elapsed();
         let rss = rss_kb(pid)?;
-        peak = peak.max(rss);
+        // Settled: the last sample before the next logout is due.
+        let due = started + interval * (cycle as u32 + 1);
+        let (mut peak, mut settled) = (rss, rss);
+        while Instant::now() < due {
+            settled = rss_kb(pid)?;
+            peak = peak.max(settled);
+            tokio::time::sleep(Duration::from_secs(1).min(due - Instant::now())).await;
+        }
         peaks.push(peak);
+        settled_series.push(settled);
+        let (threads, fds) = handles(pid)?;
         println!(
-            "| {cycle} | {:.0} s | {:.1} s | {:.1} MB | {:.1} MB |",
-            started.elapsed().as_secs_f64(),
+            "| {cycle} | {:.0} s | {:.1} s | {:.1} MB | {:.1} MB | {:.1} MB | {} | {threads}, {fds} |",
+            logged_out_at.duration_since(started).as_secs_f64(),
             resumed.as_secs_f64(),
             mb(rss),
-            mb(peak)
+            mb(settled),
+            mb(peak),
+            sim.calls().len() - requests_before
         );
     }
     // Let the last edit settle, then stop the daemon.
@@ -184,13 +197,18 @@ async fn main() -> anyhow::Result<()> {
     let half = peaks.len() / 2;
     let first_half = peaks[..half].iter().max().copied().unwrap_or(0);
     let second_half = peaks[half..].iter().max().copied().unwrap_or(0);
+    let settled_first = settled_series[..half].iter().sum::<u64>() / half.max(1) as u64;
+    let settled_second =
+        settled_series[half..].iter().sum::<u64>() / (settled_series.len() - half).max(1) as u64;
     println!();
     println!(
-        "RSS: {:.1} MB after the first sync, {:.1} MB at the end; peak {:.1} MB in the first half of the cycles, {:.1} MB in the second",
+        "RSS: {:.1} MB after the first sync, {:.1} MB at the end; peak {:.1} MB in the first half of the cycles, {:.1} MB in the second; settled {:.1} MB on average in the first half, {:.1} MB in the second",
         mb(rss0),
         mb(end_rss),
         mb(first_half),
-        mb(second_half)
+        mb(second_half),
+        mb(settled_first),
+        mb(settled_second)
     );
     println!(
         "rows: {} live contacts at the first sync, {} at the end, {} of the first missing; memberships {memberships} → {memberships_end}; {relinked} relinked rows",
@@ -274,12 +292,24 @@ async fn pending(pool: &SqlitePool) -> anyhow::Result<i64> {
 }
 
 fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    proc_status(pid, "VmRSS:")
+}
+
+/// The daemon's threads and open file descriptors: a task, connection or
+/// file left behind by each session would show here.
+fn handles(pid: u32) -> anyhow::Result<(u64, usize)> {
+    let fds = std::fs::read_dir(Path::new("/proc").join(pid.to_string()).join("fd"))?.count();
+    Ok((proc_status(pid, "Threads:")?, fds))
+}
+
+/// A number from `/proc/PID/status`.
+fn proc_status(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("VmRSS")
+        .with_context(|| field.to_owned())
 }
 
 fn mb(kb: u64) -> f64 {
