@@ -330,13 +330,15 @@ async fn the_daemon_fetches_in_the_background_and_follows_a_pushed_avatar_change
     let app = TestApp::spawn(account()).await;
     app.fetch_avatars("0s");
     app.login().await;
+    // One refused image: asked for again after a back-off, and logged with why.
+    app.sim.fail(Endpoint::GetIcon, Fault::Empty, 1);
     let daemon = app.start_daemon(&[]);
     app.eventually("every avatar after the first full sync", || async {
         app.ok_runs().await == 1 && missing(&app).await == 0
     })
     .await;
     let contacts = avatars_of(&app).await.len();
-    assert_eq!(avatar_calls(&app), contacts);
+    assert_eq!(avatar_calls(&app), contacts + 1);
 
     // Pushed as ModContact: an avatar change, a rename and a remark edit
     // queued at the same time all land.
@@ -373,9 +375,10 @@ async fn the_daemon_fetches_in_the_background_and_follows_a_pushed_avatar_change
     );
     let (code, logs) = daemon.stop().await;
     assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("1: the server sent an empty body"), "{logs}");
     assert_eq!(
         avatar_calls(&app),
-        contacts + 1,
+        contacts + 2,
         "only the changed one again"
     );
 }
