@@ -68,34 +68,68 @@ static NEW_ROWS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Every membership with its group's nick name (NULL when the group has no
-/// row), per side, in key order a chunk at a time (`?1`, `?2`: the last key
-/// read; `?3`: the chunk's size): one pass serves both the people's group
-/// cards and the groups' member keys, and no more than a chunk of rows is
-/// ever held.
-const OLD_MEMBERS: &str = "SELECT m.group_user_name, m.member_user_name, m.nick_name,
-        m.display_name, g.nick_name AS group_nick_name
-     FROM main.memberships m LEFT JOIN main.contacts g ON g.user_name = m.group_user_name
-     WHERE (m.group_user_name, m.member_user_name) > (?1, ?2)
-     ORDER BY m.group_user_name, m.member_user_name LIMIT ?3";
-const NEW_MEMBERS: &str = "SELECT m.group_user_name, m.member_user_name, m.nick_name,
-        m.display_name, g.nick_name AS group_nick_name
-     FROM temp.stage_members m LEFT JOIN temp.stage_contacts g
-       ON g.user_name = m.group_user_name
-     WHERE (m.group_user_name, m.member_user_name) > (?1, ?2)
-     ORDER BY m.group_user_name, m.member_user_name LIMIT ?3";
+/// Where one side's member lists are read from.
+#[derive(Clone, Copy)]
+enum Side {
+    /// `memberships` and `contacts`: the previous login's, or the live rows.
+    Cache,
+    /// `stage_members` and `stage_contacts`: this login's.
+    Stage,
+}
+
+impl Side {
+    /// Every membership, in key order a chunk at a time (`?1`, `?2`: the
+    /// last key read; `?3`: the chunk's size): one pass serves both the
+    /// people's group cards and the groups' member keys, and no more than a
+    /// chunk of rows is ever held.
+    fn members(self) -> &'static str {
+        match self {
+            Side::Cache => {
+                "SELECT group_user_name, member_user_name, nick_name, display_name
+                 FROM main.memberships WHERE (group_user_name, member_user_name) > (?1, ?2)
+                 ORDER BY group_user_name, member_user_name LIMIT ?3"
+            }
+            Side::Stage => {
+                "SELECT group_user_name, member_user_name, nick_name, display_name
+                 FROM temp.stage_members WHERE (group_user_name, member_user_name) > (?1, ?2)
+                 ORDER BY group_user_name, member_user_name LIMIT ?3"
+            }
+        }
+    }
+
+    /// The nick name of each group with members that has a row (one seek
+    /// per group, not one per member).
+    fn group_nicks(self) -> &'static str {
+        match self {
+            Side::Cache => {
+                "WITH RECURSIVE listed (g) AS (
+                     SELECT min(group_user_name) FROM main.memberships
+                     UNION ALL
+                     SELECT (SELECT min(group_user_name) FROM main.memberships
+                             WHERE group_user_name > g)
+                     FROM listed WHERE g IS NOT NULL)
+                 SELECT c.user_name, c.nick_name
+                 FROM listed CROSS JOIN main.contacts c ON c.user_name = listed.g"
+            }
+            Side::Stage => {
+                "SELECT c.user_name, c.nick_name
+                 FROM temp.stage_groups g CROSS JOIN temp.stage_contacts c
+                   ON c.user_name = g.group_user_name"
+            }
+        }
+    }
+}
 
 /// Membership rows read at a time.
 const MEMBER_CHUNK: i64 = 4096;
 
-/// One membership row as [`OLD_MEMBERS`]/[`NEW_MEMBERS`] read it.
+/// One membership row as [`Side::members`] reads it.
 #[derive(FromRow)]
 struct Membership {
     group_user_name: String,
     member_user_name: String,
     nick_name: String,
     display_name: String,
-    group_nick_name: Option<String>,
 }
 
 /// What the matcher needs of one side's member lists: each person's
@@ -133,7 +167,7 @@ impl Stage {
         // the matcher's keys are read.
         crate::memory::give_back();
         let conn = &mut self.conn;
-        let (old_people, old_groups) = split(
+        let (mut old_people, old_groups) = split(
             sqlx::query_as::<_, Row>(OLD_ROWS.as_str())
                 .fetch_all(&mut *conn)
                 .await?,
@@ -141,17 +175,17 @@ impl Stage {
         if old_people.is_empty() && old_groups.is_empty() {
             return Ok(Relinked::default());
         }
-        let (new_people, new_groups) = split(
+        let (mut new_people, new_groups) = split(
             sqlx::query_as::<_, Row>(NEW_ROWS.as_str())
                 .fetch_all(&mut *conn)
                 .await?,
         );
 
-        let old_lists = lists(conn, OLD_MEMBERS, &old_people, &old_groups).await?;
-        let new_lists = lists(conn, NEW_MEMBERS, &new_people, &new_groups).await?;
+        let old_lists = lists(conn, Side::Cache, &old_people, &old_groups).await?;
+        let new_lists = lists(conn, Side::Stage, &new_people, &new_groups).await?;
         let people = identity::link_people(
-            &persons(&old_people, old_lists.cards),
-            &persons(&new_people, new_lists.cards),
+            &persons(&mut old_people, old_lists.cards),
+            &persons(&mut new_people, new_lists.cards),
         );
         // A member who is a linked contact is keyed by the cached row's id
         // on both sides; anyone else by what the group shows of them.
@@ -200,13 +234,12 @@ fn split(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
         .partition(|r| r.kind != Kind::Group.as_str())
 }
 
-/// Reads one side's memberships ([`OLD_MEMBERS`] or [`NEW_MEMBERS`]) a
-/// chunk at a time into [`Lists`]: a card for each membership of a person
+/// Reads one side's memberships a chunk at a time into [`Lists`]: a card for each membership of a person
 /// with a display name in a group that has a row, and the rows of the
 /// side's groups.
 async fn lists(
     conn: &mut SqliteConnection,
-    sql: &'static str,
+    side: Side,
     people: &[Row],
     groups: &[Row],
 ) -> Result<Lists, Error> {
@@ -217,6 +250,11 @@ async fn lists(
             .collect()
     };
     let (person_at, group_at) = (index(people), index(groups));
+    let group_nicks: HashMap<String, String> = sqlx::query_as(side.group_nicks())
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
     let mut out = Lists {
         cards: vec![Vec::new(); people.len()],
         strangers: vec![Vec::new(); groups.len()],
@@ -224,7 +262,7 @@ async fn lists(
     };
     let mut after = (String::new(), String::new());
     loop {
-        let chunk: Vec<Membership> = sqlx::query_as(sql)
+        let chunk: Vec<Membership> = sqlx::query_as(side.members())
             .bind(&after.0)
             .bind(&after.1)
             .bind(MEMBER_CHUNK)
@@ -232,7 +270,7 @@ async fn lists(
             .await?;
         for m in &chunk {
             let person = person_at.get(&m.member_user_name).copied();
-            if let (Some(p), Some(group_nick)) = (person, &m.group_nick_name)
+            if let (Some(p), Some(group_nick)) = (person, group_nicks.get(&m.group_user_name))
                 && !m.display_name.is_empty()
             {
                 out.cards[p as usize].push(card_key(group_nick, &m.display_name));
@@ -261,20 +299,24 @@ async fn lists(
     Ok(out)
 }
 
-fn persons(rows: &[Row], cards: Vec<Vec<u64>>) -> Vec<Person> {
-    rows.iter()
+/// The matcher's view of the people: their data moves out of `rows`
+/// (which keep the ids and names an outcome is recorded by), so it is held
+/// once.
+fn persons(rows: &mut [Row], cards: Vec<Vec<u64>>) -> Vec<Person> {
+    use std::mem::take;
+    rows.iter_mut()
         .zip(cards)
         .map(|(r, cards)| Person {
             kind: Kind::parse(&r.kind).unwrap_or(Kind::Friend),
-            real_id: r.real_id.clone(),
-            nick_name: r.nick_name.clone(),
-            remark_name: r.remark_name.clone(),
-            alias: r.alias.clone(),
-            signature: r.signature.clone(),
-            province: r.province.clone(),
-            city: r.city.clone(),
+            real_id: r.real_id.take(),
+            nick_name: take(&mut r.nick_name),
+            remark_name: take(&mut r.remark_name),
+            alias: take(&mut r.alias),
+            signature: take(&mut r.signature),
+            province: take(&mut r.province),
+            city: take(&mut r.city),
             sex: r.sex,
-            avatar_seq: avatar_seq(&r.head_img_url),
+            avatar_seq: avatar_seq(&take(&mut r.head_img_url)),
             cards,
         })
         .collect()
@@ -402,22 +444,22 @@ pub(super) async fn candidates(
     conn: &mut SqliteConnection,
     old_ids: &[i64],
 ) -> Result<Vec<Scored>, Error> {
-    let (old_people, old_groups) = split(
+    let (mut old_people, old_groups) = split(
         sqlx::query_as::<_, Row>(CACHED_ROWS.as_str())
             .bind(serde_json::to_string(old_ids).map_err(Error::Encode)?)
             .fetch_all(&mut *conn)
             .await?,
     );
-    let (new_people, new_groups) = split(
+    let (mut new_people, new_groups) = split(
         sqlx::query_as::<_, Row>(UNCLAIMED_ROWS.as_str())
             .fetch_all(&mut *conn)
             .await?,
     );
-    let old_cards = lists(conn, OLD_MEMBERS, &old_people, &[]).await?.cards;
-    let new_cards = lists(conn, OLD_MEMBERS, &new_people, &[]).await?.cards;
+    let old_cards = lists(conn, Side::Cache, &old_people, &[]).await?.cards;
+    let new_cards = lists(conn, Side::Cache, &new_people, &[]).await?.cards;
     let people = identity::link_people(
-        &persons(&old_people, old_cards),
-        &persons(&new_people, new_cards),
+        &persons(&mut old_people, old_cards),
+        &persons(&mut new_people, new_cards),
     );
     let profiles = |rows: &[Row]| group_profiles(rows, vec![Vec::new(); rows.len()], vec![], &[]);
     let groups = identity::link_groups(&profiles(&old_groups), &profiles(&new_groups));

@@ -114,17 +114,18 @@ const PREPARED: &[&str] = &[
     // strangers, and contacts whose link was missed — not a contact who was
     // linked, who is paired by the link alone, nor a member of a group whose
     // name did not change. A row leaves its table once paired; what is left
-    // is removed (stored) or written (staged). Keyed in the order the
-    // pairing reads them.
+    // is removed (stored) or written (staged).
+    // `k` numbers the rows that look alike (same group, nick name and
+    // display name) in name order.
     "CREATE TEMP TABLE unpaired_stored (
         look INTEGER NOT NULL, g TEXT NOT NULL, nick_name TEXT NOT NULL,
-        display_name TEXT NOT NULL, m_old TEXT NOT NULL, g_old TEXT NOT NULL,
-        PRIMARY KEY (look, g, nick_name, display_name, m_old)
+        display_name TEXT NOT NULL, k INTEGER NOT NULL, m_old TEXT NOT NULL,
+        g_old TEXT NOT NULL, PRIMARY KEY (look, g, nick_name, display_name, k)
     ) WITHOUT ROWID",
     "CREATE TEMP TABLE unpaired_staged (
         look INTEGER NOT NULL, g TEXT NOT NULL, nick_name TEXT NOT NULL,
-        display_name TEXT NOT NULL, m TEXT NOT NULL, attr_status INTEGER NOT NULL,
-        PRIMARY KEY (look, g, nick_name, display_name, m)
+        display_name TEXT NOT NULL, k INTEGER NOT NULL, m TEXT NOT NULL,
+        attr_status INTEGER NOT NULL, PRIMARY KEY (look, g, nick_name, display_name, k)
     ) WITHOUT ROWID",
     // Member rows to write, whole (in `memberships` column order), so the
     // write under the lock is a plain ordered copy.

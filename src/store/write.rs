@@ -187,41 +187,48 @@ const PREPARE_MEMBERS_RELINKED: &[&str] = &[
       AND s.member_user_name = coalesce(il.user_name, m.member_user_name)
      WHERE gm.fresh = 0",
     // The rest, on each side, once: what follows pairs within these.
-    "INSERT INTO temp.unpaired_stored (look, g, nick_name, display_name, m_old, g_old)
-     SELECT gm.old_name != gm.new_name
-              AND NOT EXISTS (SELECT 1 FROM temp.ident i
-                              WHERE i.old_user_name = m.member_user_name),
-            gm.new_name, m.nick_name, m.display_name, m.member_user_name, gm.old_name
-     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
-     WHERE gm.fresh = 0
-       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
-                       WHERE d.g_old = gm.old_name AND d.m_old = m.member_user_name)",
-    "INSERT INTO temp.unpaired_staged (look, g, nick_name, display_name, m, attr_status)
-     SELECT gm.old_name != gm.new_name
-              AND NOT EXISTS (SELECT 1 FROM temp.ident i
-                              WHERE i.user_name = s.member_user_name
-                                AND i.old_user_name IS NOT NULL),
-            s.group_user_name, s.nick_name, s.display_name, s.member_user_name, s.attr_status
-     FROM temp.changed_groups gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
-     WHERE gm.fresh = 0
-       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
-                       WHERE d.g = s.group_user_name AND d.m = s.member_user_name)",
+    //
     // After a new login the members who are not contacts carry new names
     // too: pair them within their group by (nick name, display name), so
     // history does not record every stranger as leaving and joining. Members
     // who look the same are interchangeable in the cache, so k of them on
-    // each side pair up in name order; only a difference in count is a join
-    // or a leave. (Both tables are read in key order: no sort.)
+    // each side pair up in name order (`k` is numbered as the rows are
+    // copied); only a difference in count is a join or a leave.
+    "INSERT INTO temp.unpaired_stored (look, g, nick_name, display_name, k, m_old, g_old)
+     SELECT look, g, nick_name, display_name,
+            row_number() OVER (PARTITION BY look, g, nick_name, display_name ORDER BY m_old),
+            m_old, g_old
+     FROM (SELECT gm.old_name != gm.new_name
+                    AND NOT EXISTS (SELECT 1 FROM temp.ident i
+                                    WHERE i.old_user_name = m.member_user_name) AS look,
+                  gm.new_name AS g, m.nick_name, m.display_name, m.member_user_name AS m_old,
+                  gm.old_name AS g_old
+           FROM temp.changed_groups gm
+           CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
+           WHERE gm.fresh = 0
+             AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
+                             WHERE d.g_old = gm.old_name AND d.m_old = m.member_user_name))",
+    "INSERT INTO temp.unpaired_staged (look, g, nick_name, display_name, k, m, attr_status)
+     SELECT look, g, nick_name, display_name,
+            row_number() OVER (PARTITION BY look, g, nick_name, display_name ORDER BY m),
+            m, attr_status
+     FROM (SELECT gm.old_name != gm.new_name
+                    AND NOT EXISTS (SELECT 1 FROM temp.ident i
+                                    WHERE i.user_name = s.member_user_name
+                                      AND i.old_user_name IS NOT NULL) AS look,
+                  s.group_user_name AS g, s.nick_name, s.display_name, s.member_user_name AS m,
+                  s.attr_status
+           FROM temp.changed_groups gm
+           CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+           WHERE gm.fresh = 0
+             AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
+                             WHERE d.g = s.group_user_name AND d.m = s.member_user_name))",
     "INSERT INTO temp.member_pairs (g_old, m_old, g, m, nick_name, display_name, attr_status)
      SELECT o.g_old, o.m_old, n.g, n.m, n.nick_name, n.display_name, n.attr_status
-     FROM (SELECT *, row_number() OVER (PARTITION BY g, nick_name, display_name
-                                        ORDER BY m_old) AS k
-           FROM temp.unpaired_stored WHERE look = 1) o
-     JOIN (SELECT *, row_number() OVER (PARTITION BY g, nick_name, display_name
-                                        ORDER BY m) AS k
-           FROM temp.unpaired_staged WHERE look = 1) n
-       ON n.g = o.g AND n.nick_name = o.nick_name
-      AND n.display_name = o.display_name AND n.k = o.k",
+     FROM temp.unpaired_stored o CROSS JOIN temp.unpaired_staged n
+       ON n.look = 1 AND n.g = o.g AND n.nick_name = o.nick_name
+      AND n.display_name = o.display_name AND n.k = o.k
+     WHERE o.look = 1",
     UNPAIR_STORED,
     UNPAIR_STAGED,
 ];
