@@ -4,24 +4,25 @@
 //! → rows ([`store`]). [`sync`] is one full sync, [`daemon`] keeps the cache
 //! fresh between them, and `simulator` (the default-on cargo feature of that
 //! name) is a loopback WeChat Web server that the tests, the benchmarks and
-//! `wxsync demo` run against; nothing else in the crate depends on it.
+//! `wxsync demo` run against; outside tests, only the `demo` and `simulate`
+//! commands use it.
 //!
 //! The modules are layered; each uses only modules of the layers below it
 //! (`tests/layering.rs` fails on any circle):
 //!
-//! 1. foundations, which use no other module: [`webwx`] (the protocol
-//!    client), `simulator`, [`backoff`], [`memory`], [`telemetry`],
-//!    [`shutdown`] (SIGTERM/SIGINT), [`wording`] (errors and counts in
-//!    words);
-//! 2. [`contact`]: decoded records;
-//! 3. [`identity`]: the pure matcher of who is who across two logins;
-//! 4. [`store`]: the SQLite cache, which asks the matcher when it re-links;
-//! 5. [`sync`], [`avatars`], [`export`], and [`undecided`] (what a re-link
+//! 1. foundations, which use no other module: `simulator`, [`backoff`],
+//!    [`memory`], [`telemetry`], [`shutdown`] (SIGTERM/SIGINT), [`wording`]
+//!    (errors and counts in words);
+//! 2. [`webwx`]: the protocol client (its tests run against the simulator);
+//! 3. [`contact`]: decoded records;
+//! 4. [`identity`]: the pure matcher of who is who across two logins;
+//! 5. [`store`]: the SQLite cache, which asks the matcher when it re-links;
+//! 6. [`sync`], [`avatars`], [`export`], and [`undecided`] (what a re-link
 //!    left to a person, in words);
-//! 6. [`config`] (the file, read into each module's options) and [`cli`];
-//! 7. [`app`]: the opened config, store and client;
-//! 8. [`daemon`] and [`health`];
-//! 9. [`commands`]: one function per subcommand, which `main` calls.
+//! 7. [`config`] (the file, read into each module's options) and [`cli`];
+//! 8. [`app`]: the opened config, store and client;
+//! 9. [`daemon`] and [`health`];
+//! 10. [`commands`]: one function per subcommand, which `main` calls.
 
 pub mod app;
 pub mod avatars;

@@ -1,6 +1,7 @@
 //! The top-level modules depend on each other one way: no module reaches,
 //! through any chain of `crate::` paths (imports, code, tests or doc links),
-//! back to itself. docs/development.md, "Layout", names the layers.
+//! back to itself, and each names only modules of the layers below its own
+//! in the crate doc's numbered list (src/lib.rs).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -25,6 +26,36 @@ fn top_level_modules_form_no_circle() {
             .collect();
         panic!("a circle between top-level modules:\n{}", steps.join("\n"));
     }
+}
+
+#[test]
+fn every_arrow_runs_down_the_layers_the_crate_doc_names() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let edges = module_graph(&src);
+    let lib = fs::read_to_string(src.join("lib.rs")).expect("src/lib.rs");
+    let layer = layers(&lib, &edges);
+    let unplaced: Vec<&String> = edges.keys().filter(|m| !layer.contains_key(*m)).collect();
+    assert!(
+        unplaced.is_empty(),
+        "modules in no layer of src/lib.rs's list: {unplaced:?}"
+    );
+    let mut upward = Vec::new();
+    for (from, to) in edges
+        .iter()
+        .flat_map(|(a, bs)| bs.keys().map(move |b| (a, b)))
+    {
+        if layer[from] <= layer[to] {
+            upward.push(format!(
+                "  {from} (layer {}) -> {to} (layer {})  ({})",
+                layer[from], layer[to], edges[from][to]
+            ));
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "arrows that do not run down:\n{}",
+        upward.join("\n")
+    );
 }
 
 #[test]
@@ -53,6 +84,31 @@ fn a_circle_is_found_and_a_chain_is_not() {
     .map(|(_, name)| name)
     .collect();
     assert_eq!(names, ["app", "store", "sync"]);
+}
+
+/// The layer of each module the crate doc's numbered list names (`1. …`,
+/// items continued on indented lines): the module names in backticks.
+fn layers(lib: &str, edges: &Edges) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let mut current = None;
+    for line in lib.lines().map_while(|l| l.strip_prefix("//!")) {
+        let item = line.trim_start();
+        let number = item
+            .split_once(". ")
+            .and_then(|(n, _)| n.parse::<usize>().ok());
+        match number {
+            Some(n) => current = Some(n),
+            None if line.starts_with("    ") => {}
+            None => current = None,
+        }
+        let Some(n) = current else { continue };
+        for name in item.split('`').skip(1).step_by(2) {
+            if edges.contains_key(name) {
+                out.insert(name.to_owned(), n);
+            }
+        }
+    }
+    out
 }
 
 /// Each top-level module declared in lib.rs, with the modules its files
