@@ -89,6 +89,9 @@ pub struct Facts {
     pub last_keepalive: Option<DateTime<Utc>>,
     /// Remark edits that failed within `check.failed_ops_window`.
     pub failed_ops: i64,
+    /// Remark edits the server accepted but no read-back confirmed, within
+    /// the same window.
+    pub unverified_ops: i64,
     pub pending_ops: i64,
     /// Rows of the previous login a re-link left undecided.
     pub undecided: i64,
@@ -140,6 +143,7 @@ async fn facts(app: &App) -> anyhow::Result<Facts> {
     let store = &app.store;
     let window = chrono::Duration::from_std(app.config.check.failed_ops_window)?;
     let since = (now - window).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (failed_ops, unverified_ops) = store.ops_ended_badly_since(&since).await?;
     Ok(Facts {
         now,
         session,
@@ -156,7 +160,8 @@ async fn facts(app: &App) -> anyhow::Result<Facts> {
             .last_keepalive_at
             .as_deref()
             .and_then(time),
-        failed_ops: store.ops_failed_since(&since).await?,
+        failed_ops,
+        unverified_ops,
         pending_ops: store.op_counts().await?.pending,
         undecided: store.undecided().await?,
         counts: store.counts().await?,
@@ -218,6 +223,17 @@ pub fn judge(f: &Facts, c: &CheckConfig, schedule: &croner::Cron) -> Verdict {
             format!(
                 "{} failed in the last {} (pending_ops.last_error says why)",
                 plural(f.failed_ops, "remark edit"),
+                age(chrono::Duration::from_std(c.failed_ops_window).unwrap_or_default())
+            ),
+        ));
+    }
+    if f.unverified_ops > 0 {
+        found.push((
+            Level::Warning,
+            format!(
+                "{} unverified in the last {} (accepted by the server, not confirmed by a \
+                 read-back; pending_ops.last_error says why)",
+                plural(f.unverified_ops, "remark edit"),
                 age(chrono::Duration::from_std(c.failed_ops_window).unwrap_or_default())
             ),
         ));
@@ -386,6 +402,7 @@ mod tests {
             last_ok_started: Some(at("2026-12-01T10:00:00Z")),
             last_keepalive: Some(at("2026-12-01T10:00:20Z")),
             failed_ops: 0,
+            unverified_ops: 0,
             pending_ops: 2,
             undecided: 0,
             counts: Counts {
@@ -539,6 +556,21 @@ mod tests {
             v.text.starts_with(
                 "2 remark edits failed in the last 24h (pending_ops.last_error says why); \
                  1 row of the previous login undecided (`wxsync identity`) |"
+            ),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn an_unverified_edit_warns_apart_from_failed_ones() {
+        let mut f = healthy();
+        f.unverified_ops = 1;
+        let v = judged(&f);
+        assert_eq!(v.level, Level::Warning);
+        assert!(
+            v.text.starts_with(
+                "1 remark edit unverified in the last 24h (accepted by the server, not \
+                 confirmed by a read-back; pending_ops.last_error says why) |"
             ),
             "{v:?}"
         );

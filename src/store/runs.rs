@@ -236,11 +236,13 @@ impl Store {
         .unwrap_or_default())
     }
 
-    /// How many remark edits ended `failed` at or after `since` (a
-    /// timestamp as stored).
-    pub async fn ops_failed_since(&self, since: &str) -> Result<i64, Error> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM pending_ops WHERE status = 'failed' AND done_at >= ?",
+    /// How many remark edits ended `failed`, and how many `unverified`, at
+    /// or after `since` (a timestamp as stored).
+    pub async fn ops_ended_badly_since(&self, since: &str) -> Result<(i64, i64), Error> {
+        Ok(sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'failed'),
+                    count(*) FILTER (WHERE status = 'unverified')
+             FROM pending_ops WHERE status IN ('failed', 'unverified') AND done_at >= ?",
         )
         .bind(since)
         .fetch_one(&self.pool)

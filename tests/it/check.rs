@@ -44,6 +44,26 @@ async fn status_check_gives_each_state_its_exit_code() {
         "| contacts=",
     );
 
+    // WARNING: an edit the server accepted but nobody confirmed, just now.
+    let db = app.db().await;
+    sqlx::query(
+        "INSERT INTO pending_ops (contact_id, remark_name, status, last_error, done_at)
+         VALUES (1, 'x', 'unverified', 'reading the contact back failed', strftime('%Y-%m-%dT%H:%M:%fZ'))",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    says(
+        &check(&app).await,
+        1,
+        "WXSYNC WARNING - 1 remark edit unverified in the last 24h (accepted by the server",
+        "pending_ops.last_error says why",
+    );
+    sqlx::query("DELETE FROM pending_ops")
+        .execute(&db)
+        .await
+        .unwrap();
+
     // WARNING: the last full sync failed.
     app.sim
         .fail(Endpoint::GetContact, Fault::Http(502), u32::MAX);
