@@ -32,7 +32,9 @@
 //!   bits, p being the chance that an unrelated group holds it (from how
 //!   many groups do), so the account itself, in every group, adds nothing;
 //!   an old member missing from the new list costs about 2.3 bits, a new
-//!   member a quarter bit.
+//!   member a quarter bit. When members are all a pair has in common (name
+//!   and avatar differ or are missing), they count only if at least a
+//!   quarter of everyone in either list is in both (`THIN_OVERLAP`).
 //!
 //! The weights are in `people.rs` and `groups.rs` with the reason for each.
 //!
@@ -45,8 +47,9 @@
 //! other's best remaining candidate, and on both sides it leads the
 //! runner-up by at least `MARGIN_BITS`; linked rows leave the pool and
 //! the rounds repeat. A pair that agrees on everything but a changed
-//! avatar needs `NEW_FACE_BITS` less when neither row has any other
-//! candidate scoring above zero. Two rows that score the
+//! avatar, and has the same fields set on both sides, needs
+//! `NEW_FACE_BITS` less when neither row has any other candidate scoring
+//! above zero. Two rows that score the
 //! same against everything — look-alikes identical in every field — tie on
 //! every side and so never link: a wrong link is worse than a missed one.
 //! Unlinked old rows list their best remaining candidates with the evidence

@@ -144,6 +144,17 @@ pub(super) struct Row {
     cards: Vec<u32>,
 }
 
+impl Row {
+    /// Both rows have the same fields set: a field set on one side only
+    /// (a signature where there was none) is a change too, which a
+    /// `new_face` pair must not have.
+    fn set_alike(&self, other: &Row) -> bool {
+        let set =
+            |r: &Row| [r.remark, r.alias, r.nick, r.sex, r.place, r.signature].map(|f| f.is_some());
+        set(self) == set(other)
+    }
+}
+
 /// Both logins' people, each field's values counted.
 pub(super) struct People<'a> {
     real_id: Values<&'a str>,
@@ -288,7 +299,8 @@ impl Table for People<'_> {
 
     fn score(&self, old: usize, new: usize) -> (f64, bool) {
         let b = self.compare(old, new);
-        (b.score(), b.only_differs_in(AVATAR))
+        let (a, n) = (&self.sides[0][old], &self.sides[1][new]);
+        (b.score(), b.only_differs_in(AVATAR) && a.set_alike(n))
     }
 
     fn explain(&self, old: usize, new: usize) -> (f64, String) {

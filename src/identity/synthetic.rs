@@ -161,7 +161,10 @@ fn both_groups(before: &Login, after: &Login, people: &Outcome) -> (Vec<Group>, 
 fn relogin(cfg: &SimConfig, rate: f64) -> (Login, Login, Vec<u64>) {
     let mut generator = Generator::new(cfg);
     let before = generator.account();
-    generator.churn(rate, cfg.seed);
+    // Not the account's own seed: the churn would replay the generator's
+    // random stream and could add a copy of a person it removes, identical
+    // down to the avatar (at 1,000 friends, seed 2, 5 % churn it did).
+    generator.churn(rate, cfg.seed.wrapping_mul(1_000) + (rate * 100.0) as u64);
     generator.next_login();
     let after = generator.account();
     let twins = before
@@ -299,21 +302,8 @@ fn generated_relogins_link_precisely_and_never_link_look_alikes() {
     ];
     for (shape, seeds) in shapes {
         for (rate, f, _, g) in measure(&shape, seeds) {
-            assert!(
-                f.precision() >= 0.99,
-                "friends at {rate}: {}",
-                f.precision()
-            );
-            // At 20 % churn a removed group's members may be found again in
-            // a group churn created (another name and avatar): among 300
-            // friends, two groups of 300–500 members share a hundred of
-            // them. The default account links 3 such pairs over 8 seeds.
-            let floor = if rate < 0.2 { 0.99 } else { 0.98 };
-            assert!(
-                g.precision() >= floor,
-                "groups at {rate}: {}",
-                g.precision()
-            );
+            assert_eq!(f.wrong, 0, "friends at {rate}: {} wrong", f.wrong);
+            assert_eq!(g.wrong, 0, "groups at {rate}: {} wrong", g.wrong);
         }
     }
 }

@@ -222,6 +222,26 @@ fn a_friend_with_a_new_avatar_and_nick_but_the_same_remark_and_profile_links() {
 }
 
 #[test]
+fn a_new_avatar_links_a_lone_candidate_only_if_no_other_field_was_set_or_cleared() {
+    let person = |seq: &str, signature: &str| {
+        let mut p = friend("林小龙", seq);
+        (p.province, p.city) = ("北京".into(), "海淀".into());
+        p.sex = 2;
+        p.signature = signature.into();
+        p
+    };
+    // Nick name, a common place and sex, with the avatar changed: enough
+    // only as a new face.
+    let (old, new) = with_crowd(vec![person("1", "")], vec![person("2", "")]);
+    let out = link_people(&old, &new);
+    assert_eq!(linked_to(&out, 0), Some(0));
+    // A signature where there was none is a second change: someone else.
+    let (old, new) = with_crowd(vec![person("1", "")], vec![person("2", "Stay hungry")]);
+    let out = link_people(&old, &new);
+    assert_eq!(linked_to(&out, 0), None, "{:?}", out.links.first());
+}
+
+#[test]
 fn a_unique_avatar_alone_is_not_enough() {
     let mut a = friend("Tom", "1");
     a.sex = 0;
@@ -414,4 +434,24 @@ fn a_group_real_id_decides() {
     other_groups(&mut old, &mut new);
     let out = link_groups(&old, &new);
     assert_eq!(linked_to(&out, 0), Some(1));
+}
+
+#[test]
+fn a_removed_group_and_a_new_one_sharing_a_minority_of_members_stay_unlinked() {
+    let friends = |from: i64, to: i64| (from..to).map(contact_member_key).collect::<Vec<_>>();
+    let mut removed = group("宝妈交流群", [friends(1, 101), friends(101, 221)].concat());
+    removed.avatar_seq = Some("1".into());
+    let mut created = group("项目组3", [friends(1, 101), friends(221, 441)].concat());
+    created.avatar_seq = Some("2".into());
+    // A group renamed, with a new avatar, that kept half its members.
+    let mut kept = group("同事", friends(500, 540));
+    kept.avatar_seq = Some("3".into());
+    let mut renamed = group("前同事", [friends(500, 520), friends(540, 550)].concat());
+    renamed.avatar_seq = Some("4".into());
+    let mut old = vec![removed, kept];
+    let mut new = vec![created, renamed];
+    other_groups(&mut old, &mut new);
+    let out = link_groups(&old, &new);
+    assert_eq!(linked_to(&out, 0), None, "{:?}", out.links.first());
+    assert_eq!(linked_to(&out, 1), Some(1));
 }
