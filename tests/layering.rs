@@ -58,6 +58,30 @@ fn every_arrow_runs_down_the_layers_the_crate_doc_names() {
     );
 }
 
+/// Inside each module with files of its own (`src/store/`, …), the files
+/// and folders next to each other name each other one way too.
+#[test]
+fn the_parts_of_each_module_form_no_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut parents = Vec::new();
+    for entry in fs::read_dir(&src).expect("src/").flatten() {
+        if entry.path().join("mod.rs").is_file() {
+            parents.push(entry.path());
+        }
+    }
+    assert!(parents.len() > 3, "too few modules with parts found");
+    for parent in parents {
+        let edges = parts_graph(&parent);
+        if let Some(circle) = find_circle(&edges) {
+            panic!(
+                "a circle between the parts of {}: {}",
+                parent.display(),
+                circle.join(" -> ")
+            );
+        }
+    }
+}
+
 #[test]
 fn a_circle_is_found_and_a_chain_is_not() {
     let graph = |pairs: &[(&str, &str)]| -> Edges {
@@ -140,6 +164,46 @@ fn module_graph(src: &Path) -> Edges {
                     named
                         .entry(other)
                         .or_insert_with(|| format!("src/{}:{line}", rel.display()));
+                }
+            }
+        }
+    }
+    edges
+}
+
+/// The parts of the module in `dir` (its files but mod.rs, its folders),
+/// each with the parts it names by `super::` (from its own file or its
+/// folder's mod.rs) or by `crate::<module>::`, outside its unit tests.
+fn parts_graph(dir: &Path) -> Edges {
+    let module = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let mut parts = BTreeMap::new();
+    for entry in fs::read_dir(dir).expect("a module folder").flatten() {
+        let path = entry.path();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            parts.insert(stem, path.join("mod.rs"));
+        } else if path.extension().is_some_and(|e| e == "rs") && stem != "mod" {
+            parts.insert(stem, path);
+        }
+    }
+    let mut edges = Edges::new();
+    for (part, file) in &parts {
+        let named = edges.entry(part.clone()).or_default();
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+        let qualified = format!("crate::{module}::");
+        for prefix in ["super::", qualified.as_str()] {
+            for (at, _) in code.match_indices(prefix) {
+                let other: String = code[at + prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if other != *part && parts.contains_key(&other) {
+                    named
+                        .entry(other)
+                        .or_insert_with(|| file.display().to_string());
                 }
             }
         }

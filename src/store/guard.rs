@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::{FromRow, SqliteConnection};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::write::FullSync;
+use super::plan::FullSync;
 use super::{Error, Store, now};
 
 /// Rows below this many are never held back by their share: deleting 2 of

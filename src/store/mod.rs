@@ -11,6 +11,7 @@ mod export;
 mod guard;
 mod identity;
 mod ops;
+mod plan;
 mod push;
 mod relink;
 mod runs;
@@ -33,10 +34,10 @@ pub use export::ExportRow;
 pub use guard::WaitingDeletion;
 pub use identity::{Decision, IdentityError, Shown, Undecided, Unlinked};
 pub use ops::{Deletion, Malformed, NextOp, PendingOp, QueueWatch, Target};
+pub use plan::{FullSync, Plan};
 pub use push::{PushRecord, PushState};
 pub use runs::{Activity, Counts, OpCounts, RunStats, SyncRun};
 pub use stage::{Source, Stage, name_key};
-pub use write::{FullSync, Plan};
 
 /// What the remark queue and `wxsync identity` read of a contact they look up.
 #[derive(sqlx::FromRow)]

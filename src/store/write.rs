@@ -13,42 +13,9 @@ use sqlx::{Connection, SqliteConnection};
 
 use super::columns;
 use super::guard::{guard, record_held};
-use super::stage::{Source, Stage};
-use super::{ApplyCounts, Error, RunStats, now};
-
-/// What a commit is for.
-pub struct Plan<'a> {
-    pub source: Source,
-    /// Set for a complete full sync; `None` for increments and other partial
-    /// writes, which never mark an absent contact deleted.
-    pub full: Option<FullSync<'a>>,
-    /// A partial write into an empty cache (a first login) may say whose
-    /// names it holds, so later increments of that login apply at once.
-    pub claim_login: Option<&'a str>,
-}
-
-/// The parts of a plan only a complete full sync has.
-pub struct FullSync<'a> {
-    pub run_id: i64,
-    /// When fetching began (same format as every timestamp column): a
-    /// contact another source changed since then keeps what it has.
-    pub fetch_started: &'a str,
-    /// The login whose user names the staged records carry.
-    pub login_id: &'a str,
-    /// Share (0..=1] of live contacts or membership rows above which a
-    /// deletion is held back.
-    pub guard: f64,
-    /// Apply even a deletion the guard would hold.
-    pub force: bool,
-    /// A held deletion that comes back at least this long after it was
-    /// first held is applied (`sync.deletion_confirm`)…
-    pub confirm: std::time::Duration,
-    /// …unless this sync retries a failed one.
-    pub retry: bool,
-    pub stats: &'a RunStats,
-    /// Previous-login rows a re-link left unlinked.
-    pub unlinked: u64,
-}
+use super::plan::{FullSync, Plan};
+use super::stage::Stage;
+use super::{ApplyCounts, Error, now};
 
 /// Pairs the members still unpaired by one column, where the value is
 /// unique among the group's unpaired rows on both sides (and, with
@@ -753,33 +720,6 @@ async fn finish_full(
 }
 
 #[cfg(test)]
-impl<'a> Plan<'a> {
-    /// A complete full sync of login "login" with the default guard, as
-    /// the store's unit tests commit it.
-    pub(super) fn full_sync_for_test(
-        run_id: i64,
-        fetch_started: &'a str,
-        stats: &'a RunStats,
-    ) -> Plan<'a> {
-        Plan {
-            source: Source::FullSync,
-            full: Some(FullSync {
-                run_id,
-                fetch_started,
-                login_id: "login",
-                guard: 0.2,
-                force: false,
-                confirm: std::time::Duration::ZERO,
-                retry: false,
-                stats,
-                unlinked: 0,
-            }),
-            claim_login: None,
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use std::time::Duration;
 
@@ -787,7 +727,8 @@ mod tests {
 
     use super::*;
     use crate::contact::{Contact, Kind};
-    use crate::store::Store;
+    use crate::store::stage::Source;
+    use crate::store::{RunStats, Store};
 
     fn friend(remark: &str) -> Contact {
         Contact {
