@@ -42,15 +42,20 @@ pub fn card_key(group_nick: &str, display_name: &str) -> u64 {
     key(CARD, &[group_nick.as_bytes(), display_name.as_bytes()])
 }
 
-/// The `seq` of a HeadImgUrl, which stays across logins and changes with the
-/// avatar. `None` when absent, empty or `0` (the real servers give groups
-/// `seq=0`, which names no avatar).
-pub fn avatar_seq(head_img_url: &str) -> Option<String> {
+/// The `seq` query parameter of a HeadImgUrl, as given (`None` when it has
+/// none): it stays across logins and changes with the avatar.
+pub fn head_img_seq(head_img_url: &str) -> Option<String> {
     let (_, query) = head_img_url.split_once('?')?;
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "seq")
         .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.is_empty() && v != "0")
+}
+
+/// The `seq` of a HeadImgUrl as identity evidence: `None` when absent,
+/// empty or `0` (the real servers give groups `seq=0`, which names no
+/// avatar).
+pub fn avatar_seq(head_img_url: &str) -> Option<String> {
+    head_img_seq(head_img_url).filter(|v| !v.is_empty() && v != "0")
 }
 
 /// A nick name without what people add and drop around it: emoji, symbols,

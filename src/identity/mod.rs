@@ -62,7 +62,7 @@ mod keys;
 mod people;
 mod values;
 
-pub use keys::{avatar_seq, card_key, contact_member_key, stranger_member_key};
+pub use keys::{avatar_seq, card_key, contact_member_key, head_img_seq, stranger_member_key};
 
 use crate::contact::Kind;
 use assign::{Pair, Rule, assign, held};

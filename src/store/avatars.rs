@@ -63,11 +63,7 @@ pub struct AvatarImage {
 /// The `seq` query parameter of a `HeadImgUrl` ("" when it has none): it
 /// changes with the avatar, and unlike the URL it survives a new login.
 pub fn avatar_seq(head_img_url: &str) -> String {
-    let query = head_img_url.split_once('?').map_or("", |(_, q)| q);
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "seq")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    crate::identity::head_img_seq(head_img_url).unwrap_or_default()
 }
 
 impl Store {
