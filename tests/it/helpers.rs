@@ -336,6 +336,15 @@ impl TestApp {
             .user_name
     }
 
+    /// The session's secrets: every credential the client sent, and the uin.
+    pub fn session_secrets(&self) -> BTreeSet<String> {
+        let uin = self.session_json()["uin"].to_string();
+        assert!(uin.len() >= 6, "the uin is a real number: {uin}");
+        let mut secrets = self.secrets_sent();
+        secrets.insert(uin);
+        secrets
+    }
+
     /// Every credential the client sent: cookie values, and skey, sid and
     /// pass_ticket from query strings and BaseRequest bodies.
     pub fn secrets_sent(&self) -> BTreeSet<String> {

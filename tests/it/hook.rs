@@ -45,16 +45,6 @@ fn recording_hook(app: &TestApp) -> (PathBuf, PathBuf) {
     (hook, out)
 }
 
-/// The session's secrets: every cookie and query value the simulator
-/// received, and the uin.
-fn secrets(app: &TestApp) -> BTreeSet<String> {
-    let uin = app.session_json()["uin"].to_string();
-    assert!(uin.len() >= 6, "the uin is a real number: {uin}");
-    let mut secrets = app.secrets_sent();
-    secrets.insert(uin);
-    secrets
-}
-
 /// Asserts that the run for `event` heard it with `words` in a one-line
 /// message, the database's path, and none of `secrets`; returns what it
 /// heard.
@@ -146,7 +136,7 @@ async fn every_daemon_event_reaches_the_hook_with_no_secret() {
     let (code, logs) = daemon.stop().await;
     assert_eq!(code, Some(0), "{logs}");
 
-    let secrets = secrets(&app);
+    let secrets = app.session_secrets();
     for (event, words) in [
         (
             "sync_failed",
@@ -269,7 +259,7 @@ async fn a_removed_database_is_told_as_task_died_before_a_non_zero_exit() {
     let mut daemon = app.start_daemon(&[]);
     app.eventually("the first full sync", || async { app.ok_runs().await >= 1 })
         .await;
-    let secrets = secrets(&app);
+    let secrets = app.session_secrets();
 
     std::fs::remove_file(&app.db).unwrap();
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), daemon.child.wait())
