@@ -2,7 +2,8 @@
 
 use super::evidence::Breakdown;
 use super::values::{Side, Values};
-use super::{Group, Key, Table};
+use super::{Group, Key, Table, class_of};
+use crate::contact::Kind;
 
 /// What each signal is worth, in bits; see [`super`] for the model.
 mod bits {
@@ -231,8 +232,8 @@ impl Table for Groups<'_> {
         ]
     }
 
-    fn peers(&self, _old: usize) -> usize {
-        self.groups
+    fn class(_row: &Row) -> u8 {
+        class_of(Kind::Group)
     }
 
     fn score(&self, old: usize, new: usize) -> (f64, bool) {

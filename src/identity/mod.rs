@@ -87,6 +87,9 @@ pub struct Person {
     /// [`card_key`]`(group nick, display name)` for each group they are in
     /// with a non-empty DisplayName, sorted.
     pub cards: Vec<u64>,
+    /// For [`relink_people`]: a key per linked group they are a member of
+    /// (the same key on both sides), sorted. Empty for [`link_people`].
+    pub groups: Vec<u64>,
 }
 
 /// A group.
@@ -162,15 +165,28 @@ const LISTED: usize = 3;
 
 /// Links the previous login's people (`old`) to this login's (`new`).
 pub fn link_people(old: &[Person], new: &[Person]) -> Outcome {
-    solve(&people::People::build(old, new))
+    solve(&people::People::build(old, new), &[])
+}
+
+/// A second round of [`link_people`] once the groups are linked: `settled`
+/// (the first round's outcome) stands, and the people it left unlinked are
+/// weighed again with the groups they are in ([`Person::groups`]) as one
+/// more signal. A friend whose nick name and avatar both changed is often
+/// still in the same groups.
+pub fn relink_people(old: &[Person], new: &[Person], settled: &Outcome) -> Outcome {
+    let settled: Vec<(usize, usize)> = settled.links.iter().map(|l| (l.old, l.new)).collect();
+    solve(&people::People::build(old, new), &settled)
 }
 
 /// Links the previous login's groups to this login's. Call it after
 /// [`link_people`]: member keys of linked contacts must use the old row's
 /// `contact_id` on both sides.
 pub fn link_groups(old: &[Group], new: &[Group]) -> Outcome {
-    solve(&groups::Groups::build(old, new))
+    solve(&groups::Groups::build(old, new), &[])
 }
+
+/// How many kinds [`class_of`] tells apart.
+const CLASSES: usize = 5;
 
 /// Values are counted per kind: a kind's small number.
 fn class_of(kind: Kind) -> u8 {
@@ -198,22 +214,25 @@ trait Table {
     fn keys(&self) -> Vec<(Key<Self::Row>, usize)>;
     /// How many old × new rows sharing one value are too many to enumerate.
     const BLOCK_LIMIT: u64;
-    /// How many rows an old row could be: those of its kind, on the side
-    /// with more of them.
-    fn peers(&self, old: usize) -> usize;
+    /// The row's kind ([`class_of`]): a row links only to one of its kind.
+    fn class(row: &Self::Row) -> u8;
     /// The pair's score, and whether it agrees on everything but the
     /// avatar, which changed (see `NEW_FACE_BITS`).
     fn score(&self, old: usize, new: usize) -> (f64, bool);
     fn explain(&self, old: usize, new: usize) -> (f64, String);
 }
 
-/// Real ids first, then candidates from shared values, then the assignment.
-fn solve<T: Table>(t: &T) -> Outcome {
+/// Real ids and `settled` links first, then candidates from shared values,
+/// then the assignment.
+fn solve<T: Table>(t: &T, settled: &[(usize, usize)]) -> Outcome {
     let rows = t.rows();
     let (n_old, n_new) = (rows[0].len(), rows[1].len());
     let ids = |side: &[T::Row]| side.iter().map(T::real_id).collect::<Vec<_>>();
     let (old_ids, new_ids) = (ids(rows[0]), ids(rows[1]));
-    let forced = t.real_ids().one_to_one(&old_ids, &new_ids);
+    let mut forced = t.real_ids().one_to_one(&old_ids, &new_ids);
+    forced.extend_from_slice(settled);
+    forced.sort_unstable();
+    forced.dedup();
     let held = held(n_old, n_new, &forced);
     let mut pairs = Vec::new();
     for (key, values) in t.keys() {
@@ -240,8 +259,22 @@ fn solve<T: Table>(t: &T) -> Outcome {
             }
         })
         .collect();
-    let needs: Vec<f64> = (0..n_old)
-        .map(|o| LINK_ODDS_BITS + (t.peers(o).max(2) as f64).log2())
+    // How many rows an old row could be: those of its kind on the side with
+    // more of them; in a second round, those the first left unlinked.
+    let mut pool = [[0usize; 2]; CLASSES];
+    for side in 0..2 {
+        for (i, row) in rows[side].iter().enumerate() {
+            if settled.is_empty() || !held[side][i] {
+                pool[T::class(row) as usize][side] += 1;
+            }
+        }
+    }
+    let needs: Vec<f64> = rows[0]
+        .iter()
+        .map(|row| {
+            let [o, n] = pool[T::class(row) as usize];
+            LINK_ODDS_BITS + (o.max(n).max(2) as f64).log2()
+        })
         .collect();
     let rule = Rule {
         new_face_needs: needs.iter().map(|n| n - NEW_FACE_BITS).collect(),

@@ -99,9 +99,21 @@ mod bits {
     pub const CARD_TOP: f64 = 10.0;
     pub const CARD_FLOOR: f64 = 1.0;
     pub const CARDS_MAX: f64 = 24.0;
+    /// Groups in common, once the groups are linked (a second round, see
+    /// [`super::super::relink_people`]). A linked group both rows are in
+    /// holds an unrelated person of the kind with probability p (its
+    /// members of the kind ÷ rows of the kind) and the same person after a
+    /// login with probability `GROUP_KEPT`: it adds log₂(`GROUP_KEPT` / p)
+    /// bits, at most `GROUP_TOP`. One the old row was in and the new row is
+    /// not costs log₂((1 − `GROUP_KEPT`) / (1 − p)), about 2.3 bits; one only
+    /// the new row is in, a quarter bit. The sum is at most `GROUPS_MAX`.
+    pub const GROUP_KEPT: f64 = 0.8;
+    pub const GROUP_TOP: f64 = 8.0;
+    pub const GROUP_JOINED: f64 = 0.25;
+    pub const GROUPS_MAX: f64 = 16.0;
 }
 
-const SIGNALS: usize = 10;
+const SIGNALS: usize = 11;
 const NAMES: [&str; SIGNALS] = [
     "real id",
     "remark",
@@ -113,6 +125,7 @@ const NAMES: [&str; SIGNALS] = [
     "place",
     "signature",
     "group cards",
+    "groups in common",
 ];
 const REAL_ID: usize = 0;
 const REMARK: usize = 1;
@@ -124,6 +137,12 @@ const SEX: usize = 6;
 const PLACE: usize = 7;
 const SIGNATURE: usize = 8;
 const CARDS: usize = 9;
+const GROUPS: usize = 10;
+
+/// Groups in common are not independent evidence: people of one circle
+/// share several. They count for a pair only if at least 1 in
+/// `THIN_GROUPS` of the linked groups either row is in holds both.
+const THIN_GROUPS: usize = 2;
 
 /// Old × new rows sharing one value beyond which the value finds no
 /// candidates ("Alice" shared by 200 × 200 rows is worth about 2 bits).
@@ -142,6 +161,7 @@ pub(super) struct Row {
     place: Option<u32>,
     signature: Option<u32>,
     cards: Vec<u32>,
+    groups: Vec<u32>,
 }
 
 impl Row {
@@ -167,6 +187,7 @@ pub(super) struct People<'a> {
     place: Values<(&'a str, &'a str)>,
     signature: Values<&'a str>,
     cards: Values<u64>,
+    groups: Values<u64>,
     /// Rows of each class, by side.
     rows: [[usize; 2]; 5],
     /// Old rows, new rows: indexed by [`Side`].
@@ -186,6 +207,7 @@ impl<'a> People<'a> {
             place: Values::new(),
             signature: Values::new(),
             cards: Values::new(),
+            groups: Values::new(),
             rows: [[0; 2]; 5],
             sides: [Vec::with_capacity(old.len()), Vec::with_capacity(new.len())],
         };
@@ -220,6 +242,7 @@ impl<'a> People<'a> {
                 .then(|| self.place.add(side, class, (&p.province, &p.city))),
             signature: self.signature.add_text(side, class, &p.signature),
             cards: self.cards.add_set(side, class, &p.cards),
+            groups: self.groups.add_set(side, class, &p.groups),
         }
     }
 
@@ -261,7 +284,38 @@ impl<'a> People<'a> {
             .map(|c| identifier(bits::CARD_TOP, bits::CARD_FLOOR, self.cards.holders(*c)))
             .sum::<f64>()
             .min(bits::CARDS_MAX);
+        s.bits[GROUPS] = self.groups_in_common(&a.groups, &b.groups, rows);
         s
+    }
+
+    /// What two rows' linked groups say (see `bits::GROUP_KEPT`); `rows`
+    /// of the pair's class.
+    fn groups_in_common(&self, a: &[u32], b: &[u32], rows: usize) -> f64 {
+        let p = |g: u32| (f64::from(self.groups.holders(g)) / rows.max(1) as f64).min(1.0);
+        let (mut i, mut j) = (0, 0);
+        let (mut bits, mut shared, mut union) = (0.0, 0, 0);
+        while i < a.len() || j < b.len() {
+            union += 1;
+            if j == b.len() || (i < a.len() && a[i] < b[j]) {
+                bits += ((1.0 - bits::GROUP_KEPT) / (1.0 - p(a[i]))).log2().min(0.0);
+                i += 1;
+            } else if i == a.len() || b[j] < a[i] {
+                bits -= bits::GROUP_JOINED;
+                j += 1;
+            } else {
+                bits += (bits::GROUP_KEPT / p(a[i]))
+                    .log2()
+                    .clamp(0.0, bits::GROUP_TOP);
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+        if shared * THIN_GROUPS < union {
+            bits.min(0.0)
+        } else {
+            bits.min(bits::GROUPS_MAX)
+        }
     }
 }
 
@@ -290,11 +344,12 @@ impl Table for People<'_> {
             (|r| r.nick.as_slice(), self.nick.len()),
             (|r| r.nick_core.as_slice(), self.nick_core.len()),
             (|r| &r.cards, self.cards.len()),
+            (|r| &r.groups, self.groups.len()),
         ]
     }
 
-    fn peers(&self, old: usize) -> usize {
-        self.class_rows(self.sides[0][old].class)
+    fn class(row: &Row) -> u8 {
+        row.class
     }
 
     fn score(&self, old: usize, new: usize) -> (f64, bool) {

@@ -90,6 +90,7 @@ impl Login {
                     sex: c.sex,
                     avatar_seq: Some(c.avatar_seq.to_string()),
                     cards,
+                    groups: Vec::new(),
                 }
             })
             .collect();
@@ -154,6 +155,32 @@ fn both_groups(before: &Login, after: &Login, people: &Outcome) -> (Vec<Group>, 
         new[l.new] = Some(l.old as i64);
     }
     (before.groups(&old), after.groups(&new))
+}
+
+/// [`relink_people`] as a re-link runs it: each person gets the key of
+/// every linked group they are in.
+fn second_round(
+    before: &mut Login,
+    after: &mut Login,
+    people: Outcome,
+    groups: &Outcome,
+) -> Outcome {
+    for (login, side) in [(&mut *before, 0), (&mut *after, 1)] {
+        let row_of: HashMap<u64, usize> =
+            login.ids.iter().enumerate().map(|(r, b)| (*b, r)).collect();
+        for l in &groups.links {
+            let g = if side == 0 { l.old } else { l.new };
+            for (b, _, _) in &login.groups[g].2 {
+                if let Some(r) = row_of.get(b) {
+                    login.people[*r].groups.push(l.old as u64);
+                }
+            }
+        }
+        for p in &mut login.people {
+            p.groups.sort_unstable();
+        }
+    }
+    relink_people(&before.people, &after.people, &people)
 }
 
 /// Two logins of the account `cfg` generates, with churn `rate` between
@@ -230,7 +257,7 @@ struct Trial {
 }
 
 fn trial(cfg: &SimConfig, rate: f64) -> Trial {
-    let (before, after, twins) = relogin(cfg, rate);
+    let (mut before, mut after, twins) = relogin(cfg, rate);
     let started = Instant::now();
     let people = link_people(&before.people, &after.people);
     let people_time = started.elapsed().as_secs_f64();
@@ -238,6 +265,7 @@ fn trial(cfg: &SimConfig, rate: f64) -> Trial {
     let started = Instant::now();
     let groups = link_groups(&old_groups, &new_groups);
     let groups_time = started.elapsed().as_secs_f64();
+    let people = second_round(&mut before, &mut after, people, &groups);
     let kind = |row: usize| before.people[row].kind;
     let twin = |row: usize| twins.contains(&before.ids[row]);
     Trial {

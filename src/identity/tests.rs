@@ -16,6 +16,7 @@ fn friend(nick: &str, seq: &str) -> Person {
         sex: 1,
         avatar_seq: Some(seq.into()),
         cards: Vec::new(),
+        groups: Vec::new(),
     }
 }
 
@@ -290,6 +291,64 @@ fn group_cards_carry_a_friend_who_changed_name_and_avatar() {
     let out = link_people(&old, &new);
     assert_eq!(linked_to(&out, 0), Some(0));
     assert!(out.links[0].evidence.starts_with("group cards"));
+}
+
+/// `old` and `new` with the crowd, each of the crowd in one of eight
+/// groups on both sides, and the first round's outcome.
+fn in_groups_with_crowd(old: Vec<Person>, new: Vec<Person>) -> (Vec<Person>, Vec<Person>, Outcome) {
+    let (mut old, mut new) = with_crowd(old, new);
+    for side in [&mut old, &mut new] {
+        let crowd = side.len() - 40;
+        for (i, p) in side[crowd..].iter_mut().enumerate() {
+            p.groups = vec![1 + i as u64 % 8];
+        }
+    }
+    let first = link_people(&old, &new);
+    (old, new, first)
+}
+
+#[test]
+fn groups_in_common_carry_a_friend_who_changed_name_and_avatar() {
+    let mut a = friend("Tom", "1");
+    a.groups = vec![1, 2, 3];
+    let mut b = a.clone();
+    b.nick_name = "Jerry".into();
+    b.avatar_seq = Some("2".into());
+    let (old, new, first) = in_groups_with_crowd(vec![a], vec![b]);
+    assert_eq!(linked_to(&first, 0), None, "the first round misses him");
+    let out = relink_people(&old, &new, &first);
+    assert_eq!(linked_to(&out, 0), Some(0));
+    assert!(out.links[0].evidence.contains("groups in common"));
+    assert_eq!(out.links.len(), first.links.len() + 1);
+}
+
+#[test]
+fn groups_in_common_do_not_tell_apart_two_in_the_same_groups() {
+    let mut a = friend("Tom", "1");
+    a.groups = vec![1, 2, 3];
+    let mut b = a.clone();
+    b.nick_name = "Jerry".into();
+    b.avatar_seq = Some("2".into());
+    let mut c = b.clone();
+    c.avatar_seq = Some("3".into());
+    let (old, new, first) = in_groups_with_crowd(vec![a], vec![b, c]);
+    let out = relink_people(&old, &new, &first);
+    assert_eq!(linked_to(&out, 0), None);
+}
+
+#[test]
+fn a_few_groups_in_common_among_many_say_nothing() {
+    // Three groups kept, five joined: under half of the groups either is
+    // in, as people of one circle share.
+    let mut a = friend("Tom", "1");
+    a.groups = vec![1, 2, 3];
+    let mut b = a.clone();
+    b.nick_name = "Jerry".into();
+    b.avatar_seq = Some("2".into());
+    b.groups = (1..=8).collect();
+    let (old, new, first) = in_groups_with_crowd(vec![a], vec![b]);
+    let out = relink_people(&old, &new, &first);
+    assert_eq!(linked_to(&out, 0), None);
 }
 
 #[test]

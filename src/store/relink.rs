@@ -183,10 +183,9 @@ impl Stage {
 
         let old_lists = lists(conn, Side::Cache, &old_people, &old_groups).await?;
         let new_lists = lists(conn, Side::Stage, &new_people, &new_groups).await?;
-        let people = identity::link_people(
-            &persons(&mut old_people, old_lists.cards),
-            &persons(&mut new_people, new_lists.cards),
-        );
+        let mut old_persons = persons(&mut old_people, old_lists.cards);
+        let mut new_persons = persons(&mut new_people, new_lists.cards);
+        let people = identity::link_people(&old_persons, &new_persons);
         // A member who is a linked contact is keyed by the cached row's id
         // on both sides; anyone else by what the group shows of them.
         let mut linked_old = vec![None; old_people.len()];
@@ -199,16 +198,35 @@ impl Stage {
         let old_profiles = group_profiles(
             &old_groups,
             old_lists.strangers,
-            old_lists.people,
+            &old_lists.people,
             &linked_old,
         );
         let new_profiles = group_profiles(
             &new_groups,
             new_lists.strangers,
-            new_lists.people,
+            &new_lists.people,
             &linked_new,
         );
         let groups = identity::link_groups(&old_profiles, &new_profiles);
+        // The people left unlinked get a second look, with the linked
+        // groups they are in as evidence; a group counts only where both
+        // logins' member lists were read.
+        let people = if people.links.len() < old_persons.len() {
+            let mut key = [vec![None; old_groups.len()], vec![None; new_groups.len()]];
+            for l in &groups.links {
+                if !old_profiles[l.old].members.is_empty()
+                    && !new_profiles[l.new].members.is_empty()
+                {
+                    key[0][l.old] = Some(l.old as u64);
+                    key[1][l.new] = Some(l.old as u64);
+                }
+            }
+            in_groups(&mut old_persons, &old_lists.people, &key[0]);
+            in_groups(&mut new_persons, &new_lists.people, &key[1]);
+            identity::relink_people(&old_persons, &new_persons, &people)
+        } else {
+            people
+        };
 
         let mut result = Relinked::default();
         for (outcome, old, new) in [
@@ -318,6 +336,7 @@ fn persons(rows: &mut [Row], cards: Vec<Vec<u64>>) -> Vec<Person> {
             sex: r.sex,
             avatar_seq: avatar_seq(&take(&mut r.head_img_url)),
             cards,
+            groups: Vec::new(),
         })
         .collect()
 }
@@ -328,7 +347,7 @@ fn persons(rows: &mut [Row], cards: Vec<Vec<u64>>) -> Vec<Person> {
 fn group_profiles(
     rows: &[Row],
     strangers: Vec<Vec<u64>>,
-    people: Vec<Seen>,
+    people: &[Seen],
     linked: &[Option<i64>],
 ) -> Vec<Group> {
     let mut keys = strangers;
@@ -352,6 +371,19 @@ fn group_profiles(
             }
         })
         .collect()
+}
+
+/// Gives each person the `key` of every linked group they are in
+/// ([`Person::groups`]); `key` is `None` for a group not to count.
+fn in_groups(persons: &mut [Person], seen: &[Seen], key: &[Option<u64>]) {
+    for m in seen {
+        if let Some(k) = key[m.group as usize] {
+            persons[m.person as usize].groups.push(k);
+        }
+    }
+    for p in persons {
+        p.groups.sort_unstable();
+    }
 }
 
 /// Writes one matcher outcome into the stage's `links` and `candidates`.
@@ -461,7 +493,7 @@ pub(super) async fn candidates(
         &persons(&mut old_people, old_cards),
         &persons(&mut new_people, new_cards),
     );
-    let profiles = |rows: &[Row]| group_profiles(rows, vec![Vec::new(); rows.len()], vec![], &[]);
+    let profiles = |rows: &[Row]| group_profiles(rows, vec![Vec::new(); rows.len()], &[], &[]);
     let groups = identity::link_groups(&profiles(&old_groups), &profiles(&new_groups));
     let mut out = Vec::new();
     for (outcome, old, new) in [

@@ -559,8 +559,9 @@ async fn linking_rows_of_different_kinds_is_refused_in_words() {
     );
 }
 
-/// A friend whose link is missed (a look-alike, no MsgType 51 map) stays
-/// in three groups and sets a card in each, while a friend the re-link does
+/// A friend whose link is missed (a look-alike in the same groups as
+/// their twin, no MsgType 51 map) stays in three groups and sets a card in
+/// each, while a friend the re-link does
 /// link, who goes by the same nick name, joins them with a card of their
 /// own. Members are paired by
 /// the contact link first, so the linked friend's new name is their join
@@ -596,9 +597,16 @@ async fn a_friend_whose_link_was_missed_is_paired_in_their_groups_after_the_link
         .map(|g| g.user_name.clone())
         .collect();
     assert_eq!(groups.len(), 3);
+    let other = account
+        .contacts
+        .iter()
+        .find(|c| c.sim_id == other_twin)
+        .unwrap();
     app.sim.rename(&namesake.user_name, &twin.nick_name);
     for g in &groups {
+        // Both look-alikes, so the groups they are in cannot tell them apart.
         app.sim.contact_joins(g, &twin.user_name);
+        app.sim.contact_joins(g, &other.user_name);
     }
     app.login().await;
     app.sync().await;
@@ -646,6 +654,84 @@ async fn a_friend_whose_link_was_missed_is_paired_in_their_groups_after_the_link
         of(&[&namesake_old, &namesake_new]),
         vec![&("joined".to_owned(), namesake_new.clone()); 3]
     );
+}
+
+/// A friend who changed both nick name and avatar between the logins, and
+/// has no card in their groups, has little left to be linked by; the
+/// groups they are still in carry the link (a second round, once the
+/// groups are linked), so their groups record no `left` or `joined` for
+/// them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_friend_with_a_new_nick_and_avatar_is_linked_by_the_groups_they_are_in() {
+    let app = TestApp::spawn(SimConfig {
+        friends: 200,
+        saved_groups: 12,
+        min_group_members: 30,
+        max_group_members: 120,
+        status_notify: StatusNotify::Off,
+        ..small_account()
+    })
+    .await;
+    app.login().await;
+    app.sync().await;
+    let before = app.sim.account();
+    let groups_of = |sim_id| {
+        before
+            .groups
+            .iter()
+            .filter(move |g| g.saved && g.members.iter().any(|m| m.sim_id == sim_id))
+    };
+    let friend = before
+        .contacts
+        .iter()
+        .find(|c| {
+            c.kind == SimKind::Friend
+                && c.remark_name.is_empty()
+                && c.alias.is_empty()
+                && groups_of(c.sim_id).count() >= 3
+                && groups_of(c.sim_id).all(|g| {
+                    g.members
+                        .iter()
+                        .all(|m| m.sim_id != c.sim_id || m.display_name.is_empty())
+                })
+        })
+        .expect("a friend in three groups without a card");
+    let old_ids = ids(&app).await;
+    app.sim.rename(&friend.user_name, "换了个名字");
+    app.sim.new_avatar(&friend.user_name);
+
+    relogin_and_sync(&app).await;
+    let after = app.sim.account();
+    let new_name = &after
+        .contacts
+        .iter()
+        .find(|c| c.sim_id == friend.sim_id)
+        .unwrap()
+        .user_name;
+    let evidence: String = sqlx::query_scalar(
+        "SELECT printf('%.1f bits: %s', score, evidence) FROM identity_candidates
+         WHERE old_contact_id = ?1 ORDER BY score DESC LIMIT 1",
+    )
+    .bind(old_ids[&friend.user_name])
+    .fetch_optional(&app.db().await)
+    .await
+    .unwrap()
+    .unwrap_or_default();
+    assert_eq!(
+        ids(&app).await[new_name],
+        old_ids[&friend.user_name],
+        "the friend is linked (their candidate, if any: {evidence})"
+    );
+    let moves: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM contact_changes
+         WHERE change IN ('joined', 'left') AND old_value IN (?1, ?2)",
+    )
+    .bind(&friend.user_name)
+    .bind(new_name)
+    .fetch_one(&app.db().await)
+    .await
+    .unwrap();
+    assert_eq!(moves, 0, "no left or joined for the friend");
 }
 
 /// What a sync decides, without the times it was decided at: contacts,
