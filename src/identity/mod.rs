@@ -54,6 +54,16 @@
 //! every side and so never link: a wrong link is worse than a missed one.
 //! Unlinked old rows list their best remaining candidates with the evidence
 //! in words, for a person to decide.
+//!
+//! # A second round for people
+//!
+//! Once the groups are linked, [`relink_people`] weighs the people still
+//! unlinked again, with the linked groups each is in as one more signal
+//! (`people.rs`, "groups in common"). The first round's links stand, and
+//! the odds against a pair are counted among the rows of its kind still
+//! unlinked on the larger side, not among all of them: the rest are
+//! accounted for. Real look-alikes are in the same groups too, so they
+//! still tie.
 
 mod assign;
 mod evidence;
@@ -141,9 +151,9 @@ pub struct Outcome {
 }
 
 /// How much likelier a link must be than not, in bits, once the odds
-/// against any one pair are counted: among n rows of a kind a given pair is
-/// the right one with odds of about 1 : n, so a link needs a score of at
-/// least `LINK_ODDS_BITS + log₂ n` (14 bits among 300 friends, 20 among
+/// against any one pair are counted: among n rows of a kind (in a second
+/// round, n still unlinked) a given pair is the right one with odds of
+/// about 1 : n, so a link needs a score of at least `LINK_ODDS_BITS + log₂ n` (14 bits among 300 friends, 20 among
 /// 20,000, 11 among 40 groups, 9 among 10 officials). A unique avatar (16
 /// bits) or remark (14) alone, less the cost of a changed nick name or
 /// avatar, is therefore not enough among a few hundred friends: it needs
