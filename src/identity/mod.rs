@@ -76,7 +76,7 @@ pub use keys::{avatar_seq, card_key, contact_member_key, head_img_seq, stranger_
 
 use crate::contact::Kind;
 use assign::{Pair, Rule, assign, held};
-use values::{Values, sharing};
+use values::{Holders, Values};
 
 /// A contact who is not a group: friend, official, special or self.
 #[derive(Clone, Debug, PartialEq)]
@@ -244,31 +244,46 @@ fn solve<T: Table>(t: &T, settled: &[(usize, usize)]) -> Outcome {
     forced.sort_unstable();
     forced.dedup();
     let held = held(n_old, n_new, &forced);
-    let mut pairs = Vec::new();
-    for (key, values) in t.keys() {
-        let old: Vec<&[u32]> = rows[0].iter().map(key).collect();
-        let new: Vec<&[u32]> = rows[1].iter().map(key).collect();
-        let held = [held[0].as_slice(), held[1].as_slice()];
-        sharing(values, [&old, &new], held, T::BLOCK_LIMIT, &mut pairs);
-    }
-    pairs.sort_unstable();
-    pairs.dedup();
-    let pairs = pairs
-        .into_iter()
-        .filter(|(o, n)| {
-            let (a, b) = (old_ids[*o as usize], new_ids[*n as usize]);
-            !(a.is_some() && b.is_some() && a != b)
-        })
-        .map(|(o, n)| {
-            let (score, new_face) = t.score(o as usize, n as usize);
-            Pair {
-                old: o,
-                new: n,
-                score,
-                new_face,
-            }
+    let keys = t.keys();
+    let holders: Vec<Holders> = keys
+        .iter()
+        .map(|(key, values)| {
+            let side = |i: usize| rows[i].iter().map(key);
+            Holders::new(*values, [side(0), side(1)], [&held[0], &held[1]])
         })
         .collect();
+    // One old row at a time: its candidates are the new rows sharing a
+    // value with it, scored at once. A pair scoring zero or less is left
+    // out: it can neither link nor be listed, and it changes no row's lead
+    // (a runner-up below zero counts as zero), so only the pairs that may
+    // matter are ever held.
+    let mut pairs = Vec::new();
+    let mut news = Vec::new();
+    for o in (0..n_old).filter(|o| !held[0][*o]) {
+        news.clear();
+        for ((key, _), h) in keys.iter().zip(&holders) {
+            for v in key(&rows[0][o]) {
+                news.extend_from_slice(h.sharing(*v, T::BLOCK_LIMIT));
+            }
+        }
+        news.sort_unstable();
+        news.dedup();
+        for &n in &news {
+            let (a, b) = (old_ids[o], new_ids[n as usize]);
+            if a.is_some() && b.is_some() && a != b {
+                continue;
+            }
+            let (score, new_face) = t.score(o, n as usize);
+            if score > 0.0 {
+                pairs.push(Pair {
+                    old: o as u32,
+                    new: n,
+                    score,
+                    new_face,
+                });
+            }
+        }
+    }
     // How many rows an old row could be: those of its kind on the side with
     // more of them; in a second round, those the first left unlinked.
     let mut pool = [[0usize; 2]; CLASSES];

@@ -243,6 +243,26 @@ fn a_new_avatar_links_a_lone_candidate_only_if_no_other_field_was_set_or_cleared
 }
 
 #[test]
+fn a_faint_rival_holds_back_a_new_face() {
+    let person = |seq: &str| {
+        let mut p = friend("林小龙", seq);
+        (p.province, p.city) = ("北京".into(), "海淀".into());
+        p.sex = 2;
+        p.signature.clear();
+        p
+    };
+    // Someone new of the same nick name, sex and place unknown: a few bits
+    // against the old row, but above zero, so the new face is not alone.
+    let mut rival = friend("林小龙", "3");
+    rival.sex = 0;
+    (rival.province, rival.city) = (String::new(), String::new());
+    rival.signature.clear();
+    let (old, new) = with_crowd(vec![person("1")], vec![person("2"), rival]);
+    let out = link_people(&old, &new);
+    assert_eq!(linked_to(&out, 0), None, "{:?}", out.links.first());
+}
+
+#[test]
 fn a_unique_avatar_alone_is_not_enough() {
     let mut a = friend("Tom", "1");
     a.sex = 0;

@@ -123,33 +123,62 @@ pub(super) struct Weigh {
     pub one_sided: f64,
 }
 
-/// Appends every `(old, new)` pair of rows not `held` that share a value of
-/// one field (`rows[side][i]` lists row `i`'s interned values, of `values`
-/// in all). A value shared by more than `limit` pairs is skipped: it is
-/// worth too few bits to carry a link, and enumerating it would make the
-/// matcher quadratic.
-pub(super) fn sharing(
-    values: usize,
-    rows: [&[&[u32]]; 2],
-    held: [&[bool]; 2],
-    limit: u64,
-    out: &mut Vec<(u32, u32)>,
-) {
-    let mut lists: [Vec<Vec<u32>>; 2] = [vec![Vec::new(); values], vec![Vec::new(); values]];
-    for side in 0..2 {
-        for (i, vs) in rows[side].iter().enumerate() {
-            if !held[side][i] {
-                for v in *vs {
-                    lists[side][*v as usize].push(i as u32);
-                }
+/// Who holds each value of one field, for finding candidates: the new rows
+/// holding it and how many old rows do, `held` rows left out.
+pub(super) struct Holders {
+    /// Old rows holding each value.
+    olds: Vec<u32>,
+    /// `news[start[v]..start[v + 1]]` are the new rows holding value `v`.
+    start: Vec<u32>,
+    news: Vec<u32>,
+}
+
+impl Holders {
+    /// `rows[side][i]` lists row `i`'s interned values, of `values` in all.
+    pub fn new<'r>(
+        values: usize,
+        rows: [impl Iterator<Item = &'r [u32]>; 2],
+        held: [&[bool]; 2],
+    ) -> Self {
+        let [old, new] = rows;
+        let mut olds = vec![0u32; values];
+        for (vs, _) in old.zip(held[0]).filter(|(_, held)| !**held) {
+            for v in vs {
+                olds[*v as usize] += 1;
             }
         }
-    }
-    for (olds, news) in lists[0].iter().zip(&lists[1]) {
-        if (olds.len() as u64) * (news.len() as u64) <= limit {
-            for o in olds {
-                out.extend(news.iter().map(|n| (*o, *n)));
+        let new: Vec<(u32, &[u32])> = (0u32..)
+            .zip(new)
+            .filter(|(i, _)| !held[1][*i as usize])
+            .collect();
+        let mut start = vec![0u32; values + 1];
+        for v in new.iter().flat_map(|(_, vs)| vs.iter()) {
+            start[*v as usize + 1] += 1;
+        }
+        for v in 0..values {
+            start[v + 1] += start[v];
+        }
+        let mut next = start.clone();
+        let mut news = vec![0u32; start[values] as usize];
+        for (i, vs) in new {
+            for v in vs {
+                news[next[*v as usize] as usize] = i;
+                next[*v as usize] += 1;
             }
+        }
+        Holders { olds, start, news }
+    }
+
+    /// The new rows an old row holding value `v` shares it with, or none if
+    /// more than `limit` old × new pairs share it: such a value is worth too
+    /// few bits to carry a link, and enumerating it would make the matcher
+    /// quadratic.
+    pub fn sharing(&self, v: u32, limit: u64) -> &[u32] {
+        let v = v as usize;
+        let news = &self.news[self.start[v] as usize..self.start[v + 1] as usize];
+        match u64::from(self.olds[v]) * news.len() as u64 <= limit {
+            true => news,
+            false => &[],
         }
     }
 }
@@ -200,6 +229,24 @@ mod tests {
         ];
         // "a" is held twice on the new side: no pair for it.
         assert_eq!(v.one_to_one(&old, &new), vec![(2, 0)]);
+    }
+
+    #[test]
+    fn holders_list_unheld_new_rows_within_the_limit() {
+        // Value 0: old rows 0 and 1, new rows 0 and 2; value 1: old row 1,
+        // new row 1 (held).
+        let old: [&[u32]; 2] = [&[0], &[0, 1]];
+        let new: [&[u32]; 3] = [&[0], &[1], &[0]];
+        let held = [&[false, false][..], &[false, true, false][..]];
+        let h = Holders::new(2, [old.iter().copied(), new.iter().copied()], held);
+        assert_eq!(h.sharing(0, 4), &[0, 2]);
+        assert_eq!(h.sharing(1, 4), &[] as &[u32]);
+        // 2 old × 2 new pairs share value 0: over a limit of 3.
+        assert_eq!(h.sharing(0, 3), &[] as &[u32]);
+        // A held old row does not count.
+        let held = [&[true, false][..], &[false, true, false][..]];
+        let h = Holders::new(2, [old.iter().copied(), new.iter().copied()], held);
+        assert_eq!(h.sharing(0, 3), &[0, 2]);
     }
 
     #[test]
