@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use futures_util::TryStreamExt;
 use sqlx::{FromRow, SqliteConnection};
 
 use super::stage::Stage;
@@ -42,6 +43,86 @@ struct Row {
     head_img_url: String,
     member_count: i64,
     real_id: Option<String>,
+}
+
+/// One side's rows as the matcher takes them, read one at a time: its
+/// people and groups (member lists and cards to be added), and the
+/// `contact_id` and user name each outcome is recorded by.
+struct Rows {
+    people: Vec<Person>,
+    people_names: Vec<Named>,
+    groups: Vec<Group>,
+    group_names: Vec<Named>,
+}
+
+/// A row's `contact_id` (0 for a staged row) and user name.
+struct Named {
+    contact_id: i64,
+    user_name: Box<str>,
+}
+
+impl Rows {
+    /// Reads `sql`'s rows (a [`Row`] each; `ids`, if given, binds `?1`).
+    async fn read(
+        conn: &mut SqliteConnection,
+        sql: &'static str,
+        ids: Option<String>,
+    ) -> Result<Rows, Error> {
+        let mut out = Rows {
+            people: Vec::new(),
+            people_names: Vec::new(),
+            groups: Vec::new(),
+            group_names: Vec::new(),
+        };
+        let mut query = sqlx::query_as::<_, Row>(sql);
+        if let Some(ids) = ids {
+            query = query.bind(ids);
+        }
+        let mut rows = query.fetch(conn);
+        while let Some(r) = rows.try_next().await? {
+            let named = Named {
+                contact_id: r.contact_id,
+                user_name: r.user_name.into_boxed_str(),
+            };
+            let avatar_seq = avatar_seq(&r.head_img_url);
+            match Kind::parse(&r.kind).unwrap_or(Kind::Friend) {
+                Kind::Group => {
+                    out.groups.push(Group {
+                        real_id: r.real_id,
+                        nick_name: r.nick_name,
+                        member_count: r.member_count,
+                        avatar_seq,
+                        members: Vec::new(),
+                    });
+                    out.group_names.push(named);
+                }
+                kind => {
+                    out.people.push(Person {
+                        kind,
+                        real_id: r.real_id,
+                        nick_name: r.nick_name,
+                        remark_name: r.remark_name,
+                        alias: r.alias,
+                        signature: r.signature,
+                        province: r.province,
+                        city: r.city,
+                        sex: r.sex,
+                        avatar_seq,
+                        cards: Vec::new(),
+                        groups: Vec::new(),
+                    });
+                    out.people_names.push(named);
+                }
+            }
+        }
+        out.people.shrink_to_fit();
+        out.people_names.shrink_to_fit();
+        Ok(out)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.people.is_empty() && self.groups.is_empty()
+    }
 }
 
 /// The previous login's live rows that this login did not list by name, and
@@ -132,13 +213,11 @@ struct Membership {
     display_name: String,
 }
 
-/// What the matcher needs of one side's member lists: each person's
-/// [`card_key`]s, sorted, by index into the side's people, and the member
-/// keys of the side's groups — final for a member who is none of the
-/// side's people (8 bytes a row), to be chosen once the people are linked
-/// for one who is.
+/// What the matcher needs of one side's group member lists beyond the
+/// people's cards: the member keys of the side's groups — final for a
+/// member who is none of the side's people (8 bytes a row), to be chosen
+/// once the people are linked for one who is.
 struct Lists {
-    cards: Vec<Vec<u64>>,
     /// By index into the side's groups: the keys of members who are not
     /// one of the side's people.
     strangers: Vec<Vec<u64>>,
@@ -167,71 +246,77 @@ impl Stage {
         // the matcher's keys are read.
         crate::memory::give_back();
         let conn = &mut self.conn;
-        let (mut old_people, old_groups) = split(
-            sqlx::query_as::<_, Row>(OLD_ROWS.as_str())
-                .fetch_all(&mut *conn)
-                .await?,
-        );
-        if old_people.is_empty() && old_groups.is_empty() {
+        let mut old = Rows::read(conn, OLD_ROWS.as_str(), None).await?;
+        if old.is_empty() {
             return Ok(Relinked::default());
         }
-        let (mut new_people, new_groups) = split(
-            sqlx::query_as::<_, Row>(NEW_ROWS.as_str())
-                .fetch_all(&mut *conn)
-                .await?,
-        );
+        let mut new = Rows::read(conn, NEW_ROWS.as_str(), None).await?;
 
-        let old_lists = lists(conn, Side::Cache, &old_people, &old_groups).await?;
-        let new_lists = lists(conn, Side::Stage, &new_people, &new_groups).await?;
-        let mut old_persons = persons(&mut old_people, old_lists.cards);
-        let mut new_persons = persons(&mut new_people, new_lists.cards);
-        let people = identity::link_people(&old_persons, &new_persons);
+        let old_lists = lists(
+            conn,
+            Side::Cache,
+            &mut old.people,
+            &old.people_names,
+            &old.group_names,
+        )
+        .await?;
+        let new_lists = lists(
+            conn,
+            Side::Stage,
+            &mut new.people,
+            &new.people_names,
+            &new.group_names,
+        )
+        .await?;
+        let people = identity::link_people(&old.people, &new.people);
         // A member who is a linked contact is keyed by the cached row's id
         // on both sides; anyone else by what the group shows of them.
-        let mut linked_old = vec![None; old_people.len()];
-        let mut linked_new = vec![None; new_people.len()];
+        let mut linked_old = vec![None; old.people.len()];
+        let mut linked_new = vec![None; new.people.len()];
         for l in &people.links {
-            let id = old_people[l.old].contact_id;
+            let id = old.people_names[l.old].contact_id;
             linked_old[l.old] = Some(id);
             linked_new[l.new] = Some(id);
         }
-        let old_profiles = group_profiles(
-            &old_groups,
+        add_members(
+            &mut old.groups,
             old_lists.strangers,
             &old_lists.people,
             &linked_old,
         );
-        let new_profiles = group_profiles(
-            &new_groups,
+        add_members(
+            &mut new.groups,
             new_lists.strangers,
             &new_lists.people,
             &linked_new,
         );
-        let groups = identity::link_groups(&old_profiles, &new_profiles);
+        let groups = identity::link_groups(&old.groups, &new.groups);
         // The people left unlinked get a second look, with the linked
         // groups they are in as evidence; a group counts only where both
         // logins' member lists were read.
-        let people = if people.links.len() < old_persons.len() {
-            let mut key = [vec![None; old_groups.len()], vec![None; new_groups.len()]];
+        let people = if people.links.len() < old.people.len() {
+            let mut key = [vec![None; old.groups.len()], vec![None; new.groups.len()]];
             for l in &groups.links {
-                if !old_profiles[l.old].members.is_empty()
-                    && !new_profiles[l.new].members.is_empty()
-                {
+                if !old.groups[l.old].members.is_empty() && !new.groups[l.new].members.is_empty() {
                     key[0][l.old] = Some(l.old as u64);
                     key[1][l.new] = Some(l.old as u64);
                 }
             }
-            in_groups(&mut old_persons, &old_lists.people, &key[0]);
-            in_groups(&mut new_persons, &new_lists.people, &key[1]);
-            identity::relink_people(&old_persons, &new_persons, &people)
+            // The member lists have served: freed before the second round.
+            for g in old.groups.iter_mut().chain(&mut new.groups) {
+                g.members = Vec::new();
+            }
+            in_groups(&mut old.people, &old_lists.people, &key[0]);
+            in_groups(&mut new.people, &new_lists.people, &key[1]);
+            identity::relink_people(&old.people, &new.people, &people)
         } else {
             people
         };
 
         let mut result = Relinked::default();
         for (outcome, old, new) in [
-            (&people, &old_people, &new_people),
-            (&groups, &old_groups, &new_groups),
+            (&people, &old.people_names, &new.people_names),
+            (&groups, &old.group_names, &new.group_names),
         ] {
             let counts = record(conn, outcome, old, new).await?;
             result.linked += counts.linked;
@@ -246,35 +331,30 @@ impl Stage {
     }
 }
 
-/// People first, groups second.
-fn split(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
-    rows.into_iter()
-        .partition(|r| r.kind != Kind::Group.as_str())
-}
-
-/// Reads one side's memberships a chunk at a time into [`Lists`]: a card for each membership of a person
-/// with a display name in a group that has a row, and the rows of the
-/// side's groups.
+/// Reads one side's memberships a chunk at a time: a card for each
+/// membership of one of `people` with a display name in a group that has a
+/// row (into the person's `cards`, sorted), and the rows of the groups
+/// named `groups` ([`Lists`]).
 async fn lists(
     conn: &mut SqliteConnection,
     side: Side,
-    people: &[Row],
-    groups: &[Row],
+    people: &mut [Person],
+    people_names: &[Named],
+    groups: &[Named],
 ) -> Result<Lists, Error> {
-    let index = |rows: &[Row]| -> HashMap<String, u32> {
+    let index = |names: &[Named]| -> HashMap<Box<str>, u32> {
         (0u32..)
-            .zip(rows)
-            .map(|(i, r)| (r.user_name.clone(), i))
+            .zip(names)
+            .map(|(i, n)| (n.user_name.clone(), i))
             .collect()
     };
-    let (person_at, group_at) = (index(people), index(groups));
+    let (person_at, group_at) = (index(people_names), index(groups));
     let group_nicks: HashMap<String, String> = sqlx::query_as(side.group_nicks())
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
         .collect();
     let mut out = Lists {
-        cards: vec![Vec::new(); people.len()],
         strangers: vec![Vec::new(); groups.len()],
         people: Vec::new(),
     };
@@ -287,13 +367,15 @@ async fn lists(
             .fetch_all(&mut *conn)
             .await?;
         for m in &chunk {
-            let person = person_at.get(&m.member_user_name).copied();
+            let person = person_at.get(m.member_user_name.as_str()).copied();
             if let (Some(p), Some(group_nick)) = (person, group_nicks.get(&m.group_user_name))
                 && !m.display_name.is_empty()
             {
-                out.cards[p as usize].push(card_key(group_nick, &m.display_name));
+                people[p as usize]
+                    .cards
+                    .push(card_key(group_nick, &m.display_name));
             }
-            if let Some(&group) = group_at.get(&m.group_user_name) {
+            if let Some(&group) = group_at.get(m.group_user_name.as_str()) {
                 let stranger = stranger_member_key(&m.nick_name, &m.display_name);
                 match person {
                     Some(person) => out.people.push(Seen {
@@ -311,66 +393,35 @@ async fn lists(
             _ => break,
         }
     }
-    for keys in &mut out.cards {
-        keys.sort_unstable();
+    for p in people {
+        p.cards.sort_unstable();
+        p.cards.shrink_to_fit();
     }
+    out.people.shrink_to_fit();
     Ok(out)
 }
 
-/// The matcher's view of the people: their data moves out of `rows`
-/// (which keep the ids and names an outcome is recorded by), so it is held
-/// once.
-fn persons(rows: &mut [Row], cards: Vec<Vec<u64>>) -> Vec<Person> {
-    use std::mem::take;
-    rows.iter_mut()
-        .zip(cards)
-        .map(|(r, cards)| Person {
-            kind: Kind::parse(&r.kind).unwrap_or(Kind::Friend),
-            real_id: r.real_id.take(),
-            nick_name: take(&mut r.nick_name),
-            remark_name: take(&mut r.remark_name),
-            alias: take(&mut r.alias),
-            signature: take(&mut r.signature),
-            province: take(&mut r.province),
-            city: take(&mut r.city),
-            sex: r.sex,
-            avatar_seq: avatar_seq(&take(&mut r.head_img_url)),
-            cards,
-            groups: Vec::new(),
-        })
-        .collect()
-}
-
-/// The groups' profiles, each with its member keys ([`Lists`]), sorted;
-/// `linked` is the cached `contact_id` of each of the side's people who was
-/// linked.
-fn group_profiles(
-    rows: &[Row],
+/// Fills in the groups' member keys from their [`Lists`], sorted; `linked`
+/// is the cached `contact_id` of each of the side's people who was linked.
+fn add_members(
+    groups: &mut [Group],
     strangers: Vec<Vec<u64>>,
     people: &[Seen],
     linked: &[Option<i64>],
-) -> Vec<Group> {
-    let mut keys = strangers;
+) {
+    for (g, keys) in groups.iter_mut().zip(strangers) {
+        g.members = keys;
+    }
     for m in people {
         let key = match linked[m.person as usize] {
             Some(id) => contact_member_key(id),
             None => m.stranger,
         };
-        keys[m.group as usize].push(key);
+        groups[m.group as usize].members.push(key);
     }
-    rows.iter()
-        .zip(keys)
-        .map(|(r, mut members)| {
-            members.sort_unstable();
-            Group {
-                real_id: r.real_id.clone(),
-                nick_name: r.nick_name.clone(),
-                member_count: r.member_count,
-                avatar_seq: avatar_seq(&r.head_img_url),
-                members,
-            }
-        })
-        .collect()
+    for g in groups {
+        g.members.sort_unstable();
+    }
 }
 
 /// Gives each person the `key` of every linked group they are in
@@ -390,13 +441,13 @@ fn in_groups(persons: &mut [Person], seen: &[Seen], key: &[Option<u64>]) {
 async fn record(
     conn: &mut SqliteConnection,
     outcome: &Outcome,
-    old: &[Row],
-    new: &[Row],
+    old: &[Named],
+    new: &[Named],
 ) -> Result<Relinked, Error> {
     let links: Vec<(&str, i64)> = outcome
         .links
         .iter()
-        .map(|l| (new[l.new].user_name.as_str(), old[l.old].contact_id))
+        .map(|l| (&*new[l.new].user_name, old[l.old].contact_id))
         .collect();
     let candidates: Vec<(i64, &str, f64, &str)> = outcome
         .unresolved
@@ -405,7 +456,7 @@ async fn record(
             u.candidates.iter().map(move |c| {
                 (
                     old[u.old].contact_id,
-                    new[c.new].user_name.as_str(),
+                    &*new[c.new].user_name,
                     c.score,
                     c.evidence.as_str(),
                 )
@@ -476,29 +527,18 @@ pub(super) async fn candidates(
     conn: &mut SqliteConnection,
     old_ids: &[i64],
 ) -> Result<Vec<Scored>, Error> {
-    let (mut old_people, old_groups) = split(
-        sqlx::query_as::<_, Row>(CACHED_ROWS.as_str())
-            .bind(serde_json::to_string(old_ids).map_err(Error::Encode)?)
-            .fetch_all(&mut *conn)
-            .await?,
-    );
-    let (mut new_people, new_groups) = split(
-        sqlx::query_as::<_, Row>(UNCLAIMED_ROWS.as_str())
-            .fetch_all(&mut *conn)
-            .await?,
-    );
-    let old_cards = lists(conn, Side::Cache, &old_people, &[]).await?.cards;
-    let new_cards = lists(conn, Side::Cache, &new_people, &[]).await?.cards;
-    let people = identity::link_people(
-        &persons(&mut old_people, old_cards),
-        &persons(&mut new_people, new_cards),
-    );
-    let profiles = |rows: &[Row]| group_profiles(rows, vec![Vec::new(); rows.len()], &[], &[]);
-    let groups = identity::link_groups(&profiles(&old_groups), &profiles(&new_groups));
+    let ids = serde_json::to_string(old_ids).map_err(Error::Encode)?;
+    let mut old = Rows::read(conn, CACHED_ROWS.as_str(), Some(ids)).await?;
+    let mut new = Rows::read(conn, UNCLAIMED_ROWS.as_str(), None).await?;
+    for rows in [&mut old, &mut new] {
+        lists(conn, Side::Cache, &mut rows.people, &rows.people_names, &[]).await?;
+    }
+    let people = identity::link_people(&old.people, &new.people);
+    let groups = identity::link_groups(&old.groups, &new.groups);
     let mut out = Vec::new();
     for (outcome, old, new) in [
-        (&people, &old_people, &new_people),
-        (&groups, &old_groups, &new_groups),
+        (&people, &old.people_names, &new.people_names),
+        (&groups, &old.group_names, &new.group_names),
     ] {
         for l in &outcome.links {
             let (o, n) = (&old[l.old], &new[l.new]);
