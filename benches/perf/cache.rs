@@ -1,6 +1,6 @@
 //! The bench's own connection to the cache: what a user's `sqlite3` would
-//! see, the counters behind "rows rewritten" and "rows changed", and the
-//! `sync_runs` rows wxsync recorded.
+//! see, the data behind "rows changed", and the `sync_runs` rows wxsync
+//! recorded; and the counted copy behind "rows rewritten".
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use wxsync::contact::COLUMNS;
 use wxsync::store::SyncRun;
 
 /// Physical row writes on the two data tables, counted by triggers the bench
-/// adds to its throwaway cache: an UPDATE that sets a row to what it already
+/// adds to a copy of its throwaway cache ([`Counted`]): an UPDATE that sets a row to what it already
 /// was counts, as it costs the same and holds the same lock.
 const COUNTED: [&str; 2] = ["contacts", "memberships"];
 
@@ -97,40 +97,16 @@ impl Cache {
         &mut self.conn
     }
 
-    /// Starts (or restarts at zero) counting row writes on the data tables.
-    pub async fn count_writes(&mut self) -> anyhow::Result<()> {
-        let mut statements = vec![
-            "CREATE TABLE IF NOT EXISTS bench_row_writes \
-             (tbl TEXT PRIMARY KEY, n INTEGER NOT NULL)"
-                .to_string(),
-            "DELETE FROM bench_row_writes".into(),
-        ];
-        for table in COUNTED {
-            statements.push(format!(
-                "INSERT INTO bench_row_writes VALUES ('{table}', 0)"
-            ));
-            for op in ["INSERT", "UPDATE", "DELETE"] {
-                statements.push(format!(
-                    "CREATE TRIGGER IF NOT EXISTS bench_{table}_{op} AFTER {op} ON {table} \
-                     BEGIN UPDATE bench_row_writes SET n = n + 1 WHERE tbl = '{table}'; END"
-                ));
-            }
-        }
-        for statement in statements {
-            sqlx::query(sqlx::AssertSqlSafe(statement))
-                .execute(&mut self.conn)
-                .await?;
-        }
+    /// A copy of the cache as it is now (`VACUUM INTO`), for a run whose
+    /// row writes are counted: see [`Counted`].
+    pub async fn copy_to(&mut self, path: &Path) -> anyhow::Result<()> {
+        // VACUUM INTO will not write over a file.
+        let _ = std::fs::remove_file(path);
+        sqlx::query("VACUUM main INTO ?")
+            .bind(path.to_string_lossy().into_owned())
+            .execute(&mut self.conn)
+            .await?;
         Ok(())
-    }
-
-    /// Row writes on both tables, and on `memberships` alone.
-    pub async fn row_writes(&mut self) -> anyhow::Result<(i64, i64)> {
-        Ok(sqlx::query_as(
-            "SELECT sum(n), sum(n) FILTER (WHERE tbl = 'memberships') FROM bench_row_writes",
-        )
-        .fetch_one(&mut self.conn)
-        .await?)
     }
 
     /// Remembers the data as it is now, for [`Cache::rows_changed`].
@@ -172,5 +148,55 @@ impl Cache {
         .bind(n as i64)
         .fetch_all(&mut self.conn)
         .await?)
+    }
+}
+
+/// A copy of the cache with triggers counting every row write on the data
+/// tables. The counting runs on a copy, in a run of its own, so that the
+/// timed run's write pays for no trigger.
+pub struct Counted {
+    conn: SqliteConnection,
+}
+
+impl Counted {
+    /// Adds the counting triggers to the copy at `path`.
+    pub async fn open(path: &Path) -> anyhow::Result<Counted> {
+        let mut conn =
+            SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(path)).await?;
+        let mut statements = vec![
+            "CREATE TABLE bench_row_writes (tbl TEXT PRIMARY KEY, n INTEGER NOT NULL)".to_string(),
+        ];
+        for table in COUNTED {
+            statements.push(format!(
+                "INSERT INTO bench_row_writes VALUES ('{table}', 0)"
+            ));
+            for op in ["INSERT", "UPDATE", "DELETE"] {
+                statements.push(format!(
+                    "CREATE TRIGGER bench_{table}_{op} AFTER {op} ON {table} \
+                     BEGIN UPDATE bench_row_writes SET n = n + 1 WHERE tbl = '{table}'; END"
+                ));
+            }
+        }
+        for statement in statements {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut conn)
+                .await?;
+        }
+        Ok(Counted { conn })
+    }
+
+    /// Row writes on both tables, and on `memberships` alone; and the run
+    /// the copy recorded last.
+    pub async fn finish(mut self) -> anyhow::Result<((i64, i64), SyncRun)> {
+        let writes = sqlx::query_as(
+            "SELECT sum(n), sum(n) FILTER (WHERE tbl = 'memberships') FROM bench_row_writes",
+        )
+        .fetch_one(&mut self.conn)
+        .await?;
+        let run = sqlx::query_as::<_, SyncRun>("SELECT * FROM sync_runs ORDER BY id DESC LIMIT 1")
+            .fetch_one(&mut self.conn)
+            .await?;
+        self.conn.close().await?;
+        Ok((writes, run))
     }
 }

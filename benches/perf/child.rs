@@ -118,6 +118,34 @@ impl Work {
         })
     }
 
+    /// The same work on a copy of the cache at `database`, in a config of
+    /// its own, with a copy of the session (the same login, and the same
+    /// sync key, so the server answers the same).
+    pub fn on_copy(&self, database: &Path) -> anyhow::Result<Work> {
+        let config = database.with_extension("toml");
+        let text = std::fs::read_to_string(&self.config)?;
+        // `write_config` puts the database on the first line.
+        let (_, rest) = text
+            .split_once('\n')
+            .context("the config has one line only")?;
+        std::fs::write(
+            &config,
+            format!("database = \"{}\"\n{rest}", database.display()),
+        )?;
+        let session = |db: &Path| {
+            let mut p = db.as_os_str().to_owned();
+            p.push(".session");
+            PathBuf::from(p)
+        };
+        std::fs::copy(session(&self.database), session(database))?;
+        Ok(Work {
+            dir: self.dir.clone(),
+            config,
+            database: database.to_owned(),
+            perf: None,
+        })
+    }
+
     /// Starts `wxsync ARGS` (the daemon) and leaves it running.
     pub fn spawn(&self, label: &str, args: &[&str]) -> anyhow::Result<Running> {
         self.start(label, self.wxsync(label, args), None)

@@ -240,7 +240,6 @@ async fn run_size(
             .await?,
         );
     }
-    cache.count_writes().await?;
     let mut no_change = Vec::new();
     for i in 1..=opts.repeat {
         progress(scale, &format!("no-change sync {i}/{}", opts.repeat));
@@ -347,7 +346,9 @@ async fn relink(
 }
 
 /// One `wxsync sync` (or `--fetch-only`) with its lock watched; for a real
-/// sync, checks the run it recorded, and with `count` the rows it wrote.
+/// sync, checks the run it recorded, and with `count` the rows it wrote:
+/// the same sync run again, afterwards, on a copy of the cache as it was
+/// before, which triggers count on (the timed run pays for no trigger).
 async fn sync(
     work: &Work,
     cache: &mut Cache,
@@ -357,8 +358,9 @@ async fn sync(
     count: bool,
 ) -> anyhow::Result<Sample> {
     let fetch_only = args.contains(&"--fetch-only");
+    let copy = work.dir.join("counted.db");
     if count {
-        cache.count_writes().await?;
+        cache.copy_to(&copy).await?;
     }
     let history_before = cache.history_rows().await?;
     let done = work.run(label, args, Some(probe)).await?;
@@ -376,11 +378,12 @@ async fn sync(
         }
         Some(run)
     };
-    let (rewritten, member_writes) = if count {
-        let (all, members) = cache.row_writes().await?;
-        (Some(all), Some(members))
-    } else {
-        (None, None)
+    let (rewritten, member_writes) = match (&run, count) {
+        (Some(run), true) => {
+            let (all, members) = count_writes(work, &copy, label, args, run).await?;
+            (Some(all), Some(members))
+        }
+        _ => (None, None),
     };
     Ok(Sample {
         phases: phases::of(&done),
@@ -390,6 +393,45 @@ async fn sync(
         member_writes,
         history: Some(cache.history_rows().await? - history_before),
     })
+}
+
+/// Runs the sync `timed` recorded again on `copy` (the cache before it),
+/// with triggers counting the rows it writes; it must report the same
+/// work. Returns the rows written on both tables and on `memberships`.
+async fn count_writes(
+    work: &Work,
+    copy: &Path,
+    label: &str,
+    args: &[&str],
+    timed: &SyncRun,
+) -> anyhow::Result<(i64, i64)> {
+    let counted = cache::Counted::open(copy).await?;
+    let on_copy = work.on_copy(copy)?;
+    on_copy.run(&format!("{label}-counted"), args, None).await?;
+    let (writes, run) = counted.finish().await?;
+    let work_of = |r: &SyncRun| {
+        (
+            r.status.clone(),
+            cache::reported_writes(r),
+            r.relinked,
+            r.memberships,
+        )
+    };
+    if work_of(&run) != work_of(timed) {
+        bail!(
+            "{label}: the counted run on a copy did other work than the timed one \
+             ({:?} against {:?})",
+            work_of(&run),
+            work_of(timed)
+        );
+    }
+    let _ = std::fs::remove_file(&on_copy.config);
+    for suffix in ["", "-wal", "-shm", ".session"] {
+        let mut file = copy.as_os_str().to_owned();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+    Ok(writes)
 }
 
 /// Starts the daemon, waits for its first full sync to end, measures the

@@ -512,8 +512,9 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
     }
     let _ = writeln!(
         out,
-        "- Rows rewritten are counted by triggers the bench adds to its copy of the cache \
-         (INSERT/UPDATE/DELETE on contacts and memberships); rows changed compare the data \
+        "- Rows rewritten are counted by triggers (INSERT/UPDATE/DELETE on contacts and \
+         memberships) on a copy of the cache taken before the sync, in the same sync run again \
+         on that copy afterwards; the timed run has no trigger. Rows changed compare the data \
          (timestamps aside) before and after. The write lock is watched from outside on the \
          WAL index (`-shm`) every 1 ms; \"wxsync:\" is the longest sync_runs.write_lock_ms."
     );
