@@ -142,6 +142,12 @@ impl<'a> Groups<'a> {
                 t.sides[side as usize].push(row);
             }
         }
+        // Done interning (see [`Values::seal`]).
+        for v in [&mut t.real_id, &mut t.name, &mut t.avatar] {
+            v.seal();
+        }
+        t.count.seal();
+        t.members.seal();
         let groups = t.groups as f64;
         t.member_bits = (0..t.members.len() as u32)
             .map(|k| {

@@ -217,7 +217,23 @@ impl<'a> People<'a> {
                 t.sides[side as usize].push(row);
             }
         }
+        t.seal();
         t
+    }
+
+    /// Done interning (see [`Values::seal`]).
+    fn seal(&mut self) {
+        self.real_id.seal();
+        self.remark.seal();
+        self.alias.seal();
+        self.avatar.seal();
+        self.nick.seal();
+        self.nick_core.seal();
+        self.sex.seal();
+        self.place.seal();
+        self.signature.seal();
+        self.cards.seal();
+        self.groups.seal();
     }
 
     fn intern(&mut self, side: Side, p: &'a Person) -> Row {

@@ -44,6 +44,14 @@ impl<K: Hash + Eq> Values<K> {
         id
     }
 
+    /// Forgets the values, keeping their ids and holder counts: once both
+    /// sides are interned, only those are read, and the map of values is
+    /// most of a table's memory (at 4× the bench's account, a group member
+    /// map of some 400,000 keys).
+    pub fn seal(&mut self) {
+        self.ids = HashMap::new();
+    }
+
     /// Interns a set of values one row holds (each counted once), as
     /// sorted ids.
     pub fn add_set(&mut self, side: Side, class: u8, values: &[K]) -> Vec<u32>
