@@ -1,7 +1,7 @@
 //! Scoring groups across two logins: mostly by who is in them.
 
 use super::evidence::Breakdown;
-use super::values::{Side, Values};
+use super::values::{Side, Step, Values, merge};
 use super::{Group, Key, Table, class_of};
 use crate::contact::Kind;
 
@@ -162,25 +162,20 @@ impl<'a> Groups<'a> {
     }
 
     fn overlap(&self, a: &[u32], b: &[u32]) -> Overlap {
-        let (mut i, mut j) = (0, 0);
         let mut o = Overlap {
             bits: 0.0,
             shared: 0,
             union: 0,
         };
-        while i < a.len() || j < b.len() {
+        for step in merge(a, b) {
             o.union += 1;
-            if j == b.len() || (i < a.len() && a[i] < b[j]) {
-                o.bits += self.member_bits[a[i] as usize].1;
-                i += 1;
-            } else if i == a.len() || b[j] < a[i] {
-                o.bits -= self.member_bits[b[j] as usize].0.min(bits::MEMBER_JOINED);
-                j += 1;
-            } else {
-                o.bits += self.member_bits[a[i] as usize].0;
-                o.shared += 1;
-                i += 1;
-                j += 1;
+            match step {
+                Step::Old(k) => o.bits += self.member_bits[k as usize].1,
+                Step::New(k) => o.bits -= self.member_bits[k as usize].0.min(bits::MEMBER_JOINED),
+                Step::Both(k) => {
+                    o.bits += self.member_bits[k as usize].0;
+                    o.shared += 1;
+                }
             }
         }
         o

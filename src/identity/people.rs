@@ -2,7 +2,7 @@
 
 use super::evidence::Breakdown;
 use super::keys::name_core;
-use super::values::{Side, Values, identifier};
+use super::values::{Side, Step, Values, identifier, merge};
 use super::{Key, Person, Table, class_of};
 use crate::contact::Kind;
 
@@ -308,23 +308,16 @@ impl<'a> People<'a> {
     /// of the pair's class.
     fn groups_in_common(&self, a: &[u32], b: &[u32], rows: usize) -> f64 {
         let p = |g: u32| (f64::from(self.groups.holders(g)) / rows.max(1) as f64).min(1.0);
-        let (mut i, mut j) = (0, 0);
         let (mut bits, mut shared, mut union) = (0.0, 0, 0);
-        while i < a.len() || j < b.len() {
+        for step in merge(a, b) {
             union += 1;
-            if j == b.len() || (i < a.len() && a[i] < b[j]) {
-                bits += ((1.0 - bits::GROUP_KEPT) / (1.0 - p(a[i]))).log2().min(0.0);
-                i += 1;
-            } else if i == a.len() || b[j] < a[i] {
-                bits -= bits::GROUP_JOINED;
-                j += 1;
-            } else {
-                bits += (bits::GROUP_KEPT / p(a[i]))
-                    .log2()
-                    .clamp(0.0, bits::GROUP_TOP);
-                shared += 1;
-                i += 1;
-                j += 1;
+            match step {
+                Step::Old(g) => bits += ((1.0 - bits::GROUP_KEPT) / (1.0 - p(g))).log2().min(0.0),
+                Step::New(_) => bits -= bits::GROUP_JOINED,
+                Step::Both(g) => {
+                    bits += (bits::GROUP_KEPT / p(g)).log2().clamp(0.0, bits::GROUP_TOP);
+                    shared += 1;
+                }
             }
         }
         if shared * THIN_GROUPS < union {

@@ -191,6 +191,37 @@ impl Holders {
     }
 }
 
+/// Where an id stands when two sorted, deduplicated id lists are walked
+/// together ([`merge`]).
+pub(super) enum Step {
+    /// In the old row's list only.
+    Old(u32),
+    /// In the new row's list only.
+    New(u32),
+    Both(u32),
+}
+
+/// Walks two sorted, deduplicated id lists together, in id order: a group's
+/// members, a person's groups.
+pub(super) fn merge<'a>(old: &'a [u32], new: &'a [u32]) -> impl Iterator<Item = Step> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        if i < old.len() && (j == new.len() || old[i] < new[j]) {
+            i += 1;
+            Some(Step::Old(old[i - 1]))
+        } else if j < new.len() && (i == old.len() || new[j] < old[i]) {
+            j += 1;
+            Some(Step::New(new[j - 1]))
+        } else if i < old.len() {
+            i += 1;
+            j += 1;
+            Some(Step::Both(old[i - 1]))
+        } else {
+            None
+        }
+    })
+}
+
 /// Agreement on an identifier-like value (remark, alias, avatar, nick name,
 /// card, group name): worth `top` bits when one row holds it, one bit less
 /// each time the number of holders doubles, never less than `floor`.
@@ -255,6 +286,20 @@ mod tests {
         let held = [&[true, false][..], &[false, true, false][..]];
         let h = Holders::new(2, [old.iter().copied(), new.iter().copied()], held);
         assert_eq!(h.sharing(0, 3), &[0, 2]);
+    }
+
+    #[test]
+    fn merge_walks_both_lists_in_id_order() {
+        let steps: Vec<(char, u32)> = merge(&[1, 3, 5], &[2, 3, 6, 7])
+            .map(|s| match s {
+                Step::Old(k) => ('o', k),
+                Step::New(k) => ('n', k),
+                Step::Both(k) => ('b', k),
+            })
+            .collect();
+        let want = [('o', 1), ('n', 2), ('b', 3), ('o', 5), ('n', 6), ('n', 7)];
+        assert_eq!(steps, want);
+        assert_eq!(merge(&[], &[]).count(), 0);
     }
 
     #[test]
