@@ -188,6 +188,39 @@ pub fn relink_people(old: &[Person], new: &[Person], settled: &Outcome) -> Outco
     solve(&people::People::build(old, new), &settled)
 }
 
+/// For [`relink_people`]: the key each side's groups give their members'
+/// [`Person::groups`], one per group link and the same on both sides;
+/// `None` for a group not linked, or whose member list one side did not
+/// read (everyone in it would count as gone).
+pub fn group_keys(linked: &Outcome, old: &[Group], new: &[Group]) -> [Vec<Option<u64>>; 2] {
+    let mut keys = [vec![None; old.len()], vec![None; new.len()]];
+    for l in &linked.links {
+        if !old[l.old].members.is_empty() && !new[l.new].members.is_empty() {
+            keys[0][l.old] = Some(l.old as u64);
+            keys[1][l.new] = Some(l.old as u64);
+        }
+    }
+    keys
+}
+
+/// Gives each of one side's `people` the key of every group it is in:
+/// `memberships` are (person, group) indices, `keys` that side's
+/// [`group_keys`].
+pub fn set_groups(
+    people: &mut [Person],
+    memberships: impl IntoIterator<Item = (usize, usize)>,
+    keys: &[Option<u64>],
+) {
+    for (person, group) in memberships {
+        if let Some(k) = keys[group] {
+            people[person].groups.push(k);
+        }
+    }
+    for p in people {
+        p.groups.sort_unstable();
+    }
+}
+
 /// Links the previous login's groups to this login's. Call it after
 /// [`link_people`]: member keys of linked contacts must use the old row's
 /// `contact_id` on both sides.

@@ -160,25 +160,25 @@ fn both_groups(before: &Login, after: &Login, people: &Outcome) -> (Vec<Group>, 
 /// [`relink_people`] as a re-link runs it: each person gets the key of
 /// every linked group they are in.
 fn second_round(
-    before: &mut Login,
-    after: &mut Login,
+    logins: [&mut Login; 2],
+    groups: [&[Group]; 2],
     people: Outcome,
-    groups: &Outcome,
+    linked: &Outcome,
 ) -> Outcome {
-    for (login, side) in [(&mut *before, 0), (&mut *after, 1)] {
-        let row_of: HashMap<u64, usize> =
-            login.ids.iter().enumerate().map(|(r, b)| (*b, r)).collect();
-        for l in &groups.links {
-            let g = if side == 0 { l.old } else { l.new };
-            for (b, _, _) in &login.groups[g].2 {
-                if let Some(r) = row_of.get(b) {
-                    login.people[*r].groups.push(l.old as u64);
-                }
-            }
-        }
-        for p in &mut login.people {
-            p.groups.sort_unstable();
-        }
+    let keys = group_keys(linked, groups[0], groups[1]);
+    let [before, after] = logins;
+    for (login, keys) in [(&mut *before, &keys[0]), (&mut *after, &keys[1])] {
+        let row_of: &HashMap<u64, usize> =
+            &login.ids.iter().enumerate().map(|(r, b)| (*b, r)).collect();
+        let memberships: Vec<(usize, usize)> = (0..)
+            .zip(&login.groups)
+            .flat_map(|(g, (_, _, members))| {
+                members
+                    .iter()
+                    .filter_map(move |(b, _, _)| row_of.get(b).map(|r| (*r, g)))
+            })
+            .collect();
+        set_groups(&mut login.people, memberships, keys);
     }
     relink_people(&before.people, &after.people, &people)
 }
@@ -265,7 +265,12 @@ fn trial(cfg: &SimConfig, rate: f64) -> Trial {
     let started = Instant::now();
     let groups = link_groups(&old_groups, &new_groups);
     let groups_time = started.elapsed().as_secs_f64();
-    let people = second_round(&mut before, &mut after, people, &groups);
+    let people = second_round(
+        [&mut before, &mut after],
+        [&old_groups, &new_groups],
+        people,
+        &groups,
+    );
     let kind = |row: usize| before.people[row].kind;
     let twin = |row: usize| twins.contains(&before.ids[row]);
     Trial {

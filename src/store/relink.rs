@@ -292,22 +292,20 @@ impl Stage {
         );
         let groups = identity::link_groups(&old.groups, &new.groups);
         // The people left unlinked get a second look, with the linked
-        // groups they are in as evidence; a group counts only where both
-        // logins' member lists were read.
+        // groups they are in as evidence.
         let people = if people.links.len() < old.people.len() {
-            let mut key = [vec![None; old.groups.len()], vec![None; new.groups.len()]];
-            for l in &groups.links {
-                if !old.groups[l.old].members.is_empty() && !new.groups[l.new].members.is_empty() {
-                    key[0][l.old] = Some(l.old as u64);
-                    key[1][l.new] = Some(l.old as u64);
-                }
-            }
+            let [old_keys, new_keys] = identity::group_keys(&groups, &old.groups, &new.groups);
             // The member lists have served: freed before the second round.
             for g in old.groups.iter_mut().chain(&mut new.groups) {
                 g.members = Vec::new();
             }
-            in_groups(&mut old.people, &old_lists.people, &key[0]);
-            in_groups(&mut new.people, &new_lists.people, &key[1]);
+            for (people, seen, keys) in [
+                (&mut old.people, &old_lists.people, &old_keys),
+                (&mut new.people, &new_lists.people, &new_keys),
+            ] {
+                let memberships = seen.iter().map(|m| (m.person as usize, m.group as usize));
+                identity::set_groups(people, memberships, keys);
+            }
             identity::relink_people(&old.people, &new.people, &people)
         } else {
             people
@@ -421,19 +419,6 @@ fn add_members(
     }
     for g in groups {
         g.members.sort_unstable();
-    }
-}
-
-/// Gives each person the `key` of every linked group they are in
-/// ([`Person::groups`]); `key` is `None` for a group not to count.
-fn in_groups(persons: &mut [Person], seen: &[Seen], key: &[Option<u64>]) {
-    for m in seen {
-        if let Some(k) = key[m.group as usize] {
-            persons[m.person as usize].groups.push(k);
-        }
-    }
-    for p in persons {
-        p.groups.sort_unstable();
     }
 }
 
