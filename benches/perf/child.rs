@@ -51,6 +51,11 @@ pub struct Running {
     report: PathBuf,
 }
 
+/// Where the config at `config` keeps the login session.
+pub fn session_file(config: &Path) -> anyhow::Result<PathBuf> {
+    Ok(wxsync::config::Config::load(Some(config))?.session_file())
+}
+
 impl Work {
     /// `wxsync --config … ARGS`; under `perf record` in profile mode.
     fn wxsync(&self, label: &str, args: &[&str]) -> Command {
@@ -132,12 +137,7 @@ impl Work {
             &config,
             format!("database = \"{}\"\n{rest}", database.display()),
         )?;
-        let session = |db: &Path| {
-            let mut p = db.as_os_str().to_owned();
-            p.push(".session");
-            PathBuf::from(p)
-        };
-        std::fs::copy(session(&self.database), session(database))?;
+        std::fs::copy(session_file(&self.config)?, session_file(&config)?)?;
         Ok(Work {
             dir: self.dir.clone(),
             config,

@@ -425,8 +425,9 @@ async fn count_writes(
             work_of(timed)
         );
     }
+    let _ = std::fs::remove_file(child::session_file(&on_copy.config)?);
     let _ = std::fs::remove_file(&on_copy.config);
-    for suffix in ["", "-wal", "-shm", ".session"] {
+    for suffix in ["", "-wal", "-shm"] {
         let mut file = copy.as_os_str().to_owned();
         file.push(suffix);
         let _ = std::fs::remove_file(file);
