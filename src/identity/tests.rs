@@ -299,14 +299,20 @@ fn swapped_remarks_do_not_mislink() {
     assert_eq!(linked_to(&out, 1), Some(1));
 }
 
+/// `a` as the next login shows him after a new nick name and avatar.
+fn renamed_with_a_new_face(a: &Person) -> Person {
+    let mut b = a.clone();
+    b.nick_name = "Jerry".into();
+    b.avatar_seq = Some("2".into());
+    b
+}
+
 #[test]
 fn group_cards_carry_a_friend_who_changed_name_and_avatar() {
     let mut a = friend("Tom", "1");
     a.cards = vec![card_key("大学同学", "汤姆"), card_key("篮球队", "Tom 前锋")];
     a.cards.sort_unstable();
-    let mut b = a.clone();
-    b.nick_name = "Jerry".into();
-    b.avatar_seq = Some("2".into());
+    let b = renamed_with_a_new_face(&a);
     let (old, new) = with_crowd(vec![a], vec![b]);
     let out = link_people(&old, &new);
     assert_eq!(linked_to(&out, 0), Some(0));
@@ -331,9 +337,7 @@ fn in_groups_with_crowd(old: Vec<Person>, new: Vec<Person>) -> (Vec<Person>, Vec
 fn groups_in_common_carry_a_friend_who_changed_name_and_avatar() {
     let mut a = friend("Tom", "1");
     a.groups = vec![1, 2, 3];
-    let mut b = a.clone();
-    b.nick_name = "Jerry".into();
-    b.avatar_seq = Some("2".into());
+    let b = renamed_with_a_new_face(&a);
     let (old, new, first) = in_groups_with_crowd(vec![a], vec![b]);
     assert_eq!(linked_to(&first, 0), None, "the first round misses him");
     let out = relink_people(&old, &new, &first);
@@ -346,9 +350,7 @@ fn groups_in_common_carry_a_friend_who_changed_name_and_avatar() {
 fn groups_in_common_do_not_tell_apart_two_in_the_same_groups() {
     let mut a = friend("Tom", "1");
     a.groups = vec![1, 2, 3];
-    let mut b = a.clone();
-    b.nick_name = "Jerry".into();
-    b.avatar_seq = Some("2".into());
+    let b = renamed_with_a_new_face(&a);
     let mut c = b.clone();
     c.avatar_seq = Some("3".into());
     let (old, new, first) = in_groups_with_crowd(vec![a], vec![b, c]);
@@ -362,9 +364,7 @@ fn a_few_groups_in_common_among_many_say_nothing() {
     // in, as people of one circle share.
     let mut a = friend("Tom", "1");
     a.groups = vec![1, 2, 3];
-    let mut b = a.clone();
-    b.nick_name = "Jerry".into();
-    b.avatar_seq = Some("2".into());
+    let mut b = renamed_with_a_new_face(&a);
     b.groups = (1..=8).collect();
     let (old, new, first) = in_groups_with_crowd(vec![a], vec![b]);
     let out = relink_people(&old, &new, &first);
