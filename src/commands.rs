@@ -425,7 +425,7 @@ async fn demo(mut config: Config, account: &AccountArgs) -> anyhow::Result<()> {
     for q in [
         "SELECT kind, count(*) FROM contacts WHERE deleted_at IS NULL GROUP BY kind;",
         "SELECT nick_name, remark_name FROM contacts WHERE kind = 'friend' LIMIT 10;",
-        "SELECT c.nick_name, count(*) AS members FROM memberships m JOIN contacts c ON c.user_name = m.group_user_name GROUP BY 1 ORDER BY 2 DESC LIMIT 5;",
+        "SELECT c.nick_name, count(*) AS members FROM memberships m JOIN contacts c ON c.contact_id = m.group_contact_id GROUP BY 1 ORDER BY 2 DESC LIMIT 5;",
         "SELECT * FROM sync_runs ORDER BY id DESC LIMIT 1;",
     ] {
         println!("  sqlite3 {db} \"{q}\"");

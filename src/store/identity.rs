@@ -205,7 +205,7 @@ impl Store {
         let groups: Vec<(i64, String)> = sqlx::query_as(
             "SELECT c.contact_id, g.nick_name FROM contacts c
              JOIN memberships m ON m.member_user_name = c.user_name
-             JOIN contacts g ON g.user_name = m.group_user_name
+             JOIN contacts g ON g.contact_id = m.group_contact_id
              WHERE c.contact_id IN (SELECT value FROM json_each(?1))
              ORDER BY g.nick_name",
         )

@@ -159,21 +159,22 @@ enum Side {
 }
 
 impl Side {
-    /// Every membership, in key order a chunk at a time (`?1`, `?2`: the
-    /// last key read; `?3`: the chunk's size): one pass serves both the
-    /// people's group cards and the groups' member keys, and no more than a
-    /// chunk of rows is ever held.
+    /// Every membership, in storage order a chunk at a time, after the last
+    /// row read (`?1` its rowid in the cache, `?2`, `?3` its key in the
+    /// stage; each side ignores the other's) and `?4` rows long: one pass
+    /// serves both the people's group cards and the groups' member keys,
+    /// and no more than a chunk of rows is ever held.
     fn members(self) -> &'static str {
         match self {
             Side::Cache => {
-                "SELECT group_user_name, member_user_name, nick_name, display_name
-                 FROM main.memberships WHERE (group_user_name, member_user_name) > (?1, ?2)
-                 ORDER BY group_user_name, member_user_name LIMIT ?3"
+                "SELECT rowid AS position, group_user_name, member_user_name, nick_name,
+                        display_name
+                 FROM main.memberships WHERE rowid > ?1 ORDER BY rowid LIMIT ?4"
             }
             Side::Stage => {
-                "SELECT group_user_name, member_user_name, nick_name, display_name
-                 FROM temp.stage_members WHERE (group_user_name, member_user_name) > (?1, ?2)
-                 ORDER BY group_user_name, member_user_name LIMIT ?3"
+                "SELECT ?1 AS position, group_user_name, member_user_name, nick_name, display_name
+                 FROM temp.stage_members WHERE (group_user_name, member_user_name) > (?2, ?3)
+                 ORDER BY group_user_name, member_user_name LIMIT ?4"
             }
         }
     }
@@ -184,13 +185,13 @@ impl Side {
         match self {
             Side::Cache => {
                 "WITH RECURSIVE listed (g) AS (
-                     SELECT min(group_user_name) FROM main.memberships
+                     SELECT min(group_contact_id) FROM main.memberships
                      UNION ALL
-                     SELECT (SELECT min(group_user_name) FROM main.memberships
-                             WHERE group_user_name > g)
+                     SELECT (SELECT min(group_contact_id) FROM main.memberships
+                             WHERE group_contact_id > g)
                      FROM listed WHERE g IS NOT NULL)
                  SELECT c.user_name, c.nick_name
-                 FROM listed CROSS JOIN main.contacts c ON c.user_name = listed.g"
+                 FROM listed CROSS JOIN main.contacts c ON c.contact_id = listed.g"
             }
             Side::Stage => {
                 "SELECT c.user_name, c.nick_name
@@ -207,6 +208,8 @@ const MEMBER_CHUNK: i64 = 4096;
 /// One membership row as [`Side::members`] reads it.
 #[derive(FromRow)]
 struct Membership {
+    /// The rowid in the cache; in the stage, the previous chunk's.
+    position: i64,
     group_user_name: String,
     member_user_name: String,
     nick_name: String,
@@ -356,11 +359,12 @@ async fn lists(
         strangers: vec![Vec::new(); groups.len()],
         people: Vec::new(),
     };
-    let mut after = (String::new(), String::new());
+    let mut after = (0, String::new(), String::new());
     loop {
         let chunk: Vec<Membership> = sqlx::query_as(side.members())
-            .bind(&after.0)
+            .bind(after.0)
             .bind(&after.1)
+            .bind(&after.2)
             .bind(MEMBER_CHUNK)
             .fetch_all(&mut *conn)
             .await?;
@@ -387,7 +391,7 @@ async fn lists(
         }
         let full = chunk.len() as i64 == MEMBER_CHUNK;
         match chunk.into_iter().last() {
-            Some(m) if full => after = (m.group_user_name, m.member_user_name),
+            Some(m) if full => after = (m.position, m.group_user_name, m.member_user_name),
             _ => break,
         }
     }

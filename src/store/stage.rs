@@ -95,21 +95,21 @@ const PREPARED: &[&str] = &[
         new_name TEXT PRIMARY KEY NOT NULL, old_name TEXT NOT NULL, contact_id INTEGER NOT NULL,
         fresh INTEGER NOT NULL
     ) WITHOUT ROWID",
-    "CREATE INDEX temp.changed_groups_old ON changed_groups (old_name)",
-    // Member rows to remove, by their stored key.
-    "CREATE TEMP TABLE members_to_remove (g TEXT NOT NULL, m TEXT NOT NULL, PRIMARY KEY (g, m)) WITHOUT ROWID",
-    // After a re-link, each stored member row paired with one of the new
-    // list (or renamed where its group's list was not described): its
-    // stored key, and the whole row as it becomes; `same` when nothing
+    "CREATE INDEX temp.changed_groups_id ON changed_groups (contact_id)",
+    // Member rows to remove, by their rowid.
+    "CREATE TEMP TABLE members_to_remove (id INTEGER PRIMARY KEY)",
+    // Each stored member row of a changed group paired with one of the new
+    // list (or, after a re-link, renamed where its group's list was not
+    // described): its rowid, and the row as it becomes; `same` when nothing
     // differs, so nothing is written.
     "CREATE TEMP TABLE member_pairs (
-        g_old TEXT NOT NULL, m_old TEXT NOT NULL, g TEXT NOT NULL, m TEXT NOT NULL,
+        id INTEGER PRIMARY KEY, g TEXT NOT NULL, m TEXT NOT NULL,
         nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
-        same INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (g_old, m_old)
-    ) WITHOUT ROWID",
+        same INTEGER NOT NULL DEFAULT 0
+    )",
     "CREATE INDEX temp.member_pairs_new ON member_pairs (g, m)",
-    // After a re-link, the member rows of changed groups that the names
-    // did not pair, on each side (`g` is the group's new name). `look` marks
+    // The member rows of changed groups that the names did not pair, on
+    // each side (`g` is the group's new name). `look` marks
     // those who may still be paired by what the group shows of them:
     // strangers, and contacts whose link was missed — not a contact who was
     // linked, who is paired by the link alone, nor a member of a group whose
@@ -119,15 +119,15 @@ const PREPARED: &[&str] = &[
     // display name) in name order.
     "CREATE TEMP TABLE unpaired_stored (
         look INTEGER NOT NULL, g TEXT NOT NULL, nick_name TEXT NOT NULL,
-        display_name TEXT NOT NULL, k INTEGER NOT NULL, m_old TEXT NOT NULL,
-        g_old TEXT NOT NULL, PRIMARY KEY (look, g, nick_name, display_name, k)
+        display_name TEXT NOT NULL, k INTEGER NOT NULL, id INTEGER NOT NULL,
+        PRIMARY KEY (look, g, nick_name, display_name, k)
     ) WITHOUT ROWID",
     "CREATE TEMP TABLE unpaired_staged (
         look INTEGER NOT NULL, g TEXT NOT NULL, nick_name TEXT NOT NULL,
         display_name TEXT NOT NULL, k INTEGER NOT NULL, m TEXT NOT NULL,
         attr_status INTEGER NOT NULL, PRIMARY KEY (look, g, nick_name, display_name, k)
     ) WITHOUT ROWID",
-    // Member rows to write, whole (in `memberships` column order), so the
+    // Member rows to add, whole (in `memberships` column order), so the
     // write under the lock is a plain ordered copy.
     "CREATE TEMP TABLE members_to_write (
         g TEXT NOT NULL, m TEXT NOT NULL, nick_name TEXT NOT NULL, display_name TEXT NOT NULL,

@@ -24,12 +24,11 @@ macro_rules! pair_by {
     ($col:literal, $only_set:literal) => {
         [
             concat!(
-                "INSERT INTO temp.member_pairs (g_old, m_old, g, m, nick_name, display_name,
-                     attr_status)
-                 SELECT o.g_old, o.m_old, n.g, n.m, n.nick_name, n.display_name, n.attr_status
+                "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status)
+                 SELECT o.id, n.g, n.m, n.nick_name, n.display_name, n.attr_status
                  FROM (SELECT g, ",
                 $col,
-                " AS v, min(g_old) AS g_old, min(m_old) AS m_old
+                " AS v, min(id) AS id
                        FROM temp.unpaired_stored
                        WHERE look = 1 AND (NOT ",
                 $only_set,
@@ -62,9 +61,7 @@ macro_rules! pair_by {
 
 /// Rows paired since they were last looked at leave the unpaired tables.
 const UNPAIR_STORED: &str = "DELETE FROM temp.unpaired_stored
-     WHERE look = 1 AND EXISTS (SELECT 1 FROM temp.member_pairs p
-                                WHERE p.g_old = unpaired_stored.g_old
-                                  AND p.m_old = unpaired_stored.m_old)";
+     WHERE look = 1 AND EXISTS (SELECT 1 FROM temp.member_pairs p WHERE p.id = unpaired_stored.id)";
 const UNPAIR_STAGED: &str = "DELETE FROM temp.unpaired_staged
      WHERE look = 1 AND EXISTS (SELECT 1 FROM temp.member_pairs p
                                 WHERE p.g = unpaired_staged.g AND p.m = unpaired_staged.m)";
@@ -128,26 +125,28 @@ const PREPARE_GONE_PARTIAL: &str = "INSERT OR IGNORE INTO temp.d_gone
 const PREPARE_GROUPS: &str = "INSERT INTO temp.changed_groups
      SELECT g.group_user_name, coalesce(i.old_user_name, g.group_user_name), i.contact_id,
             i.fresh OR NOT EXISTS (SELECT 1 FROM main.memberships m
-                                   WHERE m.group_user_name = coalesce(i.old_user_name, g.group_user_name))
+                                   WHERE m.group_contact_id = i.contact_id)
      FROM temp.stage_groups g JOIN temp.ident i ON i.user_name = g.group_user_name
      WHERE g.staged = 1
        AND (i.old_user_name IS NOT NULL OR i.contact_id NOT IN (SELECT contact_id FROM temp.frozen))";
 
-/// Member rows and their history after a re-link, through `member_pairs`: a
-/// stored row with a partner in the new list is rewritten in place (new
-/// names, new data: one write, and none when nothing differs), one without
-/// is removed (`left`), and a new member without a stored partner is added
-/// (`joined`).
-const PREPARE_MEMBERS_RELINKED: &[&str] = &[
+/// Member rows and their history, through `member_pairs`: a stored row
+/// (by its rowid) with a partner in the new list is rewritten in place (new
+/// names after a re-link, new data: one write, and none when nothing
+/// differs), one without is removed (`left`), and a new member without a
+/// stored partner is added (`joined`). A changed group's stored rows are
+/// found by its `contact_id`, which no login renames.
+const PREPARE_MEMBERS: &[&str] = &[
     // Pairs by name first: the stored row of a member whose contact was
     // linked pairs with the name it was linked to, any other with the same
-    // name (special accounts keep theirs) — if the new list has it.
+    // name (special accounts keep theirs; without a re-link every name is
+    // kept) — if the new list has it.
     "INSERT INTO temp.member_pairs
-     SELECT gm.old_name, m.member_user_name, s.*,
+     SELECT m.rowid, s.*,
             gm.old_name = gm.new_name AND m.member_user_name = s.member_user_name
               AND m.nick_name IS s.nick_name AND m.display_name IS s.display_name
               AND m.attr_status IS s.attr_status
-     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
+     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_contact_id = gm.contact_id
      LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
      CROSS JOIN temp.stage_members s
        ON s.group_user_name = gm.new_name
@@ -161,20 +160,19 @@ const PREPARE_MEMBERS_RELINKED: &[&str] = &[
     // who look the same are interchangeable in the cache, so k of them on
     // each side pair up in name order (`k` is numbered as the rows are
     // copied); only a difference in count is a join or a leave.
-    "INSERT INTO temp.unpaired_stored (look, g, nick_name, display_name, k, m_old, g_old)
+    "INSERT INTO temp.unpaired_stored (look, g, nick_name, display_name, k, id)
      SELECT look, g, nick_name, display_name,
             row_number() OVER (PARTITION BY look, g, nick_name, display_name ORDER BY m_old),
-            m_old, g_old
+            id
      FROM (SELECT gm.old_name != gm.new_name
                     AND NOT EXISTS (SELECT 1 FROM temp.ident i
                                     WHERE i.old_user_name = m.member_user_name) AS look,
                   gm.new_name AS g, m.nick_name, m.display_name, m.member_user_name AS m_old,
-                  gm.old_name AS g_old
+                  m.rowid AS id
            FROM temp.changed_groups gm
-           CROSS JOIN main.memberships m ON m.group_user_name = gm.old_name
+           CROSS JOIN main.memberships m ON m.group_contact_id = gm.contact_id
            WHERE gm.fresh = 0
-             AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
-                             WHERE d.g_old = gm.old_name AND d.m_old = m.member_user_name))",
+             AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d WHERE d.id = m.rowid))",
     "INSERT INTO temp.unpaired_staged (look, g, nick_name, display_name, k, m, attr_status)
      SELECT look, g, nick_name, display_name,
             row_number() OVER (PARTITION BY look, g, nick_name, display_name ORDER BY m),
@@ -190,8 +188,8 @@ const PREPARE_MEMBERS_RELINKED: &[&str] = &[
            WHERE gm.fresh = 0
              AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
                              WHERE d.g = s.group_user_name AND d.m = s.member_user_name))",
-    "INSERT INTO temp.member_pairs (g_old, m_old, g, m, nick_name, display_name, attr_status)
-     SELECT o.g_old, o.m_old, n.g, n.m, n.nick_name, n.display_name, n.attr_status
+    "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status)
+     SELECT o.id, n.g, n.m, n.nick_name, n.display_name, n.attr_status
      FROM temp.unpaired_stored o CROSS JOIN temp.unpaired_staged n
        ON n.look = 1 AND n.g = o.g AND n.nick_name = o.nick_name
       AND n.display_name = o.display_name AND n.k = o.k
@@ -207,10 +205,9 @@ const PAIR_BY_ONE: [[&str; 3]; 2] = [
     pair_by!("display_name", "true"),
 ];
 
-/// What is still unpaired is removed or written, and the history says so;
-/// then the stored rows of the other groups.
+/// What is still unpaired is removed or written, and the history says so.
 const PREPARE_MEMBERS_UNPAIRED: &[&str] = &[
-    "INSERT INTO temp.members_to_remove SELECT g_old, m_old FROM temp.unpaired_stored",
+    "INSERT INTO temp.members_to_remove SELECT id FROM temp.unpaired_stored",
     "INSERT INTO temp.members_to_write (g, m, nick_name, display_name, attr_status)
      SELECT g, m, nick_name, display_name, attr_status FROM temp.unpaired_staged",
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
@@ -218,62 +215,31 @@ const PREPARE_MEMBERS_UNPAIRED: &[&str] = &[
             coalesce(nullif(d.display_name, ''), d.nick_name)
      FROM temp.members_to_write d CROSS JOIN temp.changed_groups gm ON gm.new_name = d.g",
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
-     SELECT gm.contact_id, gm.new_name, 'left', d.m,
+     SELECT gm.contact_id, gm.new_name, 'left', m.member_user_name,
             coalesce(nullif(m.display_name, ''), m.nick_name)
-     FROM temp.members_to_remove d CROSS JOIN temp.changed_groups gm ON gm.old_name = d.g
-     CROSS JOIN main.memberships m ON m.group_user_name = d.g AND m.member_user_name = d.m",
-    // The stored rows of every other group follow a re-linked group or
-    // member to its new name: the groups with stored rows (one seek each)
-    // that are neither described with a changed list nor gone.
-    "WITH RECURSIVE stored (g) AS (
-         SELECT min(group_user_name) FROM main.memberships
+     FROM temp.members_to_remove d CROSS JOIN main.memberships m ON m.rowid = d.id
+     CROSS JOIN temp.changed_groups gm ON gm.contact_id = m.group_contact_id",
+];
+
+/// After a re-link, the stored rows of every other group follow a
+/// re-linked group or member to its new name: the groups with stored rows
+/// (one seek each) that are neither described with a changed list nor gone.
+const PREPARE_MEMBERS_OTHER_GROUPS: &str = "WITH RECURSIVE stored (g) AS (
+         SELECT min(group_contact_id) FROM main.memberships
          UNION ALL
-         SELECT (SELECT min(group_user_name) FROM main.memberships WHERE group_user_name > g)
+         SELECT (SELECT min(group_contact_id) FROM main.memberships WHERE group_contact_id > g)
          FROM stored WHERE g IS NOT NULL)
-     INSERT INTO temp.member_pairs (g_old, m_old, g, m, nick_name, display_name, attr_status)
-     SELECT m.group_user_name, m.member_user_name, coalesce(ig.user_name, m.group_user_name),
+     INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status)
+     SELECT m.rowid, coalesce(ig.user_name, m.group_user_name),
             coalesce(im.user_name, m.member_user_name), m.nick_name, m.display_name,
             m.attr_status
-     FROM stored CROSS JOIN main.memberships m ON m.group_user_name = stored.g
+     FROM stored CROSS JOIN main.memberships m ON m.group_contact_id = stored.g
      LEFT JOIN temp.ident ig ON ig.old_user_name = m.group_user_name
      LEFT JOIN temp.ident im ON im.old_user_name = m.member_user_name
      WHERE stored.g IS NOT NULL
-       AND stored.g NOT IN (SELECT old_name FROM temp.changed_groups WHERE fresh = 0)
-       AND stored.g NOT IN (SELECT user_name FROM temp.d_gone WHERE is_group)
-       AND (ig.user_name IS NOT NULL OR im.user_name IS NOT NULL)",
-];
-
-/// The same when no contact was re-linked: every stored name is the one
-/// staged, so the stored and staged lists are compared directly, and the
-/// history follows from the (few) rows that differ.
-const PREPARE_MEMBERS: &[&str] = &[
-    "INSERT INTO temp.members_to_remove
-     SELECT m.group_user_name, m.member_user_name
-     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_user_name = gm.new_name
-     WHERE gm.fresh = 0
-       AND NOT EXISTS (SELECT 1 FROM temp.stage_members s
-                       WHERE s.group_user_name = m.group_user_name
-                         AND s.member_user_name = m.member_user_name)",
-    "INSERT INTO temp.members_to_write
-     SELECT s.* FROM temp.changed_groups gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
-     WHERE gm.fresh = 0
-       AND NOT EXISTS (SELECT 1 FROM main.memberships m
-                       WHERE m.group_user_name = s.group_user_name
-                         AND m.member_user_name = s.member_user_name
-                         AND m.nick_name IS s.nick_name AND m.display_name IS s.display_name
-                         AND m.attr_status IS s.attr_status)",
-    "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
-     SELECT gm.contact_id, gm.new_name, 'joined', d.m,
-            coalesce(nullif(d.display_name, ''), d.nick_name)
-     FROM temp.members_to_write d CROSS JOIN temp.changed_groups gm ON gm.new_name = d.g
-     WHERE NOT EXISTS (SELECT 1 FROM main.memberships m
-                       WHERE m.group_user_name = d.g AND m.member_user_name = d.m)",
-    "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
-     SELECT gm.contact_id, gm.new_name, 'left', d.m,
-            coalesce(nullif(m.display_name, ''), m.nick_name)
-     FROM temp.members_to_remove d CROSS JOIN temp.changed_groups gm ON gm.new_name = d.g
-     CROSS JOIN main.memberships m ON m.group_user_name = d.g AND m.member_user_name = d.m",
-];
+       AND stored.g NOT IN (SELECT contact_id FROM temp.changed_groups WHERE fresh = 0)
+       AND stored.g NOT IN (SELECT contact_id FROM temp.d_gone WHERE is_group)
+       AND (ig.user_name IS NOT NULL OR im.user_name IS NOT NULL)";
 
 /// The history rows of contacts (members: [`PREPARE_MEMBERS`]); `source`
 /// NULL means the commit's own source.
@@ -304,17 +270,14 @@ const APPLY_RELINKS: &[&str] = &[
      WHERE group_user_name IN (SELECT old_user_name FROM temp.ident WHERE old_user_name IS NOT NULL)",
 ];
 
-/// Writes member rows, each with its `member_contact_id` (from
-/// [`APPLY_LIVE_CONTACTS`]); a stored row takes the new values.
-macro_rules! upsert_members {
+/// Inserts member rows, each with its group's `contact_id` and its
+/// `member_contact_id` (from [`APPLY_LIVE_CONTACTS`]).
+macro_rules! insert_members {
     ($select:literal) => {
         concat!(
             "INSERT INTO main.memberships (group_user_name, member_user_name, nick_name,
-                 display_name, attr_status, member_contact_id) ",
-            $select,
-            " ON CONFLICT (group_user_name, member_user_name) DO UPDATE SET
-                 nick_name = excluded.nick_name, display_name = excluded.display_name,
-                 attr_status = excluded.attr_status, member_contact_id = excluded.member_contact_id"
+                 display_name, attr_status, member_contact_id, group_contact_id) ",
+            $select
         )
     };
 }
@@ -326,11 +289,10 @@ const APPLY_REMOVALS: &[&str] = &[
     "UPDATE main.contacts SET deleted_at = ?1, updated_at = ?1
      WHERE contact_id IN (SELECT contact_id FROM temp.d_gone)",
     "DELETE FROM main.memberships
-     WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group)",
+     WHERE group_contact_id IN (SELECT contact_id FROM temp.d_gone WHERE is_group)",
     "DELETE FROM main.membership_digests
      WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group)",
-    "DELETE FROM main.memberships
-     WHERE (group_user_name, member_user_name) IN (SELECT g, m FROM temp.members_to_remove)",
+    "DELETE FROM main.memberships WHERE rowid IN (SELECT id FROM temp.members_to_remove)",
 ];
 
 /// Once the contacts are written, and only when member rows are to be
@@ -343,9 +305,9 @@ const APPLY_LIVE_CONTACTS: &[&str] = &[
 
 /// When contacts were added, marked deleted or restored: the stored member
 /// rows of those names follow (`memberships` has no index by member, so this
-/// scans it once; it runs only then) — but for the rows a re-link rewrites,
-/// which take their value as they are rewritten, and the rows [`APPLY`]
-/// writes next anyway, so no row is written twice.
+/// scans it once; it runs only then) — but for the rows [`APPLY`] rewrites
+/// next, which take their value as they are rewritten, so no row is written
+/// twice.
 const APPLY_MEMBER_CONTACT_IDS: &str = "UPDATE main.memberships SET member_contact_id = (
          SELECT l.contact_id FROM temp.live_contacts l
          WHERE l.user_name = memberships.member_user_name)
@@ -353,18 +315,15 @@ const APPLY_MEMBER_CONTACT_IDS: &str = "UPDATE main.memberships SET member_conta
                                 UNION SELECT user_name FROM temp.d_gone
                                 UNION SELECT user_name FROM temp.changed_contacts WHERE restored)
        AND NOT EXISTS (SELECT 1 FROM temp.member_pairs p
-                       WHERE p.g_old = memberships.group_user_name
-                         AND p.m_old = memberships.member_user_name AND NOT p.same)
-       AND NOT EXISTS (SELECT 1 FROM temp.members_to_write w
-                       WHERE w.g = memberships.group_user_name
-                         AND w.m = memberships.member_user_name)";
+                       WHERE p.id = memberships.rowid AND NOT p.same)";
 
 /// The rest, in order. `?1` is now, `?2` the source, `?3` the login a
 /// partial write claims (or NULL).
 const APPLY: &[&str] = &[
-    // A re-link's renames, before the rows to add: `member_pairs` is read
-    // in its key order (the stored rows' order) and each row it names is
-    // sought, rewritten and looked up in `live_contacts` once.
+    // The paired rows that differ, rewritten in place, before the rows to
+    // add: `member_pairs` is read in rowid order (the stored rows' order),
+    // and each row it names is sought, rewritten and looked up in
+    // `live_contacts` once. No key moves: a new login renames no rowid.
     "UPDATE main.memberships
      SET group_user_name = r.g, member_user_name = r.m, nick_name = r.nick_name,
          display_name = r.display_name, attr_status = r.attr_status,
@@ -372,16 +331,16 @@ const APPLY: &[&str] = &[
      FROM (SELECT p.*, l.contact_id
            FROM temp.member_pairs p LEFT JOIN temp.live_contacts l ON l.user_name = p.m
            WHERE NOT p.same) r
-     WHERE memberships.group_user_name = r.g_old AND memberships.member_user_name = r.m_old",
-    upsert_members!(
-        "SELECT d.g, d.m, d.nick_name, d.display_name, d.attr_status, l.contact_id
-         FROM temp.members_to_write d LEFT JOIN temp.live_contacts l ON l.user_name = d.m
-         WHERE true"
+     WHERE memberships.rowid = r.id",
+    insert_members!(
+        "SELECT d.g, d.m, d.nick_name, d.display_name, d.attr_status, l.contact_id, gm.contact_id
+         FROM temp.members_to_write d CROSS JOIN temp.changed_groups gm ON gm.new_name = d.g
+         LEFT JOIN temp.live_contacts l ON l.user_name = d.m"
     ),
     // The member lists of groups with no stored rows, inserted as they are.
-    upsert_members!(
+    insert_members!(
         "SELECT s.group_user_name, s.member_user_name, s.nick_name, s.display_name,
-                s.attr_status, l.contact_id
+                s.attr_status, l.contact_id, gm.contact_id
          FROM temp.changed_groups gm CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
          LEFT JOIN temp.live_contacts l ON l.user_name = s.member_user_name
          WHERE gm.fresh = 1"
@@ -411,11 +370,13 @@ struct Prepared {
     relinked: i64,
     /// Member rows of changed groups to remove.
     member_rows_deleted: i64,
-    /// Stored member rows a re-link rewrites in place.
-    member_rows_renamed: i64,
+    /// Stored member rows rewritten in place (new names after a re-link,
+    /// or new data).
+    member_rows_rewritten: i64,
     /// The member rows of groups that are gone.
     gone_member_rows: i64,
-    member_rows_updated: i64,
+    /// New member rows of groups with stored rows.
+    member_rows_added: i64,
     fresh_member_rows: i64,
     /// Members who left (not rows merely renamed by a new login).
     members_left: i64,
@@ -429,9 +390,9 @@ impl Prepared {
 
     fn memberships_changed(&self) -> i64 {
         self.member_rows_deleted
-            + self.member_rows_renamed
+            + self.member_rows_rewritten
             + self.gone_member_rows
-            + self.member_rows_updated
+            + self.member_rows_added
             + self.fresh_member_rows
     }
 }
@@ -484,8 +445,8 @@ impl Stage {
         };
         let contacts = [columns::sql().insert.as_str(), &columns::sql().update];
         let came_or_went = prepared.inserted + prepared.deleted + prepared.restored > 0;
-        let members_written = prepared.member_rows_updated
-            + prepared.member_rows_renamed
+        let members_written = prepared.member_rows_added
+            + prepared.member_rows_rewritten
             + prepared.fresh_member_rows
             > 0;
         let live = if came_or_went || members_written {
@@ -624,16 +585,16 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
         // the page cache's size as their own budget each.
         sqlx::query(MEMBERS_CACHE).execute(&mut *conn).await?;
     }
-    let members: Vec<&str> = match relinked {
-        true => PREPARE_MEMBERS_RELINKED
-            .iter()
-            .chain(PAIR_BY_ONE.iter().flatten())
-            .chain(PREPARE_MEMBERS_UNPAIRED)
-            .copied()
-            .collect(),
-        false => PREPARE_MEMBERS.to_vec(),
+    let other_groups = match relinked {
+        true => &[PREPARE_MEMBERS_OTHER_GROUPS][..],
+        false => &[],
     };
-    for sql in members {
+    let members = PREPARE_MEMBERS
+        .iter()
+        .chain(PAIR_BY_ONE.iter().flatten())
+        .chain(PREPARE_MEMBERS_UNPAIRED)
+        .chain(other_groups);
+    for sql in members.copied() {
         sqlx::query(sql).execute(&mut *conn).await?;
     }
     Ok(sqlx::query_as::<_, Prepared>(
@@ -643,11 +604,11 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
                 (SELECT count(*) FROM temp.d_gone) AS deleted,
                 (SELECT count(*) FROM temp.ident WHERE old_user_name IS NOT NULL) AS relinked,
                 (SELECT count(*) FROM temp.members_to_remove) AS member_rows_deleted,
-                (SELECT count(*) FROM temp.member_pairs WHERE NOT same) AS member_rows_renamed,
+                (SELECT count(*) FROM temp.member_pairs WHERE NOT same) AS member_rows_rewritten,
                 (SELECT count(*) FROM main.memberships
-                 WHERE group_user_name IN (SELECT user_name FROM temp.d_gone WHERE is_group))
+                 WHERE group_contact_id IN (SELECT contact_id FROM temp.d_gone WHERE is_group))
                   AS gone_member_rows,
-                (SELECT count(*) FROM temp.members_to_write) AS member_rows_updated,
+                (SELECT count(*) FROM temp.members_to_write) AS member_rows_added,
                 (SELECT count(*) FROM temp.changed_groups gm CROSS JOIN temp.stage_members s
                  ON s.group_user_name = gm.new_name WHERE gm.fresh = 1)
                   AS fresh_member_rows,
