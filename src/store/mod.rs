@@ -77,6 +77,8 @@ pub enum Error {
     Db(#[from] sqlx::Error),
     #[error("cannot encode staged rows: {0}")]
     Encode(serde_json::Error),
+    #[error("cannot decode stored rows: {0}")]
+    Decode(serde_json::Error),
     /// The deletion guard held a full sync's result back (docs/storage.md).
     #[error("{reason}")]
     Held { reason: String },
