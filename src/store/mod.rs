@@ -11,6 +11,7 @@ mod export;
 mod guard;
 mod identity;
 mod ops;
+mod pairing;
 mod plan;
 mod push;
 mod relink;

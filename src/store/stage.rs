@@ -98,35 +98,14 @@ const PREPARED: &[&str] = &[
     "CREATE INDEX temp.changed_groups_id ON changed_groups (contact_id)",
     // Member rows to remove, by their rowid.
     "CREATE TEMP TABLE members_to_remove (id INTEGER PRIMARY KEY)",
-    // Each stored member row of a changed group paired with one of the new
-    // list (or, after a re-link, renamed where its group's list was not
-    // described): its rowid, and the row as it becomes; `same` when nothing
-    // differs, so nothing is written.
+    // Each stored member row to rewrite in place: paired with a row of its
+    // group's new list that differs from it (or, after a re-link, renamed
+    // where its group's list was not described): its rowid, and the row as
+    // it becomes.
     "CREATE TEMP TABLE member_pairs (
         id INTEGER PRIMARY KEY, g TEXT NOT NULL, m TEXT NOT NULL,
-        nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
-        same INTEGER NOT NULL DEFAULT 0
+        nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL
     )",
-    "CREATE INDEX temp.member_pairs_new ON member_pairs (g, m)",
-    // The member rows of changed groups that the names did not pair, on
-    // each side (`g` is the group's new name). `look` marks
-    // those who may still be paired by what the group shows of them:
-    // strangers, and contacts whose link was missed — not a contact who was
-    // linked, who is paired by the link alone, nor a member of a group whose
-    // name did not change. A row leaves its table once paired; what is left
-    // is removed (stored) or written (staged).
-    // `k` numbers the rows that look alike (same group, nick name and
-    // display name) in name order.
-    "CREATE TEMP TABLE unpaired_stored (
-        look INTEGER NOT NULL, g TEXT NOT NULL, nick_name TEXT NOT NULL,
-        display_name TEXT NOT NULL, k INTEGER NOT NULL, id INTEGER NOT NULL,
-        PRIMARY KEY (look, g, nick_name, display_name, k)
-    ) WITHOUT ROWID",
-    "CREATE TEMP TABLE unpaired_staged (
-        look INTEGER NOT NULL, g TEXT NOT NULL, nick_name TEXT NOT NULL,
-        display_name TEXT NOT NULL, k INTEGER NOT NULL, m TEXT NOT NULL,
-        attr_status INTEGER NOT NULL, PRIMARY KEY (look, g, nick_name, display_name, k)
-    ) WITHOUT ROWID",
     // Member rows to add, whole (in `memberships` column order), so the
     // write under the lock is a plain ordered copy.
     "CREATE TEMP TABLE members_to_write (

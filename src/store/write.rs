@@ -11,60 +11,11 @@ use std::time::Instant;
 
 use sqlx::{Connection, SqliteConnection};
 
-use super::columns;
 use super::guard::{guard, record_held};
 use super::plan::{FullSync, Plan};
 use super::stage::Stage;
 use super::{ApplyCounts, Error, now};
-
-/// Pairs the members still unpaired by one column, where the value is
-/// unique among the group's unpaired rows on both sides (and, with
-/// `only_set`, not empty); then the rows paired leave the unpaired tables.
-macro_rules! pair_by {
-    ($col:literal, $only_set:literal) => {
-        [
-            concat!(
-                "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status)
-                 SELECT o.id, n.g, n.m, n.nick_name, n.display_name, n.attr_status
-                 FROM (SELECT g, ",
-                $col,
-                " AS v, min(id) AS id
-                       FROM temp.unpaired_stored
-                       WHERE look = 1 AND (NOT ",
-                $only_set,
-                " OR ",
-                $col,
-                " != '')
-                       GROUP BY g, ",
-                $col,
-                " HAVING count(*) = 1) o
-                 JOIN (SELECT g, ",
-                $col,
-                " AS v, min(m) AS m, min(nick_name) AS nick_name,
-                              min(display_name) AS display_name, min(attr_status) AS attr_status
-                       FROM temp.unpaired_staged
-                       WHERE look = 1 AND (NOT ",
-                $only_set,
-                " OR ",
-                $col,
-                " != '')
-                       GROUP BY g, ",
-                $col,
-                " HAVING count(*) = 1) n
-                   ON n.g = o.g AND n.v = o.v"
-            ),
-            UNPAIR_STORED,
-            UNPAIR_STAGED,
-        ]
-    };
-}
-
-/// Rows paired since they were last looked at leave the unpaired tables.
-const UNPAIR_STORED: &str = "DELETE FROM temp.unpaired_stored
-     WHERE look = 1 AND EXISTS (SELECT 1 FROM temp.member_pairs p WHERE p.id = unpaired_stored.id)";
-const UNPAIR_STAGED: &str = "DELETE FROM temp.unpaired_staged
-     WHERE look = 1 AND EXISTS (SELECT 1 FROM temp.member_pairs p
-                                WHERE p.g = unpaired_staged.g AND p.m = unpaired_staged.m)";
+use super::{columns, pairing};
 
 /// Prepare, in order. `?1` is the full sync's fetch start (frozen rows).
 const PREPARE_IDENTITY: &[&str] = &[
@@ -77,8 +28,6 @@ const PREPARE_IDENTITY: &[&str] = &[
     "DELETE FROM temp.members_to_remove",
     "DELETE FROM temp.member_pairs",
     "DELETE FROM temp.members_to_write",
-    "DELETE FROM temp.unpaired_stored",
-    "DELETE FROM temp.unpaired_staged",
     "DELETE FROM temp.d_changes",
     // A staged name already cached is that contact; a re-link names the
     // cached row of a previous login.
@@ -130,86 +79,9 @@ const PREPARE_GROUPS: &str = "INSERT INTO temp.changed_groups
      WHERE g.staged = 1
        AND (i.old_user_name IS NOT NULL OR i.contact_id NOT IN (SELECT contact_id FROM temp.frozen))";
 
-/// Member rows and their history, through `member_pairs`: a stored row
-/// (by its rowid) with a partner in the new list is rewritten in place (new
-/// names after a re-link, new data: one write, and none when nothing
-/// differs), one without is removed (`left`), and a new member without a
-/// stored partner is added (`joined`). A changed group's stored rows are
-/// found by its `contact_id`, which no login renames.
-const PREPARE_MEMBERS: &[&str] = &[
-    // Pairs by name first: the stored row of a member whose contact was
-    // linked pairs with the name it was linked to, any other with the same
-    // name (special accounts keep theirs; without a re-link every name is
-    // kept) — if the new list has it.
-    "INSERT INTO temp.member_pairs
-     SELECT m.rowid, s.*,
-            gm.old_name = gm.new_name AND m.member_user_name = s.member_user_name
-              AND m.nick_name IS s.nick_name AND m.display_name IS s.display_name
-              AND m.attr_status IS s.attr_status
-     FROM temp.changed_groups gm CROSS JOIN main.memberships m ON m.group_contact_id = gm.contact_id
-     LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
-     CROSS JOIN temp.stage_members s
-       ON s.group_user_name = gm.new_name
-      AND s.member_user_name = coalesce(il.user_name, m.member_user_name)
-     WHERE gm.fresh = 0",
-    // The rest, on each side, once: what follows pairs within these.
-    //
-    // After a new login the members who are not contacts carry new names
-    // too: pair them within their group by (nick name, display name), so
-    // history does not record every stranger as leaving and joining. Members
-    // who look the same are interchangeable in the cache, so k of them on
-    // each side pair up in name order (`k` is numbered as the rows are
-    // copied); only a difference in count is a join or a leave.
-    "INSERT INTO temp.unpaired_stored (look, g, nick_name, display_name, k, id)
-     SELECT look, g, nick_name, display_name,
-            row_number() OVER (PARTITION BY look, g, nick_name, display_name ORDER BY m_old),
-            id
-     FROM (SELECT gm.old_name != gm.new_name
-                    AND NOT EXISTS (SELECT 1 FROM temp.ident i
-                                    WHERE i.old_user_name = m.member_user_name) AS look,
-                  gm.new_name AS g, m.nick_name, m.display_name, m.member_user_name AS m_old,
-                  m.rowid AS id
-           FROM temp.changed_groups gm
-           CROSS JOIN main.memberships m ON m.group_contact_id = gm.contact_id
-           WHERE gm.fresh = 0
-             AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d WHERE d.id = m.rowid))",
-    "INSERT INTO temp.unpaired_staged (look, g, nick_name, display_name, k, m, attr_status)
-     SELECT look, g, nick_name, display_name,
-            row_number() OVER (PARTITION BY look, g, nick_name, display_name ORDER BY m),
-            m, attr_status
-     FROM (SELECT gm.old_name != gm.new_name
-                    AND NOT EXISTS (SELECT 1 FROM temp.ident i
-                                    WHERE i.user_name = s.member_user_name
-                                      AND i.old_user_name IS NOT NULL) AS look,
-                  s.group_user_name AS g, s.nick_name, s.display_name, s.member_user_name AS m,
-                  s.attr_status
-           FROM temp.changed_groups gm
-           CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
-           WHERE gm.fresh = 0
-             AND NOT EXISTS (SELECT 1 FROM temp.member_pairs d
-                             WHERE d.g = s.group_user_name AND d.m = s.member_user_name))",
-    "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status)
-     SELECT o.id, n.g, n.m, n.nick_name, n.display_name, n.attr_status
-     FROM temp.unpaired_stored o CROSS JOIN temp.unpaired_staged n
-       ON n.look = 1 AND n.g = o.g AND n.nick_name = o.nick_name
-      AND n.display_name = o.display_name AND n.k = o.k
-     WHERE o.look = 1",
-    UNPAIR_STORED,
-    UNPAIR_STAGED,
-];
-
-/// Then a stranger who changed one of the two: by nick name alone, then by
-/// a non-empty display name alone.
-const PAIR_BY_ONE: [[&str; 3]; 2] = [
-    pair_by!("nick_name", "false"),
-    pair_by!("display_name", "true"),
-];
-
-/// What is still unpaired is removed or written, and the history says so.
-const PREPARE_MEMBERS_UNPAIRED: &[&str] = &[
-    "INSERT INTO temp.members_to_remove SELECT id FROM temp.unpaired_stored",
-    "INSERT INTO temp.members_to_write (g, m, nick_name, display_name, attr_status)
-     SELECT g, m, nick_name, display_name, attr_status FROM temp.unpaired_staged",
+/// The history of the member rows [`pairing`] decided: a new member
+/// without a stored partner `joined`, a stored row without a new one `left`.
+const PREPARE_MEMBERS_HISTORY: &[&str] = &[
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'joined', d.m,
             coalesce(nullif(d.display_name, ''), d.nick_name)
@@ -241,7 +113,7 @@ const PREPARE_MEMBERS_OTHER_GROUPS: &str = "WITH RECURSIVE stored (g) AS (
        AND stored.g NOT IN (SELECT contact_id FROM temp.d_gone WHERE is_group)
        AND (ig.user_name IS NOT NULL OR im.user_name IS NOT NULL)";
 
-/// The history rows of contacts (members: [`PREPARE_MEMBERS`]); `source`
+/// The history rows of contacts (members: [`PREPARE_MEMBERS_HISTORY`]); `source`
 /// NULL means the commit's own source.
 const PREPARE_HISTORY: &[&str] = &[
     "INSERT INTO temp.d_changes (contact_id, user_name, source, change, old_value, new_value)
@@ -315,7 +187,7 @@ const APPLY_MEMBER_CONTACT_IDS: &str = "UPDATE main.memberships SET member_conta
                                 UNION SELECT user_name FROM temp.d_gone
                                 UNION SELECT user_name FROM temp.changed_contacts WHERE restored)
        AND NOT EXISTS (SELECT 1 FROM temp.member_pairs p
-                       WHERE p.id = memberships.rowid AND NOT p.same)";
+                       WHERE p.id = memberships.rowid)";
 
 /// The rest, in order. `?1` is now, `?2` the source, `?3` the login a
 /// partial write claims (or NULL).
@@ -329,8 +201,7 @@ const APPLY: &[&str] = &[
          display_name = r.display_name, attr_status = r.attr_status,
          member_contact_id = r.contact_id
      FROM (SELECT p.*, l.contact_id
-           FROM temp.member_pairs p LEFT JOIN temp.live_contacts l ON l.user_name = p.m
-           WHERE NOT p.same) r
+           FROM temp.member_pairs p LEFT JOIN temp.live_contacts l ON l.user_name = p.m) r
      WHERE memberships.rowid = r.id",
     insert_members!(
         "SELECT d.g, d.m, d.nick_name, d.display_name, d.attr_status, l.contact_id, gm.contact_id
@@ -585,16 +456,12 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
         // the page cache's size as their own budget each.
         sqlx::query(MEMBERS_CACHE).execute(&mut *conn).await?;
     }
+    pairing::pair_members(&mut *conn).await?;
     let other_groups = match relinked {
         true => &[PREPARE_MEMBERS_OTHER_GROUPS][..],
         false => &[],
     };
-    let members = PREPARE_MEMBERS
-        .iter()
-        .chain(PAIR_BY_ONE.iter().flatten())
-        .chain(PREPARE_MEMBERS_UNPAIRED)
-        .chain(other_groups);
-    for sql in members.copied() {
+    for sql in PREPARE_MEMBERS_HISTORY.iter().chain(other_groups).copied() {
         sqlx::query(sql).execute(&mut *conn).await?;
     }
     Ok(sqlx::query_as::<_, Prepared>(
@@ -604,7 +471,7 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
                 (SELECT count(*) FROM temp.d_gone) AS deleted,
                 (SELECT count(*) FROM temp.ident WHERE old_user_name IS NOT NULL) AS relinked,
                 (SELECT count(*) FROM temp.members_to_remove) AS member_rows_deleted,
-                (SELECT count(*) FROM temp.member_pairs WHERE NOT same) AS member_rows_rewritten,
+                (SELECT count(*) FROM temp.member_pairs) AS member_rows_rewritten,
                 (SELECT count(*) FROM main.memberships
                  WHERE group_contact_id IN (SELECT contact_id FROM temp.d_gone WHERE is_group))
                   AS gone_member_rows,

@@ -1,0 +1,467 @@
+//! Pairs each changed group's stored member rows with its new list, one
+//! group at a time (docs/storage.md, "Member rows"): which stored rows are
+//! rewritten in place and with what, which are removed and which new rows
+//! are added. The prepare's history and the write follow from the TEMP
+//! tables this fills: `member_pairs` (the rows to rewrite),
+//! `members_to_remove`, `members_to_write`. Only one group's rows are held at a time.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use serde::Deserialize;
+use sqlx::{QueryBuilder, SqliteConnection};
+
+use super::Error;
+
+/// A changed group's stored rows (`?1` its `contact_id`, `?2` its stored
+/// name, `?3` its new one), as one JSON array of [`Stored`].
+const STORED: &str = "SELECT json_group_array(json_array(
+         m.rowid, coalesce(il.user_name, m.member_user_name), m.member_user_name, m.nick_name,
+         m.display_name, m.attr_status, ?2 != ?3 AND il.user_name IS NULL))
+     FROM main.memberships m LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
+     WHERE m.group_contact_id = ?1";
+
+/// A changed group's new list, as one JSON array of [`Staged`].
+const STAGED: &str = "SELECT json_group_array(json_array(
+         s.member_user_name, s.nick_name, s.display_name, s.attr_status,
+         ?2 != ?3 AND NOT EXISTS (SELECT 1 FROM temp.ident i
+                                  WHERE i.user_name = s.member_user_name
+                                    AND i.old_user_name IS NOT NULL)))
+     FROM temp.stage_members s WHERE s.group_user_name = ?3";
+
+/// Decided rows held before they are written to the TEMP tables.
+const FLUSH_ROWS: usize = 4096;
+
+/// Rows to one INSERT statement (6 values each, well under SQLite's 32,766).
+const BATCH_ROWS: usize = 512;
+
+/// A stored member row of a changed group.
+#[derive(Deserialize)]
+struct Stored {
+    id: i64,
+    /// The name it pairs with: the one its contact was linked to, else its own.
+    pairs_as: String,
+    member_user_name: String,
+    nick_name: String,
+    display_name: String,
+    attr_status: i64,
+    /// 1: may be paired by what the group shows of the member (see [`pair`]).
+    look: u8,
+}
+
+/// A member of a changed group's new list.
+#[derive(Deserialize)]
+struct Staged {
+    member_user_name: String,
+    nick_name: String,
+    display_name: String,
+    attr_status: i64,
+    look: u8,
+}
+
+/// What [`pair`] decided for one group, by index into its two lists.
+#[derive(Debug, Default, PartialEq)]
+struct Pairing {
+    /// (stored, staged, nothing differs).
+    pairs: Vec<(usize, usize, bool)>,
+    /// Stored rows without a partner: removed, `left`.
+    removed: Vec<usize>,
+    /// New members without a partner: added, `joined`.
+    added: Vec<usize>,
+}
+
+/// Pairs one group's stored rows with its new list; `renamed` when the
+/// group's name changed (a new login), so that no row stays as it is.
+///
+/// 1. By name: a stored row with the new member of the name it pairs as.
+/// 2. After a new login the members who are not contacts carry new names
+///    too, so the rows that `look` (strangers, and contacts whose link was
+///    missed) pair by (nick name, display name), and history does not
+///    record every stranger as leaving and joining. Members who look the
+///    same are interchangeable in the cache: k of them on each side pair up
+///    in name order, and only a difference in count is a join or a leave.
+/// 3. Then a stranger who changed one of the two: by nick name alone, then
+///    by a non-empty display name alone, where the value is unique among
+///    the rows still unpaired on both sides.
+///
+/// What is left is removed (stored) or added (new).
+fn pair(stored: &[Stored], staged: &[Staged], renamed: bool) -> Pairing {
+    let mut free = Free {
+        stored: vec![true; stored.len()],
+        staged: vec![true; staged.len()],
+        out: Pairing::default(),
+    };
+
+    let by_name: HashMap<&str, usize> = (0..)
+        .zip(staged)
+        .map(|(n, s)| (s.member_user_name.as_str(), n))
+        .collect();
+    for (o, row) in stored.iter().enumerate() {
+        if let Some(&n) = by_name.get(row.pairs_as.as_str())
+            && free.staged[n]
+        {
+            let s = &staged[n];
+            let same = !renamed
+                && row.member_user_name == s.member_user_name
+                && row.nick_name == s.nick_name
+                && row.display_name == s.display_name
+                && row.attr_status == s.attr_status;
+            free.take(o, n, same);
+        }
+    }
+
+    // 2: k alike on each side, in name order.
+    let olds = looking(stored, &free.stored, |o| (&o.nick_name, &o.display_name));
+    let news = looking(staged, &free.staged, |n| (&n.nick_name, &n.display_name));
+    let mut alike: Vec<_> = olds.into_iter().collect();
+    alike.sort_unstable();
+    for (key, mut olds) in alike {
+        let Some(news) = news.get(&key) else {
+            continue;
+        };
+        let mut news = news.clone();
+        olds.sort_by_key(|&o| &stored[o].member_user_name);
+        news.sort_by_key(|&n| &staged[n].member_user_name);
+        for (o, n) in olds.into_iter().zip(news) {
+            free.take(o, n, false);
+        }
+    }
+
+    // 3: one value unique on both sides.
+    for by_nick in [true, false] {
+        let olds = looking(stored, &free.stored, |o| o.shows(by_nick));
+        let news = looking(staged, &free.staged, |n| n.shows(by_nick));
+        let mut unique: Vec<(usize, usize)> = olds
+            .iter()
+            .filter(|(value, _)| by_nick || !value.is_empty())
+            .filter_map(
+                |(value, o)| match (o.as_slice(), news.get(value)?.as_slice()) {
+                    ([o], [n]) => Some((*o, *n)),
+                    _ => None,
+                },
+            )
+            .collect();
+        unique.sort_unstable();
+        for (o, n) in unique {
+            free.take(o, n, false);
+        }
+    }
+
+    let Free {
+        stored: stored_free,
+        staged: staged_free,
+        mut out,
+    } = free;
+    out.removed = (0..stored.len()).filter(|&o| stored_free[o]).collect();
+    out.added = (0..staged.len()).filter(|&n| staged_free[n]).collect();
+    out
+}
+
+/// Which rows of a group are not paired yet, and the pairs so far.
+struct Free {
+    stored: Vec<bool>,
+    staged: Vec<bool>,
+    out: Pairing,
+}
+
+impl Free {
+    fn take(&mut self, o: usize, n: usize, same: bool) {
+        self.stored[o] = false;
+        self.staged[n] = false;
+        self.out.pairs.push((o, n, same));
+    }
+}
+
+/// A member row as the pairing by looks sees it.
+trait Looks {
+    fn looks(&self) -> bool;
+    fn nick_name(&self) -> &str;
+    fn display_name(&self) -> &str;
+
+    /// The nick name, or else the display name.
+    fn shows(&self, nick: bool) -> &str {
+        match nick {
+            true => self.nick_name(),
+            false => self.display_name(),
+        }
+    }
+}
+
+impl Looks for Stored {
+    fn looks(&self) -> bool {
+        self.look == 1
+    }
+    fn nick_name(&self) -> &str {
+        &self.nick_name
+    }
+    fn display_name(&self) -> &str {
+        &self.display_name
+    }
+}
+
+impl Looks for Staged {
+    fn looks(&self) -> bool {
+        self.look == 1
+    }
+    fn nick_name(&self) -> &str {
+        &self.nick_name
+    }
+    fn display_name(&self) -> &str {
+        &self.display_name
+    }
+}
+
+/// The rows of one side still `free` that look, by `key`, each list in row
+/// order.
+fn looking<'a, R: Looks, K: Eq + Hash>(
+    rows: &'a [R],
+    free: &[bool],
+    key: impl Fn(&'a R) -> K,
+) -> HashMap<K, Vec<usize>> {
+    let mut out: HashMap<K, Vec<usize>> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        if free[i] && row.looks() {
+            out.entry(key(row)).or_default().push(i);
+        }
+    }
+    out
+}
+
+/// Decided rows not yet written.
+#[derive(Default)]
+struct Decided {
+    /// Stored rows to rewrite: rowid and the row as it becomes.
+    rewrite: Vec<(i64, NewRow)>,
+    removed: Vec<i64>,
+    added: Vec<NewRow>,
+}
+
+/// A row of a group's new list: the group's name, then the member's.
+type NewRow = (String, String, String, String, i64);
+
+impl Decided {
+    fn push(&mut self, group: &str, stored: &[Stored], staged: &[Staged], pairing: Pairing) {
+        let row = |s: &Staged| {
+            (
+                group.to_owned(),
+                s.member_user_name.clone(),
+                s.nick_name.clone(),
+                s.display_name.clone(),
+                s.attr_status,
+            )
+        };
+        for (o, n, same) in pairing.pairs {
+            if !same {
+                self.rewrite.push((stored[o].id, row(&staged[n])));
+            }
+        }
+        self.removed
+            .extend(pairing.removed.into_iter().map(|o| stored[o].id));
+        self.added
+            .extend(pairing.added.into_iter().map(|n| row(&staged[n])));
+    }
+
+    fn len(&self) -> usize {
+        self.rewrite.len() + self.removed.len() + self.added.len()
+    }
+
+    /// Writes the rows with bound values, [`BATCH_ROWS`] to a statement (a
+    /// JSON array for `json_each` would be parsed again for every value).
+    async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), Error> {
+        self.rewrite.sort_unstable_by_key(|(id, _)| *id);
+        for rows in self.rewrite.chunks(BATCH_ROWS) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status) ",
+            );
+            q.push_values(rows, |mut b, (id, (g, m, nick, display, attr))| {
+                b.push_bind(id)
+                    .push_bind(g)
+                    .push_bind(m)
+                    .push_bind(nick)
+                    .push_bind(display)
+                    .push_bind(attr);
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+        for rows in self.removed.chunks(BATCH_ROWS) {
+            let mut q = QueryBuilder::new("INSERT INTO temp.members_to_remove (id) ");
+            q.push_values(rows, |mut b, id| {
+                b.push_bind(id);
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+        for rows in self.added.chunks(BATCH_ROWS) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO temp.members_to_write (g, m, nick_name, display_name, attr_status) ",
+            );
+            q.push_values(rows, |mut b, (g, m, nick, display, attr)| {
+                b.push_bind(g)
+                    .push_bind(m)
+                    .push_bind(nick)
+                    .push_bind(display)
+                    .push_bind(attr);
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+        *self = Decided::default();
+        Ok(())
+    }
+}
+
+/// Pairs the member rows of every changed group that has stored rows
+/// ([`pair`]), into the TEMP tables named in the module docs.
+pub(super) async fn pair_members(conn: &mut SqliteConnection) -> Result<(), Error> {
+    let groups: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT contact_id, old_name, new_name FROM temp.changed_groups WHERE fresh = 0
+         ORDER BY contact_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut decided = Decided::default();
+    for (contact_id, old_name, new_name) in groups {
+        let read = |sql: &'static str| {
+            sqlx::query_scalar::<_, String>(sql)
+                .bind(contact_id)
+                .bind(&old_name)
+                .bind(&new_name)
+        };
+        let stored = read(STORED).fetch_one(&mut *conn).await?;
+        let stored: Vec<Stored> = serde_json::from_str(&stored).map_err(Error::Decode)?;
+        let staged = read(STAGED).fetch_one(&mut *conn).await?;
+        let staged: Vec<Staged> = serde_json::from_str(&staged).map_err(Error::Decode)?;
+        let pairing = pair(&stored, &staged, old_name != new_name);
+        decided.push(&new_name, &stored, &staged, pairing);
+        if decided.len() >= FLUSH_ROWS {
+            decided.flush(conn).await?;
+        }
+    }
+    decided.flush(conn).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(id: i64, name: &str, pairs_as: &str, nick: &str, display: &str) -> Stored {
+        Stored {
+            id,
+            pairs_as: pairs_as.into(),
+            member_user_name: name.into(),
+            nick_name: nick.into(),
+            display_name: display.into(),
+            attr_status: 0,
+            look: u8::from(name == pairs_as),
+        }
+    }
+
+    fn staged(name: &str, nick: &str, display: &str, look: bool) -> Staged {
+        Staged {
+            member_user_name: name.into(),
+            nick_name: nick.into(),
+            display_name: display.into(),
+            attr_status: 0,
+            look: u8::from(look),
+        }
+    }
+
+    /// Without a new login: by name only; a row that did not change is
+    /// left alone, one that did is rewritten, the rest leave and join.
+    #[test]
+    fn without_a_new_login_rows_pair_by_name() {
+        let mut old = vec![
+            stored(1, "@a", "@a", "Ann", ""),
+            stored(2, "@b", "@b", "Bob", ""),
+            stored(3, "@c", "@c", "Cat", ""),
+        ];
+        for row in &mut old {
+            row.look = 0;
+        }
+        let new = vec![
+            staged("@a", "Ann", "", false),
+            staged("@b", "Bob", "Bobby", false),
+            staged("@d", "Cat", "", false),
+        ];
+        let pairing = pair(&old, &new, false);
+        assert_eq!(
+            pairing,
+            Pairing {
+                pairs: vec![(0, 0, true), (1, 1, false)],
+                removed: vec![2],
+                added: vec![2],
+            }
+        );
+    }
+
+    /// After a new login: a linked contact pairs by the name it was linked
+    /// to; strangers who look alike pair up in name order, and only the
+    /// surplus joins; one who changed a display name pairs by nick name,
+    /// one who changed a nick name by display name.
+    #[test]
+    fn after_a_new_login_strangers_pair_by_how_they_look() {
+        let mut linked = stored(1, "@old-friend", "@new-friend", "Friend", "");
+        linked.look = 0;
+        let old = vec![
+            linked,
+            stored(2, "@x2", "@x2", "Lee", "Lee"),
+            stored(3, "@x1", "@x1", "Lee", "Lee"),
+            stored(4, "@y", "@y", "Max", "old display"),
+            stored(5, "@z", "@z", "old nick", "Zed"),
+            stored(6, "@gone", "@gone", "Gone", ""),
+        ];
+        let new = vec![
+            staged("@new-friend", "Friend", "", false),
+            staged("@n1", "Lee", "Lee", true),
+            staged("@n2", "Lee", "Lee", true),
+            staged("@n3", "Lee", "Lee", true),
+            staged("@n4", "Max", "new display", true),
+            staged("@n5", "new nick", "Zed", true),
+        ];
+        let pairing = pair(&old, &new, true);
+        let mut pairs = pairing.pairs.clone();
+        pairs.sort_unstable();
+        // @x1 (3rd stored) is first by name, so it takes @n1; @x2 takes @n2.
+        assert_eq!(
+            pairs,
+            vec![
+                (0, 0, false),
+                (1, 2, false),
+                (2, 1, false),
+                (3, 4, false),
+                (4, 5, false)
+            ]
+        );
+        assert_eq!(pairing.removed, vec![5]);
+        assert_eq!(pairing.added, vec![3]);
+    }
+
+    /// A member who keeps their name across logins (a special account) in a
+    /// group whose name changed is still rewritten: the group name differs.
+    #[test]
+    fn a_kept_name_in_a_renamed_group_is_rewritten() {
+        let mut kept = stored(1, "weixin", "weixin", "WeChat", "");
+        kept.look = 0;
+        let new = vec![staged("weixin", "WeChat", "", false)];
+        let pairing = pair(&[kept], &new, true);
+        assert_eq!(pairing.pairs, vec![(0, 0, false)]);
+    }
+
+    /// Two strangers with the same nick name and an empty display name are
+    /// not told apart by either alone, and neither pairs with a newcomer.
+    #[test]
+    fn a_value_shared_or_empty_pairs_nobody() {
+        let old = vec![
+            stored(1, "@a", "@a", "Sam", "one"),
+            stored(2, "@b", "@b", "Sam", "two"),
+            stored(3, "@c", "@c", "Kim", ""),
+        ];
+        let new = vec![
+            staged("@n1", "Sam", "three", true),
+            staged("@n2", "Sam", "four", true),
+            staged("@n3", "Jo", "", true),
+        ];
+        let pairing = pair(&old, &new, true);
+        assert!(pairing.pairs.is_empty(), "{pairing:?}");
+        assert_eq!(pairing.removed, vec![0, 1, 2]);
+        assert_eq!(pairing.added, vec![0, 1, 2]);
+    }
+}
