@@ -24,9 +24,9 @@ pub(super) struct Sql {
     pub stored_chunk: String,
     /// Prepare: the staged contacts whose stored row differs (`changed_contacts`).
     pub prepare_updated: String,
-    /// Prepare: one `updated` history row per changed column, one statement
-    /// per recorded column.
-    pub updated_history: Vec<String>,
+    /// Prepare: one `updated` history row per changed column, column by
+    /// column.
+    pub updated_history: String,
     /// Apply: the new rows.
     pub insert: String,
     /// Apply: the changed and restored rows.
@@ -101,28 +101,48 @@ impl Sql {
                AND (c.deleted_at IS NOT NULL OR {})",
             join(all(), " OR ", |c| format!("c.{0} IS NOT s.{0}", c.name)),
         );
-        let updated_history = all()
+        // The changed contacts joined to their stored and staged rows once
+        // (a stored row carries `raw`: one join per column read every one
+        // of them again), then one branch per recorded column, in column
+        // order, each in the changed contacts' order.
+        let recorded: Vec<(&Column, String)> = all()
             .filter_map(|c| {
                 let changed = match c.history {
                     History::NotRecorded => return None,
-                    History::Recorded => format!("c.{0} IS NOT s.{0}", c.name),
+                    History::Recorded => format!("o_{0} IS NOT n_{0}", c.name),
                     History::RecordedApartFromUserName => format!(
-                        "replace(c.{0}, c.user_name, '') IS NOT replace(s.{0}, s.user_name, '')",
+                        "replace(o_{0}, o__user, '') IS NOT replace(n_{0}, n__user, '')",
                         c.name
                     ),
                 };
-                Some(format!(
-                    "INSERT INTO temp.d_changes
-                         (contact_id, user_name, change, field, old_value, new_value)
-                     SELECT d.contact_id, d.user_name, 'updated', '{0}',
-                            CAST(c.{0} AS TEXT), CAST(s.{0} AS TEXT)
-                     FROM temp.changed_contacts d JOIN temp.stage_contacts s ON s.user_name = d.user_name
-                     JOIN main.contacts c ON c.contact_id = d.contact_id
-                     WHERE {changed}",
-                    c.name
-                ))
+                Some((c, changed))
             })
             .collect();
+        let updated_history = format!(
+            "WITH j AS MATERIALIZED (
+                 SELECT d.contact_id, d.user_name, c.user_name AS o__user, s.user_name AS n__user,
+                        {}
+                 FROM temp.changed_contacts d
+                 CROSS JOIN temp.stage_contacts s ON s.user_name = d.user_name
+                 CROSS JOIN main.contacts c ON c.contact_id = d.contact_id)
+             INSERT INTO temp.d_changes
+                 (contact_id, user_name, change, field, old_value, new_value)
+             {}",
+            join(recorded.iter().map(|(c, _)| *c), ", ", |c| format!(
+                "c.{0} AS o_{0}, s.{0} AS n_{0}",
+                c.name
+            )),
+            recorded
+                .iter()
+                .map(|(c, changed)| format!(
+                    "SELECT contact_id, user_name, 'updated', '{0}', CAST(o_{0} AS TEXT),
+                            CAST(n_{0} AS TEXT)
+                     FROM j WHERE {changed}",
+                    c.name
+                ))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL "),
+        );
         let insert = format!(
             "INSERT INTO main.contacts ({}, first_seen_at, updated_at, contact_id)
              SELECT {}, ?1, ?1, d.contact_id

@@ -440,8 +440,8 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
     )
     .fetch_one(&mut *conn)
     .await?;
-    let updated = columns::sql().updated_history.iter().map(String::as_str);
-    for sql in PREPARE_HISTORY.iter().copied().chain(updated) {
+    let updated = columns::sql().updated_history.as_str();
+    for sql in PREPARE_HISTORY.iter().copied().chain([updated]) {
         sqlx::query(sql).execute(&mut *conn).await?;
     }
     sqlx::query(PREPARE_REMOVED).execute(&mut *conn).await?;
