@@ -2,7 +2,7 @@
 
 use super::evidence::Breakdown;
 use super::values::{Side, Step, Values, merge};
-use super::{Group, Key, Table, class_of};
+use super::{Group, Key, Table, Text, class_of};
 use crate::contact::Kind;
 
 /// What each signal is worth, in bits; see [`super`] for the model.
@@ -90,10 +90,10 @@ pub(super) struct Row {
 }
 
 /// Both logins' groups, each field's values counted.
-pub(super) struct Groups<'a> {
-    real_id: Values<&'a str>,
-    name: Values<&'a str>,
-    avatar: Values<&'a str>,
+pub(super) struct Groups {
+    real_id: Values<Text>,
+    name: Values<Text>,
+    avatar: Values<Text>,
     count: Values<i64>,
     members: Values<u64>,
     /// Bits a member key adds when shared, and costs when only on the old
@@ -111,8 +111,8 @@ struct Overlap {
     union: usize,
 }
 
-impl<'a> Groups<'a> {
-    pub fn build(old: &'a [Group], new: &'a [Group]) -> Self {
+impl Groups {
+    pub fn build(old: &[Group], new: &[Group]) -> Self {
         let mut t = Groups {
             real_id: Values::new(),
             name: Values::new(),
@@ -126,15 +126,9 @@ impl<'a> Groups<'a> {
         for (side, groups) in [(Side::Old, old), (Side::New, new)] {
             for g in groups {
                 let row = Row {
-                    real_id: g
-                        .real_id
-                        .as_deref()
-                        .and_then(|r| t.real_id.add_text(side, 0, r)),
-                    name: t.name.add_text(side, 0, &g.nick_name),
-                    avatar: g
-                        .avatar_seq
-                        .as_deref()
-                        .and_then(|s| t.avatar.add_text(side, 0, s)),
+                    real_id: g.real_id.and_then(|r| t.real_id.add_text(side, 0, r)),
+                    name: t.name.add_text(side, 0, g.nick_name),
+                    avatar: g.avatar_seq.and_then(|s| t.avatar.add_text(side, 0, s)),
                     count: g.member_count,
                     count_id: (g.member_count > 0).then(|| t.count.add(side, 0, g.member_count)),
                     members: t.members.add_set(side, 0, &g.members),
@@ -209,7 +203,7 @@ impl<'a> Groups<'a> {
     }
 }
 
-impl Table for Groups<'_> {
+impl Table for Groups {
     type Row = Row;
     const BLOCK_LIMIT: u64 = BLOCK_LIMIT;
 
@@ -217,7 +211,7 @@ impl Table for Groups<'_> {
         [&self.sides[0], &self.sides[1]]
     }
 
-    fn real_ids(&self) -> &Values<&str> {
+    fn real_ids(&self) -> &Values<Text> {
         &self.real_id
     }
 

@@ -1,5 +1,6 @@
-//! Keys the caller derives from rows before matching: the avatar `seq`, and
-//! the 64-bit keys of group members and group cards.
+//! Keys the caller derives from rows before matching: the avatar `seq`, the
+//! 64-bit keys of group members and group cards, and the [`Text`] that
+//! stands for a field's value.
 //!
 //! The keys are FNV-1a 64 (the `fnv` crate) over a one-byte tag followed by
 //! each part's UTF-8 bytes and a `0xFF` byte after each part. `0xFF` never
@@ -15,6 +16,7 @@ use fnv::FnvHasher;
 const CONTACT: u8 = b'c';
 const STRANGER: u8 = b's';
 const CARD: u8 = b'd';
+const TEXT: u8 = b't';
 
 fn key(tag: u8, parts: &[&[u8]]) -> u64 {
     let mut h = FnvHasher::default();
@@ -42,6 +44,65 @@ pub fn card_key(group_nick: &str, display_name: &str) -> u64 {
     key(CARD, &[group_nick.as_bytes(), display_name.as_bytes()])
 }
 
+/// A field's value as the matcher weighs it: whether it is set and which
+/// text it is (its 64-bit key), not the text itself. Rows are only ever
+/// compared for equal values, and a re-link holds every contact of two
+/// logins at once, whose text would take several times the memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Text(u64);
+
+impl Text {
+    /// No value: the empty text.
+    pub const EMPTY: Text = Text(0);
+
+    pub fn new(text: &str) -> Text {
+        match text.is_empty() {
+            true => Text::EMPTY,
+            false => Text(key(TEXT, &[text.as_bytes()]).max(1)),
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self == Text::EMPTY
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Text {
+        Text::new(text)
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Text {
+        Text::new(&text)
+    }
+}
+
+/// A nick name as the matcher weighs it: its [`Text`], and that of the
+/// same name without decoration (see [`name_core`]; empty when nothing is
+/// left).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Nick {
+    pub text: Text,
+    pub core: Text,
+}
+
+impl From<&str> for Nick {
+    fn from(name: &str) -> Nick {
+        Nick {
+            text: Text::new(name),
+            core: name_core(name).map_or(Text::EMPTY, Text::from),
+        }
+    }
+}
+
+impl From<String> for Nick {
+    fn from(name: String) -> Nick {
+        Nick::from(name.as_str())
+    }
+}
+
 /// The `seq` query parameter of a HeadImgUrl, as given (`None` when it has
 /// none): it stays across logins and changes with the avatar.
 pub fn head_img_seq(head_img_url: &str) -> Option<String> {
@@ -60,7 +121,7 @@ pub fn avatar_seq(head_img_url: &str) -> Option<String> {
 
 /// A nick name without what people add and drop around it: emoji, symbols,
 /// spaces and letter case. `None` when nothing is left.
-pub(crate) fn name_core(name: &str) -> Option<String> {
+fn name_core(name: &str) -> Option<String> {
     let core: String = name
         .chars()
         .filter(|c| c.is_alphanumeric())
@@ -120,6 +181,18 @@ mod tests {
         );
         assert_ne!(stranger_member_key("Tom", ""), card_key("Tom", ""));
         assert_ne!(card_key("家", "Tom"), card_key("家", "Tim"));
+    }
+
+    #[test]
+    fn text_tells_values_apart_and_empty_is_no_value() {
+        assert_eq!(Text::new("Tom"), Text::from(String::from("Tom")));
+        assert_ne!(Text::new("Tom"), Text::new("Tim"));
+        assert!(Text::new("").is_empty());
+        assert!(!Text::new("Tom").is_empty());
+        let nick = Nick::from("Tom 😄");
+        assert_eq!(nick.core, Nick::from("tom").core);
+        assert_ne!(nick.text, Nick::from("tom").text);
+        assert!(Nick::from("🎉").core.is_empty());
     }
 
     #[test]

@@ -72,28 +72,31 @@ mod keys;
 mod people;
 mod values;
 
-pub use keys::{avatar_seq, card_key, contact_member_key, head_img_seq, stranger_member_key};
+pub use keys::{
+    Nick, Text, avatar_seq, card_key, contact_member_key, head_img_seq, stranger_member_key,
+};
 
 use crate::contact::Kind;
 use assign::{Pair, Rule, assign, held};
 use values::{Holders, Values};
 
-/// A contact who is not a group: friend, official, special or self.
+/// A contact who is not a group: friend, official, special or self. Its
+/// fields are [`Text`]s: which value, not the text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Person {
     pub kind: Kind,
     /// `wxid_…` / `gh_…` once learned from a MsgType 51 map.
-    pub real_id: Option<String>,
-    pub nick_name: String,
-    pub remark_name: String,
-    pub alias: String,
-    pub signature: String,
-    pub province: String,
-    pub city: String,
+    pub real_id: Option<Text>,
+    pub nick_name: Nick,
+    pub remark_name: Text,
+    pub alias: Text,
+    pub signature: Text,
+    pub province: Text,
+    pub city: Text,
     /// 0 unknown, 1 male, 2 female.
     pub sex: i64,
     /// `seq=` of HeadImgUrl (see [`avatar_seq`]).
-    pub avatar_seq: Option<String>,
+    pub avatar_seq: Option<Text>,
     /// [`card_key`]`(group nick, display name)` for each group they are in
     /// with a non-empty DisplayName, sorted.
     pub cards: Vec<u64>,
@@ -106,10 +109,10 @@ pub struct Person {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Group {
     /// `NNN@chatroom` once learned.
-    pub real_id: Option<String>,
-    pub nick_name: String,
+    pub real_id: Option<Text>,
+    pub nick_name: Text,
     pub member_count: i64,
-    pub avatar_seq: Option<String>,
+    pub avatar_seq: Option<Text>,
     /// Member keys, sorted: [`contact_member_key`] for a member who is a
     /// linked contact, [`stranger_member_key`] for anyone else.
     pub members: Vec<u64>,
@@ -251,7 +254,7 @@ trait Table {
     type Row;
     /// Old rows, new rows.
     fn rows(&self) -> [&[Self::Row]; 2];
-    fn real_ids(&self) -> &Values<&str>;
+    fn real_ids(&self) -> &Values<Text>;
     fn real_id(row: &Self::Row) -> Option<u32>;
     /// The fields that find candidates, with how many values each has.
     fn keys(&self) -> Vec<(Key<Self::Row>, usize)>;

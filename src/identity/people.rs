@@ -1,9 +1,8 @@
 //! Scoring people (friends, officials, specials, self) across two logins.
 
 use super::evidence::Breakdown;
-use super::keys::name_core;
 use super::values::{Side, Step, Values, identifier, merge};
-use super::{Key, Person, Table, class_of};
+use super::{Key, Person, Table, Text, class_of};
 use crate::contact::Kind;
 
 /// What each signal is worth, in bits; see [`super`] for the model.
@@ -176,16 +175,16 @@ impl Row {
 }
 
 /// Both logins' people, each field's values counted.
-pub(super) struct People<'a> {
-    real_id: Values<&'a str>,
-    remark: Values<&'a str>,
-    alias: Values<&'a str>,
-    avatar: Values<&'a str>,
-    nick: Values<&'a str>,
-    nick_core: Values<String>,
+pub(super) struct People {
+    real_id: Values<Text>,
+    remark: Values<Text>,
+    alias: Values<Text>,
+    avatar: Values<Text>,
+    nick: Values<Text>,
+    nick_core: Values<Text>,
     sex: Values<i64>,
-    place: Values<(&'a str, &'a str)>,
-    signature: Values<&'a str>,
+    place: Values<(Text, Text)>,
+    signature: Values<Text>,
     cards: Values<u64>,
     groups: Values<u64>,
     /// Rows of each class, by side.
@@ -194,8 +193,8 @@ pub(super) struct People<'a> {
     sides: [Vec<Row>; 2],
 }
 
-impl<'a> People<'a> {
-    pub fn build(old: &'a [Person], new: &'a [Person]) -> Self {
+impl People {
+    pub fn build(old: &[Person], new: &[Person]) -> Self {
         let mut t = People {
             real_id: Values::new(),
             remark: Values::new(),
@@ -236,27 +235,23 @@ impl<'a> People<'a> {
         self.groups.seal();
     }
 
-    fn intern(&mut self, side: Side, p: &'a Person) -> Row {
+    fn intern(&mut self, side: Side, p: &Person) -> Row {
         let class = class_of(p.kind);
         self.rows[class as usize][side as usize] += 1;
         Row {
             class,
-            real_id: p
-                .real_id
-                .as_deref()
-                .and_then(|r| self.real_id.add_text(side, 0, r)),
-            remark: self.remark.add_text(side, class, &p.remark_name),
-            alias: self.alias.add_text(side, class, &p.alias),
+            real_id: p.real_id.and_then(|r| self.real_id.add_text(side, 0, r)),
+            remark: self.remark.add_text(side, class, p.remark_name),
+            alias: self.alias.add_text(side, class, p.alias),
             avatar: p
                 .avatar_seq
-                .as_deref()
                 .and_then(|s| self.avatar.add_text(side, class, s)),
-            nick: self.nick.add_text(side, class, &p.nick_name),
-            nick_core: name_core(&p.nick_name).map(|c| self.nick_core.add(side, class, c)),
+            nick: self.nick.add_text(side, class, p.nick_name.text),
+            nick_core: self.nick_core.add_text(side, class, p.nick_name.core),
             sex: (p.sex != 0).then(|| self.sex.add(side, class, p.sex)),
             place: (!p.province.is_empty() || !p.city.is_empty())
-                .then(|| self.place.add(side, class, (&p.province, &p.city))),
-            signature: self.signature.add_text(side, class, &p.signature),
+                .then(|| self.place.add(side, class, (p.province, p.city))),
+            signature: self.signature.add_text(side, class, p.signature),
             cards: self.cards.add_set(side, class, &p.cards),
             groups: self.groups.add_set(side, class, &p.groups),
         }
@@ -328,7 +323,7 @@ impl<'a> People<'a> {
     }
 }
 
-impl Table for People<'_> {
+impl Table for People {
     type Row = Row;
     const BLOCK_LIMIT: u64 = BLOCK_LIMIT;
 
@@ -336,7 +331,7 @@ impl Table for People<'_> {
         [&self.sides[0], &self.sides[1]]
     }
 
-    fn real_ids(&self) -> &Values<&str> {
+    fn real_ids(&self) -> &Values<Text> {
         &self.real_id
     }
 

@@ -81,14 +81,14 @@ impl Login {
                         SimKind::Friend | SimKind::Group | SimKind::Stranger => Kind::Friend,
                     },
                     real_id: None,
-                    nick_name: c.nick_name.clone(),
-                    remark_name: c.remark_name.clone(),
-                    alias: c.alias.clone(),
-                    signature: c.signature.clone(),
-                    province: c.province.clone(),
-                    city: c.city.clone(),
+                    nick_name: c.nick_name.as_str().into(),
+                    remark_name: c.remark_name.as_str().into(),
+                    alias: c.alias.as_str().into(),
+                    signature: c.signature.as_str().into(),
+                    province: c.province.as_str().into(),
+                    city: c.city.as_str().into(),
                     sex: c.sex,
-                    avatar_seq: Some(c.avatar_seq.to_string()),
+                    avatar_seq: Some(c.avatar_seq.to_string().into()),
                     cards,
                     groups: Vec::new(),
                 }
@@ -135,9 +135,9 @@ impl Login {
                 keys.sort_unstable();
                 Group {
                     real_id: None,
-                    nick_name: nick.clone(),
+                    nick_name: nick.as_str().into(),
                     member_count: keys.len() as i64,
-                    avatar_seq: seq.clone(),
+                    avatar_seq: seq.as_deref().map(Text::from),
                     members: keys,
                 }
             })
@@ -423,7 +423,7 @@ fn matching_properties_hold_on_random_relogins() {
         for login in [&mut before, &mut after] {
             for (p, real) in login.people.iter_mut().zip(&login.real) {
                 if rng.random_bool(named) {
-                    p.real_id = Some(real.clone());
+                    p.real_id = Some(real.as_str().into());
                 }
             }
         }
@@ -447,7 +447,7 @@ fn matching_properties_hold_on_random_relogins() {
             {
                 assert!(
                     out.links.iter().any(|l| (l.old, l.new) == (o, n)),
-                    "{id} not linked"
+                    "{id:?} not linked"
                 );
             }
         }

@@ -8,8 +8,8 @@ fn friend(nick: &str, seq: &str) -> Person {
         kind: Kind::Friend,
         real_id: None,
         nick_name: nick.into(),
-        remark_name: String::new(),
-        alias: String::new(),
+        remark_name: Text::EMPTY,
+        alias: Text::EMPTY,
         signature: "busy".into(),
         province: "广东".into(),
         city: "深圳".into(),
@@ -31,7 +31,7 @@ fn crowd(n: usize) -> Vec<Person> {
                 1 => ("北京".into(), "海淀".into()),
                 2 => ("上海".into(), "徐汇".into()),
                 3 => ("浙江".into(), "杭州".into()),
-                4 => (String::new(), String::new()),
+                4 => (Text::EMPTY, Text::EMPTY),
                 _ => ("四川".into(), "成都".into()),
             };
             p.signature = ["", "保持热爱", "Stay hungry", "在路上", "", "busy"][i % 6].into();
@@ -174,7 +174,7 @@ fn a_value_many_people_share_weighs_less() {
             p.remark_name = if i < sharers {
                 "Boss".into()
             } else {
-                format!("Other{i}")
+                format!("Other{i}").into()
             };
             p.sex = 2;
             p.signature = "other".into();
@@ -248,15 +248,15 @@ fn a_faint_rival_holds_back_a_new_face() {
         let mut p = friend("林小龙", seq);
         (p.province, p.city) = ("北京".into(), "海淀".into());
         p.sex = 2;
-        p.signature.clear();
+        p.signature = Text::EMPTY;
         p
     };
     // Someone new of the same nick name, sex and place unknown: a few bits
     // against the old row, but above zero, so the new face is not alone.
     let mut rival = friend("林小龙", "3");
     rival.sex = 0;
-    (rival.province, rival.city) = (String::new(), String::new());
-    rival.signature.clear();
+    (rival.province, rival.city) = (Text::EMPTY, Text::EMPTY);
+    rival.signature = Text::EMPTY;
     let (old, new) = with_crowd(vec![person("1")], vec![person("2"), rival]);
     let out = link_people(&old, &new);
     assert_eq!(linked_to(&out, 0), None, "{:?}", out.links.first());
@@ -266,9 +266,9 @@ fn a_faint_rival_holds_back_a_new_face() {
 fn a_unique_avatar_alone_is_not_enough() {
     let mut a = friend("Tom", "1");
     a.sex = 0;
-    a.province.clear();
-    a.city.clear();
-    a.signature.clear();
+    a.province = Text::EMPTY;
+    a.city = Text::EMPTY;
+    a.signature = Text::EMPTY;
     let mut b = a.clone();
     b.nick_name = "Jerry".into();
     // Among a few hundred people: 13 bits are short of the 14.2 needed.

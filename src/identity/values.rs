@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use super::Text;
+
 /// Which login a row comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Side {
@@ -18,9 +20,9 @@ pub(super) struct Values<K> {
     holders: Vec<[u32; 2]>,
 }
 
-impl<'a> Values<&'a str> {
+impl Values<Text> {
     /// Interns a text value; empty text is no value.
-    pub fn add_text(&mut self, side: Side, class: u8, text: &'a str) -> Option<u32> {
+    pub fn add_text(&mut self, side: Side, class: u8, text: Text) -> Option<u32> {
         (!text.is_empty()).then(|| self.add(side, class, text))
     }
 }

@@ -15,7 +15,8 @@ use super::stage::Stage;
 use super::{Error, columns};
 use crate::contact::Kind;
 use crate::identity::{
-    self, Group, Outcome, Person, avatar_seq, card_key, contact_member_key, stranger_member_key,
+    self, Group, Outcome, Person, Text, avatar_seq, card_key, contact_member_key,
+    stranger_member_key,
 };
 
 /// What a re-link decided.
@@ -85,12 +86,13 @@ impl Rows {
                 contact_id: r.contact_id,
                 user_name: r.user_name.into_boxed_str(),
             };
-            let avatar_seq = avatar_seq(&r.head_img_url);
+            let avatar_seq = avatar_seq(&r.head_img_url).map(Text::from);
+            let real_id = r.real_id.map(Text::from);
             match Kind::parse(&r.kind).unwrap_or(Kind::Friend) {
                 Kind::Group => {
                     out.groups.push(Group {
-                        real_id: r.real_id,
-                        nick_name: r.nick_name,
+                        real_id,
+                        nick_name: r.nick_name.into(),
                         member_count: r.member_count,
                         avatar_seq,
                         members: Vec::new(),
@@ -100,13 +102,13 @@ impl Rows {
                 kind => {
                     out.people.push(Person {
                         kind,
-                        real_id: r.real_id,
-                        nick_name: r.nick_name,
-                        remark_name: r.remark_name,
-                        alias: r.alias,
-                        signature: r.signature,
-                        province: r.province,
-                        city: r.city,
+                        real_id,
+                        nick_name: r.nick_name.into(),
+                        remark_name: r.remark_name.into(),
+                        alias: r.alias.into(),
+                        signature: r.signature.into(),
+                        province: r.province.into(),
+                        city: r.city.into(),
                         sex: r.sex,
                         avatar_seq,
                         cards: Vec::new(),
