@@ -123,15 +123,22 @@ impl Groups {
             groups: old.len().max(new.len()),
             sides: [Vec::with_capacity(old.len()), Vec::with_capacity(new.len())],
         };
-        for (side, groups) in [(Side::Old, old), (Side::New, new)] {
-            for g in groups {
+        fn lists(groups: &[Group]) -> Vec<&[u64]> {
+            groups.iter().map(|g| g.members.as_slice()).collect()
+        }
+        let (members, [old_members, new_members]) = Values::sorted_sets([lists(old), lists(new)]);
+        t.members = members;
+        for (side, groups, members) in
+            [(Side::Old, old, old_members), (Side::New, new, new_members)]
+        {
+            for (g, members) in groups.iter().zip(members) {
                 let row = Row {
                     real_id: g.real_id.and_then(|r| t.real_id.add_text(side, 0, r)),
                     name: t.name.add_text(side, 0, g.nick_name),
                     avatar: g.avatar_seq.and_then(|s| t.avatar.add_text(side, 0, s)),
                     count: g.member_count,
                     count_id: (g.member_count > 0).then(|| t.count.add(side, 0, g.member_count)),
-                    members: t.members.add_set(side, 0, &g.members),
+                    members,
                 };
                 t.sides[side as usize].push(row);
             }
@@ -141,7 +148,6 @@ impl Groups {
             v.seal();
         }
         t.count.seal();
-        t.members.seal();
         let groups = t.groups as f64;
         t.member_bits = (0..t.members.len() as u32)
             .map(|k| {

@@ -1,7 +1,8 @@
 //! Field values interned to small ids, with how many old and how many new
 //! rows hold each: the counts behind every rarity weight.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::Hash;
 
 use super::Text;
@@ -115,6 +116,56 @@ impl<K: Hash + Eq> Values<K> {
             (None, None) => 0.0,
             _ => w.one_sided,
         }
+    }
+}
+
+impl Values<u64> {
+    /// Interns every row's set of keys on both sides at once (`sets[side]`,
+    /// one sorted list a row), sealed (see [`Values::seal`]), with each
+    /// row's ids, sorted. Ids follow key order, so no map of the keys is
+    /// ever built: the groups of a large account hold hundreds of
+    /// thousands of member keys, and such a map took more memory than
+    /// everything else the groups' table holds.
+    pub fn sorted_sets(sets: [Vec<&[u64]>; 2]) -> (Self, [Vec<Vec<u32>>; 2]) {
+        // Every key once, in order: the lists merged.
+        let lists: Vec<&[u64]> = sets.iter().flatten().copied().collect();
+        let mut next = vec![0usize; lists.len()];
+        let mut heap: BinaryHeap<Reverse<(u64, usize)>> = (0..)
+            .zip(&lists)
+            .filter_map(|(i, l)| l.first().map(|k| Reverse((*k, i))))
+            .collect();
+        let mut keys = Vec::new();
+        while let Some(Reverse((k, i))) = heap.pop() {
+            if keys.last() != Some(&k) {
+                keys.push(k);
+            }
+            next[i] += 1;
+            if let Some(k) = lists[i].get(next[i]) {
+                heap.push(Reverse((*k, i)));
+            }
+        }
+        let mut holders = vec![[0u32; 2]; keys.len()];
+        let ids = [Side::Old, Side::New].map(|side| {
+            sets[side as usize]
+                .iter()
+                .map(|set| {
+                    let mut ids: Vec<u32> = set
+                        .iter()
+                        .map(|k| keys.partition_point(|x| x < k) as u32)
+                        .collect();
+                    ids.dedup();
+                    for id in &ids {
+                        holders[*id as usize][side as usize] += 1;
+                    }
+                    ids
+                })
+                .collect()
+        });
+        let values = Values {
+            ids: HashMap::new(),
+            holders,
+        };
+        (values, ids)
     }
 }
 
@@ -288,6 +339,21 @@ mod tests {
         let held = [&[true, false][..], &[false, true, false][..]];
         let h = Holders::new(2, [old.iter().copied(), new.iter().copied()], held);
         assert_eq!(h.sharing(0, 3), &[0, 2]);
+    }
+
+    #[test]
+    fn sorted_sets_are_interned_as_add_set_would_count_them() {
+        let old: [&[u64]; 2] = [&[5, 9, 9], &[1, 9]];
+        let new: [&[u64]; 3] = [&[9], &[], &[1, 7]];
+        let (v, [old_ids, new_ids]) = Values::sorted_sets([old.to_vec(), new.to_vec()]);
+        // Keys 1, 5, 7, 9 get ids 0..4 in key order; 9 is held twice per row
+        // of old row 0 but counted once.
+        assert_eq!(v.len(), 4);
+        assert_eq!(old_ids, vec![vec![1, 3], vec![0, 3]]);
+        assert_eq!(new_ids, vec![vec![3], vec![], vec![0, 2]]);
+        let counts: Vec<[u32; 2]> = (0..4).map(|id| v.holders[id]).collect();
+        assert_eq!(counts, vec![[1, 1], [1, 0], [0, 1], [2, 1]]);
+        assert_eq!(v.holders(3), 2);
     }
 
     #[test]
