@@ -233,6 +233,11 @@ struct Lists {
     /// one of the side's people.
     strangers: Vec<Vec<u64>>,
     people: Vec<Seen>,
+    /// By index into `people`: the [`stranger_member_key`] of what the
+    /// group shows of the member, their key if they are not linked. Kept
+    /// apart, as it is spent once the groups' member lists are built, while
+    /// `people` still serves the second round.
+    people_keys: Vec<u64>,
 }
 
 /// A member row of one of the side's groups whose member is one of the
@@ -242,9 +247,6 @@ struct Seen {
     group: u32,
     /// Index into the side's people.
     person: u32,
-    /// [`stranger_member_key`] of what the group shows of them, their key
-    /// if they are not linked.
-    stranger: u64,
 }
 
 impl Stage {
@@ -263,7 +265,7 @@ impl Stage {
         }
         let mut new = Rows::read(conn, NEW_ROWS.as_str(), None).await?;
 
-        let old_lists = lists(
+        let mut old_lists = lists(
             conn,
             Side::Cache,
             &mut old.people,
@@ -271,7 +273,7 @@ impl Stage {
             &old.group_names,
         )
         .await?;
-        let new_lists = lists(
+        let mut new_lists = lists(
             conn,
             Side::Stage,
             &mut new.people,
@@ -289,18 +291,12 @@ impl Stage {
             linked_old[l.old] = Some(id);
             linked_new[l.new] = Some(id);
         }
-        add_members(
-            &mut old.groups,
-            old_lists.strangers,
-            &old_lists.people,
-            &linked_old,
-        );
-        add_members(
-            &mut new.groups,
-            new_lists.strangers,
-            &new_lists.people,
-            &linked_new,
-        );
+        for (groups, lists, linked) in [
+            (&mut old.groups, &mut old_lists, &linked_old),
+            (&mut new.groups, &mut new_lists, &linked_new),
+        ] {
+            add_members(groups, lists, linked);
+        }
         let groups = identity::link_groups(&old.groups, &new.groups);
         // The people left unlinked get a second look, with the linked
         // groups they are in as evidence.
@@ -311,8 +307,8 @@ impl Stage {
                 g.members = Vec::new();
             }
             for (people, seen, keys) in [
-                (&mut old.people, &old_lists.people, &old_keys),
-                (&mut new.people, &new_lists.people, &new_keys),
+                (&mut old.people, old_lists.people, &old_keys),
+                (&mut new.people, new_lists.people, &new_keys),
             ] {
                 let memberships = seen.iter().map(|m| (m.person as usize, m.group as usize));
                 identity::set_groups(people, memberships, keys);
@@ -344,17 +340,17 @@ impl Stage {
 /// membership of one of `people` with a display name in a group that has a
 /// row (into the person's `cards`, sorted), and the rows of the groups
 /// named `groups` ([`Lists`]).
-async fn lists(
+async fn lists<'n>(
     conn: &mut SqliteConnection,
     side: Side,
     people: &mut [Person],
-    people_names: &[Named],
-    groups: &[Named],
+    people_names: &'n [Named],
+    groups: &'n [Named],
 ) -> Result<Lists, Error> {
-    let index = |names: &[Named]| -> HashMap<Box<str>, u32> {
+    let index = |names: &'n [Named]| -> HashMap<&'n str, u32> {
         (0u32..)
             .zip(names)
-            .map(|(i, n)| (n.user_name.clone(), i))
+            .map(|(i, n)| (&*n.user_name, i))
             .collect()
     };
     let (person_at, group_at) = (index(people_names), index(groups));
@@ -366,6 +362,7 @@ async fn lists(
     let mut out = Lists {
         strangers: vec![Vec::new(); groups.len()],
         people: Vec::new(),
+        people_keys: Vec::new(),
     };
     let mut after = (0, String::new(), String::new());
     loop {
@@ -389,11 +386,10 @@ async fn lists(
             if let Some(&group) = group_at.get(m.group_user_name.as_str()) {
                 let stranger = stranger_member_key(&m.nick_name, &m.display_name);
                 match person {
-                    Some(person) => out.people.push(Seen {
-                        group,
-                        person,
-                        stranger,
-                    }),
+                    Some(person) => {
+                        out.people.push(Seen { group, person });
+                        out.people_keys.push(stranger);
+                    }
                     None => out.strangers[group as usize].push(stranger),
                 }
             }
@@ -411,25 +407,34 @@ async fn lists(
         p.cards.sort_unstable();
         p.cards.shrink_to_fit();
     }
+    for keys in &mut out.strangers {
+        keys.shrink_to_fit();
+    }
     out.people.shrink_to_fit();
+    out.people_keys.shrink_to_fit();
     Ok(out)
 }
 
-/// Fills in the groups' member keys from their [`Lists`], sorted; `linked`
-/// is the cached `contact_id` of each of the side's people who was linked.
-fn add_members(
-    groups: &mut [Group],
-    strangers: Vec<Vec<u64>>,
-    people: &[Seen],
-    linked: &[Option<i64>],
-) {
-    for (g, keys) in groups.iter_mut().zip(strangers) {
+/// Fills in the groups' member keys from their [`Lists`] (taking the
+/// keys, leaving `people`), sorted; `linked` is the cached `contact_id` of
+/// each of the side's people who was linked.
+fn add_members(groups: &mut [Group], lists: &mut Lists, linked: &[Option<i64>]) {
+    let mut more = vec![0usize; groups.len()];
+    for m in &lists.people {
+        more[m.group as usize] += 1;
+    }
+    // Sized once: pushed into a row at a time, the lists would keep up to
+    // as much spare room again.
+    let strangers = std::mem::take(&mut lists.strangers);
+    for ((g, mut keys), more) in groups.iter_mut().zip(strangers).zip(more) {
+        keys.reserve_exact(more);
         g.members = keys;
     }
-    for m in people {
+    let keys = std::mem::take(&mut lists.people_keys);
+    for (m, stranger) in lists.people.iter().zip(keys) {
         let key = match linked[m.person as usize] {
             Some(id) => contact_member_key(id),
-            None => m.stranger,
+            None => stranger,
         };
         groups[m.group as usize].members.push(key);
     }
