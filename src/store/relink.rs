@@ -57,7 +57,9 @@ struct Rows {
     group_names: Vec<Named>,
 }
 
-/// A row's `contact_id` (0 for a staged row) and user name.
+/// A row's `contact_id` (0 for a staged row) and user name (which a
+/// re-link empties on the previous login's rows once it has read their
+/// member lists).
 struct Named {
     contact_id: i64,
     user_name: Box<str>,
@@ -281,6 +283,11 @@ impl Stage {
             &new.group_names,
         )
         .await?;
+        // The previous login's user names have served: its links are
+        // recorded by `contact_id`.
+        for n in old.people_names.iter_mut().chain(&mut old.group_names) {
+            n.user_name = Box::default();
+        }
         let people = identity::link_people(&old.people, &new.people);
         // A member who is a linked contact is keyed by the cached row's id
         // on both sides; anyone else by what the group shows of them.
