@@ -9,6 +9,9 @@
 //!
 //! # Scoring
 //!
+//! Values are only ever compared for equality, so rows carry each field as
+//! a [`Text`], a 64-bit key of its text, and never the text itself.
+//!
 //! A candidate pair scores the sum of what each signal says, in bits (log₂
 //! of how much likelier the observation is for the same person than for two
 //! different ones):

@@ -566,3 +566,50 @@ pub(super) async fn candidates(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group() -> Group {
+        Group {
+            real_id: None,
+            nick_name: Text::EMPTY,
+            member_count: 0,
+            avatar_seq: None,
+            members: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn members_are_keyed_by_the_link_or_by_what_the_group_shows() {
+        let mut groups = vec![group(), group()];
+        let mut lists = Lists {
+            strangers: vec![vec![30], vec![]],
+            people: vec![
+                Seen {
+                    group: 0,
+                    person: 0,
+                },
+                Seen {
+                    group: 1,
+                    person: 1,
+                },
+                Seen {
+                    group: 0,
+                    person: 1,
+                },
+            ],
+            people_keys: vec![10, 11, 12],
+        };
+        // Person 0 was linked to the cached row 7; person 1 was not.
+        add_members(&mut groups, &mut lists, &[Some(7), None]);
+        let mut first = vec![30, contact_member_key(7), 12];
+        first.sort_unstable();
+        assert_eq!(groups[0].members, first);
+        assert_eq!(groups[1].members, vec![11]);
+        // The (group, person) rows stay for the second round.
+        assert_eq!(lists.people.len(), 3);
+        assert!(lists.people_keys.is_empty());
+    }
+}
