@@ -5,45 +5,61 @@
 //! tables this fills: `member_pairs` (the rows to rewrite),
 //! `members_to_remove`, `members_to_write`. Only one group's rows are held at a time.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
 use serde::Deserialize;
-use sqlx::{QueryBuilder, SqliteConnection};
+use sqlx::query_builder::Separated;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::Error;
 
-/// A changed group's stored rows (`?1` its `contact_id`, `?2` its stored
-/// name, `?3` its new one), as one JSON array of [`Stored`].
-const STORED: &str = "SELECT json_group_array(json_array(
+/// The stored rows of the changed groups whose `contact_id` is from `?1`
+/// to `?2`, as one JSON array of (`contact_id`, [`Stored`]).
+const STORED: &str = "SELECT json_group_array(json_array(gm.contact_id, json_array(
          m.rowid, coalesce(il.user_name, m.member_user_name), m.member_user_name, m.nick_name,
-         m.display_name, m.attr_status, ?2 != ?3 AND il.user_name IS NULL))
-     FROM main.memberships m LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
-     WHERE m.group_contact_id = ?1";
+         m.display_name, m.attr_status, gm.old_name != gm.new_name AND il.user_name IS NULL)))
+     FROM temp.changed_groups gm
+     CROSS JOIN main.memberships m ON m.group_contact_id = gm.contact_id
+     LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
+     WHERE gm.fresh = 0 AND gm.contact_id BETWEEN ?1 AND ?2";
 
-/// A changed group's new list, as one JSON array of [`Staged`].
-const STAGED: &str = "SELECT json_group_array(json_array(
+/// Their new lists, as one JSON array of (`contact_id`, [`Staged`]).
+const STAGED: &str = "SELECT json_group_array(json_array(gm.contact_id, json_array(
          s.member_user_name, s.nick_name, s.display_name, s.attr_status,
-         ?2 != ?3 AND NOT EXISTS (SELECT 1 FROM temp.ident i
-                                  WHERE i.user_name = s.member_user_name
-                                    AND i.old_user_name IS NOT NULL)))
-     FROM temp.stage_members s WHERE s.group_user_name = ?3";
+         gm.old_name != gm.new_name
+           AND NOT EXISTS (SELECT 1 FROM temp.ident i
+                           WHERE i.user_name = s.member_user_name
+                             AND i.old_user_name IS NOT NULL))))
+     FROM temp.changed_groups gm
+     CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
+     WHERE gm.fresh = 0 AND gm.contact_id BETWEEN ?1 AND ?2";
+
+/// Groups read at a time: at most 500 members each, so a few thousand rows
+/// a side, and few statements.
+const GROUPS_AT_ONCE: usize = 16;
 
 /// Decided rows held before they are written to the TEMP tables.
 const FLUSH_ROWS: usize = 4096;
 
-/// Rows to one INSERT statement (6 values each, well under SQLite's 32,766).
-const BATCH_ROWS: usize = 512;
+/// Rows to one INSERT statement (6 values each).
+const BATCH_ROWS: usize = 1024;
 
-/// A stored member row of a changed group.
+/// A stored member row of a changed group (its text borrowed from the JSON
+/// it was read as, where it needs no unescaping).
 #[derive(Deserialize)]
-struct Stored {
+struct Stored<'a> {
     id: i64,
     /// The name it pairs with: the one its contact was linked to, else its own.
-    pairs_as: String,
-    member_user_name: String,
-    nick_name: String,
-    display_name: String,
+    #[serde(borrow)]
+    pairs_as: Cow<'a, str>,
+    #[serde(borrow)]
+    member_user_name: Cow<'a, str>,
+    #[serde(borrow)]
+    nick_name: Cow<'a, str>,
+    #[serde(borrow)]
+    display_name: Cow<'a, str>,
     attr_status: i64,
     /// 1: may be paired by what the group shows of the member (see [`pair`]).
     look: u8,
@@ -51,10 +67,13 @@ struct Stored {
 
 /// A member of a changed group's new list.
 #[derive(Deserialize)]
-struct Staged {
-    member_user_name: String,
-    nick_name: String,
-    display_name: String,
+struct Staged<'a> {
+    #[serde(borrow)]
+    member_user_name: Cow<'a, str>,
+    #[serde(borrow)]
+    nick_name: Cow<'a, str>,
+    #[serde(borrow)]
+    display_name: Cow<'a, str>,
     attr_status: i64,
     look: u8,
 }
@@ -94,10 +113,10 @@ fn pair(stored: &[Stored], staged: &[Staged], renamed: bool) -> Pairing {
 
     let by_name: HashMap<&str, usize> = (0..)
         .zip(staged)
-        .map(|(n, s)| (s.member_user_name.as_str(), n))
+        .map(|(n, s)| (s.member_user_name.as_ref(), n))
         .collect();
     for (o, row) in stored.iter().enumerate() {
-        if let Some(&n) = by_name.get(row.pairs_as.as_str())
+        if let Some(&n) = by_name.get(row.pairs_as.as_ref())
             && free.staged[n]
         {
             let s = &staged[n];
@@ -187,7 +206,7 @@ trait Looks {
     }
 }
 
-impl Looks for Stored {
+impl Looks for Stored<'_> {
     fn looks(&self) -> bool {
         self.look == 1
     }
@@ -199,7 +218,7 @@ impl Looks for Stored {
     }
 }
 
-impl Looks for Staged {
+impl Looks for Staged<'_> {
     fn looks(&self) -> bool {
         self.look == 1
     }
@@ -244,9 +263,9 @@ impl Decided {
         let row = |s: &Staged| {
             (
                 group.to_owned(),
-                s.member_user_name.clone(),
-                s.nick_name.clone(),
-                s.display_name.clone(),
+                s.member_user_name.as_ref().to_owned(),
+                s.nick_name.as_ref().to_owned(),
+                s.display_name.as_ref().to_owned(),
                 s.attr_status,
             )
         };
@@ -265,47 +284,64 @@ impl Decided {
         self.rewrite.len() + self.removed.len() + self.added.len()
     }
 
-    /// Writes the rows with bound values, [`BATCH_ROWS`] to a statement (a
-    /// JSON array for `json_each` would be parsed again for every value).
-    async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), Error> {
+    /// Writes the rows in full batches; with `all`, the rest too.
+    async fn flush(&mut self, conn: &mut SqliteConnection, all: bool) -> Result<(), Error> {
         self.rewrite.sort_unstable_by_key(|(id, _)| *id);
-        for rows in self.rewrite.chunks(BATCH_ROWS) {
-            let mut q = QueryBuilder::new(
-                "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status) ",
-            );
-            q.push_values(rows, |mut b, (id, (g, m, nick, display, attr))| {
-                b.push_bind(id)
-                    .push_bind(g)
-                    .push_bind(m)
-                    .push_bind(nick)
-                    .push_bind(display)
-                    .push_bind(attr);
-            });
-            q.build().execute(&mut *conn).await?;
-        }
-        for rows in self.removed.chunks(BATCH_ROWS) {
-            let mut q = QueryBuilder::new("INSERT INTO temp.members_to_remove (id) ");
-            q.push_values(rows, |mut b, id| {
-                b.push_bind(id);
-            });
-            q.build().execute(&mut *conn).await?;
-        }
-        for rows in self.added.chunks(BATCH_ROWS) {
-            let mut q = QueryBuilder::new(
-                "INSERT INTO temp.members_to_write (g, m, nick_name, display_name, attr_status) ",
-            );
-            q.push_values(rows, |mut b, (g, m, nick, display, attr)| {
-                b.push_bind(g)
-                    .push_bind(m)
-                    .push_bind(nick)
-                    .push_bind(display)
-                    .push_bind(attr);
-            });
-            q.build().execute(&mut *conn).await?;
-        }
-        *self = Decided::default();
-        Ok(())
+        let head =
+            "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status) ";
+        insert(conn, head, &mut self.rewrite, all, |mut b, (id, row)| {
+            b.push_bind(id);
+            push_row(b, row);
+        })
+        .await?;
+        let head = "INSERT INTO temp.members_to_remove (id) ";
+        insert(conn, head, &mut self.removed, all, |mut b, id| {
+            b.push_bind(id);
+        })
+        .await?;
+        let head =
+            "INSERT INTO temp.members_to_write (g, m, nick_name, display_name, attr_status) ";
+        insert(conn, head, &mut self.added, all, push_row).await
     }
+}
+
+fn push_row(mut b: Separated<'_, Sqlite, &'static str>, row: NewRow) {
+    let (g, m, nick, display, attr) = row;
+    b.push_bind(g)
+        .push_bind(m)
+        .push_bind(nick)
+        .push_bind(display)
+        .push_bind(attr);
+}
+
+/// Inserts `rows` (taking them out) with bound values, [`BATCH_ROWS`] to a
+/// statement, whose text is then always the same, so SQLite prepares it
+/// once (a JSON array for `json_each` would be parsed again for every
+/// value). A shorter last batch is written only with `all`; until then it
+/// waits for more rows.
+async fn insert<T>(
+    conn: &mut SqliteConnection,
+    head: &'static str,
+    rows: &mut Vec<T>,
+    all: bool,
+    mut push: impl FnMut(Separated<'_, Sqlite, &'static str>, T),
+) -> Result<(), Error> {
+    let mut left = match all {
+        true => rows.len(),
+        false => rows.len() / BATCH_ROWS * BATCH_ROWS,
+    };
+    let mut taken = rows.drain(..left);
+    while left > 0 {
+        let batch = left.min(BATCH_ROWS);
+        let mut q = QueryBuilder::new(head);
+        q.push_values(taken.by_ref().take(batch), &mut push);
+        q.build()
+            .persistent(batch == BATCH_ROWS)
+            .execute(&mut *conn)
+            .await?;
+        left -= batch;
+    }
+    Ok(())
 }
 
 /// Pairs the member rows of every changed group that has stored rows
@@ -318,47 +354,71 @@ pub(super) async fn pair_members(conn: &mut SqliteConnection) -> Result<(), Erro
     .fetch_all(&mut *conn)
     .await?;
     let mut decided = Decided::default();
-    for (contact_id, old_name, new_name) in groups {
-        let read = |sql: &'static str| {
-            sqlx::query_scalar::<_, String>(sql)
-                .bind(contact_id)
-                .bind(&old_name)
-                .bind(&new_name)
-        };
-        let stored = read(STORED).fetch_one(&mut *conn).await?;
-        let stored: Vec<Stored> = serde_json::from_str(&stored).map_err(Error::Decode)?;
-        let staged = read(STAGED).fetch_one(&mut *conn).await?;
-        let staged: Vec<Staged> = serde_json::from_str(&staged).map_err(Error::Decode)?;
-        let pairing = pair(&stored, &staged, old_name != new_name);
-        decided.push(&new_name, &stored, &staged, pairing);
+    for batch in groups.chunks(GROUPS_AT_ONCE) {
+        let range = (batch[0].0, batch[batch.len() - 1].0);
+        let (stored, staged) = (
+            read(conn, STORED, range).await?,
+            read(conn, STAGED, range).await?,
+        );
+        let mut stored: HashMap<i64, Vec<Stored>> = by_group(&stored)?;
+        let mut staged: HashMap<i64, Vec<Staged>> = by_group(&staged)?;
+        for (contact_id, old_name, new_name) in batch {
+            let stored = stored.remove(contact_id).unwrap_or_default();
+            let staged = staged.remove(contact_id).unwrap_or_default();
+            let pairing = pair(&stored, &staged, old_name != new_name);
+            decided.push(new_name, &stored, &staged, pairing);
+        }
         if decided.len() >= FLUSH_ROWS {
-            decided.flush(conn).await?;
+            decided.flush(conn, false).await?;
         }
     }
-    decided.flush(conn).await
+    decided.flush(conn, true).await
+}
+
+/// What `sql` gives for the groups in `range`: one JSON text.
+async fn read(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    range: (i64, i64),
+) -> Result<String, Error> {
+    Ok(sqlx::query_scalar(sql)
+        .bind(range.0)
+        .bind(range.1)
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+/// The rows of a [`read`] text, by group.
+fn by_group<'a, R: Deserialize<'a>>(text: &'a str) -> Result<HashMap<i64, Vec<R>>, Error> {
+    let rows: Vec<(i64, R)> = serde_json::from_str(text).map_err(Error::Decode)?;
+    let mut by_group: HashMap<i64, Vec<R>> = HashMap::new();
+    for (group, row) in rows {
+        by_group.entry(group).or_default().push(row);
+    }
+    Ok(by_group)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn stored(id: i64, name: &str, pairs_as: &str, nick: &str, display: &str) -> Stored {
+    fn stored(id: i64, name: &str, pairs_as: &str, nick: &str, display: &str) -> Stored<'static> {
         Stored {
             id,
-            pairs_as: pairs_as.into(),
-            member_user_name: name.into(),
-            nick_name: nick.into(),
-            display_name: display.into(),
+            pairs_as: pairs_as.to_owned().into(),
+            member_user_name: name.to_owned().into(),
+            nick_name: nick.to_owned().into(),
+            display_name: display.to_owned().into(),
             attr_status: 0,
             look: u8::from(name == pairs_as),
         }
     }
 
-    fn staged(name: &str, nick: &str, display: &str, look: bool) -> Staged {
+    fn staged(name: &str, nick: &str, display: &str, look: bool) -> Staged<'static> {
         Staged {
-            member_user_name: name.into(),
-            nick_name: nick.into(),
-            display_name: display.into(),
+            member_user_name: name.to_owned().into(),
+            nick_name: nick.to_owned().into(),
+            display_name: display.to_owned().into(),
             attr_status: 0,
             look: u8::from(look),
         }
