@@ -245,9 +245,10 @@ mod tests {
 
     /// A cache written before `memberships.member_contact_id` existed gets
     /// it filled in by its migration: a live contact's id, NULL for a
-    /// member whose row is marked deleted and for a stranger.
+    /// member whose row is marked deleted and for a stranger; and every row
+    /// keeps its group's `contact_id` once the rows are found by it (0009).
     #[tokio::test]
-    async fn an_older_cache_gets_member_contact_ids_filled_in() {
+    async fn an_older_cache_gets_member_and_group_contact_ids_filled_in() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
         let options = SqliteConnectOptions::new()
@@ -280,5 +281,11 @@ mod tests {
             .map(|(m, id)| (m.to_string(), *id))
             .collect();
         assert_eq!(ids, expected);
+        let groups: Vec<i64> =
+            sqlx::query_scalar("SELECT group_contact_id FROM memberships ORDER BY rowid")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(groups, [9, 9, 9]);
     }
 }
