@@ -112,6 +112,9 @@ const PREPARED: &[&str] = &[
         g TEXT NOT NULL, m TEXT NOT NULL, nick_name TEXT NOT NULL, display_name TEXT NOT NULL,
         attr_status INTEGER NOT NULL, PRIMARY KEY (g, m)
     ) WITHOUT ROWID",
+    // Stored member rows whose contact came or went, and the
+    // `member_contact_id` each gets.
+    "CREATE TEMP TABLE member_ids (id INTEGER PRIMARY KEY, contact_id INTEGER)",
     // The live contacts once the write has applied them: the member rows
     // written look their `member_contact_id` up here, a small table, rather
     // than in `contacts`, whose rows carry `raw`.

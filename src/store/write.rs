@@ -29,6 +29,7 @@ const PREPARE_IDENTITY: &[&str] = &[
     "DELETE FROM temp.member_pairs",
     "DELETE FROM temp.members_to_write",
     "DELETE FROM temp.d_changes",
+    "DELETE FROM temp.member_ids",
     // A staged name already cached is that contact; a re-link names the
     // cached row of a previous login.
     "INSERT INTO temp.ident (user_name, contact_id, old_user_name)
@@ -176,18 +177,25 @@ const APPLY_LIVE_CONTACTS: &[&str] = &[
 ];
 
 /// When contacts were added, marked deleted or restored: the stored member
-/// rows of those names follow (`memberships` has no index by member, so this
-/// scans it once; it runs only then) — but for the rows [`APPLY`] rewrites
-/// next, which take their value as they are rewritten, so no row is written
-/// twice.
-const APPLY_MEMBER_CONTACT_IDS: &str = "UPDATE main.memberships SET member_contact_id = (
-         SELECT l.contact_id FROM temp.live_contacts l
-         WHERE l.user_name = memberships.member_user_name)
-     WHERE member_user_name IN (SELECT user_name FROM temp.d_new
-                                UNION SELECT user_name FROM temp.d_gone
-                                UNION SELECT user_name FROM temp.changed_contacts WHERE restored)
-       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs p
-                       WHERE p.id = memberships.rowid)";
+/// rows of those names follow, with the `contact_id` their name has after
+/// the write (NULL once gone). Found in the prepare (`memberships` has no
+/// index by member, so this scans it, outside the lock), and only then —
+/// but for the rows the write rewrites, which take their value as they are
+/// rewritten, and the rows it removes, so no row is written twice.
+const PREPARE_MEMBER_CONTACT_IDS: &str = "INSERT INTO temp.member_ids (id, contact_id)
+     SELECT m.rowid, i.contact_id
+     FROM main.memberships m LEFT JOIN temp.ident i ON i.user_name = m.member_user_name
+     WHERE m.member_user_name IN (SELECT user_name FROM temp.d_new
+                                  UNION SELECT user_name FROM temp.d_gone
+                                  UNION SELECT user_name FROM temp.changed_contacts WHERE restored)
+       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs p WHERE p.id = m.rowid)
+       AND NOT EXISTS (SELECT 1 FROM temp.members_to_remove r WHERE r.id = m.rowid)
+       AND m.group_contact_id NOT IN (SELECT contact_id FROM temp.d_gone WHERE is_group)";
+
+/// Under the lock: the rows [`PREPARE_MEMBER_CONTACT_IDS`] found, by rowid.
+const APPLY_MEMBER_CONTACT_IDS: &str =
+    "UPDATE main.memberships SET member_contact_id = u.contact_id
+     FROM temp.member_ids u WHERE memberships.rowid = u.id";
 
 /// The rest, in order. `?1` is now, `?2` the source, `?3` the login a
 /// partial write claims (or NULL).
@@ -251,6 +259,8 @@ struct Prepared {
     fresh_member_rows: i64,
     /// Members who left (not rows merely renamed by a new login).
     members_left: i64,
+    /// Stored member rows whose `member_contact_id` changes alone.
+    member_ids: i64,
 }
 
 impl Prepared {
@@ -315,15 +325,13 @@ impl Stage {
             _ => APPLY_RELINKS,
         };
         let contacts = [columns::sql().insert.as_str(), &columns::sql().update];
-        let came_or_went = prepared.inserted + prepared.deleted + prepared.restored > 0;
         let members_written = prepared.member_rows_added
             + prepared.member_rows_rewritten
             + prepared.fresh_member_rows
             > 0;
-        let live = if came_or_went || members_written {
-            APPLY_LIVE_CONTACTS
-        } else {
-            &[]
+        let live = match members_written {
+            true => APPLY_LIVE_CONTACTS,
+            false => &[],
         };
         let mut member_ids_set = 0;
         for sql in relinks
@@ -334,7 +342,7 @@ impl Stage {
         {
             apply(&mut tx, sql, &now, &plan).await?;
         }
-        if came_or_went {
+        if prepared.member_ids > 0 {
             member_ids_set = apply(&mut tx, APPLY_MEMBER_CONTACT_IDS, &now, &plan).await?;
         }
         for sql in APPLY {
@@ -464,6 +472,17 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
     for sql in PREPARE_MEMBERS_HISTORY.iter().chain(other_groups).copied() {
         sqlx::query(sql).execute(&mut *conn).await?;
     }
+    let came_or_went: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM temp.d_new) OR EXISTS (SELECT 1 FROM temp.d_gone)
+             OR EXISTS (SELECT 1 FROM temp.changed_contacts WHERE restored)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if came_or_went {
+        sqlx::query(PREPARE_MEMBER_CONTACT_IDS)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(sqlx::query_as::<_, Prepared>(
         "SELECT (SELECT count(*) FROM temp.d_new) AS inserted,
                 (SELECT count(*) FROM temp.changed_contacts) AS updated,
@@ -479,7 +498,8 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
                 (SELECT count(*) FROM temp.changed_groups gm CROSS JOIN temp.stage_members s
                  ON s.group_user_name = gm.new_name WHERE gm.fresh = 1)
                   AS fresh_member_rows,
-                (SELECT count(*) FROM temp.d_changes WHERE change = 'left') AS members_left",
+                (SELECT count(*) FROM temp.d_changes WHERE change = 'left') AS members_left,
+                (SELECT count(*) FROM temp.member_ids) AS member_ids",
     )
     .fetch_one(&mut *conn)
     .await?)
