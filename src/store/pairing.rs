@@ -18,14 +18,15 @@ use super::Error;
 /// The stored rows of the changed groups whose `contact_id` is from `?1`
 /// to `?2`, as one JSON array of (`contact_id`, [`Stored`]).
 const STORED: &str = "SELECT json_group_array(json_array(gm.contact_id, json_array(
-         m.rowid, coalesce(il.user_name, m.member_user_name), m.member_user_name, m.nick_name,
-         m.display_name, m.attr_status, gm.old_name != gm.new_name AND il.user_name IS NULL)))
+         m.rowid, coalesce(il.user_name, m.member_user_name), json_array(
+           m.member_user_name, m.nick_name, m.display_name, m.attr_status,
+           gm.old_name != gm.new_name AND il.user_name IS NULL))))
      FROM temp.changed_groups gm
      CROSS JOIN main.memberships m ON m.group_contact_id = gm.contact_id
      LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
      WHERE gm.fresh = 0 AND gm.contact_id BETWEEN ?1 AND ?2";
 
-/// Their new lists, as one JSON array of (`contact_id`, [`Staged`]).
+/// Their new lists, as one JSON array of (`contact_id`, [`Listed`]).
 const STAGED: &str = "SELECT json_group_array(json_array(gm.contact_id, json_array(
          s.member_user_name, s.nick_name, s.display_name, s.attr_status,
          gm.old_name != gm.new_name
@@ -46,16 +47,12 @@ const FLUSH_ROWS: usize = 4096;
 /// Rows to one INSERT statement (6 values each).
 const BATCH_ROWS: usize = 1024;
 
-/// A stored member row of a changed group (its text borrowed from the JSON
-/// it was read as, where it needs no unescaping).
+/// A member as one of a group's two lists shows them (its text borrowed
+/// from the JSON it was read as, where it needs no unescaping).
 #[derive(Deserialize)]
-struct Stored<'a> {
-    id: i64,
-    /// The name it pairs with: the one its contact was linked to, else its own.
+struct Listed<'a> {
     #[serde(borrow)]
-    pairs_as: Cow<'a, str>,
-    #[serde(borrow)]
-    member_user_name: Cow<'a, str>,
+    user_name: Cow<'a, str>,
     #[serde(borrow)]
     nick_name: Cow<'a, str>,
     #[serde(borrow)]
@@ -65,17 +62,25 @@ struct Stored<'a> {
     look: u8,
 }
 
-/// A member of a changed group's new list.
+impl Listed<'_> {
+    /// The nick name, or else the display name.
+    fn shows(&self, nick: bool) -> &str {
+        match nick {
+            true => &self.nick_name,
+            false => &self.display_name,
+        }
+    }
+}
+
+/// A stored member row of a changed group.
 #[derive(Deserialize)]
-struct Staged<'a> {
+struct Stored<'a> {
+    id: i64,
+    /// The name it pairs with: the one its contact was linked to, else its own.
     #[serde(borrow)]
-    member_user_name: Cow<'a, str>,
+    pairs_as: Cow<'a, str>,
     #[serde(borrow)]
-    nick_name: Cow<'a, str>,
-    #[serde(borrow)]
-    display_name: Cow<'a, str>,
-    attr_status: i64,
-    look: u8,
+    row: Listed<'a>,
 }
 
 /// What [`pair`] decided for one group, by index into its two lists.
@@ -104,7 +109,7 @@ struct Pairing {
 ///    the rows still unpaired on both sides.
 ///
 /// What is left is removed (stored) or added (new).
-fn pair(stored: &[Stored], staged: &[Staged], renamed: bool) -> Pairing {
+fn pair(stored: &[Stored], staged: &[Listed], renamed: bool) -> Pairing {
     let mut free = Free {
         stored: vec![true; stored.len()],
         staged: vec![true; staged.len()],
@@ -113,15 +118,15 @@ fn pair(stored: &[Stored], staged: &[Staged], renamed: bool) -> Pairing {
 
     let by_name: HashMap<&str, usize> = (0..)
         .zip(staged)
-        .map(|(n, s)| (s.member_user_name.as_ref(), n))
+        .map(|(n, s)| (s.user_name.as_ref(), n))
         .collect();
     for (o, row) in stored.iter().enumerate() {
         if let Some(&n) = by_name.get(row.pairs_as.as_ref())
             && free.staged[n]
         {
-            let s = &staged[n];
+            let (row, s) = (&row.row, &staged[n]);
             let same = !renamed
-                && row.member_user_name == s.member_user_name
+                && row.user_name == s.user_name
                 && row.nick_name == s.nick_name
                 && row.display_name == s.display_name
                 && row.attr_status == s.attr_status;
@@ -130,7 +135,10 @@ fn pair(stored: &[Stored], staged: &[Staged], renamed: bool) -> Pairing {
     }
 
     // 2: k alike on each side, in name order.
-    let olds = looking(stored, &free.stored, |o| (&o.nick_name, &o.display_name));
+    let old_rows = || stored.iter().map(|o| &o.row);
+    let olds = looking(old_rows(), &free.stored, |o| {
+        (&o.nick_name, &o.display_name)
+    });
     let news = looking(staged, &free.staged, |n| (&n.nick_name, &n.display_name));
     let mut alike: Vec<_> = olds.into_iter().collect();
     alike.sort_unstable();
@@ -139,8 +147,8 @@ fn pair(stored: &[Stored], staged: &[Staged], renamed: bool) -> Pairing {
             continue;
         };
         let mut news = news.clone();
-        olds.sort_by_key(|&o| &stored[o].member_user_name);
-        news.sort_by_key(|&n| &staged[n].member_user_name);
+        olds.sort_by_key(|&o| &stored[o].row.user_name);
+        news.sort_by_key(|&n| &staged[n].user_name);
         for (o, n) in olds.into_iter().zip(news) {
             free.take(o, n, false);
         }
@@ -148,7 +156,7 @@ fn pair(stored: &[Stored], staged: &[Staged], renamed: bool) -> Pairing {
 
     // 3: one value unique on both sides.
     for by_nick in [true, false] {
-        let olds = looking(stored, &free.stored, |o| o.shows(by_nick));
+        let olds = looking(old_rows(), &free.stored, |o| o.shows(by_nick));
         let news = looking(staged, &free.staged, |n| n.shows(by_nick));
         let mut unique: Vec<(usize, usize)> = olds
             .iter()
@@ -191,55 +199,16 @@ impl Free {
     }
 }
 
-/// A member row as the pairing by looks sees it.
-trait Looks {
-    fn looks(&self) -> bool;
-    fn nick_name(&self) -> &str;
-    fn display_name(&self) -> &str;
-
-    /// The nick name, or else the display name.
-    fn shows(&self, nick: bool) -> &str {
-        match nick {
-            true => self.nick_name(),
-            false => self.display_name(),
-        }
-    }
-}
-
-impl Looks for Stored<'_> {
-    fn looks(&self) -> bool {
-        self.look == 1
-    }
-    fn nick_name(&self) -> &str {
-        &self.nick_name
-    }
-    fn display_name(&self) -> &str {
-        &self.display_name
-    }
-}
-
-impl Looks for Staged<'_> {
-    fn looks(&self) -> bool {
-        self.look == 1
-    }
-    fn nick_name(&self) -> &str {
-        &self.nick_name
-    }
-    fn display_name(&self) -> &str {
-        &self.display_name
-    }
-}
-
 /// The rows of one side still `free` that look, by `key`, each list in row
 /// order.
-fn looking<'a, R: Looks, K: Eq + Hash>(
-    rows: &'a [R],
+fn looking<'a, K: Eq + Hash>(
+    rows: impl IntoIterator<Item = &'a Listed<'a>>,
     free: &[bool],
-    key: impl Fn(&'a R) -> K,
+    key: impl Fn(&'a Listed<'a>) -> K,
 ) -> HashMap<K, Vec<usize>> {
     let mut out: HashMap<K, Vec<usize>> = HashMap::new();
-    for (i, row) in rows.iter().enumerate() {
-        if free[i] && row.looks() {
+    for (i, row) in rows.into_iter().enumerate() {
+        if free[i] && row.look == 1 {
             out.entry(key(row)).or_default().push(i);
         }
     }
@@ -259,11 +228,11 @@ struct Decided {
 type NewRow = (String, String, String, String, i64);
 
 impl Decided {
-    fn push(&mut self, group: &str, stored: &[Stored], staged: &[Staged], pairing: Pairing) {
-        let row = |s: &Staged| {
+    fn push(&mut self, group: &str, stored: &[Stored], staged: &[Listed], pairing: Pairing) {
+        let row = |s: &Listed| {
             (
                 group.to_owned(),
-                s.member_user_name.as_ref().to_owned(),
+                s.user_name.as_ref().to_owned(),
                 s.nick_name.as_ref().to_owned(),
                 s.display_name.as_ref().to_owned(),
                 s.attr_status,
@@ -361,7 +330,7 @@ pub(super) async fn pair_members(conn: &mut SqliteConnection) -> Result<(), Erro
             read(conn, STAGED, range).await?,
         );
         let mut stored: HashMap<i64, Vec<Stored>> = by_group(&stored)?;
-        let mut staged: HashMap<i64, Vec<Staged>> = by_group(&staged)?;
+        let mut staged: HashMap<i64, Vec<Listed>> = by_group(&staged)?;
         for (contact_id, old_name, new_name) in batch {
             let stored = stored.remove(contact_id).unwrap_or_default();
             let staged = staged.remove(contact_id).unwrap_or_default();
@@ -406,17 +375,13 @@ mod tests {
         Stored {
             id,
             pairs_as: pairs_as.to_owned().into(),
-            member_user_name: name.to_owned().into(),
-            nick_name: nick.to_owned().into(),
-            display_name: display.to_owned().into(),
-            attr_status: 0,
-            look: u8::from(name == pairs_as),
+            row: staged(name, nick, display, name == pairs_as),
         }
     }
 
-    fn staged(name: &str, nick: &str, display: &str, look: bool) -> Staged<'static> {
-        Staged {
-            member_user_name: name.to_owned().into(),
+    fn staged(name: &str, nick: &str, display: &str, look: bool) -> Listed<'static> {
+        Listed {
+            user_name: name.to_owned().into(),
             nick_name: nick.to_owned().into(),
             display_name: display.to_owned().into(),
             attr_status: 0,
@@ -434,7 +399,7 @@ mod tests {
             stored(3, "@c", "@c", "Cat", ""),
         ];
         for row in &mut old {
-            row.look = 0;
+            row.row.look = 0;
         }
         let new = vec![
             staged("@a", "Ann", "", false),
@@ -459,7 +424,7 @@ mod tests {
     #[test]
     fn after_a_new_login_strangers_pair_by_how_they_look() {
         let mut linked = stored(1, "@old-friend", "@new-friend", "Friend", "");
-        linked.look = 0;
+        linked.row.look = 0;
         let old = vec![
             linked,
             stored(2, "@x2", "@x2", "Lee", "Lee"),
@@ -499,7 +464,7 @@ mod tests {
     #[test]
     fn a_kept_name_in_a_renamed_group_is_rewritten() {
         let mut kept = stored(1, "weixin", "weixin", "WeChat", "");
-        kept.look = 0;
+        kept.row.look = 0;
         let new = vec![staged("weixin", "WeChat", "", false)];
         let pairing = pair(&[kept], &new, true);
         assert_eq!(pairing.pairs, vec![(0, 0, false)]);

@@ -460,8 +460,8 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
     if changed_groups && !relinked {
         // Room for the changed groups' stored members read below, so the
         // write under the lock finds them in memory. Not after a re-link:
-        // its prepare sorts every member row, and SQLite's sorters take
-        // the page cache's size as their own budget each.
+        // it reads and rewrites every member row, so the cache would fill
+        // up to its size and add that much to the re-link's peak.
         sqlx::query(MEMBERS_CACHE).execute(&mut *conn).await?;
     }
     pairing::pair_members(&mut *conn).await?;
