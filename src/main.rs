@@ -4,9 +4,19 @@ use clap::Parser;
 use wxsync::cli::Cli;
 use wxsync::telemetry::{self, LogOutput};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime's threads exist: they take the allocator's arenas.
     wxsync::memory::return_big_buffers();
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("wxsync: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     wxsync::commands::exit_quietly_when_stdout_closes();
     let cli = Cli::parse();
     let output = telemetry::init();

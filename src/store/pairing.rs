@@ -6,40 +6,38 @@
 //! `members_to_remove`, `members_to_write`. Only one group's rows are held at a time.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use sqlx::query_builder::Separated;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
+
+use tokio::task::JoinHandle;
 
 use super::Error;
+use super::stage::Reader;
 
-/// The stored rows of the changed groups whose `contact_id` is from `?1`
-/// to `?2`, as one JSON array of (`contact_id`, [`Stored`]).
-const STORED: &str = "SELECT json_group_array(json_array(gm.contact_id, json_array(
-         m.rowid, coalesce(il.user_name, m.member_user_name), json_array(
-           m.member_user_name, m.nick_name, m.display_name, m.attr_status,
-           gm.old_name != gm.new_name AND il.user_name IS NULL))))
-     FROM temp.changed_groups gm
-     CROSS JOIN main.memberships m ON m.group_contact_id = gm.contact_id
-     LEFT JOIN temp.ident il ON il.old_user_name = m.member_user_name
-     WHERE gm.fresh = 0 AND gm.contact_id BETWEEN ?1 AND ?2";
+/// The stored rows of the groups in `?1` (a JSON array of `contact_id`s),
+/// as one JSON array of (`group_contact_id`, [`Stored`]). It reads `main`
+/// alone, so a [`Reader`] can run it beside the stage's connection.
+const STORED: &str = "SELECT json_group_array(json_array(m.group_contact_id, json_array(
+         m.rowid, json_array(m.member_user_name, m.nick_name, m.display_name, m.attr_status))))
+     FROM main.memberships m
+     WHERE m.group_contact_id IN (SELECT value FROM json_each(?1))";
 
-/// Their new lists, as one JSON array of (`contact_id`, [`Listed`]).
+/// The new lists of the changed groups whose `contact_id` is from `?1` to
+/// `?2`, as one JSON array of (`contact_id`, [`Listed`]).
 const STAGED: &str = "SELECT json_group_array(json_array(gm.contact_id, json_array(
-         s.member_user_name, s.nick_name, s.display_name, s.attr_status,
-         gm.old_name != gm.new_name
-           AND NOT EXISTS (SELECT 1 FROM temp.ident i
-                           WHERE i.user_name = s.member_user_name
-                             AND i.old_user_name IS NOT NULL))))
+         s.member_user_name, s.nick_name, s.display_name, s.attr_status)))
      FROM temp.changed_groups gm
      CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
      WHERE gm.fresh = 0 AND gm.contact_id BETWEEN ?1 AND ?2";
 
 /// Groups read at a time: at most 500 members each, so a few thousand rows
 /// a side, and few statements.
-const GROUPS_AT_ONCE: usize = 16;
+const GROUPS_AT_ONCE: usize = 8;
 
 /// Decided rows held before they are written to the TEMP tables.
 const FLUSH_ROWS: usize = 4096;
@@ -58,8 +56,9 @@ struct Listed<'a> {
     #[serde(borrow)]
     display_name: Cow<'a, str>,
     attr_status: i64,
-    /// 1: may be paired by what the group shows of the member (see [`pair`]).
-    look: u8,
+    /// May be paired by what the group shows of the member (see [`pair`]).
+    #[serde(skip)]
+    look: bool,
 }
 
 impl Listed<'_> {
@@ -76,11 +75,11 @@ impl Listed<'_> {
 #[derive(Deserialize)]
 struct Stored<'a> {
     id: i64,
-    /// The name it pairs with: the one its contact was linked to, else its own.
-    #[serde(borrow)]
-    pairs_as: Cow<'a, str>,
     #[serde(borrow)]
     row: Listed<'a>,
+    /// The name it pairs with: the one its contact was linked to, else its own.
+    #[serde(skip)]
+    pairs_as: Cow<'a, str>,
 }
 
 /// What [`pair`] decided for one group, by index into its two lists.
@@ -208,7 +207,7 @@ fn looking<'a, K: Eq + Hash>(
 ) -> HashMap<K, Vec<usize>> {
     let mut out: HashMap<K, Vec<usize>> = HashMap::new();
     for (i, row) in rows.into_iter().enumerate() {
-        if free[i] && row.look == 1 {
+        if free[i] && row.look {
             out.entry(key(row)).or_default().push(i);
         }
     }
@@ -247,6 +246,12 @@ impl Decided {
             .extend(pairing.removed.into_iter().map(|o| stored[o].id));
         self.added
             .extend(pairing.added.into_iter().map(|n| row(&staged[n])));
+    }
+
+    fn append(&mut self, mut other: Decided) {
+        self.rewrite.append(&mut other.rewrite);
+        self.removed.append(&mut other.removed);
+        self.added.append(&mut other.added);
     }
 
     fn len(&self) -> usize {
@@ -313,48 +318,118 @@ async fn insert<T>(
     Ok(())
 }
 
+/// A changed group with stored rows: `contact_id`, old name, new name.
+type Changed = (i64, String, String);
+
+/// The contacts a re-link linked: new name by the previous login's name.
+/// Their member rows pair by the new name, and never by how they look.
+#[derive(Default)]
+struct Links {
+    new_name: HashMap<String, String>,
+    linked: HashSet<String>,
+}
+
 /// Pairs the member rows of every changed group that has stored rows
-/// ([`pair`]), into the TEMP tables named in the module docs.
-pub(super) async fn pair_members(conn: &mut SqliteConnection) -> Result<(), Error> {
-    let groups: Vec<(i64, String, String)> = sqlx::query_as(
+/// ([`pair`]), into the TEMP tables named in the module docs. The groups go
+/// in batches, in a pipeline over three threads: while one batch is paired
+/// on a blocking thread, the next one's stored rows are read by `reader`
+/// and its new lists by the stage's connection, which then writes what the
+/// batch before decided.
+pub(super) async fn pair_members(
+    conn: &mut SqliteConnection,
+    reader: &Reader,
+) -> Result<(), Error> {
+    let groups: Vec<Changed> = sqlx::query_as(
         "SELECT contact_id, old_name, new_name FROM temp.changed_groups WHERE fresh = 0
          ORDER BY contact_id",
     )
     .fetch_all(&mut *conn)
     .await?;
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let pairs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT old_user_name, user_name FROM temp.ident WHERE old_user_name IS NOT NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let links = Arc::new(Links {
+        linked: pairs.iter().map(|(_, new)| new.clone()).collect(),
+        new_name: pairs.into_iter().collect(),
+    });
+    let mut reader = reader.open().await?;
     let mut decided = Decided::default();
-    for batch in groups.chunks(GROUPS_AT_ONCE) {
-        let range = (batch[0].0, batch[batch.len() - 1].0);
-        let (stored, staged) = (
-            read(conn, STORED, range).await?,
-            read(conn, STAGED, range).await?,
-        );
-        let mut stored: HashMap<i64, Vec<Stored>> = by_group(&stored)?;
-        let mut staged: HashMap<i64, Vec<Listed>> = by_group(&staged)?;
-        for (contact_id, old_name, new_name) in batch {
-            let stored = stored.remove(contact_id).unwrap_or_default();
-            let staged = staged.remove(contact_id).unwrap_or_default();
-            let pairing = pair(&stored, &staged, old_name != new_name);
-            decided.push(new_name, &stored, &staged, pairing);
+    let mut pairing: Option<JoinHandle<Result<Decided, Error>>> = None;
+    let mut batches = groups.chunks(GROUPS_AT_ONCE);
+    loop {
+        let next = match batches.next() {
+            Some(batch) => Some((read(conn, &mut reader, batch).await?, batch.to_vec())),
+            None => None,
+        };
+        if let Some(paired) = pairing.take() {
+            decided.append(joined(paired.await)?);
         }
+        let Some(((stored, staged), batch)) = next else {
+            break;
+        };
+        let links = Arc::clone(&links);
+        pairing = Some(tokio::task::spawn_blocking(move || {
+            decide(&stored, &staged, &batch, &links)
+        }));
         if decided.len() >= FLUSH_ROWS {
             decided.flush(conn, false).await?;
         }
     }
+    reader.close().await?;
     decided.flush(conn, true).await
 }
 
-/// What `sql` gives for the groups in `range`: one JSON text.
+/// A blocking task's result; its panic goes on where it is awaited.
+fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
+    result.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Reads a batch of groups: their stored rows (by `reader`) and their new
+/// lists (by `conn`) at once, each as one JSON text.
 async fn read(
     conn: &mut SqliteConnection,
-    sql: &'static str,
-    range: (i64, i64),
-) -> Result<String, Error> {
-    Ok(sqlx::query_scalar(sql)
-        .bind(range.0)
-        .bind(range.1)
-        .fetch_one(&mut *conn)
-        .await?)
+    reader: &mut SqliteConnection,
+    batch: &[Changed],
+) -> Result<(String, String), Error> {
+    let ids: Vec<i64> = batch.iter().map(|g| g.0).collect();
+    let ids = serde_json::to_string(&ids).map_err(Error::Encode)?;
+    let stored = sqlx::query_scalar(STORED).bind(ids).fetch_one(reader);
+    let staged = sqlx::query_scalar(STAGED)
+        .bind(batch[0].0)
+        .bind(batch[batch.len() - 1].0)
+        .fetch_one(conn);
+    Ok(tokio::try_join!(stored, staged)?)
+}
+
+/// Pairs a batch of groups from what [`read`] read.
+fn decide(stored: &str, staged: &str, batch: &[Changed], links: &Links) -> Result<Decided, Error> {
+    let mut stored: HashMap<i64, Vec<Stored>> = by_group(stored)?;
+    let mut staged: HashMap<i64, Vec<Listed>> = by_group(staged)?;
+    let mut decided = Decided::default();
+    for (contact_id, old_name, new_name) in batch {
+        let renamed = old_name != new_name;
+        let mut stored = stored.remove(contact_id).unwrap_or_default();
+        for s in &mut stored {
+            let linked = links.new_name.get(s.row.user_name.as_ref());
+            s.row.look = renamed && linked.is_none();
+            s.pairs_as = match linked {
+                Some(new) => Cow::Borrowed(new),
+                None => s.row.user_name.clone(),
+            };
+        }
+        let mut staged = staged.remove(contact_id).unwrap_or_default();
+        for s in &mut staged {
+            s.look = renamed && !links.linked.contains(s.user_name.as_ref());
+        }
+        let pairing = pair(&stored, &staged, renamed);
+        decided.push(new_name, &stored, &staged, pairing);
+    }
+    Ok(decided)
 }
 
 /// The rows of a [`read`] text, by group.
@@ -385,7 +460,7 @@ mod tests {
             nick_name: nick.to_owned().into(),
             display_name: display.to_owned().into(),
             attr_status: 0,
-            look: u8::from(look),
+            look,
         }
     }
 
@@ -399,7 +474,7 @@ mod tests {
             stored(3, "@c", "@c", "Cat", ""),
         ];
         for row in &mut old {
-            row.row.look = 0;
+            row.row.look = false;
         }
         let new = vec![
             staged("@a", "Ann", "", false),
@@ -424,7 +499,7 @@ mod tests {
     #[test]
     fn after_a_new_login_strangers_pair_by_how_they_look() {
         let mut linked = stored(1, "@old-friend", "@new-friend", "Friend", "");
-        linked.row.look = 0;
+        linked.row.look = false;
         let old = vec![
             linked,
             stored(2, "@x2", "@x2", "Lee", "Lee"),
@@ -464,7 +539,7 @@ mod tests {
     #[test]
     fn a_kept_name_in_a_renamed_group_is_rewritten() {
         let mut kept = stored(1, "weixin", "weixin", "WeChat", "");
-        kept.row.look = 0;
+        kept.row.look = false;
         let new = vec![staged("weixin", "WeChat", "", false)];
         let pairing = pair(&[kept], &new, true);
         assert_eq!(pairing.pairs, vec![(0, 0, false)]);

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use futures_util::TryStreamExt;
 use serde::Deserialize;
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::{Connection, FromRow, SqliteConnection};
 
 use super::stage::Stage;
 use super::{Error, columns};
@@ -267,22 +267,26 @@ impl Stage {
         }
         let mut new = Rows::read(conn, NEW_ROWS.as_str(), None).await?;
 
-        let mut old_lists = lists(
-            conn,
-            Side::Cache,
-            &mut old.people,
-            &old.people_names,
-            &old.group_names,
-        )
-        .await?;
-        let mut new_lists = lists(
-            conn,
-            Side::Stage,
-            &mut new.people,
-            &new.people_names,
-            &new.group_names,
-        )
-        .await?;
+        // The cache's side is read on a connection of its own while the
+        // stage's connection reads the new side: two SQLite threads.
+        let mut reader = self.reader.open().await?;
+        let (mut old_lists, mut new_lists) = tokio::try_join!(
+            lists(
+                &mut reader,
+                Side::Cache,
+                &mut old.people,
+                &old.people_names,
+                &old.group_names,
+            ),
+            lists(
+                conn,
+                Side::Stage,
+                &mut new.people,
+                &new.people_names,
+                &new.group_names,
+            ),
+        )?;
+        reader.close().await?;
         // The previous login's user names have served: its links are
         // recorded by `contact_id`.
         for n in old.people_names.iter_mut().chain(&mut old.group_names) {

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use serde::ser::{Serialize, SerializeMap, SerializeTuple, Serializer};
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{Error, Store, columns};
@@ -132,6 +133,7 @@ pub struct Stage {
     pub(super) conn: SqliteConnection,
     /// The store's pool, for bookkeeping written after the commit.
     pub(super) pool: SqlitePool,
+    pub(super) reader: Reader,
     /// Digests of the cache's live contacts by [`name_key`], read by
     /// [`Stage::load_digests`]; a contact staged with the same digest stages
     /// only its name.
@@ -165,11 +167,29 @@ impl Store {
         Ok(Stage {
             conn,
             pool: self.pool.clone(),
+            reader: Reader(self.options.clone().pragma("cache_size", READER_CACHE)),
             stored: HashMap::new(),
             staged: HashMap::new(),
             digests: None,
             groups: HashMap::new(),
         })
+    }
+}
+
+/// A reader's page cache, in KiB (negative): it scans, and reads each
+/// page once, so SQLite's 2 MB default would only add to the peak.
+const READER_CACHE: &str = "-256";
+
+/// Opens second connections to the cache, for reading `main` tables on
+/// another SQLite thread while the stage's connection works; they see none
+/// of the stage's TEMP tables. What one reads during the prepare is outside
+/// its snapshot: a commit by anyone else in between changes `data_version`,
+/// and the write prepares again under the lock.
+pub(super) struct Reader(SqliteConnectOptions);
+
+impl Reader {
+    pub(super) async fn open(&self) -> Result<SqliteConnection, Error> {
+        Ok(self.0.connect().await?)
     }
 }
 

@@ -13,7 +13,7 @@ use sqlx::{Connection, SqliteConnection};
 
 use super::guard::{guard, record_held};
 use super::plan::{FullSync, Plan};
-use super::stage::Stage;
+use super::stage::{Reader, Stage};
 use super::{ApplyCounts, Error, now};
 use super::{columns, pairing};
 
@@ -293,7 +293,7 @@ impl Stage {
         let conn = &mut self.conn;
         let version = data_version(conn).await?;
         let mut snapshot = conn.begin().await?;
-        let mut prepared = prepare(&mut snapshot, &plan).await?;
+        let mut prepared = prepare(&mut snapshot, &self.reader, &plan).await?;
         snapshot.commit().await?;
         let held = match &plan.full {
             Some(full) => guard(conn, full, prepared.deleted, prepared.members_lost()).await?,
@@ -309,7 +309,7 @@ impl Stage {
         if data_version(&mut tx).await? != version {
             // Someone committed since the snapshot: prepare again, now
             // that nobody else can.
-            prepared = prepare(&mut tx, &plan).await?;
+            prepared = prepare(&mut tx, &self.reader, &plan).await?;
             if let Some(full) = &plan.full
                 && let Some(held) =
                     guard(&mut tx, full, prepared.deleted, prepared.members_lost()).await?
@@ -419,7 +419,11 @@ async fn data_version(conn: &mut SqliteConnection) -> Result<i64, Error> {
         .await?)
 }
 
-async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepared, Error> {
+async fn prepare(
+    conn: &mut SqliteConnection,
+    reader: &Reader,
+    plan: &Plan<'_>,
+) -> Result<Prepared, Error> {
     let fetch_started = plan.full.as_ref().map(|f| f.fetch_started);
     for sql in PREPARE_IDENTITY {
         sqlx::query(*sql).execute(&mut *conn).await?;
@@ -464,7 +468,7 @@ async fn prepare(conn: &mut SqliteConnection, plan: &Plan<'_>) -> Result<Prepare
         // up to its size and add that much to the re-link's peak.
         sqlx::query(MEMBERS_CACHE).execute(&mut *conn).await?;
     }
-    pairing::pair_members(&mut *conn).await?;
+    pairing::pair_members(&mut *conn, reader).await?;
     let other_groups = match relinked {
         true => &[PREPARE_MEMBERS_OTHER_GROUPS][..],
         false => &[],
