@@ -217,8 +217,9 @@ fn looking<'a, K: Eq + Hash>(
 /// Decided rows not yet written.
 #[derive(Default)]
 struct Decided {
-    /// Stored rows to rewrite: rowid and the row as it becomes.
-    rewrite: Vec<(i64, NewRow)>,
+    /// Stored rows to rewrite: rowid, the row as it becomes and the
+    /// `contact_id` its member has after the write.
+    rewrite: Vec<(i64, NewRow, Option<i64>)>,
     removed: Vec<i64>,
     added: Vec<NewRow>,
 }
@@ -227,7 +228,13 @@ struct Decided {
 type NewRow = (String, String, String, String, i64);
 
 impl Decided {
-    fn push(&mut self, group: &str, stored: &[Stored], staged: &[Listed], pairing: Pairing) {
+    fn push(
+        &mut self,
+        group: &str,
+        (stored, staged): (&[Stored], &[Listed]),
+        pairing: Pairing,
+        live: &HashMap<String, i64>,
+    ) {
         let row = |s: &Listed| {
             (
                 group.to_owned(),
@@ -239,7 +246,9 @@ impl Decided {
         };
         for (o, n, same) in pairing.pairs {
             if !same {
-                self.rewrite.push((stored[o].id, row(&staged[n])));
+                let contact_id = live.get(staged[n].user_name.as_ref()).copied();
+                self.rewrite
+                    .push((stored[o].id, row(&staged[n]), contact_id));
             }
         }
         self.removed
@@ -260,13 +269,19 @@ impl Decided {
 
     /// Writes the rows in full batches; with `all`, the rest too.
     async fn flush(&mut self, conn: &mut SqliteConnection, all: bool) -> Result<(), Error> {
-        self.rewrite.sort_unstable_by_key(|(id, _)| *id);
-        let head =
-            "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status) ";
-        insert(conn, head, &mut self.rewrite, all, |mut b, (id, row)| {
-            b.push_bind(id);
-            push_row(b, row);
-        })
+        self.rewrite.sort_unstable_by_key(|(id, ..)| *id);
+        let head = "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status, contact_id) ";
+        insert(
+            conn,
+            head,
+            &mut self.rewrite,
+            all,
+            |mut b, (id, row, contact_id)| {
+                b.push_bind(id);
+                push_row(&mut b, row);
+                b.push_bind(contact_id);
+            },
+        )
         .await?;
         let head = "INSERT INTO temp.members_to_remove (id) ";
         insert(conn, head, &mut self.removed, all, |mut b, id| {
@@ -275,11 +290,14 @@ impl Decided {
         .await?;
         let head =
             "INSERT INTO temp.members_to_write (g, m, nick_name, display_name, attr_status) ";
-        insert(conn, head, &mut self.added, all, push_row).await
+        insert(conn, head, &mut self.added, all, |mut b, row| {
+            push_row(&mut b, row)
+        })
+        .await
     }
 }
 
-fn push_row(mut b: Separated<'_, Sqlite, &'static str>, row: NewRow) {
+fn push_row(b: &mut Separated<'_, Sqlite, &'static str>, row: NewRow) {
     let (g, m, nick, display, attr) = row;
     b.push_bind(g)
         .push_bind(m)
@@ -321,23 +339,26 @@ async fn insert<T>(
 /// A changed group with stored rows: `contact_id`, old name, new name.
 type Changed = (i64, String, String);
 
-/// The contacts a re-link linked: new name by the previous login's name.
-/// Their member rows pair by the new name, and never by how they look.
-#[derive(Default)]
-struct Links {
+/// What pairing needs of the contacts: the ones a re-link linked (new name
+/// by the previous login's name), whose member rows pair by the new name
+/// and never by how they look, and every contact live after the write.
+struct Contacts {
     new_name: HashMap<String, String>,
     linked: HashSet<String>,
+    /// `contact_id` by user name (`temp.live_contacts`).
+    live: HashMap<String, i64>,
 }
 
 /// Pairs the member rows of every changed group that has stored rows
 /// ([`pair`]), into the TEMP tables named in the module docs. The groups go
-/// in batches, in a pipeline over three threads: while one batch is paired
-/// on a blocking thread, the next one's stored rows are read by `reader`
-/// and its new lists by the stage's connection, which then writes what the
-/// batch before decided.
+/// in batches, in a pipeline: while one batch is paired on a blocking
+/// thread, the stage's connection reads the next one's new lists and writes
+/// what the batch before decided, and reads its stored rows too — unless a
+/// `reader` is given, which reads them at the same time on a connection of
+/// its own.
 pub(super) async fn pair_members(
     conn: &mut SqliteConnection,
-    reader: &Reader,
+    reader: Option<&Reader>,
 ) -> Result<(), Error> {
     let groups: Vec<Changed> = sqlx::query_as(
         "SELECT contact_id, old_name, new_name FROM temp.changed_groups WHERE fresh = 0
@@ -353,17 +374,24 @@ pub(super) async fn pair_members(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let links = Arc::new(Links {
+    let live = sqlx::query_as("SELECT user_name, contact_id FROM temp.live_contacts")
+        .fetch_all(&mut *conn)
+        .await?;
+    let contacts = Arc::new(Contacts {
         linked: pairs.iter().map(|(_, new)| new.clone()).collect(),
         new_name: pairs.into_iter().collect(),
+        live: live.into_iter().collect(),
     });
-    let mut reader = reader.open().await?;
+    let mut reader = match reader {
+        Some(reader) => Some(reader.open().await?),
+        None => None,
+    };
     let mut decided = Decided::default();
     let mut pairing: Option<JoinHandle<Result<Decided, Error>>> = None;
     let mut batches = groups.chunks(GROUPS_AT_ONCE);
     loop {
         let next = match batches.next() {
-            Some(batch) => Some((read(conn, &mut reader, batch).await?, batch.to_vec())),
+            Some(batch) => Some((read(conn, reader.as_mut(), batch).await?, batch.to_vec())),
             None => None,
         };
         if let Some(paired) = pairing.take() {
@@ -372,15 +400,17 @@ pub(super) async fn pair_members(
         let Some(((stored, staged), batch)) = next else {
             break;
         };
-        let links = Arc::clone(&links);
+        let contacts = Arc::clone(&contacts);
         pairing = Some(tokio::task::spawn_blocking(move || {
-            decide(&stored, &staged, &batch, &links)
+            decide(&stored, &staged, &batch, &contacts)
         }));
         if decided.len() >= FLUSH_ROWS {
             decided.flush(conn, false).await?;
         }
     }
-    reader.close().await?;
+    if let Some(reader) = reader {
+        reader.close().await?;
+    }
     decided.flush(conn, true).await
 }
 
@@ -389,25 +419,35 @@ fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
     result.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// Reads a batch of groups: their stored rows (by `reader`) and their new
-/// lists (by `conn`) at once, each as one JSON text.
+/// Reads a batch of groups: their stored rows (by `reader`, at the same
+/// time, if given) and their new lists (by `conn`), each as one JSON text.
 async fn read(
     conn: &mut SqliteConnection,
-    reader: &mut SqliteConnection,
+    reader: Option<&mut SqliteConnection>,
     batch: &[Changed],
 ) -> Result<(String, String), Error> {
     let ids: Vec<i64> = batch.iter().map(|g| g.0).collect();
     let ids = serde_json::to_string(&ids).map_err(Error::Encode)?;
-    let stored = sqlx::query_scalar(STORED).bind(ids).fetch_one(reader);
+    let stored = sqlx::query_scalar(STORED).bind(ids);
     let staged = sqlx::query_scalar(STAGED)
         .bind(batch[0].0)
-        .bind(batch[batch.len() - 1].0)
-        .fetch_one(conn);
-    Ok(tokio::try_join!(stored, staged)?)
+        .bind(batch[batch.len() - 1].0);
+    Ok(match reader {
+        Some(reader) => tokio::try_join!(stored.fetch_one(reader), staged.fetch_one(conn))?,
+        None => (
+            stored.fetch_one(&mut *conn).await?,
+            staged.fetch_one(conn).await?,
+        ),
+    })
 }
 
 /// Pairs a batch of groups from what [`read`] read.
-fn decide(stored: &str, staged: &str, batch: &[Changed], links: &Links) -> Result<Decided, Error> {
+fn decide(
+    stored: &str,
+    staged: &str,
+    batch: &[Changed],
+    contacts: &Contacts,
+) -> Result<Decided, Error> {
     let mut stored: HashMap<i64, Vec<Stored>> = by_group(stored)?;
     let mut staged: HashMap<i64, Vec<Listed>> = by_group(staged)?;
     let mut decided = Decided::default();
@@ -415,7 +455,7 @@ fn decide(stored: &str, staged: &str, batch: &[Changed], links: &Links) -> Resul
         let renamed = old_name != new_name;
         let mut stored = stored.remove(contact_id).unwrap_or_default();
         for s in &mut stored {
-            let linked = links.new_name.get(s.row.user_name.as_ref());
+            let linked = contacts.new_name.get(s.row.user_name.as_ref());
             s.row.look = renamed && linked.is_none();
             s.pairs_as = match linked {
                 Some(new) => Cow::Borrowed(new),
@@ -424,10 +464,10 @@ fn decide(stored: &str, staged: &str, batch: &[Changed], links: &Links) -> Resul
         }
         let mut staged = staged.remove(contact_id).unwrap_or_default();
         for s in &mut staged {
-            s.look = renamed && !links.linked.contains(s.user_name.as_ref());
+            s.look = renamed && !contacts.linked.contains(s.user_name.as_ref());
         }
         let pairing = pair(&stored, &staged, renamed);
-        decided.push(new_name, &stored, &staged, pairing);
+        decided.push(new_name, (&stored, &staged), pairing, &contacts.live);
     }
     Ok(decided)
 }

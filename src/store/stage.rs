@@ -101,11 +101,12 @@ const PREPARED: &[&str] = &[
     "CREATE TEMP TABLE members_to_remove (id INTEGER PRIMARY KEY)",
     // Each stored member row to rewrite in place: paired with a row of its
     // group's new list that differs from it (or, after a re-link, renamed
-    // where its group's list was not described): its rowid, and the row as
-    // it becomes.
+    // where its group's list was not described): its rowid, the row as it
+    // becomes and its member's `contact_id` after the write.
     "CREATE TEMP TABLE member_pairs (
         id INTEGER PRIMARY KEY, g TEXT NOT NULL, m TEXT NOT NULL,
-        nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL
+        nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
+        contact_id INTEGER
     )",
     // Member rows to add, whole (in `memberships` column order), so the
     // write under the lock is a plain ordered copy.
@@ -116,9 +117,10 @@ const PREPARED: &[&str] = &[
     // Stored member rows whose contact came or went, and the
     // `member_contact_id` each gets.
     "CREATE TEMP TABLE member_ids (id INTEGER PRIMARY KEY, contact_id INTEGER)",
-    // The live contacts once the write has applied them: the member rows
-    // written look their `member_contact_id` up here, a small table, rather
-    // than in `contacts`, whose rows carry `raw`.
+    // The live contacts as the write will leave them, worked out in the
+    // prepare: the member rows written take their `member_contact_id` from
+    // here, a small table, rather than from `contacts`, whose rows carry
+    // `raw`, and the rows rewritten in place carry it already.
     "CREATE TEMP TABLE live_contacts (
         user_name TEXT PRIMARY KEY NOT NULL, contact_id INTEGER NOT NULL
     ) WITHOUT ROWID",

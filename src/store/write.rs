@@ -102,13 +102,14 @@ const PREPARE_MEMBERS_OTHER_GROUPS: &str = "WITH RECURSIVE stored (g) AS (
          UNION ALL
          SELECT (SELECT min(group_contact_id) FROM main.memberships WHERE group_contact_id > g)
          FROM stored WHERE g IS NOT NULL)
-     INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status)
+     INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status, contact_id)
      SELECT m.rowid, coalesce(ig.user_name, m.group_user_name),
             coalesce(im.user_name, m.member_user_name), m.nick_name, m.display_name,
-            m.attr_status
+            m.attr_status, l.contact_id
      FROM stored CROSS JOIN main.memberships m ON m.group_contact_id = stored.g
      LEFT JOIN temp.ident ig ON ig.old_user_name = m.group_user_name
      LEFT JOIN temp.ident im ON im.old_user_name = m.member_user_name
+     LEFT JOIN temp.live_contacts l ON l.user_name = coalesce(im.user_name, m.member_user_name)
      WHERE stored.g IS NOT NULL
        AND stored.g NOT IN (SELECT contact_id FROM temp.changed_groups WHERE fresh = 0)
        AND stored.g NOT IN (SELECT contact_id FROM temp.d_gone WHERE is_group)
@@ -168,12 +169,24 @@ const APPLY_REMOVALS: &[&str] = &[
     "DELETE FROM main.memberships WHERE rowid IN (SELECT id FROM temp.members_to_remove)",
 ];
 
-/// Once the contacts are written, and only when member rows are to be
-/// written or set: who is a live contact now.
-const APPLY_LIVE_CONTACTS: &[&str] = &[
+/// When member rows may be written: who will be a live contact once the
+/// write has applied the contacts, by the name they will have — a contact
+/// this write describes unless it stays deleted (neither new nor changed:
+/// another source deleted it meanwhile), and every other live contact it
+/// does not mark deleted.
+const PREPARE_LIVE_CONTACTS: &[&str] = &[
     "DELETE FROM temp.live_contacts",
     "INSERT INTO temp.live_contacts
-     SELECT user_name, contact_id FROM main.contacts WHERE deleted_at IS NULL",
+     SELECT i.user_name, i.contact_id FROM temp.ident i
+     WHERE i.fresh = 1
+        OR i.contact_id IN (SELECT contact_id FROM temp.changed_contacts)
+        OR EXISTS (SELECT 1 FROM main.contacts c
+                   WHERE c.contact_id = i.contact_id AND c.deleted_at IS NULL)
+     UNION ALL
+     SELECT c.user_name, c.contact_id FROM main.contacts c
+     WHERE c.deleted_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM temp.ident i WHERE i.contact_id = c.contact_id)
+       AND c.contact_id NOT IN (SELECT contact_id FROM temp.d_gone)",
 ];
 
 /// When contacts were added, marked deleted or restored: the stored member
@@ -202,14 +215,13 @@ const APPLY_MEMBER_CONTACT_IDS: &str =
 const APPLY: &[&str] = &[
     // The paired rows that differ, rewritten in place, before the rows to
     // add: `member_pairs` is read in rowid order (the stored rows' order),
-    // and each row it names is sought, rewritten and looked up in
-    // `live_contacts` once. No key moves: a new login renames no rowid.
+    // and each row it names is sought and rewritten once. No key moves: a
+    // new login renames no rowid.
     "UPDATE main.memberships
      SET group_user_name = r.g, member_user_name = r.m, nick_name = r.nick_name,
          display_name = r.display_name, attr_status = r.attr_status,
          member_contact_id = r.contact_id
-     FROM (SELECT p.*, l.contact_id
-           FROM temp.member_pairs p LEFT JOIN temp.live_contacts l ON l.user_name = p.m) r
+     FROM temp.member_pairs r
      WHERE memberships.rowid = r.id",
     insert_members!(
         "SELECT d.g, d.m, d.nick_name, d.display_name, d.attr_status, l.contact_id, gm.contact_id
@@ -325,21 +337,8 @@ impl Stage {
             _ => APPLY_RELINKS,
         };
         let contacts = [columns::sql().insert.as_str(), &columns::sql().update];
-        let members_written = prepared.member_rows_added
-            + prepared.member_rows_rewritten
-            + prepared.fresh_member_rows
-            > 0;
-        let live = match members_written {
-            true => APPLY_LIVE_CONTACTS,
-            false => &[],
-        };
         let mut member_ids_set = 0;
-        for sql in relinks
-            .iter()
-            .chain(&contacts)
-            .chain(APPLY_REMOVALS)
-            .chain(live)
-        {
+        for sql in relinks.iter().chain(&contacts).chain(APPLY_REMOVALS) {
             apply(&mut tx, sql, &now, &plan).await?;
         }
         if prepared.member_ids > 0 {
@@ -457,10 +456,17 @@ async fn prepare(
         sqlx::query(sql).execute(&mut *conn).await?;
     }
     sqlx::query(PREPARE_REMOVED).execute(&mut *conn).await?;
-    let changed_groups: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM temp.changed_groups WHERE fresh = 0)")
-            .fetch_one(&mut *conn)
-            .await?;
+    let (any_groups, changed_groups): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM temp.changed_groups),
+                EXISTS (SELECT 1 FROM temp.changed_groups WHERE fresh = 0)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if any_groups || relinked {
+        for sql in PREPARE_LIVE_CONTACTS {
+            sqlx::query(*sql).execute(&mut *conn).await?;
+        }
+    }
     if changed_groups && !relinked {
         // Room for the changed groups' stored members read below, so the
         // write under the lock finds them in memory. Not after a re-link:
@@ -468,6 +474,13 @@ async fn prepare(
         // up to its size and add that much to the re-link's peak.
         sqlx::query(MEMBERS_CACHE).execute(&mut *conn).await?;
     }
+    // After a re-link every stored member row is read and rewritten: a
+    // second connection reads them beside the stage's. Otherwise the
+    // stage's reads them, and its page cache keeps them for the write.
+    let reader = match relinked {
+        true => Some(reader),
+        false => None,
+    };
     pairing::pair_members(&mut *conn, reader).await?;
     let other_groups = match relinked {
         true => &[PREPARE_MEMBERS_OTHER_GROUPS][..],
