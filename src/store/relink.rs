@@ -4,6 +4,7 @@
 //! stage's `links` and `candidates` tables for the commit (docs/storage.md,
 //! "Prepare").
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -11,7 +12,7 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 use sqlx::{Connection, FromRow, SqliteConnection};
 
-use super::stage::Stage;
+use super::stage::{Stage, name_key};
 use super::{Error, columns};
 use crate::contact::Kind;
 use crate::identity::{
@@ -66,11 +67,13 @@ struct Named {
 }
 
 impl Rows {
-    /// Reads `sql`'s rows (a [`Row`] each; `ids`, if given, binds `?1`).
+    /// Reads `sql`'s rows (a [`Row`] each; `ids`, if given, binds `?1`),
+    /// but those whose user name `skip` says to.
     async fn read(
         conn: &mut SqliteConnection,
         sql: &'static str,
         ids: Option<String>,
+        skip: impl Fn(&str) -> bool,
     ) -> Result<Rows, Error> {
         let mut out = Rows {
             people: Vec::new(),
@@ -84,6 +87,9 @@ impl Rows {
         }
         let mut rows = query.fetch(conn);
         while let Some(r) = rows.try_next().await? {
+            if skip(&r.user_name) {
+                continue;
+            }
             let named = Named {
                 contact_id: r.contact_id,
                 user_name: r.user_name.into_boxed_str(),
@@ -130,16 +136,15 @@ impl Rows {
     }
 }
 
-/// The previous login's live rows that this login did not list by name, and
-/// this login's staged rows the cache does not know by name. Each reads every
-/// contact column but `raw` (a [`Row`] takes what the matcher weighs).
-static OLD_ROWS: LazyLock<String> = LazyLock::new(|| {
+/// The cache's live rows (of which the previous login's are those this
+/// login did not list by name), and this login's staged rows the cache does
+/// not know by name. Each reads every contact column but `raw` (a [`Row`]
+/// takes what the matcher weighs).
+static LIVE_ROWS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT c.contact_id, {}, c.real_id
          FROM main.contacts c
          WHERE c.deleted_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM temp.stage_contacts s WHERE s.user_name = c.user_name)
-           AND NOT EXISTS (SELECT 1 FROM temp.stage_present p WHERE p.user_name = c.user_name)
          ORDER BY c.contact_id",
         columns::list("c", &["raw"])
     )
@@ -164,34 +169,10 @@ enum Side {
 }
 
 impl Side {
-    /// Every membership, in storage order a chunk at a time, after the last
-    /// row read (`?1` its rowid in the cache, `?2`, `?3` its key in the
-    /// stage; each side ignores the other's) and `?4` rows long: one pass
-    /// serves both the people's group cards and the groups' member keys,
-    /// and no more than a chunk of rows is ever held. A chunk comes as one
-    /// JSON array of [`Membership`]s: one value to hand over instead of
-    /// thousands of rows, which cost more than reading them.
-    fn members(self) -> &'static str {
-        match self {
-            Side::Cache => {
-                "SELECT json_group_array(json_array(rowid, group_user_name, member_user_name,
-                                                    nick_name, display_name))
-                 FROM (SELECT rowid, * FROM main.memberships WHERE rowid > ?1
-                       ORDER BY rowid LIMIT ?4)"
-            }
-            Side::Stage => {
-                "SELECT json_group_array(json_array(?1, group_user_name, member_user_name,
-                                                    nick_name, display_name))
-                 FROM (SELECT * FROM temp.stage_members
-                       WHERE (group_user_name, member_user_name) > (?2, ?3)
-                       ORDER BY group_user_name, member_user_name LIMIT ?4)"
-            }
-        }
-    }
-
-    /// The nick name of each group with members that has a row (one seek
-    /// per group, not one per member).
-    fn group_nicks(self) -> &'static str {
+    /// Each group with member rows, as a JSON value [`Side::members`]
+    /// takes (its `contact_id` in the cache, its name in the stage), its
+    /// user name and nick name; the cache's with one seek each.
+    fn groups(self) -> &'static str {
         match self {
             Side::Cache => {
                 "WITH RECURSIVE listed (g) AS (
@@ -200,30 +181,54 @@ impl Side {
                      SELECT (SELECT min(group_contact_id) FROM main.memberships
                              WHERE group_contact_id > g)
                      FROM listed WHERE g IS NOT NULL)
-                 SELECT c.user_name, c.nick_name
+                 SELECT json_quote(c.contact_id), c.user_name, c.nick_name
                  FROM listed CROSS JOIN main.contacts c ON c.contact_id = listed.g"
             }
             Side::Stage => {
-                "SELECT c.user_name, c.nick_name
+                "SELECT json_quote(c.user_name), c.user_name, c.nick_name
                  FROM temp.stage_groups g CROSS JOIN temp.stage_contacts c
-                   ON c.user_name = g.group_user_name"
+                   ON c.user_name = g.group_user_name
+                 WHERE g.staged = 1"
+            }
+        }
+    }
+
+    /// The member rows of the groups in `?1` (a JSON array of what
+    /// [`Side::groups`] gives) as one JSON array of [`Membership`]s: one
+    /// value to hand over instead of thousands of rows, which cost more
+    /// than reading them.
+    fn members(self) -> &'static str {
+        match self {
+            Side::Cache => {
+                "SELECT json_group_array(json_array(group_user_name, member_user_name,
+                                                    nick_name, display_name))
+                 FROM main.memberships
+                 WHERE group_contact_id IN (SELECT value FROM json_each(?1))"
+            }
+            Side::Stage => {
+                "SELECT json_group_array(json_array(group_user_name, member_user_name,
+                                                    nick_name, display_name))
+                 FROM temp.stage_members
+                 WHERE group_user_name IN (SELECT value FROM json_each(?1))"
             }
         }
     }
 }
 
-/// Membership rows read at a time.
-const MEMBER_CHUNK: i64 = 4096;
+/// Groups whose member rows are read at a time (at most 500 rows each).
+const GROUPS_AT_ONCE: usize = 8;
 
 /// One membership row as [`Side::members`] reads it.
 #[derive(Deserialize)]
-struct Membership {
-    /// The rowid in the cache; in the stage, the previous chunk's.
-    position: i64,
-    group_user_name: String,
-    member_user_name: String,
-    nick_name: String,
-    display_name: String,
+struct Membership<'a> {
+    #[serde(borrow)]
+    group_user_name: Cow<'a, str>,
+    #[serde(borrow)]
+    member_user_name: Cow<'a, str>,
+    #[serde(borrow)]
+    nick_name: Cow<'a, str>,
+    #[serde(borrow)]
+    display_name: Cow<'a, str>,
 }
 
 /// What the matcher needs of one side's group member lists beyond the
@@ -261,15 +266,27 @@ impl Stage {
         // the matcher's keys are read.
         crate::memory::give_back();
         let conn = &mut self.conn;
-        let mut old = Rows::read(conn, OLD_ROWS.as_str(), None).await?;
-        if old.is_empty() {
+        let cached: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM main.contacts WHERE deleted_at IS NULL)")
+                .fetch_one(&mut *conn)
+                .await?;
+        if !cached {
             return Ok(Relinked::default());
         }
-        let mut new = Rows::read(conn, NEW_ROWS.as_str(), None).await?;
-
         // The cache's side is read on a connection of its own while the
         // stage's connection reads the new side: two SQLite threads.
         let mut reader = self.reader.open().await?;
+        let staged = &self.staged;
+        let (mut old, mut new) = tokio::try_join!(
+            Rows::read(&mut reader, LIVE_ROWS.as_str(), None, |name| {
+                staged.contains_key(&name_key(name))
+            }),
+            Rows::read(conn, NEW_ROWS.as_str(), None, |_| false),
+        )?;
+        if old.is_empty() {
+            reader.close().await?;
+            return Ok(Relinked::default());
+        }
         let (mut old_lists, mut new_lists) = tokio::try_join!(
             lists(
                 &mut reader,
@@ -365,54 +382,47 @@ async fn lists<'n>(
             .collect()
     };
     let (person_at, group_at) = (index(people_names), index(groups));
-    let group_nicks: HashMap<String, String> = sqlx::query_as(side.group_nicks())
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
+    let listed: Vec<(String, String, String)> =
+        sqlx::query_as(side.groups()).fetch_all(&mut *conn).await?;
+    let group_nicks: HashMap<&str, &str> = listed
+        .iter()
+        .map(|(_, name, nick)| (name.as_str(), nick.as_str()))
+        .collect();
+    let batches: Vec<String> = listed
+        .chunks(GROUPS_AT_ONCE)
+        .map(|batch| {
+            let keys: Vec<&str> = batch.iter().map(|(key, ..)| key.as_str()).collect();
+            format!("[{}]", keys.join(","))
+        })
         .collect();
     let mut out = Lists {
         strangers: vec![Vec::new(); groups.len()],
         people: Vec::new(),
         people_keys: Vec::new(),
     };
-    let mut after = (0, String::new(), String::new());
-    loop {
-        let chunk: String = sqlx::query_scalar(side.members())
-            .bind(after.0)
-            .bind(&after.1)
-            .bind(&after.2)
-            .bind(MEMBER_CHUNK)
-            .fetch_one(&mut *conn)
-            .await?;
-        let chunk: Vec<Membership> = serde_json::from_str(&chunk).map_err(Error::Decode)?;
-        for m in &chunk {
-            let person = person_at.get(m.member_user_name.as_str()).copied();
-            if let (Some(p), Some(group_nick)) = (person, group_nicks.get(&m.group_user_name))
-                && !m.display_name.is_empty()
-            {
-                people[p as usize]
-                    .cards
-                    .push(card_key(group_nick, &m.display_name));
+    // Each batch's rows are taken in while the next batch is read: the
+    // read is sent to SQLite's thread before the rows are worked through.
+    let mut read: Option<String> = None;
+    for next in batches.iter().map(Some).chain([None]) {
+        let fetch = async {
+            match next {
+                Some(keys) => sqlx::query_scalar(side.members())
+                    .bind(keys)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map(Some),
+                None => Ok(None),
             }
-            if let Some(&group) = group_at.get(m.group_user_name.as_str()) {
-                let stranger = stranger_member_key(&m.nick_name, &m.display_name);
-                match person {
-                    Some(person) => {
-                        out.people.push(Seen { group, person });
-                        out.people_keys.push(stranger);
-                    }
-                    None => out.strangers[group as usize].push(stranger),
-                }
+        };
+        let take_in = async {
+            match read.take() {
+                Some(text) => add_rows(&text, people, &mut out, &person_at, &group_at, &group_nicks),
+                None => Ok(()),
             }
-        }
-        let full = chunk.len() as i64 == MEMBER_CHUNK;
-        let keys = chunk
-            .into_iter()
-            .map(|m| (m.position, m.group_user_name, m.member_user_name));
-        match keys.max() {
-            Some(key) if full => after = key,
-            _ => break,
-        }
+        };
+        let (fetched, taken) = tokio::join!(biased; fetch, take_in);
+        taken?;
+        read = fetched?;
     }
     for p in people {
         p.cards.sort_unstable();
@@ -424,6 +434,40 @@ async fn lists<'n>(
     out.people.shrink_to_fit();
     out.people_keys.shrink_to_fit();
     Ok(out)
+}
+
+/// Takes in one [`Side::members`] text: cards into `people`, member keys
+/// into `out`.
+fn add_rows(
+    text: &str,
+    people: &mut [Person],
+    out: &mut Lists,
+    person_at: &HashMap<&str, u32>,
+    group_at: &HashMap<&str, u32>,
+    group_nicks: &HashMap<&str, &str>,
+) -> Result<(), Error> {
+    let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
+    for m in &rows {
+        let person = person_at.get(m.member_user_name.as_ref()).copied();
+        if let (Some(p), Some(group_nick)) = (person, group_nicks.get(m.group_user_name.as_ref()))
+            && !m.display_name.is_empty()
+        {
+            people[p as usize]
+                .cards
+                .push(card_key(group_nick, &m.display_name));
+        }
+        if let Some(&group) = group_at.get(m.group_user_name.as_ref()) {
+            let stranger = stranger_member_key(&m.nick_name, &m.display_name);
+            match person {
+                Some(person) => {
+                    out.people.push(Seen { group, person });
+                    out.people_keys.push(stranger);
+                }
+                None => out.strangers[group as usize].push(stranger),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fills in the groups' member keys from their [`Lists`] (taking the
@@ -545,8 +589,8 @@ pub(super) async fn candidates(
     old_ids: &[i64],
 ) -> Result<Vec<Scored>, Error> {
     let ids = serde_json::to_string(old_ids).map_err(Error::Encode)?;
-    let mut old = Rows::read(conn, CACHED_ROWS.as_str(), Some(ids)).await?;
-    let mut new = Rows::read(conn, UNCLAIMED_ROWS.as_str(), None).await?;
+    let mut old = Rows::read(conn, CACHED_ROWS.as_str(), Some(ids), |_| false).await?;
+    let mut new = Rows::read(conn, UNCLAIMED_ROWS.as_str(), None, |_| false).await?;
     for rows in [&mut old, &mut new] {
         lists(conn, Side::Cache, &mut rows.people, &rows.people_names, &[]).await?;
     }
