@@ -266,10 +266,11 @@ impl Stage {
         // the matcher's keys are read.
         crate::memory::give_back();
         let conn = &mut self.conn;
-        let cached: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM main.contacts WHERE deleted_at IS NULL)")
-                .fetch_one(&mut *conn)
-                .await?;
+        let cached: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM main.contacts WHERE deleted_at IS NULL)",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         if !cached {
             return Ok(Relinked::default());
         }
@@ -416,7 +417,9 @@ async fn lists<'n>(
         };
         let take_in = async {
             match read.take() {
-                Some(text) => add_rows(&text, people, &mut out, &person_at, &group_at, &group_nicks),
+                Some(text) => {
+                    add_rows(&text, people, &mut out, &person_at, &group_at, &group_nicks)
+                }
                 None => Ok(()),
             }
         };
