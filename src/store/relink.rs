@@ -215,6 +215,11 @@ impl Side {
     }
 }
 
+/// The stage's page caches while the matcher reads, and after it (the
+/// stage's own sizes; see `stage.rs`).
+const MATCHER_CACHES: &str = "PRAGMA main.cache_size = -256; PRAGMA temp.cache_size = -256";
+const STAGE_CACHES: &str = "PRAGMA main.cache_size = -2000; PRAGMA temp.cache_size = -4096";
+
 /// Groups whose member rows are read at a time (at most 500 rows each).
 const GROUPS_AT_ONCE: usize = 8;
 
@@ -262,10 +267,12 @@ impl Stage {
     /// holds another login's names.
     pub async fn relink(&mut self) -> Result<Relinked, Error> {
         self.flush_groups().await?;
-        // What staging freed (every reply's body, decoded) goes back before
-        // the matcher's keys are read.
-        crate::memory::give_back();
         let conn = &mut self.conn;
+        // The matcher reads each table once, in order: the page caches
+        // staging filled are emptied, and given back with what staging
+        // freed (every reply's body, decoded) before its keys are read.
+        sqlx::query(MATCHER_CACHES).execute(&mut *conn).await?;
+        crate::memory::give_back();
         let cached: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM main.contacts WHERE deleted_at IS NULL)",
         )
@@ -356,6 +363,7 @@ impl Stage {
             result.linked += counts.linked;
             result.unlinked += counts.unlinked;
         }
+        sqlx::query(STAGE_CACHES).execute(&mut *conn).await?;
         tracing::info!(
             linked = result.linked,
             unlinked = result.unlinked,
