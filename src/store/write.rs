@@ -194,16 +194,43 @@ const PREPARE_LIVE_CONTACTS: &[&str] = &[
 /// the write (NULL once gone). Found in the prepare (`memberships` has no
 /// index by member, so this scans it, outside the lock), and only then —
 /// but for the rows the write rewrites, which take their value as they are
-/// rewritten, and the rows it removes, so no row is written twice.
-const PREPARE_MEMBER_CONTACT_IDS: &str = "INSERT INTO temp.member_ids (id, contact_id)
-     SELECT m.rowid, i.contact_id
-     FROM main.memberships m LEFT JOIN temp.ident i ON i.user_name = m.member_user_name
-     WHERE m.member_user_name IN (SELECT user_name FROM temp.d_new
-                                  UNION SELECT user_name FROM temp.d_gone
-                                  UNION SELECT user_name FROM temp.changed_contacts WHERE restored)
-       AND NOT EXISTS (SELECT 1 FROM temp.member_pairs p WHERE p.id = m.rowid)
-       AND NOT EXISTS (SELECT 1 FROM temp.members_to_remove r WHERE r.id = m.rowid)
-       AND m.group_contact_id NOT IN (SELECT contact_id FROM temp.d_gone WHERE is_group)";
+/// rewritten, and the rows it removes, so no row is written twice. `$rows`
+/// are the member rows `m` to look through.
+macro_rules! member_ids {
+    ($rows:literal) => {
+        concat!(
+            "INSERT INTO temp.member_ids (id, contact_id)
+             SELECT m.rowid, i.contact_id
+             FROM ",
+            $rows,
+            " LEFT JOIN temp.ident i ON i.user_name = m.member_user_name
+             WHERE m.member_user_name IN (SELECT user_name FROM temp.d_new
+                                          UNION SELECT user_name FROM temp.d_gone
+                                          UNION SELECT user_name FROM temp.changed_contacts
+                                                WHERE restored)
+               AND NOT EXISTS (SELECT 1 FROM temp.member_pairs p WHERE p.id = m.rowid)
+               AND NOT EXISTS (SELECT 1 FROM temp.members_to_remove r WHERE r.id = m.rowid)
+               AND m.group_contact_id NOT IN (SELECT contact_id FROM temp.d_gone WHERE is_group)"
+        )
+    };
+}
+const PREPARE_MEMBER_CONTACT_IDS: &str = member_ids!("main.memberships m");
+
+/// The same after a re-link, which rewrites or removes every row of a
+/// renamed group it paired: only the other groups' rows are looked
+/// through, found by group (one seek each).
+const PREPARE_MEMBER_CONTACT_IDS_RELINKED: &str = concat!(
+    "WITH RECURSIVE stored (g) AS (
+         SELECT min(group_contact_id) FROM main.memberships
+         UNION ALL
+         SELECT (SELECT min(group_contact_id) FROM main.memberships WHERE group_contact_id > g)
+         FROM stored WHERE g IS NOT NULL),
+     other (g) AS (
+         SELECT g FROM stored
+         WHERE g NOT IN (SELECT contact_id FROM temp.changed_groups
+                         WHERE fresh = 0 AND old_name != new_name)) ",
+    member_ids!("other CROSS JOIN main.memberships m ON m.group_contact_id = other.g")
+);
 
 /// Under the lock: the rows [`PREPARE_MEMBER_CONTACT_IDS`] found, by rowid.
 const APPLY_MEMBER_CONTACT_IDS: &str =
@@ -496,9 +523,11 @@ async fn prepare(
     .fetch_one(&mut *conn)
     .await?;
     if came_or_went {
-        sqlx::query(PREPARE_MEMBER_CONTACT_IDS)
-            .execute(&mut *conn)
-            .await?;
+        let sql = match relinked {
+            true => PREPARE_MEMBER_CONTACT_IDS_RELINKED,
+            false => PREPARE_MEMBER_CONTACT_IDS,
+        };
+        sqlx::query(sql).execute(&mut *conn).await?;
     }
     Ok(sqlx::query_as::<_, Prepared>(
         "SELECT (SELECT count(*) FROM temp.d_new) AS inserted,

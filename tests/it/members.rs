@@ -195,6 +195,32 @@ async fn a_relogin_keeps_member_contact_ids() {
     }
 }
 
+/// A re-link after friends were added and removed, members joined, left
+/// and changed, and groups came and went: every member row still names the
+/// live contact of its member name, or none. (The write works out who will
+/// be live before it takes the lock, and rows it rewrites in place carry
+/// that already.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relogin_after_churn_gives_every_row_its_member_contact_id() {
+    let app = TestApp::spawn(small_account()).await;
+    app.login().await;
+    app.sync().await;
+    app.sim.churn(0.2, 5);
+
+    app.login().await;
+    // So many changes on a small account are past the deletion guard.
+    let run = app.wxsync(&["sync", "--force"]).await;
+    assert!(run.ok(), "{run:?}");
+
+    let (rows, with_id): (i64, i64) = (
+        app.scalar("SELECT count(*) FROM memberships").await,
+        app.scalar("SELECT count(member_contact_id) FROM memberships")
+            .await,
+    );
+    assert!(0 < with_id && with_id < rows, "{with_id} of {rows}");
+    assert_eq!(wrong_ids(&app).await, 0);
+}
+
 /// `wxsync identity link` and `unlink` move a member's rows to the id that
 /// names the person after the decision.
 #[tokio::test(flavor = "multi_thread")]
