@@ -196,12 +196,12 @@ async fn a_relogin_keeps_member_contact_ids() {
 }
 
 /// A re-link after friends were added and removed, members joined, left
-/// and changed, and groups came and went: every member row still names the
-/// live contact of its member name, or none. (The write works out who will
-/// be live before it takes the lock, and rows it rewrites in place carry
-/// that already.)
+/// and changed, and groups came and went, then a sync of that login after
+/// more of the same: every member row still names the live contact of its
+/// member name, or none. (The write works out who will be live before it
+/// takes the lock, and the rows it rewrites in place carry that already.)
 #[tokio::test(flavor = "multi_thread")]
-async fn a_relogin_after_churn_gives_every_row_its_member_contact_id() {
+async fn churned_syncs_give_every_row_its_member_contact_id() {
     let app = TestApp::spawn(small_account()).await;
     app.login().await;
     app.sync().await;
@@ -218,6 +218,12 @@ async fn a_relogin_after_churn_gives_every_row_its_member_contact_id() {
             .await,
     );
     assert!(0 < with_id && with_id < rows, "{with_id} of {rows}");
+    assert_eq!(wrong_ids(&app).await, 0);
+
+    // And a sync of the same login after more of it.
+    app.sim.churn(0.5, 6);
+    let run = app.wxsync(&["sync", "--force"]).await;
+    assert!(run.ok(), "{run:?}");
     assert_eq!(wrong_ids(&app).await, 0);
 }
 
