@@ -14,12 +14,15 @@
 //! (runs of the repeatable measures, default 3; the median is shown),
 //! `WXSYNC_BENCH_OPS` (remark edits, default 1000), `WXSYNC_BENCH_PROFILE=1`
 //! (`perf record` the first size's syncs), `WXSYNC_BENCH_KEEP=1` (keep the
-//! work directories).
+//! work directories), `WXSYNC_BENCH_LAB=DIR` (no benchmark: the re-link lab
+//! of `lab.rs` in `DIR`, at the first size, `WXSYNC_BENCH_LAB_CHANGED` of the
+//! account changed, default 0.05).
 
 mod account;
 mod avatars;
 mod cache;
 mod child;
+mod lab;
 mod launcher;
 mod lock;
 mod machine;
@@ -146,6 +149,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn bench() -> anyhow::Result<()> {
     let opts = options()?;
+    if let Some(dir) = std::env::var_os("WXSYNC_BENCH_LAB") {
+        let rate = env_or("WXSYNC_BENCH_LAB_CHANGED", RELINK_RATES[1])?;
+        return lab::run(Path::new(&dir), opts.sizes[0], rate).await;
+    }
     let machine = report::Machine::now();
     let peer = peer::install();
     if let Err(why) = &peer {

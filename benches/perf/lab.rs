@@ -1,0 +1,56 @@
+//! The re-link lab (`WXSYNC_BENCH_LAB=DIR`): one account, synced cold and
+//! again after 1 % changed, as the benchmark does, then changed again and
+//! logged in anew — and the cache copied aside just before the first sync
+//! of that login, which re-links it. The simulator then keeps serving until
+//! Ctrl-C, so that sync can be run again from the same copy as often as
+//! needed: with each build, under `perf`, with the statement log.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+use wxsync::simulator::Simulator;
+
+use crate::{CHURN_RATE, account, child};
+
+/// Files of the cache and its session, copied into `DIR/before`.
+const FILES: [&str; 4] = [
+    "cache.db",
+    "cache.db-wal",
+    "cache.db-shm",
+    "cache.db.session",
+];
+
+pub async fn run(dir: &Path, scale: usize, rate: f64) -> anyhow::Result<()> {
+    let sim = Simulator::start(
+        account::sim_config(scale),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    )
+    .await?;
+    std::fs::create_dir_all(dir)?;
+    let work = child::write_config(dir, &sim.base_url())?;
+    for (label, args) in [("login", &["login"][..]), ("cold", &["sync"])] {
+        work.run(label, args, None).await?;
+    }
+    account::churn(&sim, CHURN_RATE, 100 + scale as u64);
+    work.run("one-percent", &["sync"], None).await?;
+    let churned = account::churn(&sim, rate, 200 + 10 * scale as u64);
+    work.run("login-again", &["login"], None).await?;
+
+    let before = dir.join("before");
+    std::fs::create_dir_all(&before)?;
+    for file in FILES {
+        let from = dir.join(file);
+        if from.exists() {
+            std::fs::copy(&from, before.join(file))?;
+        }
+    }
+    let (dir, config) = (dir.display(), work.config.display());
+    eprintln!(
+        "re-link lab ready at {scale}× ({churned} since the last sync). Each run:\n  \
+         cp {dir}/before/* {dir}/ && wxsync --config {config} sync\n\
+         Ctrl-C stops the simulator."
+    );
+    tokio::signal::ctrl_c().await?;
+    sim.shutdown().await;
+    Ok(())
+}
