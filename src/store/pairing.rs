@@ -3,7 +3,8 @@
 //! rewritten in place and with what, which are removed and which new rows
 //! are added. The prepare's history and the write follow from the TEMP
 //! tables this fills: `member_pairs` (the rows to rewrite),
-//! `members_to_remove`, `members_to_write`. Only one group's rows are held at a time.
+//! `members_to_remove`, `members_to_write`. The groups go through in
+//! batches ([`pair_members`]); only two batches' rows are held at a time.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
