@@ -43,7 +43,7 @@ const GROUPS_AT_ONCE: usize = 8;
 /// Decided rows held before they are written to the TEMP tables.
 const FLUSH_ROWS: usize = 4096;
 
-/// Rows to one INSERT statement (6 values each).
+/// Rows to one INSERT statement (up to 7 values each).
 const BATCH_ROWS: usize = 1024;
 
 /// A member as one of a group's two lists shows them (its text borrowed

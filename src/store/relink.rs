@@ -12,7 +12,7 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 use sqlx::{Connection, FromRow, SqliteConnection};
 
-use super::stage::{Stage, name_key};
+use super::stage::{self, Stage, name_key};
 use super::{Error, columns};
 use crate::contact::Kind;
 use crate::identity::{
@@ -215,10 +215,9 @@ impl Side {
     }
 }
 
-/// The stage's page caches while the matcher reads, and after it (the
-/// stage's own sizes; see `stage.rs`).
+/// The stage's page caches while the matcher reads (after it, the stage's
+/// own: [`stage::CACHES`]).
 const MATCHER_CACHES: &str = "PRAGMA main.cache_size = -256; PRAGMA temp.cache_size = -256";
-const STAGE_CACHES: &str = "PRAGMA main.cache_size = -2000; PRAGMA temp.cache_size = -4096";
 
 /// Groups whose member rows are read at a time (at most 500 rows each).
 const GROUPS_AT_ONCE: usize = 8;
@@ -363,7 +362,7 @@ impl Stage {
             result.linked += counts.linked;
             result.unlinked += counts.unlinked;
         }
-        sqlx::query(STAGE_CACHES).execute(&mut *conn).await?;
+        sqlx::query(stage::CACHES).execute(&mut *conn).await?;
         tracing::info!(
             linked = result.linked,
             unlinked = result.unlinked,

@@ -47,7 +47,7 @@ const SCHEMA: &[&str] = &[
     // SQLite would run inside the commit.
     "PRAGMA wal_autocheckpoint = 0",
     "PRAGMA temp_store = FILE",
-    "PRAGMA temp.cache_size = -4096",
+    CACHES,
     "CREATE TEMP TABLE stage_groups (
         group_user_name TEXT PRIMARY KEY NOT NULL, digest TEXT NOT NULL, staged INTEGER NOT NULL
     ) WITHOUT ROWID",
@@ -177,6 +177,11 @@ impl Store {
         })
     }
 }
+
+/// The stage's page caches: SQLite's default for `main`, 4 MiB for the
+/// TEMP tables it stages into. (A re-link's matcher empties them while it
+/// reads, and sets them back.)
+pub(super) const CACHES: &str = "PRAGMA main.cache_size = -2000; PRAGMA temp.cache_size = -4096";
 
 /// A reader's page cache, in KiB (negative): it scans, and reads each
 /// page once, so SQLite's 2 MB default would only add to the peak.
