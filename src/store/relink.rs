@@ -267,11 +267,6 @@ impl Stage {
     pub async fn relink(&mut self) -> Result<Relinked, Error> {
         self.flush_groups().await?;
         let conn = &mut self.conn;
-        // The matcher reads each table once, in order: the page caches
-        // staging filled are emptied, and given back with what staging
-        // freed (every reply's body, decoded) before its keys are read.
-        sqlx::query(MATCHER_CACHES).execute(&mut *conn).await?;
-        crate::memory::give_back();
         let cached: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM main.contacts WHERE deleted_at IS NULL)",
         )
@@ -294,6 +289,12 @@ impl Stage {
             reader.close().await?;
             return Ok(Relinked::default());
         }
+        // The matcher reads each table once, in order: the page caches
+        // staging filled are emptied (until it is done), and given back with
+        // what staging freed (every reply's body, decoded) before its keys
+        // are read.
+        sqlx::query(MATCHER_CACHES).execute(&mut *conn).await?;
+        crate::memory::give_back();
         let (mut old_lists, mut new_lists) = tokio::try_join!(
             lists(
                 &mut reader,
