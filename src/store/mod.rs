@@ -5,6 +5,19 @@
 //! transaction, so a reader with `sqlite3` sees either the old state or the
 //! new one, and a failure leaves the file as it was.
 
+/// Starts a statement with `stored (g)`: the `group_contact_id` of every
+/// group with member rows, then a NULL; one index seek per group, rather
+/// than a scan of every member row.
+macro_rules! stored_groups {
+    () => {
+        "WITH RECURSIVE stored (g) AS (
+             SELECT min(group_contact_id) FROM main.memberships
+             UNION ALL
+             SELECT (SELECT min(group_contact_id) FROM main.memberships WHERE group_contact_id > g)
+             FROM stored WHERE g IS NOT NULL)"
+    };
+}
+
 mod avatars;
 mod columns;
 mod export;

@@ -49,13 +49,13 @@ const BATCH_ROWS: usize = 1024;
 /// A member as one of a group's two lists shows them (its text borrowed
 /// from the JSON it was read as, where it needs no unescaping).
 #[derive(Deserialize)]
-struct Listed<'a> {
+pub(super) struct Listed<'a> {
     #[serde(borrow)]
-    user_name: Cow<'a, str>,
+    pub(super) user_name: Cow<'a, str>,
     #[serde(borrow)]
-    nick_name: Cow<'a, str>,
+    pub(super) nick_name: Cow<'a, str>,
     #[serde(borrow)]
-    display_name: Cow<'a, str>,
+    pub(super) display_name: Cow<'a, str>,
     attr_status: i64,
     /// May be paired by what the group shows of the member (see [`pair`]).
     #[serde(skip)]

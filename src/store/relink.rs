@@ -12,7 +12,8 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 use sqlx::{Connection, FromRow, SqliteConnection};
 
-use super::stage::{self, Stage, name_key};
+use super::pairing::Listed;
+use super::stage::{self, Stage};
 use super::{Error, columns};
 use crate::contact::Kind;
 use crate::identity::{
@@ -67,13 +68,11 @@ struct Named {
 }
 
 impl Rows {
-    /// Reads `sql`'s rows (a [`Row`] each; `ids`, if given, binds `?1`),
-    /// but those whose user name `skip` says to.
+    /// Reads `sql`'s rows (a [`Row`] each; `ids`, if given, binds `?1`).
     async fn read(
         conn: &mut SqliteConnection,
         sql: &'static str,
         ids: Option<String>,
-        skip: impl Fn(&str) -> bool,
     ) -> Result<Rows, Error> {
         let mut out = Rows {
             people: Vec::new(),
@@ -87,9 +86,6 @@ impl Rows {
         }
         let mut rows = query.fetch(conn);
         while let Some(r) = rows.try_next().await? {
-            if skip(&r.user_name) {
-                continue;
-            }
             let named = Named {
                 contact_id: r.contact_id,
                 user_name: r.user_name.into_boxed_str(),
@@ -136,15 +132,16 @@ impl Rows {
     }
 }
 
-/// The cache's live rows (of which the previous login's are those this
-/// login did not list by name), and this login's staged rows the cache does
-/// not know by name. Each reads every contact column but `raw` (a [`Row`]
-/// takes what the matcher weighs).
-static LIVE_ROWS: LazyLock<String> = LazyLock::new(|| {
+/// The previous login's live rows that this login did not list by name, and
+/// this login's staged rows the cache does not know by name. Each reads every
+/// contact column but `raw` (a [`Row`] takes what the matcher weighs).
+static OLD_ROWS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT c.contact_id, {}, c.real_id
          FROM main.contacts c
          WHERE c.deleted_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM temp.stage_contacts s WHERE s.user_name = c.user_name)
+           AND NOT EXISTS (SELECT 1 FROM temp.stage_present p WHERE p.user_name = c.user_name)
          ORDER BY c.contact_id",
         columns::list("c", &["raw"])
     )
@@ -174,16 +171,11 @@ impl Side {
     /// user name and nick name; the cache's with one seek each.
     fn groups(self) -> &'static str {
         match self {
-            Side::Cache => {
-                "WITH RECURSIVE listed (g) AS (
-                     SELECT min(group_contact_id) FROM main.memberships
-                     UNION ALL
-                     SELECT (SELECT min(group_contact_id) FROM main.memberships
-                             WHERE group_contact_id > g)
-                     FROM listed WHERE g IS NOT NULL)
-                 SELECT json_quote(c.contact_id), c.user_name, c.nick_name
-                 FROM listed CROSS JOIN main.contacts c ON c.contact_id = listed.g"
-            }
+            Side::Cache => concat!(
+                stored_groups!(),
+                " SELECT json_quote(c.contact_id), c.user_name, c.nick_name
+                 FROM stored CROSS JOIN main.contacts c ON c.contact_id = stored.g"
+            ),
             Side::Stage => {
                 "SELECT json_quote(c.user_name), c.user_name, c.nick_name
                  FROM temp.stage_groups g CROSS JOIN temp.stage_contacts c
@@ -200,14 +192,14 @@ impl Side {
     fn members(self) -> &'static str {
         match self {
             Side::Cache => {
-                "SELECT json_group_array(json_array(group_user_name, member_user_name,
-                                                    nick_name, display_name))
+                "SELECT json_group_array(json_array(group_user_name, json_array(
+                           member_user_name, nick_name, display_name, attr_status)))
                  FROM main.memberships
                  WHERE group_contact_id IN (SELECT value FROM json_each(?1))"
             }
             Side::Stage => {
-                "SELECT json_group_array(json_array(group_user_name, member_user_name,
-                                                    nick_name, display_name))
+                "SELECT json_group_array(json_array(group_user_name, json_array(
+                           member_user_name, nick_name, display_name, attr_status)))
                  FROM temp.stage_members
                  WHERE group_user_name IN (SELECT value FROM json_each(?1))"
             }
@@ -222,18 +214,10 @@ const MATCHER_CACHES: &str = "PRAGMA main.cache_size = -256; PRAGMA temp.cache_s
 /// Groups whose member rows are read at a time (at most 500 rows each).
 const GROUPS_AT_ONCE: usize = 8;
 
-/// One membership row as [`Side::members`] reads it.
+/// One membership row as [`Side::members`] reads it: the group's user
+/// name, and the member as its list shows them.
 #[derive(Deserialize)]
-struct Membership<'a> {
-    #[serde(borrow)]
-    group_user_name: Cow<'a, str>,
-    #[serde(borrow)]
-    member_user_name: Cow<'a, str>,
-    #[serde(borrow)]
-    nick_name: Cow<'a, str>,
-    #[serde(borrow)]
-    display_name: Cow<'a, str>,
-}
+struct Membership<'a>(#[serde(borrow)] Cow<'a, str>, #[serde(borrow)] Listed<'a>);
 
 /// What the matcher needs of one side's group member lists beyond the
 /// people's cards: the member keys of the side's groups — final for a
@@ -267,34 +251,20 @@ impl Stage {
     pub async fn relink(&mut self) -> Result<Relinked, Error> {
         self.flush_groups().await?;
         let conn = &mut self.conn;
-        let cached: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM main.contacts WHERE deleted_at IS NULL)",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        if !cached {
-            return Ok(Relinked::default());
-        }
-        // The cache's side is read on a connection of its own while the
-        // stage's connection reads the new side: two SQLite threads.
-        let mut reader = self.reader.open().await?;
-        let staged = &self.staged;
-        let (mut old, mut new) = tokio::try_join!(
-            Rows::read(&mut reader, LIVE_ROWS.as_str(), None, |name| {
-                staged.contains_key(&name_key(name))
-            }),
-            Rows::read(conn, NEW_ROWS.as_str(), None, |_| false),
-        )?;
+        let mut old = Rows::read(conn, OLD_ROWS.as_str(), None).await?;
         if old.is_empty() {
-            reader.close().await?;
             return Ok(Relinked::default());
         }
+        let mut new = Rows::read(conn, NEW_ROWS.as_str(), None).await?;
         // The matcher reads each table once, in order: the page caches
         // staging filled are emptied (until it is done), and given back with
         // what staging freed (every reply's body, decoded) before its keys
         // are read.
         sqlx::query(MATCHER_CACHES).execute(&mut *conn).await?;
         crate::memory::give_back();
+        // The cache's member lists are read on a connection of its own
+        // while the stage's reads the new side's: two SQLite threads.
+        let mut reader = self.reader.open().await?;
         let (mut old_lists, mut new_lists) = tokio::try_join!(
             lists(
                 &mut reader,
@@ -458,16 +428,16 @@ fn add_rows(
     group_nicks: &HashMap<&str, &str>,
 ) -> Result<(), Error> {
     let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
-    for m in &rows {
-        let person = person_at.get(m.member_user_name.as_ref()).copied();
-        if let (Some(p), Some(group_nick)) = (person, group_nicks.get(m.group_user_name.as_ref()))
+    for Membership(group_name, m) in &rows {
+        let person = person_at.get(m.user_name.as_ref()).copied();
+        if let (Some(p), Some(group_nick)) = (person, group_nicks.get(group_name.as_ref()))
             && !m.display_name.is_empty()
         {
             people[p as usize]
                 .cards
                 .push(card_key(group_nick, &m.display_name));
         }
-        if let Some(&group) = group_at.get(m.group_user_name.as_ref()) {
+        if let Some(&group) = group_at.get(group_name.as_ref()) {
             let stranger = stranger_member_key(&m.nick_name, &m.display_name);
             match person {
                 Some(person) => {
@@ -600,8 +570,8 @@ pub(super) async fn candidates(
     old_ids: &[i64],
 ) -> Result<Vec<Scored>, Error> {
     let ids = serde_json::to_string(old_ids).map_err(Error::Encode)?;
-    let mut old = Rows::read(conn, CACHED_ROWS.as_str(), Some(ids), |_| false).await?;
-    let mut new = Rows::read(conn, UNCLAIMED_ROWS.as_str(), None, |_| false).await?;
+    let mut old = Rows::read(conn, CACHED_ROWS.as_str(), Some(ids)).await?;
+    let mut new = Rows::read(conn, UNCLAIMED_ROWS.as_str(), None).await?;
     for rows in [&mut old, &mut new] {
         lists(conn, Side::Cache, &mut rows.people, &rows.people_names, &[]).await?;
     }

@@ -142,7 +142,7 @@ pub struct Stage {
     stored: HashMap<u128, u128>,
     /// Names staged so far (by [`name_key`]), and whether the whole row was
     /// staged (`true`) or only the name (`false`).
-    pub(super) staged: HashMap<u128, bool>,
+    staged: HashMap<u128, bool>,
     /// Stored member-list digests by group, read when the first group is
     /// staged.
     digests: Option<HashMap<String, String>>,

@@ -97,12 +97,9 @@ const PREPARE_MEMBERS_HISTORY: &[&str] = &[
 /// After a re-link, the stored rows of every other group follow a
 /// re-linked group or member to its new name: the groups with stored rows
 /// (one seek each) that are neither described with a changed list nor gone.
-const PREPARE_MEMBERS_OTHER_GROUPS: &str = "WITH RECURSIVE stored (g) AS (
-         SELECT min(group_contact_id) FROM main.memberships
-         UNION ALL
-         SELECT (SELECT min(group_contact_id) FROM main.memberships WHERE group_contact_id > g)
-         FROM stored WHERE g IS NOT NULL)
-     INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status, contact_id)
+const PREPARE_MEMBERS_OTHER_GROUPS: &str = concat!(
+    stored_groups!(),
+    " INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status, contact_id)
      SELECT m.rowid, coalesce(ig.user_name, m.group_user_name),
             coalesce(im.user_name, m.member_user_name), m.nick_name, m.display_name,
             m.attr_status, l.contact_id
@@ -113,7 +110,8 @@ const PREPARE_MEMBERS_OTHER_GROUPS: &str = "WITH RECURSIVE stored (g) AS (
      WHERE stored.g IS NOT NULL
        AND stored.g NOT IN (SELECT contact_id FROM temp.changed_groups WHERE fresh = 0)
        AND stored.g NOT IN (SELECT contact_id FROM temp.d_gone WHERE is_group)
-       AND (ig.user_name IS NOT NULL OR im.user_name IS NOT NULL)";
+       AND (ig.user_name IS NOT NULL OR im.user_name IS NOT NULL)"
+);
 
 /// The history rows of contacts (members: [`PREPARE_MEMBERS_HISTORY`]); `source`
 /// NULL means the commit's own source.
@@ -169,8 +167,8 @@ const APPLY_REMOVALS: &[&str] = &[
     "DELETE FROM main.memberships WHERE rowid IN (SELECT id FROM temp.members_to_remove)",
 ];
 
-/// When member rows may be written: who will be a live contact once the
-/// write has applied the contacts, by the name they will have — a contact
+/// When member rows may be written or set: who will be a live contact once
+/// the write has applied the contacts, by the name they will have — a contact
 /// this write describes unless it stays deleted (neither new nor changed:
 /// another source deleted it meanwhile), and every other live contact it
 /// does not mark deleted.
@@ -191,7 +189,7 @@ const PREPARE_LIVE_CONTACTS: &[&str] = &[
 
 /// When contacts were added, marked deleted or restored: the stored member
 /// rows of those names follow, with the `contact_id` their name has after
-/// the write (NULL once gone). Found in the prepare (`memberships` has no
+/// the write (from `live_contacts`; NULL once gone). Found in the prepare (`memberships` has no
 /// index by member, so this scans it, outside the lock), and only then —
 /// but for the rows the write rewrites, which take their value as they are
 /// rewritten, and the rows it removes, so no row is written twice. `$rows`
@@ -200,10 +198,10 @@ macro_rules! member_ids {
     ($rows:literal) => {
         concat!(
             "INSERT INTO temp.member_ids (id, contact_id)
-             SELECT m.rowid, i.contact_id
+             SELECT m.rowid, l.contact_id
              FROM ",
             $rows,
-            " LEFT JOIN temp.ident i ON i.user_name = m.member_user_name
+            " LEFT JOIN temp.live_contacts l ON l.user_name = m.member_user_name
              WHERE m.member_user_name IN (SELECT user_name FROM temp.d_new
                                           UNION SELECT user_name FROM temp.d_gone
                                           UNION SELECT user_name FROM temp.changed_contacts
@@ -220,12 +218,8 @@ const PREPARE_MEMBER_CONTACT_IDS: &str = member_ids!("main.memberships m");
 /// renamed group it paired: only the other groups' rows are looked
 /// through, found by group (one seek each).
 const PREPARE_MEMBER_CONTACT_IDS_RELINKED: &str = concat!(
-    "WITH RECURSIVE stored (g) AS (
-         SELECT min(group_contact_id) FROM main.memberships
-         UNION ALL
-         SELECT (SELECT min(group_contact_id) FROM main.memberships WHERE group_contact_id > g)
-         FROM stored WHERE g IS NOT NULL),
-     other (g) AS (
+    stored_groups!(),
+    ", other (g) AS (
          SELECT g FROM stored
          WHERE g NOT IN (SELECT contact_id FROM temp.changed_groups
                          WHERE fresh = 0 AND old_name != new_name)) ",
@@ -483,13 +477,15 @@ async fn prepare(
         sqlx::query(sql).execute(&mut *conn).await?;
     }
     sqlx::query(PREPARE_REMOVED).execute(&mut *conn).await?;
-    let (any_groups, changed_groups): (bool, bool) = sqlx::query_as(
+    let (any_groups, changed_groups, came_or_went): (bool, bool, bool) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM temp.changed_groups),
-                EXISTS (SELECT 1 FROM temp.changed_groups WHERE fresh = 0)",
+                EXISTS (SELECT 1 FROM temp.changed_groups WHERE fresh = 0),
+                EXISTS (SELECT 1 FROM temp.d_new) OR EXISTS (SELECT 1 FROM temp.d_gone)
+                  OR EXISTS (SELECT 1 FROM temp.changed_contacts WHERE restored)",
     )
     .fetch_one(&mut *conn)
     .await?;
-    if any_groups || relinked {
+    if any_groups || relinked || came_or_went {
         for sql in PREPARE_LIVE_CONTACTS {
             sqlx::query(*sql).execute(&mut *conn).await?;
         }
@@ -516,12 +512,6 @@ async fn prepare(
     for sql in PREPARE_MEMBERS_HISTORY.iter().chain(other_groups).copied() {
         sqlx::query(sql).execute(&mut *conn).await?;
     }
-    let came_or_went: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM temp.d_new) OR EXISTS (SELECT 1 FROM temp.d_gone)
-             OR EXISTS (SELECT 1 FROM temp.changed_contacts WHERE restored)",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
     if came_or_went {
         let sql = match relinked {
             true => PREPARE_MEMBER_CONTACT_IDS_RELINKED,
