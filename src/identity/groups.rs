@@ -97,7 +97,9 @@ pub(super) struct Groups {
     count: Values<i64>,
     members: Values<u64>,
     /// Bits a member key adds when shared, and costs when only on the old
-    /// side, by interned id.
+    /// side, by how many groups hold it (a table as long as the groups, not
+    /// one entry per key: a big account's groups hold hundreds of
+    /// thousands of keys).
     member_bits: Vec<(f64, f64)>,
     groups: usize,
     /// Old rows, new rows: indexed by [`Side`].
@@ -149,9 +151,9 @@ impl Groups {
         }
         t.count.seal();
         let groups = t.groups as f64;
-        t.member_bits = (0..t.members.len() as u32)
-            .map(|k| {
-                let others = f64::from(t.members.holders(k) - 1) + bits::UNSEEN;
+        t.member_bits = (1..=t.groups)
+            .map(|holders| {
+                let others = (holders - 1) as f64 + bits::UNSEEN;
                 let p = (others / groups).min(1.0);
                 let shared = (bits::KEPT / p).log2().clamp(0.0, bits::MEMBER_TOP);
                 let left = ((1.0 - bits::KEPT) / (1.0 - p)).log2().min(0.0);
@@ -159,6 +161,11 @@ impl Groups {
             })
             .collect();
         t
+    }
+
+    /// [`Groups::member_bits`] of member key `k`.
+    fn member_bits(&self, k: u32) -> (f64, f64) {
+        self.member_bits[self.members.holders(k) as usize - 1]
     }
 
     fn overlap(&self, a: &[u32], b: &[u32]) -> Overlap {
@@ -170,10 +177,10 @@ impl Groups {
         for step in merge(a, b) {
             o.union += 1;
             match step {
-                Step::Old(k) => o.bits += self.member_bits[k as usize].1,
-                Step::New(k) => o.bits -= self.member_bits[k as usize].0.min(bits::MEMBER_JOINED),
+                Step::Old(k) => o.bits += self.member_bits(k).1,
+                Step::New(k) => o.bits -= self.member_bits(k).0.min(bits::MEMBER_JOINED),
                 Step::Both(k) => {
-                    o.bits += self.member_bits[k as usize].0;
+                    o.bits += self.member_bits(k).0;
                     o.shared += 1;
                 }
             }
