@@ -188,51 +188,60 @@ impl Side {
     /// The member rows of the groups in `?1` (a JSON array of what
     /// [`Side::groups`] gives) as one JSON array of [`Membership`]s: one
     /// value to hand over instead of thousands of rows, which cost more
-    /// than reading them.
+    /// than reading them. With `?2` true, only the rows with a display
+    /// name ([`Read::Cards`]).
     fn members(self) -> &'static str {
         match self {
             Side::Cache => {
                 "SELECT json_group_array(json_array(group_user_name, json_array(
                            member_user_name, nick_name, display_name, attr_status)))
                  FROM main.memberships
-                 WHERE group_contact_id IN (SELECT value FROM json_each(?1))"
+                 WHERE group_contact_id IN (SELECT value FROM json_each(?1))
+                   AND (NOT ?2 OR display_name <> '')"
             }
             Side::Stage => {
                 "SELECT json_group_array(json_array(group_user_name, json_array(
                            member_user_name, nick_name, display_name, attr_status)))
                  FROM temp.stage_members
-                 WHERE group_user_name IN (SELECT value FROM json_each(?1))"
+                 WHERE group_user_name IN (SELECT value FROM json_each(?1))
+                   AND (NOT ?2 OR display_name <> '')"
             }
         }
     }
+}
+
+/// What a pass over one side's member rows is for.
+#[derive(Clone, Copy, PartialEq)]
+enum Read {
+    /// The people's group cards, before the people are linked.
+    Cards,
+    /// The groups' member keys, once they are.
+    Members,
 }
 
 /// The stage's page caches while the matcher reads (after it, the stage's
 /// own: [`stage::CACHES`]).
 const MATCHER_CACHES: &str = "PRAGMA main.cache_size = -256; PRAGMA temp.cache_size = -256";
 
-/// Groups whose member rows are read at a time (at most 500 rows each).
-const GROUPS_AT_ONCE: usize = 8;
+/// Groups whose member rows are read at a time (at most 500 rows each):
+/// two batches of each side are in memory at once, as SQLite's text and
+/// as ours (at 4× the bench's account, eight at a time peaked 10 MB
+/// higher, and were no faster).
+const GROUPS_AT_ONCE: usize = 2;
 
 /// One membership row as [`Side::members`] reads it: the group's user
 /// name, and the member as its list shows them.
 #[derive(Deserialize)]
 struct Membership<'a>(#[serde(borrow)] Cow<'a, str>, #[serde(borrow)] Listed<'a>);
 
-/// What the matcher needs of one side's group member lists beyond the
-/// people's cards: the member keys of the side's groups — final for a
-/// member who is none of the side's people (8 bytes a row), to be chosen
-/// once the people are linked for one who is.
+/// One side's group member lists as the matcher needs them, read once the
+/// people are linked.
 struct Lists {
-    /// By index into the side's groups: the keys of members who are not
-    /// one of the side's people.
-    strangers: Vec<Vec<u64>>,
+    /// By index into the side's groups: member keys, sorted.
+    members: Vec<Vec<u64>>,
+    /// Every member row whose member is one of the side's people, for the
+    /// people's second round.
     people: Vec<Seen>,
-    /// By index into `people`: the [`stranger_member_key`] of what the
-    /// group shows of the member, their key if they are not linked. Kept
-    /// apart, as it is spent once the groups' member lists are built, while
-    /// `people` still serves the second round.
-    people_keys: Vec<u64>,
 }
 
 /// A member row of one of the side's groups whose member is one of the
@@ -262,31 +271,14 @@ impl Stage {
         // are read.
         sqlx::query(MATCHER_CACHES).execute(&mut *conn).await?;
         crate::memory::give_back();
-        // The cache's member lists are read on a connection of its own
-        // while the stage's reads the new side's: two SQLite threads.
+        // Each side is read on a connection of its own: two SQLite threads.
+        // The people are linked by their cards before the member lists are
+        // read, so the two are never held at once.
         let mut reader = self.reader.open().await?;
-        let (mut old_lists, mut new_lists) = tokio::try_join!(
-            lists(
-                &mut reader,
-                Side::Cache,
-                &mut old.people,
-                &old.people_names,
-                &old.group_names,
-            ),
-            lists(
-                conn,
-                Side::Stage,
-                &mut new.people,
-                &new.people_names,
-                &new.group_names,
-            ),
+        tokio::try_join!(
+            cards(&mut reader, Side::Cache, &mut old.people, &old.people_names),
+            cards(conn, Side::Stage, &mut new.people, &new.people_names),
         )?;
-        reader.close().await?;
-        // The previous login's user names have served: its links are
-        // recorded by `contact_id`.
-        for n in old.people_names.iter_mut().chain(&mut old.group_names) {
-            n.user_name = Box::default();
-        }
         let people = identity::link_people(&old.people, &new.people);
         // A member who is a linked contact is keyed by the cached row's id
         // on both sides; anyone else by what the group shows of them.
@@ -297,11 +289,35 @@ impl Stage {
             linked_old[l.old] = Some(id);
             linked_new[l.new] = Some(id);
         }
-        for (groups, lists, linked) in [
-            (&mut old.groups, &mut old_lists, &linked_old),
-            (&mut new.groups, &mut new_lists, &linked_new),
+        let (old_lists, new_lists) = tokio::try_join!(
+            lists(
+                &mut reader,
+                Side::Cache,
+                &old.people_names,
+                &old.group_names,
+                &linked_old
+            ),
+            lists(
+                conn,
+                Side::Stage,
+                &new.people_names,
+                &new.group_names,
+                &linked_new
+            ),
+        )?;
+        reader.close().await?;
+        // The previous login's user names have served: its links are
+        // recorded by `contact_id`.
+        for n in old.people_names.iter_mut().chain(&mut old.group_names) {
+            n.user_name = Box::default();
+        }
+        for (groups, lists) in [
+            (&mut old.groups, old_lists.members),
+            (&mut new.groups, new_lists.members),
         ] {
-            add_members(groups, lists, linked);
+            for (g, members) in groups.iter_mut().zip(lists) {
+                g.members = members;
+            }
         }
         let groups = identity::link_groups(&old.groups, &new.groups);
         // The people left unlinked get a second look, with the linked
@@ -343,140 +359,152 @@ impl Stage {
     }
 }
 
-/// Reads one side's memberships a chunk at a time: a card for each
-/// membership of one of `people` with a display name in a group that has a
-/// row (into the person's `cards`, sorted), and the rows of the groups
-/// named `groups` ([`Lists`]).
-async fn lists<'n>(
+/// Indices by user name.
+fn index(names: &[Named]) -> HashMap<&str, u32> {
+    (0u32..)
+        .zip(names)
+        .map(|(i, n)| (&*n.user_name, i))
+        .collect()
+}
+
+/// Each group of `side` with member rows: its key for [`Side::members`],
+/// user name and nick name.
+async fn listed(
     conn: &mut SqliteConnection,
     side: Side,
-    people: &mut [Person],
-    people_names: &'n [Named],
-    groups: &'n [Named],
-) -> Result<Lists, Error> {
-    let index = |names: &'n [Named]| -> HashMap<&'n str, u32> {
-        (0u32..)
-            .zip(names)
-            .map(|(i, n)| (&*n.user_name, i))
-            .collect()
-    };
-    let (person_at, group_at) = (index(people_names), index(groups));
-    let listed: Vec<(String, String, String)> =
-        sqlx::query_as(side.groups()).fetch_all(&mut *conn).await?;
-    let group_nicks: HashMap<&str, &str> = listed
-        .iter()
-        .map(|(_, name, nick)| (name.as_str(), nick.as_str()))
-        .collect();
-    let batches: Vec<String> = listed
-        .chunks(GROUPS_AT_ONCE)
-        .map(|batch| {
-            let keys: Vec<&str> = batch.iter().map(|(key, ..)| key.as_str()).collect();
-            format!("[{}]", keys.join(","))
-        })
-        .collect();
-    let mut out = Lists {
-        strangers: vec![Vec::new(); groups.len()],
-        people: Vec::new(),
-        people_keys: Vec::new(),
-    };
-    // Each batch's rows are taken in while the next batch is read: the
-    // read is sent to SQLite's thread before the rows are worked through.
-    let mut read: Option<String> = None;
-    for next in batches.iter().map(Some).chain([None]) {
+) -> Result<Vec<(String, String, String)>, Error> {
+    Ok(sqlx::query_as(side.groups()).fetch_all(conn).await?)
+}
+
+/// Reads `side`'s member rows (`read`) of the groups `listed`, a few
+/// groups at a time, and hands each batch's text to `take_in` while SQLite
+/// reads the next.
+async fn each_batch(
+    conn: &mut SqliteConnection,
+    side: Side,
+    read: Read,
+    listed: &[(String, String, String)],
+    mut take_in: impl FnMut(&str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let batches = listed.chunks(GROUPS_AT_ONCE).map(|batch| {
+        let keys: Vec<&str> = batch.iter().map(|(key, ..)| key.as_str()).collect();
+        format!("[{}]", keys.join(","))
+    });
+    let mut read_text: Option<String> = None;
+    for next in batches.map(Some).chain([None]) {
         let fetch = async {
             match next {
                 Some(keys) => sqlx::query_scalar(side.members())
                     .bind(keys)
+                    .bind(read == Read::Cards)
                     .fetch_one(&mut *conn)
                     .await
                     .map(Some),
                 None => Ok(None),
             }
         };
-        let take_in = async {
-            match read.take() {
-                Some(text) => {
-                    add_rows(&text, people, &mut out, &person_at, &group_at, &group_nicks)
-                }
+        let taken = async {
+            match read_text.take() {
+                Some(text) => take_in(&text),
                 None => Ok(()),
             }
         };
-        let (fetched, taken) = tokio::join!(biased; fetch, take_in);
+        let (fetched, taken) = tokio::join!(biased; fetch, taken);
         taken?;
-        read = fetched?;
-    }
-    for p in people {
-        p.cards.sort_unstable();
-        p.cards.shrink_to_fit();
-    }
-    for keys in &mut out.strangers {
-        keys.shrink_to_fit();
-    }
-    out.people.shrink_to_fit();
-    out.people_keys.shrink_to_fit();
-    Ok(out)
-}
-
-/// Takes in one [`Side::members`] text: cards into `people`, member keys
-/// into `out`.
-fn add_rows(
-    text: &str,
-    people: &mut [Person],
-    out: &mut Lists,
-    person_at: &HashMap<&str, u32>,
-    group_at: &HashMap<&str, u32>,
-    group_nicks: &HashMap<&str, &str>,
-) -> Result<(), Error> {
-    let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
-    for Membership(group_name, m) in &rows {
-        let person = person_at.get(m.user_name.as_ref()).copied();
-        if let (Some(p), Some(group_nick)) = (person, group_nicks.get(group_name.as_ref()))
-            && !m.display_name.is_empty()
-        {
-            people[p as usize]
-                .cards
-                .push(card_key(group_nick, &m.display_name));
-        }
-        if let Some(&group) = group_at.get(group_name.as_ref()) {
-            let stranger = stranger_member_key(&m.nick_name, &m.display_name);
-            match person {
-                Some(person) => {
-                    out.people.push(Seen { group, person });
-                    out.people_keys.push(stranger);
-                }
-                None => out.strangers[group as usize].push(stranger),
-            }
-        }
+        read_text = fetched?;
     }
     Ok(())
 }
 
-/// Fills in the groups' member keys from their [`Lists`] (taking the
-/// keys, leaving `people`), sorted; `linked` is the cached `contact_id` of
-/// each of the side's people who was linked.
-fn add_members(groups: &mut [Group], lists: &mut Lists, linked: &[Option<i64>]) {
-    let mut more = vec![0usize; groups.len()];
-    for m in &lists.people {
-        more[m.group as usize] += 1;
+/// Gives each of one side's `people` a card for each group with member
+/// rows that shows them under a display name (sorted, in `cards`).
+async fn cards(
+    conn: &mut SqliteConnection,
+    side: Side,
+    people: &mut [Person],
+    people_names: &[Named],
+) -> Result<(), Error> {
+    let person_at = index(people_names);
+    let listed = listed(conn, side).await?;
+    let group_nicks: HashMap<&str, &str> = listed
+        .iter()
+        .map(|(_, name, nick)| (name.as_str(), nick.as_str()))
+        .collect();
+    each_batch(conn, side, Read::Cards, &listed, |text| {
+        let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
+        for Membership(group_name, m) in &rows {
+            if let (Some(&p), Some(group_nick)) = (
+                person_at.get(m.user_name.as_ref()),
+                group_nicks.get(group_name.as_ref()),
+            ) {
+                people[p as usize]
+                    .cards
+                    .push(card_key(group_nick, &m.display_name));
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    for p in people {
+        p.cards.sort_unstable();
+        p.cards.shrink_to_fit();
     }
-    // Sized once: pushed into a row at a time, the lists would keep up to
-    // as much spare room again.
-    let strangers = std::mem::take(&mut lists.strangers);
-    for ((g, mut keys), more) in groups.iter_mut().zip(strangers).zip(more) {
-        keys.reserve_exact(more);
-        g.members = keys;
+    Ok(())
+}
+
+/// Reads the member lists of one side's `groups`; `linked` is the cached
+/// `contact_id` of each of the side's people who was linked.
+async fn lists(
+    conn: &mut SqliteConnection,
+    side: Side,
+    people_names: &[Named],
+    groups: &[Named],
+    linked: &[Option<i64>],
+) -> Result<Lists, Error> {
+    let (person_at, group_at) = (index(people_names), index(groups));
+    let listed = listed(conn, side).await?;
+    let mut out = Lists {
+        members: vec![Vec::new(); groups.len()],
+        people: Vec::new(),
+    };
+    each_batch(conn, side, Read::Members, &listed, |text| {
+        add_rows(text, &mut out, &person_at, &group_at, linked)
+    })
+    .await?;
+    for keys in &mut out.members {
+        keys.sort_unstable();
+        keys.shrink_to_fit();
     }
-    let keys = std::mem::take(&mut lists.people_keys);
-    for (m, stranger) in lists.people.iter().zip(keys) {
-        let key = match linked[m.person as usize] {
-            Some(id) => contact_member_key(id),
-            None => stranger,
+    out.people.shrink_to_fit();
+    Ok(out)
+}
+
+/// Takes in one [`Side::members`] text: a member who is a linked contact is
+/// keyed by the cached row's id on both sides, anyone else by what the
+/// group shows of them.
+fn add_rows(
+    text: &str,
+    out: &mut Lists,
+    person_at: &HashMap<&str, u32>,
+    group_at: &HashMap<&str, u32>,
+    linked: &[Option<i64>],
+) -> Result<(), Error> {
+    let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
+    for Membership(group_name, m) in &rows {
+        let Some(&group) = group_at.get(group_name.as_ref()) else {
+            continue;
         };
-        groups[m.group as usize].members.push(key);
+        let person = person_at.get(m.user_name.as_ref()).copied();
+        if let Some(person) = person {
+            out.people.push(Seen { group, person });
+        }
+        let key = match person.and_then(|p| linked[p as usize]) {
+            Some(id) => contact_member_key(id),
+            None => stranger_member_key(&m.nick_name, &m.display_name),
+        };
+        out.members[group as usize].push(key);
     }
-    for g in groups {
-        g.members.sort_unstable();
-    }
+    Ok(())
 }
 
 /// Writes one matcher outcome into the stage's `links` and `candidates`.
@@ -573,7 +601,7 @@ pub(super) async fn candidates(
     let mut old = Rows::read(conn, CACHED_ROWS.as_str(), Some(ids)).await?;
     let mut new = Rows::read(conn, UNCLAIMED_ROWS.as_str(), None).await?;
     for rows in [&mut old, &mut new] {
-        lists(conn, Side::Cache, &mut rows.people, &rows.people_names, &[]).await?;
+        cards(conn, Side::Cache, &mut rows.people, &rows.people_names).await?;
     }
     let people = identity::link_people(&old.people, &new.people);
     let groups = identity::link_groups(&old.groups, &new.groups);
@@ -600,45 +628,45 @@ pub(super) async fn candidates(
 mod tests {
     use super::*;
 
-    fn group() -> Group {
-        Group {
-            real_id: None,
-            nick_name: Text::EMPTY,
-            member_count: 0,
-            avatar_seq: None,
-            members: Vec::new(),
+    fn named(user_name: &str) -> Named {
+        Named {
+            contact_id: 0,
+            user_name: user_name.into(),
         }
     }
 
     #[test]
     fn members_are_keyed_by_the_link_or_by_what_the_group_shows() {
-        let mut groups = vec![group(), group()];
-        let mut lists = Lists {
-            strangers: vec![vec![30], vec![]],
-            people: vec![
-                Seen {
-                    group: 0,
-                    person: 0,
-                },
-                Seen {
-                    group: 1,
-                    person: 1,
-                },
-                Seen {
-                    group: 0,
-                    person: 1,
-                },
-            ],
-            people_keys: vec![10, 11, 12],
+        let people = [named("@linked"), named("@unlinked")];
+        let groups = [named("@@a"), named("@@b")];
+        let (person_at, group_at) = (index(&people), index(&groups));
+        let mut out = Lists {
+            members: vec![Vec::new(); 2],
+            people: Vec::new(),
         };
+        let text = r#"[
+            ["@@a", ["@stranger", "Ann", "", 0]],
+            ["@@a", ["@linked", "Bo", "Bobby", 0]],
+            ["@@b", ["@unlinked", "Cy", "", 0]],
+            ["@@a", ["@unlinked", "Cy", "C.", 0]],
+            ["@@other", ["@linked", "Bo", "", 0]]
+        ]"#;
         // Person 0 was linked to the cached row 7; person 1 was not.
-        add_members(&mut groups, &mut lists, &[Some(7), None]);
-        let mut first = vec![30, contact_member_key(7), 12];
-        first.sort_unstable();
-        assert_eq!(groups[0].members, first);
-        assert_eq!(groups[1].members, vec![11]);
-        // The (group, person) rows stay for the second round.
-        assert_eq!(lists.people.len(), 3);
-        assert!(lists.people_keys.is_empty());
+        add_rows(text, &mut out, &person_at, &group_at, &[Some(7), None]).unwrap();
+        assert_eq!(
+            out.members,
+            vec![
+                vec![
+                    stranger_member_key("Ann", ""),
+                    contact_member_key(7),
+                    stranger_member_key("Cy", "C."),
+                ],
+                vec![stranger_member_key("Cy", "")],
+            ]
+        );
+        // Rows of a group that is not the side's are left out; every row of
+        // one of the side's people is kept for the second round.
+        let seen: Vec<(u32, u32)> = out.people.iter().map(|m| (m.group, m.person)).collect();
+        assert_eq!(seen, vec![(0, 0), (1, 1), (0, 1)]);
     }
 }
