@@ -114,7 +114,8 @@ struct Overlap {
 }
 
 impl Groups {
-    pub fn build(old: &[Group], new: &[Group]) -> Self {
+    /// Takes the groups' member lists (see [`super::link_groups`]).
+    pub fn build(old: &mut [Group], new: &mut [Group]) -> Self {
         let mut t = Groups {
             real_id: Values::new(),
             name: Values::new(),
@@ -125,14 +126,18 @@ impl Groups {
             groups: old.len().max(new.len()),
             sides: [Vec::with_capacity(old.len()), Vec::with_capacity(new.len())],
         };
-        fn lists(groups: &[Group]) -> Vec<&[u64]> {
-            groups.iter().map(|g| g.members.as_slice()).collect()
+        fn lists(groups: &mut [Group]) -> Vec<Vec<u64>> {
+            groups
+                .iter_mut()
+                .map(|g| std::mem::take(&mut g.members))
+                .collect()
         }
         let (members, [old_members, new_members]) = Values::sorted_sets([lists(old), lists(new)]);
         t.members = members;
-        for (side, groups, members) in
-            [(Side::Old, old, old_members), (Side::New, new, new_members)]
-        {
+        for (side, groups, members) in [
+            (Side::Old, &*old, old_members),
+            (Side::New, &*new, new_members),
+        ] {
             for (g, members) in groups.iter().zip(members) {
                 let row = Row {
                     real_id: g.real_id.and_then(|r| t.real_id.add_text(side, 0, r)),

@@ -197,11 +197,12 @@ pub fn relink_people(old: &[Person], new: &[Person], settled: &Outcome) -> Outco
 /// For [`relink_people`]: the key each side's groups give their members'
 /// [`Person::groups`], one per group link and the same on both sides;
 /// `None` for a group not linked, or whose member list one side did not
-/// read (everyone in it would count as gone).
-pub fn group_keys(linked: &Outcome, old: &[Group], new: &[Group]) -> [Vec<Option<u64>>; 2] {
-    let mut keys = [vec![None; old.len()], vec![None; new.len()]];
+/// read (everyone in it would count as gone). `listed[side][i]` tells
+/// whether that side's group `i` had a member list.
+pub fn group_keys(linked: &Outcome, listed: [&[bool]; 2]) -> [Vec<Option<u64>>; 2] {
+    let mut keys = listed.map(|l| vec![None; l.len()]);
     for l in &linked.links {
-        if !old[l.old].members.is_empty() && !new[l.new].members.is_empty() {
+        if listed[0][l.old] && listed[1][l.new] {
             keys[0][l.old] = Some(l.old as u64);
             keys[1][l.new] = Some(l.old as u64);
         }
@@ -229,8 +230,10 @@ pub fn set_groups(
 
 /// Links the previous login's groups to this login's. Call it after
 /// [`link_people`]: member keys of linked contacts must use the old row's
-/// `contact_id` on both sides.
-pub fn link_groups(old: &[Group], new: &[Group]) -> Outcome {
+/// `contact_id` on both sides. It takes each group's member list (leaving
+/// it empty) as it is interned: on a big account the lists are most of
+/// what the matcher holds.
+pub fn link_groups(old: &mut [Group], new: &mut [Group]) -> Outcome {
     solve(&groups::Groups::build(old, new), &[])
 }
 

@@ -161,11 +161,11 @@ fn both_groups(before: &Login, after: &Login, people: &Outcome) -> (Vec<Group>, 
 /// every linked group they are in.
 fn second_round(
     logins: [&mut Login; 2],
-    groups: [&[Group]; 2],
+    listed: [&[bool]; 2],
     people: Outcome,
     linked: &Outcome,
 ) -> Outcome {
-    let keys = group_keys(linked, groups[0], groups[1]);
+    let keys = group_keys(linked, listed);
     let [before, after] = logins;
     for (login, keys) in [(&mut *before, &keys[0]), (&mut *after, &keys[1])] {
         let row_of: &HashMap<u64, usize> =
@@ -261,13 +261,15 @@ fn trial(cfg: &SimConfig, rate: f64) -> Trial {
     let started = Instant::now();
     let people = link_people(&before.people, &after.people);
     let people_time = started.elapsed().as_secs_f64();
-    let (old_groups, new_groups) = both_groups(&before, &after, &people);
+    let (mut old_groups, mut new_groups) = both_groups(&before, &after, &people);
+    let listed = [&old_groups, &new_groups]
+        .map(|gs| gs.iter().map(|g| !g.members.is_empty()).collect::<Vec<_>>());
     let started = Instant::now();
-    let groups = link_groups(&old_groups, &new_groups);
+    let groups = link_groups(&mut old_groups, &mut new_groups);
     let groups_time = started.elapsed().as_secs_f64();
     let people = second_round(
         [&mut before, &mut after],
-        [&old_groups, &new_groups],
+        [&listed[0], &listed[1]],
         people,
         &groups,
     );
@@ -477,15 +479,18 @@ fn matching_properties_hold_on_random_relogins() {
         );
 
         let (old_groups, new_groups) = both_groups(&before, &after, &out);
-        let groups = link_groups(&old_groups, &new_groups);
+        let groups = link_groups(&mut old_groups.clone(), &mut new_groups.clone());
         assert_one_to_one(&groups);
-        assert_eq!(link_groups(&old_groups, &new_groups), groups);
-        let (old_g, old_to) = shuffled(&mut rng, &old_groups);
-        let (new_g, new_to) = shuffled(&mut rng, &new_groups);
+        assert_eq!(
+            link_groups(&mut old_groups.clone(), &mut new_groups.clone()),
+            groups
+        );
+        let (mut old_g, old_to) = shuffled(&mut rng, &old_groups);
+        let (mut new_g, new_to) = shuffled(&mut rng, &new_groups);
         let identity: Vec<usize> = (0..old_groups.len().max(new_groups.len())).collect();
         assert_eq!(
             pairs_through(
-                &link_groups(&old_g, &new_g),
+                &link_groups(&mut old_g, &mut new_g),
                 &inverse(&old_to),
                 &inverse(&new_to)
             ),

@@ -454,7 +454,7 @@ fn a_renamed_group_links_by_its_members() {
     members.extend(stranger_keys("joined", 2));
     let mut new = vec![group("大学同学聚会", members)];
     other_groups(&mut old, &mut new);
-    let out = link_groups(&old, &new);
+    let out = link_groups(&mut old, &mut new);
     let l = out.links.iter().find(|l| l.old == 0).expect("linked");
     assert_eq!(l.new, 0);
     assert!(
@@ -476,7 +476,7 @@ fn unnamed_groups_link_by_their_members() {
         group("", stranger_keys("a", 6)),
     ];
     other_groups(&mut old, &mut new);
-    let out = link_groups(&old, &new);
+    let out = link_groups(&mut old, &mut new);
     assert_eq!(linked_to(&out, 0), Some(1));
     assert_eq!(linked_to(&out, 1), Some(0));
 }
@@ -487,7 +487,7 @@ fn groups_with_the_same_members_and_name_do_not_link() {
     let mut old = vec![g.clone(), g.clone()];
     let mut new = vec![g.clone(), g];
     other_groups(&mut old, &mut new);
-    let out = link_groups(&old, &new);
+    let out = link_groups(&mut old, &mut new);
     assert!(out.links.iter().all(|l| l.old > 1 && l.new > 1));
 }
 
@@ -496,7 +496,7 @@ fn a_group_with_a_different_crowd_under_the_same_name_does_not_link() {
     let mut old = vec![group("项目组", stranger_keys("old", 30))];
     let mut new = vec![group("项目组", stranger_keys("new", 30))];
     other_groups(&mut old, &mut new);
-    let out = link_groups(&old, &new);
+    let out = link_groups(&mut old, &mut new);
     assert_eq!(linked_to(&out, 0), None);
 }
 
@@ -511,7 +511,7 @@ fn a_group_real_id_decides() {
     let mut old = vec![a];
     let mut new = vec![a_twin, b];
     other_groups(&mut old, &mut new);
-    let out = link_groups(&old, &new);
+    let out = link_groups(&mut old, &mut new);
     assert_eq!(linked_to(&out, 0), Some(1));
 }
 
@@ -530,7 +530,7 @@ fn a_removed_group_and_a_new_one_sharing_a_minority_of_members_stay_unlinked() {
     let mut old = vec![removed, kept];
     let mut new = vec![created, renamed];
     other_groups(&mut old, &mut new);
-    let out = link_groups(&old, &new);
+    let out = link_groups(&mut old, &mut new);
     assert_eq!(linked_to(&out, 0), None, "{:?}", out.links.first());
     assert_eq!(linked_to(&out, 1), Some(1));
 }

@@ -121,33 +121,36 @@ impl<K: Hash + Eq> Values<K> {
 
 impl Values<u64> {
     /// Interns every row's set of keys on both sides at once (`sets[side]`,
-    /// one sorted list a row), sealed (see [`Values::seal`]), with each
-    /// row's ids, sorted. Ids follow key order, so no map of the keys is
-    /// ever built: the groups of a large account hold hundreds of
-    /// thousands of member keys, and such a map took more memory than
-    /// everything else the groups' table holds.
-    pub fn sorted_sets(sets: [Vec<&[u64]>; 2]) -> (Self, [Vec<Vec<u32>>; 2]) {
+    /// one sorted list a row, each freed once interned), sealed (see
+    /// [`Values::seal`]), with each row's ids, sorted. Ids follow key
+    /// order, so no map of the keys is ever built: the groups of a large
+    /// account hold hundreds of thousands of member keys, and such a map
+    /// took more memory than everything else the groups' table holds.
+    pub fn sorted_sets(sets: [Vec<Vec<u64>>; 2]) -> (Self, [Vec<Vec<u32>>; 2]) {
         // Every key once, in order: the lists merged.
-        let lists: Vec<&[u64]> = sets.iter().flatten().copied().collect();
-        let mut next = vec![0usize; lists.len()];
-        let mut heap: BinaryHeap<Reverse<(u64, usize)>> = (0..)
-            .zip(&lists)
-            .filter_map(|(i, l)| l.first().map(|k| Reverse((*k, i))))
-            .collect();
-        let mut keys = Vec::new();
-        while let Some(Reverse((k, i))) = heap.pop() {
-            if keys.last() != Some(&k) {
-                keys.push(k);
+        let keys = {
+            let lists: Vec<&[u64]> = sets.iter().flatten().map(Vec::as_slice).collect();
+            let mut next = vec![0usize; lists.len()];
+            let mut heap: BinaryHeap<Reverse<(u64, usize)>> = (0..)
+                .zip(&lists)
+                .filter_map(|(i, l)| l.first().map(|k| Reverse((*k, i))))
+                .collect();
+            let mut keys = Vec::new();
+            while let Some(Reverse((k, i))) = heap.pop() {
+                if keys.last() != Some(&k) {
+                    keys.push(k);
+                }
+                next[i] += 1;
+                if let Some(k) = lists[i].get(next[i]) {
+                    heap.push(Reverse((*k, i)));
+                }
             }
-            next[i] += 1;
-            if let Some(k) = lists[i].get(next[i]) {
-                heap.push(Reverse((*k, i)));
-            }
-        }
+            keys
+        };
         let mut holders = vec![[0u32; 2]; keys.len()];
-        let ids = [Side::Old, Side::New].map(|side| {
-            sets[side as usize]
-                .iter()
+        let [old, new] = sets;
+        let ids = [(Side::Old, old), (Side::New, new)].map(|(side, sets)| {
+            sets.into_iter()
                 .map(|set| {
                     let mut ids: Vec<u32> = set
                         .iter()
@@ -345,7 +348,8 @@ mod tests {
     fn sorted_sets_are_interned_as_add_set_would_count_them() {
         let old: [&[u64]; 2] = [&[5, 9, 9], &[1, 9]];
         let new: [&[u64]; 3] = [&[9], &[], &[1, 7]];
-        let (v, [old_ids, new_ids]) = Values::sorted_sets([old.to_vec(), new.to_vec()]);
+        let owned = |sets: &[&[u64]]| sets.iter().map(|s| s.to_vec()).collect();
+        let (v, [old_ids, new_ids]) = Values::sorted_sets([owned(&old), owned(&new)]);
         // Keys 1, 5, 7, 9 get ids 0..4 in key order; 9 is held twice per row
         // of old row 0 but counted once.
         assert_eq!(v.len(), 4);

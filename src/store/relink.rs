@@ -319,15 +319,17 @@ impl Stage {
                 g.members = members;
             }
         }
-        let groups = identity::link_groups(&old.groups, &new.groups);
+        let listed = [&old.groups, &new.groups].map(|groups| {
+            groups
+                .iter()
+                .map(|g| !g.members.is_empty())
+                .collect::<Vec<_>>()
+        });
+        let groups = identity::link_groups(&mut old.groups, &mut new.groups);
         // The people left unlinked get a second look, with the linked
         // groups they are in as evidence.
         let people = if people.links.len() < old.people.len() {
-            let [old_keys, new_keys] = identity::group_keys(&groups, &old.groups, &new.groups);
-            // The member lists have served: freed before the second round.
-            for g in old.groups.iter_mut().chain(&mut new.groups) {
-                g.members = Vec::new();
-            }
+            let [old_keys, new_keys] = identity::group_keys(&groups, [&listed[0], &listed[1]]);
             for (people, seen, keys) in [
                 (&mut old.people, old_lists.people, &old_keys),
                 (&mut new.people, new_lists.people, &new_keys),
@@ -604,7 +606,7 @@ pub(super) async fn candidates(
         cards(conn, Side::Cache, &mut rows.people, &rows.people_names).await?;
     }
     let people = identity::link_people(&old.people, &new.people);
-    let groups = identity::link_groups(&old.groups, &new.groups);
+    let groups = identity::link_groups(&mut old.groups, &mut new.groups);
     let mut out = Vec::new();
     for (outcome, old, new) in [
         (&people, &old.people_names, &new.people_names),
