@@ -1,5 +1,7 @@
 //! Scoring people (friends, officials, specials, self) across two logins.
 
+use std::hash::Hash;
+
 use super::evidence::Breakdown;
 use super::values::{Side, Step, Values, identifier, merge};
 use super::{Key, Person, Table, Text, class_of};
@@ -164,6 +166,24 @@ pub(super) struct Row {
 }
 
 impl Row {
+    /// A row of `p`'s class with no field interned yet.
+    fn blank(p: &Person) -> Row {
+        Row {
+            class: class_of(p.kind),
+            real_id: None,
+            remark: None,
+            alias: None,
+            avatar: None,
+            nick: None,
+            nick_core: None,
+            sex: None,
+            place: None,
+            signature: None,
+            cards: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
     /// Both rows have the same fields set: a field set on one side only
     /// (a signature where there was none) is a change too, which a
     /// `new_face` pair must not have.
@@ -194,66 +214,57 @@ pub(super) struct People {
 }
 
 impl People {
+    /// Interns one field at a time, each field's map of values sealed
+    /// before the next is built: all of them at once were the largest
+    /// thing a re-link of a big account held (at 4× the bench's account,
+    /// nine maps of up to 40,000 values each).
     pub fn build(old: &[Person], new: &[Person]) -> Self {
-        let mut t = People {
-            real_id: Values::new(),
-            remark: Values::new(),
-            alias: Values::new(),
-            avatar: Values::new(),
-            nick: Values::new(),
-            nick_core: Values::new(),
-            sex: Values::new(),
-            place: Values::new(),
-            signature: Values::new(),
-            cards: Values::new(),
-            groups: Values::new(),
-            rows: [[0; 2]; 5],
-            sides: [Vec::with_capacity(old.len()), Vec::with_capacity(new.len())],
-        };
-        for (side, people) in [(Side::Old, old), (Side::New, new)] {
-            for p in people {
-                let row = t.intern(side, p);
-                t.sides[side as usize].push(row);
+        let people = [old, new];
+        let mut sides = people.map(|side| side.iter().map(Row::blank).collect::<Vec<_>>());
+        let mut rows = [[0; 2]; 5];
+        for (side, rs) in sides.iter().enumerate() {
+            for r in rs {
+                rows[r.class as usize][side] += 1;
             }
         }
-        t.seal();
-        t
-    }
-
-    /// Done interning (see [`Values::seal`]).
-    fn seal(&mut self) {
-        self.real_id.seal();
-        self.remark.seal();
-        self.alias.seal();
-        self.avatar.seal();
-        self.nick.seal();
-        self.nick_core.seal();
-        self.sex.seal();
-        self.place.seal();
-        self.signature.seal();
-        self.cards.seal();
-        self.groups.seal();
-    }
-
-    fn intern(&mut self, side: Side, p: &Person) -> Row {
-        let class = class_of(p.kind);
-        self.rows[class as usize][side as usize] += 1;
-        Row {
-            class,
-            real_id: p.real_id.and_then(|r| self.real_id.add_text(side, 0, r)),
-            remark: self.remark.add_text(side, class, p.remark_name),
-            alias: self.alias.add_text(side, class, p.alias),
-            avatar: p
-                .avatar_seq
-                .and_then(|s| self.avatar.add_text(side, class, s)),
-            nick: self.nick.add_text(side, class, p.nick_name.text),
-            nick_core: self.nick_core.add_text(side, class, p.nick_name.core),
-            sex: (p.sex != 0).then(|| self.sex.add(side, class, p.sex)),
-            place: (!p.province.is_empty() || !p.city.is_empty())
-                .then(|| self.place.add(side, class, (p.province, p.city))),
-            signature: self.signature.add_text(side, class, p.signature),
-            cards: self.cards.add_set(side, class, &p.cards),
-            groups: self.groups.add_set(side, class, &p.groups),
+        let s = &mut sides;
+        People {
+            real_id: intern(people, s, |v, side, p, r| {
+                r.real_id = p.real_id.and_then(|t| v.add_text(side, 0, t));
+            }),
+            remark: intern(people, s, |v, side, p, r| {
+                r.remark = v.add_text(side, r.class, p.remark_name);
+            }),
+            alias: intern(people, s, |v, side, p, r| {
+                r.alias = v.add_text(side, r.class, p.alias);
+            }),
+            avatar: intern(people, s, |v, side, p, r| {
+                r.avatar = p.avatar_seq.and_then(|t| v.add_text(side, r.class, t));
+            }),
+            nick: intern(people, s, |v, side, p, r| {
+                r.nick = v.add_text(side, r.class, p.nick_name.text);
+            }),
+            nick_core: intern(people, s, |v, side, p, r| {
+                r.nick_core = v.add_text(side, r.class, p.nick_name.core);
+            }),
+            sex: intern(people, s, |v, side, p, r| {
+                r.sex = (p.sex != 0).then(|| v.add(side, r.class, p.sex));
+            }),
+            place: intern(people, s, |v, side, p, r| {
+                r.place = (!p.province.is_empty() || !p.city.is_empty())
+                    .then(|| v.add(side, r.class, (p.province, p.city)));
+            }),
+            signature: intern(people, s, |v, side, p, r| {
+                r.signature = v.add_text(side, r.class, p.signature);
+            }),
+            cards: intern(people, s, |v, side, p, r| {
+                r.cards = v.add_set(side, r.class, &p.cards);
+            }),
+            groups: intern(people, s, |v, side, p, r| {
+                r.groups = v.add_set(side, r.class, &p.groups);
+            }),
+            rows,
+            sides,
         }
     }
 
@@ -321,6 +332,27 @@ impl People {
             bits.min(bits::GROUPS_MAX)
         }
     }
+}
+
+/// Interns one field of both sides' `people`: `add` interns a person's
+/// value(s) into the field's values and sets their ids in the row. Sealed
+/// once both sides are in.
+fn intern<K: Hash + Eq>(
+    people: [&[Person]; 2],
+    sides: &mut [Vec<Row>; 2],
+    add: impl Fn(&mut Values<K>, Side, &Person, &mut Row),
+) -> Values<K> {
+    let mut values = Values::new();
+    for (side, (people, rows)) in [Side::Old, Side::New]
+        .into_iter()
+        .zip(people.iter().zip(sides))
+    {
+        for (p, row) in people.iter().zip(rows) {
+            add(&mut values, side, p, row);
+        }
+    }
+    values.seal();
+    values
 }
 
 impl Table for People {
