@@ -1,9 +1,10 @@
 //! The re-link lab (`WXSYNC_BENCH_LAB=DIR`): one account, synced cold and
 //! again after 1 % changed, as the benchmark does, then changed again and
 //! logged in anew — and the cache copied aside just before the first sync
-//! of that login, which re-links it. The simulator then keeps serving until
-//! Ctrl-C, so that sync can be run again from the same copy as often as
-//! needed: with each build, under `perf`, with the statement log.
+//! of that login, which re-links it (or, with [`Step::OnePercent`], just
+//! before the 1 % sync). The simulator then keeps serving until Ctrl-C, so
+//! that sync can be run again from the same copy as often as needed: with
+//! each build, under `perf`, with the statement log.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -20,7 +21,16 @@ const FILES: [&str; 4] = [
     "cache.db.session",
 ];
 
-pub async fn run(dir: &Path, scale: usize, rate: f64) -> anyhow::Result<()> {
+/// The sync the lab's copy is taken before.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The 1 % sync after the cold one.
+    OnePercent,
+    /// The first sync after the new login.
+    Relink,
+}
+
+pub async fn run(dir: &Path, scale: usize, rate: f64, step: Step) -> anyhow::Result<()> {
     let sim = Simulator::start(
         account::sim_config(scale),
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -31,11 +41,31 @@ pub async fn run(dir: &Path, scale: usize, rate: f64) -> anyhow::Result<()> {
     for (label, args) in [("login", &["login"][..]), ("cold", &["sync"])] {
         work.run(label, args, None).await?;
     }
-    account::churn(&sim, CHURN_RATE, 100 + scale as u64);
-    work.run("one-percent", &["sync"], None).await?;
-    let churned = account::churn(&sim, rate, 200 + 10 * scale as u64);
-    work.run("login-again", &["login"], None).await?;
+    let churned = account::churn(&sim, CHURN_RATE, 100 + scale as u64);
+    if step == Step::Relink {
+        work.run("one-percent", &["sync"], None).await?;
+        let churned = account::churn(&sim, rate, 200 + 10 * scale as u64);
+        work.run("login-again", &["login"], None).await?;
+        keep(
+            dir,
+            &work.config,
+            &format!("re-link lab ready at {scale}× ({churned} since the last sync)"),
+        )?;
+    } else {
+        keep(
+            dir,
+            &work.config,
+            &format!("1 % lab ready at {scale}× ({churned} since the last sync)"),
+        )?;
+    }
+    tokio::signal::ctrl_c().await?;
+    sim.shutdown().await;
+    Ok(())
+}
 
+/// Copies the cache and its session into `DIR/before` and says how to run
+/// the sync from that copy.
+fn keep(dir: &Path, config: &Path, ready: &str) -> anyhow::Result<()> {
     let before = dir.join("before");
     std::fs::create_dir_all(&before)?;
     for file in FILES {
@@ -44,13 +74,11 @@ pub async fn run(dir: &Path, scale: usize, rate: f64) -> anyhow::Result<()> {
             std::fs::copy(&from, before.join(file))?;
         }
     }
-    let (dir, config) = (dir.display(), work.config.display());
+    let (dir, config) = (dir.display(), config.display());
     eprintln!(
-        "re-link lab ready at {scale}× ({churned} since the last sync). Each run:\n  \
+        "{ready}. Each run:\n  \
          cp {dir}/before/* {dir}/ && wxsync --config {config} sync\n\
          Ctrl-C stops the simulator."
     );
-    tokio::signal::ctrl_c().await?;
-    sim.shutdown().await;
     Ok(())
 }

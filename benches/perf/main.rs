@@ -151,7 +151,14 @@ async fn bench() -> anyhow::Result<()> {
     let opts = options()?;
     if let Some(dir) = std::env::var_os("WXSYNC_BENCH_LAB") {
         let rate = env_or("WXSYNC_BENCH_LAB_CHANGED", RELINK_RATES[1])?;
-        return lab::run(Path::new(&dir), opts.sizes[0], rate).await;
+        let step = match std::env::var("WXSYNC_BENCH_LAB_SYNC").as_deref() {
+            Err(_) | Ok("re-link") => lab::Step::Relink,
+            Ok("one-percent") => lab::Step::OnePercent,
+            Ok(other) => {
+                bail!("WXSYNC_BENCH_LAB_SYNC: {other:?} is neither re-link nor one-percent")
+            }
+        };
+        return lab::run(Path::new(&dir), opts.sizes[0], rate, step).await;
     }
     let machine = report::Machine::now();
     let peer = peer::install();
