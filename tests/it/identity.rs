@@ -902,3 +902,61 @@ async fn friends_whose_only_change_is_a_new_avatar_keep_their_contact_id() {
         plain.len()
     );
 }
+
+/// A friend who changed both nick name and avatar between the logins, with
+/// no signature or place to go by and in one group, which shows them under
+/// a card, is linked by that card: the re-link reads the cards from both
+/// logins' member rows. The one group in common alone would not carry the
+/// link.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_friend_with_a_new_nick_and_avatar_is_linked_by_their_group_card() {
+    let app = TestApp::spawn(SimConfig {
+        friends: 200,
+        saved_groups: 12,
+        min_group_members: 30,
+        max_group_members: 120,
+        status_notify: StatusNotify::Off,
+        ..small_account()
+    })
+    .await;
+    app.login().await;
+    let before = app.sim.account();
+    let groups_of = |sim_id| {
+        before
+            .groups
+            .iter()
+            .filter(move |g| g.saved && g.members.iter().any(|m| m.sim_id == sim_id))
+    };
+    let friend = before
+        .contacts
+        .iter()
+        .find(|c| {
+            c.kind == SimKind::Friend
+                && [&c.remark_name, &c.alias, &c.signature, &c.province, &c.city]
+                    .iter()
+                    .all(|f| f.is_empty())
+                && groups_of(c.sim_id).count() == 1
+        })
+        .expect("a friend in one group with nothing but a nick name and avatar");
+    let group = groups_of(friend.sim_id).next().unwrap();
+    app.sim
+        .member_card(&group.user_name, &friend.user_name, "读书会的老王");
+    app.sync().await;
+    let old_ids = ids(&app).await;
+    app.sim.rename(&friend.user_name, "换了个名字");
+    app.sim.new_avatar(&friend.user_name);
+
+    relogin_and_sync(&app).await;
+    let after = app.sim.account();
+    let new_name = &after
+        .contacts
+        .iter()
+        .find(|c| c.sim_id == friend.sim_id)
+        .unwrap()
+        .user_name;
+    assert_eq!(
+        ids(&app).await.get(new_name),
+        Some(&old_ids[&friend.user_name]),
+        "the friend is linked by their card"
+    );
+}
