@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use wxsync::simulator::{Account, SimConfig, SimKind, StatusNotify};
+use wxsync::simulator::{Account, SimConfig, SimGroup, SimKind, StatusNotify};
 
 use crate::helpers::{TestApp, small_account};
 
@@ -55,6 +55,33 @@ async fn first_seen(app: &TestApp) -> HashMap<i64, String> {
 async fn relogin_and_sync(app: &TestApp) {
     app.login().await;
     app.sync().await;
+}
+
+/// An account whose friends are each in a few mid-sized groups.
+fn grouped_account() -> SimConfig {
+    SimConfig {
+        friends: 200,
+        saved_groups: 12,
+        min_group_members: 30,
+        max_group_members: 120,
+        status_notify: StatusNotify::Off,
+        ..small_account()
+    }
+}
+
+/// The saved groups the contact `sim_id` is a member of.
+fn saved_groups_of(account: &Account, sim_id: u64) -> impl Iterator<Item = &SimGroup> {
+    account
+        .groups
+        .iter()
+        .filter(move |g| g.saved && g.members.iter().any(|m| m.sim_id == sim_id))
+}
+
+/// The user name the contact `sim_id` has in the simulator's login now.
+fn user_name_now(app: &TestApp, sim_id: u64) -> String {
+    let account = app.sim.account();
+    let contact = account.contacts.iter().find(|c| c.sim_id == sim_id);
+    contact.unwrap().user_name.clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -663,24 +690,11 @@ async fn a_friend_whose_link_was_missed_is_paired_in_their_groups_after_the_link
 /// them.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_friend_with_a_new_nick_and_avatar_is_linked_by_the_groups_they_are_in() {
-    let app = TestApp::spawn(SimConfig {
-        friends: 200,
-        saved_groups: 12,
-        min_group_members: 30,
-        max_group_members: 120,
-        status_notify: StatusNotify::Off,
-        ..small_account()
-    })
-    .await;
+    let app = TestApp::spawn(grouped_account()).await;
     app.login().await;
     app.sync().await;
     let before = app.sim.account();
-    let groups_of = |sim_id| {
-        before
-            .groups
-            .iter()
-            .filter(move |g| g.saved && g.members.iter().any(|m| m.sim_id == sim_id))
-    };
+    let groups_of = |sim_id| saved_groups_of(&before, sim_id);
     let friend = before
         .contacts
         .iter()
@@ -701,13 +715,7 @@ async fn a_friend_with_a_new_nick_and_avatar_is_linked_by_the_groups_they_are_in
     app.sim.new_avatar(&friend.user_name);
 
     relogin_and_sync(&app).await;
-    let after = app.sim.account();
-    let new_name = &after
-        .contacts
-        .iter()
-        .find(|c| c.sim_id == friend.sim_id)
-        .unwrap()
-        .user_name;
+    let new_name = &user_name_now(&app, friend.sim_id);
     let evidence: String = sqlx::query_scalar(
         "SELECT printf('%.1f bits: %s', score, evidence) FROM identity_candidates
          WHERE old_contact_id = ?1 ORDER BY score DESC LIMIT 1",
@@ -910,23 +918,10 @@ async fn friends_whose_only_change_is_a_new_avatar_keep_their_contact_id() {
 /// link.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_friend_with_a_new_nick_and_avatar_is_linked_by_their_group_card() {
-    let app = TestApp::spawn(SimConfig {
-        friends: 200,
-        saved_groups: 12,
-        min_group_members: 30,
-        max_group_members: 120,
-        status_notify: StatusNotify::Off,
-        ..small_account()
-    })
-    .await;
+    let app = TestApp::spawn(grouped_account()).await;
     app.login().await;
     let before = app.sim.account();
-    let groups_of = |sim_id| {
-        before
-            .groups
-            .iter()
-            .filter(move |g| g.saved && g.members.iter().any(|m| m.sim_id == sim_id))
-    };
+    let groups_of = |sim_id| saved_groups_of(&before, sim_id);
     let friend = before
         .contacts
         .iter()
@@ -947,13 +942,7 @@ async fn a_friend_with_a_new_nick_and_avatar_is_linked_by_their_group_card() {
     app.sim.new_avatar(&friend.user_name);
 
     relogin_and_sync(&app).await;
-    let after = app.sim.account();
-    let new_name = &after
-        .contacts
-        .iter()
-        .find(|c| c.sim_id == friend.sim_id)
-        .unwrap()
-        .user_name;
+    let new_name = &user_name_now(&app, friend.sim_id);
     assert_eq!(
         ids(&app).await.get(new_name),
         Some(&old_ids[&friend.user_name]),
