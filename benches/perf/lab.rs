@@ -22,7 +22,7 @@ const FILES: [&str; 4] = [
 ];
 
 /// The sync the lab's copy is taken before.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub enum Step {
     /// The 1 % sync after the cold one.
     OnePercent,
@@ -42,22 +42,16 @@ pub async fn run(dir: &Path, scale: usize, rate: f64, step: Step) -> anyhow::Res
         work.run(label, args, None).await?;
     }
     let churned = account::churn(&sim, CHURN_RATE, 100 + scale as u64);
-    if step == Step::Relink {
-        work.run("one-percent", &["sync"], None).await?;
-        let churned = account::churn(&sim, rate, 200 + 10 * scale as u64);
-        work.run("login-again", &["login"], None).await?;
-        keep(
-            dir,
-            &work.config,
-            &format!("re-link lab ready at {scale}× ({churned} since the last sync)"),
-        )?;
-    } else {
-        keep(
-            dir,
-            &work.config,
-            &format!("1 % lab ready at {scale}× ({churned} since the last sync)"),
-        )?;
-    }
+    let ready = match step {
+        Step::OnePercent => format!("1 % lab ready at {scale}× ({churned} since the last sync)"),
+        Step::Relink => {
+            work.run("one-percent", &["sync"], None).await?;
+            let churned = account::churn(&sim, rate, 200 + 10 * scale as u64);
+            work.run("login-again", &["login"], None).await?;
+            format!("re-link lab ready at {scale}× ({churned} since the last sync)")
+        }
+    };
+    keep(dir, &work.config, &ready)?;
     tokio::signal::ctrl_c().await?;
     sim.shutdown().await;
     Ok(())

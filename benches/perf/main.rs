@@ -16,7 +16,8 @@
 //! (`perf record` the first size's syncs), `WXSYNC_BENCH_KEEP=1` (keep the
 //! work directories), `WXSYNC_BENCH_LAB=DIR` (no benchmark: the re-link lab
 //! of `lab.rs` in `DIR`, at the first size, `WXSYNC_BENCH_LAB_CHANGED` of the
-//! account changed, default 0.05).
+//! account changed, default 0.05; `WXSYNC_BENCH_LAB_SYNC=one-percent` for a
+//! copy taken before the 1 % sync instead).
 
 mod account;
 mod avatars;

@@ -275,9 +275,13 @@ impl Stage {
         // The people are linked by their cards before the member lists are
         // read, so the two are never held at once.
         let mut reader = self.reader.open().await?;
+        let (old_rows, new_rows) = tokio::try_join!(
+            MemberRows::list(&mut reader, Side::Cache, &old.people_names),
+            MemberRows::list(conn, Side::Stage, &new.people_names),
+        )?;
         tokio::try_join!(
-            cards(&mut reader, Side::Cache, &mut old.people, &old.people_names),
-            cards(conn, Side::Stage, &mut new.people, &new.people_names),
+            old_rows.cards(&mut reader, &mut old.people),
+            new_rows.cards(conn, &mut new.people),
         )?;
         let people = identity::link_people(&old.people, &new.people);
         // A member who is a linked contact is keyed by the cached row's id
@@ -290,20 +294,8 @@ impl Stage {
             linked_new[l.new] = Some(id);
         }
         let (old_lists, new_lists) = tokio::try_join!(
-            lists(
-                &mut reader,
-                Side::Cache,
-                &old.people_names,
-                &old.group_names,
-                &linked_old
-            ),
-            lists(
-                conn,
-                Side::Stage,
-                &new.people_names,
-                &new.group_names,
-                &linked_new
-            ),
+            old_rows.lists(&mut reader, &old.group_names, &linked_old),
+            new_rows.lists(conn, &new.group_names, &linked_new),
         )?;
         reader.close().await?;
         // The previous login's user names have served: its links are
@@ -311,25 +303,27 @@ impl Stage {
         for n in old.people_names.iter_mut().chain(&mut old.group_names) {
             n.user_name = Box::default();
         }
-        for (groups, lists) in [
+        // Each group takes its list; whether it had one is kept for the
+        // second round, as `link_groups` takes the lists.
+        let has_list = [
             (&mut old.groups, old_lists.members),
             (&mut new.groups, new_lists.members),
-        ] {
-            for (g, members) in groups.iter_mut().zip(lists) {
-                g.members = members;
-            }
-        }
-        let listed = [&old.groups, &new.groups].map(|groups| {
+        ]
+        .map(|(groups, lists)| {
             groups
-                .iter()
-                .map(|g| !g.members.is_empty())
+                .iter_mut()
+                .zip(lists)
+                .map(|(g, members)| {
+                    g.members = members;
+                    !g.members.is_empty()
+                })
                 .collect::<Vec<_>>()
         });
         let groups = identity::link_groups(&mut old.groups, &mut new.groups);
         // The people left unlinked get a second look, with the linked
         // groups they are in as evidence.
         let people = if people.links.len() < old.people.len() {
-            let [old_keys, new_keys] = identity::group_keys(&groups, [&listed[0], &listed[1]]);
+            let [old_keys, new_keys] = identity::group_keys(&groups, [&has_list[0], &has_list[1]]);
             for (people, seen, keys) in [
                 (&mut old.people, old_lists.people, &old_keys),
                 (&mut new.people, new_lists.people, &new_keys),
@@ -369,116 +363,123 @@ fn index(names: &[Named]) -> HashMap<&str, u32> {
         .collect()
 }
 
-/// Each group of `side` with member rows: its key for [`Side::members`],
-/// user name and nick name.
-async fn listed(
-    conn: &mut SqliteConnection,
+/// One side's member rows as the matcher reads them, in two passes (the
+/// people's cards, then the groups' lists): what both passes need, found
+/// once.
+struct MemberRows<'n> {
     side: Side,
-) -> Result<Vec<(String, String, String)>, Error> {
-    Ok(sqlx::query_as(side.groups()).fetch_all(conn).await?)
+    /// Each group with member rows: its key for [`Side::members`], user
+    /// name and nick name.
+    listed: Vec<(String, String, String)>,
+    /// The side's people, by user name.
+    person_at: HashMap<&'n str, u32>,
 }
 
-/// Reads `side`'s member rows (`read`) of the groups `listed`, a few
-/// groups at a time, and hands each batch's text to `take_in` while SQLite
-/// reads the next.
-async fn each_batch(
-    conn: &mut SqliteConnection,
-    side: Side,
-    read: Read,
-    listed: &[(String, String, String)],
-    mut take_in: impl FnMut(&str) -> Result<(), Error>,
-) -> Result<(), Error> {
-    let batches = listed.chunks(GROUPS_AT_ONCE).map(|batch| {
-        let keys: Vec<&str> = batch.iter().map(|(key, ..)| key.as_str()).collect();
-        format!("[{}]", keys.join(","))
-    });
-    let mut read_text: Option<String> = None;
-    for next in batches.map(Some).chain([None]) {
-        let fetch = async {
-            match next {
-                Some(keys) => sqlx::query_scalar(side.members())
-                    .bind(keys)
-                    .bind(read == Read::Cards)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map(Some),
-                None => Ok(None),
-            }
-        };
-        let taken = async {
-            match read_text.take() {
-                Some(text) => take_in(&text),
-                None => Ok(()),
-            }
-        };
-        let (fetched, taken) = tokio::join!(biased; fetch, taken);
-        taken?;
-        read_text = fetched?;
+impl<'n> MemberRows<'n> {
+    async fn list(
+        conn: &mut SqliteConnection,
+        side: Side,
+        people_names: &'n [Named],
+    ) -> Result<Self, Error> {
+        Ok(MemberRows {
+            side,
+            listed: sqlx::query_as(side.groups()).fetch_all(conn).await?,
+            person_at: index(people_names),
+        })
     }
-    Ok(())
-}
 
-/// Gives each of one side's `people` a card for each group with member
-/// rows that shows them under a display name (sorted, in `cards`).
-async fn cards(
-    conn: &mut SqliteConnection,
-    side: Side,
-    people: &mut [Person],
-    people_names: &[Named],
-) -> Result<(), Error> {
-    let person_at = index(people_names);
-    let listed = listed(conn, side).await?;
-    let group_nicks: HashMap<&str, &str> = listed
-        .iter()
-        .map(|(_, name, nick)| (name.as_str(), nick.as_str()))
-        .collect();
-    each_batch(conn, side, Read::Cards, &listed, |text| {
-        let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
-        for Membership(group_name, m) in &rows {
-            if let (Some(&p), Some(group_nick)) = (
-                person_at.get(m.user_name.as_ref()),
-                group_nicks.get(group_name.as_ref()),
-            ) {
-                people[p as usize]
-                    .cards
-                    .push(card_key(group_nick, &m.display_name));
-            }
+    /// Reads the rows (`read`) a few groups at a time, and hands each
+    /// batch's text to `take_in` while SQLite reads the next.
+    async fn each_batch(
+        &self,
+        conn: &mut SqliteConnection,
+        read: Read,
+        mut take_in: impl FnMut(&str) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let batches = self.listed.chunks(GROUPS_AT_ONCE).map(|batch| {
+            let keys: Vec<&str> = batch.iter().map(|(key, ..)| key.as_str()).collect();
+            format!("[{}]", keys.join(","))
+        });
+        let mut read_text: Option<String> = None;
+        for next in batches.map(Some).chain([None]) {
+            let fetch = async {
+                match next {
+                    Some(keys) => sqlx::query_scalar(self.side.members())
+                        .bind(keys)
+                        .bind(read == Read::Cards)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map(Some),
+                    None => Ok(None),
+                }
+            };
+            let taken = async {
+                match read_text.take() {
+                    Some(text) => take_in(&text),
+                    None => Ok(()),
+                }
+            };
+            let (fetched, taken) = tokio::join!(biased; fetch, taken);
+            taken?;
+            read_text = fetched?;
         }
         Ok(())
-    })
-    .await?;
-    for p in people {
-        p.cards.sort_unstable();
-        p.cards.shrink_to_fit();
     }
-    Ok(())
-}
 
-/// Reads the member lists of one side's `groups`; `linked` is the cached
-/// `contact_id` of each of the side's people who was linked.
-async fn lists(
-    conn: &mut SqliteConnection,
-    side: Side,
-    people_names: &[Named],
-    groups: &[Named],
-    linked: &[Option<i64>],
-) -> Result<Lists, Error> {
-    let (person_at, group_at) = (index(people_names), index(groups));
-    let listed = listed(conn, side).await?;
-    let mut out = Lists {
-        members: vec![Vec::new(); groups.len()],
-        people: Vec::new(),
-    };
-    each_batch(conn, side, Read::Members, &listed, |text| {
-        add_rows(text, &mut out, &person_at, &group_at, linked)
-    })
-    .await?;
-    for keys in &mut out.members {
-        keys.sort_unstable();
-        keys.shrink_to_fit();
+    /// Gives each of the side's `people` a card for each group with member
+    /// rows that shows them under a display name (sorted, in `cards`).
+    async fn cards(&self, conn: &mut SqliteConnection, people: &mut [Person]) -> Result<(), Error> {
+        let group_nicks: HashMap<&str, &str> = self
+            .listed
+            .iter()
+            .map(|(_, name, nick)| (name.as_str(), nick.as_str()))
+            .collect();
+        self.each_batch(conn, Read::Cards, |text| {
+            let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
+            for Membership(group_name, m) in &rows {
+                if let (Some(&p), Some(group_nick)) = (
+                    self.person_at.get(m.user_name.as_ref()),
+                    group_nicks.get(group_name.as_ref()),
+                ) {
+                    people[p as usize]
+                        .cards
+                        .push(card_key(group_nick, &m.display_name));
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        for p in people {
+            p.cards.sort_unstable();
+            p.cards.shrink_to_fit();
+        }
+        Ok(())
     }
-    out.people.shrink_to_fit();
-    Ok(out)
+
+    /// Reads the member lists of the side's `groups`; `linked` is the
+    /// cached `contact_id` of each of the side's people who was linked.
+    async fn lists(
+        &self,
+        conn: &mut SqliteConnection,
+        groups: &[Named],
+        linked: &[Option<i64>],
+    ) -> Result<Lists, Error> {
+        let group_at = index(groups);
+        let mut out = Lists {
+            members: vec![Vec::new(); groups.len()],
+            people: Vec::new(),
+        };
+        self.each_batch(conn, Read::Members, |text| {
+            add_rows(text, &mut out, &self.person_at, &group_at, linked)
+        })
+        .await?;
+        for keys in &mut out.members {
+            keys.sort_unstable();
+            keys.shrink_to_fit();
+        }
+        out.people.shrink_to_fit();
+        Ok(out)
+    }
 }
 
 /// Takes in one [`Side::members`] text: a member who is a linked contact is
@@ -603,7 +604,8 @@ pub(super) async fn candidates(
     let mut old = Rows::read(conn, CACHED_ROWS.as_str(), Some(ids)).await?;
     let mut new = Rows::read(conn, UNCLAIMED_ROWS.as_str(), None).await?;
     for rows in [&mut old, &mut new] {
-        cards(conn, Side::Cache, &mut rows.people, &rows.people_names).await?;
+        let member_rows = MemberRows::list(conn, Side::Cache, &rows.people_names).await?;
+        member_rows.cards(conn, &mut rows.people).await?;
     }
     let people = identity::link_people(&old.people, &new.people);
     let groups = identity::link_groups(&mut old.groups, &mut new.groups);

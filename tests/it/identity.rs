@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use wxsync::simulator::{Account, SimConfig, SimGroup, SimKind, StatusNotify};
+use wxsync::simulator::{Account, SimConfig, SimContact, SimGroup, SimKind, StatusNotify};
 
 use crate::helpers::{TestApp, small_account};
 
@@ -75,6 +75,20 @@ fn saved_groups_of(account: &Account, sim_id: u64) -> impl Iterator<Item = &SimG
         .groups
         .iter()
         .filter(move |g| g.saved && g.members.iter().any(|m| m.sim_id == sim_id))
+}
+
+/// The first friend of `account` with no remark or alias for whom `pick`
+/// holds: one left with little to be linked by; `what` says who is sought.
+fn bare_friend<'a>(
+    account: &'a Account,
+    what: &str,
+    pick: impl Fn(&SimContact) -> bool,
+) -> &'a SimContact {
+    let bare = |c: &SimContact| c.remark_name.is_empty() && c.alias.is_empty();
+    let mut friends = account.contacts.iter();
+    friends
+        .find(|c| c.kind == SimKind::Friend && bare(c) && pick(c))
+        .expect(what)
 }
 
 /// The user name the contact `sim_id` has in the simulator's login now.
@@ -695,21 +709,14 @@ async fn a_friend_with_a_new_nick_and_avatar_is_linked_by_the_groups_they_are_in
     app.sync().await;
     let before = app.sim.account();
     let groups_of = |sim_id| saved_groups_of(&before, sim_id);
-    let friend = before
-        .contacts
-        .iter()
-        .find(|c| {
-            c.kind == SimKind::Friend
-                && c.remark_name.is_empty()
-                && c.alias.is_empty()
-                && groups_of(c.sim_id).count() >= 3
-                && groups_of(c.sim_id).all(|g| {
-                    g.members
-                        .iter()
-                        .all(|m| m.sim_id != c.sim_id || m.display_name.is_empty())
-                })
-        })
-        .expect("a friend in three groups without a card");
+    let friend = bare_friend(&before, "a friend in three groups without a card", |c| {
+        groups_of(c.sim_id).count() >= 3
+            && groups_of(c.sim_id).all(|g| {
+                g.members
+                    .iter()
+                    .all(|m| m.sim_id != c.sim_id || m.display_name.is_empty())
+            })
+    });
     let old_ids = ids(&app).await;
     app.sim.rename(&friend.user_name, "换了个名字");
     app.sim.new_avatar(&friend.user_name);
@@ -922,17 +929,13 @@ async fn a_friend_with_a_new_nick_and_avatar_is_linked_by_their_group_card() {
     app.login().await;
     let before = app.sim.account();
     let groups_of = |sim_id| saved_groups_of(&before, sim_id);
-    let friend = before
-        .contacts
-        .iter()
-        .find(|c| {
-            c.kind == SimKind::Friend
-                && [&c.remark_name, &c.alias, &c.signature, &c.province, &c.city]
-                    .iter()
-                    .all(|f| f.is_empty())
-                && groups_of(c.sim_id).count() == 1
-        })
-        .expect("a friend in one group with nothing but a nick name and avatar");
+    let what = "a friend in one group with nothing but a nick name and avatar";
+    let friend = bare_friend(&before, what, |c| {
+        [&c.signature, &c.province, &c.city]
+            .iter()
+            .all(|f| f.is_empty())
+            && groups_of(c.sim_id).count() == 1
+    });
     let group = groups_of(friend.sim_id).next().unwrap();
     app.sim
         .member_card(&group.user_name, &friend.user_name, "读书会的老王");
