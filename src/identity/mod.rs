@@ -2,10 +2,10 @@
 //!
 //! WeChat Web gives every contact and group a new `UserName` at each login.
 //! The first full sync after a new login links the previous login's cached
-//! rows to the new session's contacts: [`link_people`] first, then — with
-//! group member keys built from those links — [`link_groups`]. Each is a
-//! pure function of its input: the same rows give the same links, in any
-//! process.
+//! rows to the new session's contacts: the people first ([`People::link`]),
+//! then — with group member keys built from those links — [`link_groups`],
+//! then the people again ([`People::relink`]). Each is a pure function of
+//! its input: the same rows give the same links, in any process.
 //!
 //! # Scoring
 //!
@@ -60,7 +60,7 @@
 //!
 //! # A second round for people
 //!
-//! Once the groups are linked, [`relink_people`] weighs the people still
+//! Once the groups are linked, [`People::relink`] weighs the people still
 //! unlinked again, with the linked groups each is in as one more signal
 //! (`people.rs`, "groups in common"). The first round's links stand, and
 //! the odds against a pair are counted among the rows of its kind still
@@ -78,6 +78,7 @@ mod values;
 pub use keys::{
     Nick, Text, avatar_seq, card_key, contact_member_key, head_img_seq, stranger_member_key,
 };
+pub use people::People;
 
 use crate::contact::Kind;
 use assign::{Pair, Rule, assign, held};
@@ -103,9 +104,6 @@ pub struct Person {
     /// [`card_key`]`(group nick, display name)` for each group they are in
     /// with a non-empty DisplayName, sorted.
     pub cards: Vec<u64>,
-    /// For [`relink_people`]: a key per linked group they are a member of
-    /// (the same key on both sides), sorted. Empty for [`link_people`].
-    pub groups: Vec<u64>,
 }
 
 /// A group.
@@ -179,26 +177,17 @@ const MARGIN_BITS: f64 = 6.0;
 /// How many candidates an unresolved row lists.
 const LISTED: usize = 3;
 
-/// Links the previous login's people (`old`) to this login's (`new`).
+/// Links the previous login's people (`old`) to this login's (`new`):
+/// [`People::link`] when there is no second round.
 pub fn link_people(old: &[Person], new: &[Person]) -> Outcome {
-    solve(&people::People::build(old, new), &[])
+    People::build(old, new).link()
 }
 
-/// A second round of [`link_people`] once the groups are linked: `settled`
-/// (the first round's outcome) stands, and the people it left unlinked are
-/// weighed again with the groups they are in ([`Person::groups`]) as one
-/// more signal. A friend whose nick name and avatar both changed is often
-/// still in the same groups.
-pub fn relink_people(old: &[Person], new: &[Person], settled: &Outcome) -> Outcome {
-    let settled: Vec<(usize, usize)> = settled.links.iter().map(|l| (l.old, l.new)).collect();
-    solve(&people::People::build(old, new), &settled)
-}
-
-/// For [`relink_people`]: the key each side's groups give their members'
-/// [`Person::groups`], one per group link and the same on both sides;
-/// `None` for a group not linked, or whose member list one side did not
-/// read (everyone in it would count as gone). `listed[side][i]` tells
-/// whether that side's group `i` had a member list.
+/// For [`People::relink`]: the key each side's groups give their members,
+/// one per group link and the same on both sides; `None` for a group not
+/// linked, or whose member list one side did not read (everyone in it
+/// would count as gone). `listed[side][i]` tells whether that side's group
+/// `i` had a member list.
 pub fn group_keys(linked: &Outcome, listed: [&[bool]; 2]) -> [Vec<Option<u64>>; 2] {
     let mut keys = listed.map(|l| vec![None; l.len()]);
     for l in &linked.links {
@@ -210,26 +199,28 @@ pub fn group_keys(linked: &Outcome, listed: [&[bool]; 2]) -> [Vec<Option<u64>>; 
     keys
 }
 
-/// Gives each of one side's `people` the key of every group it is in:
-/// `memberships` are (person, group) indices, `keys` that side's
-/// [`group_keys`].
-pub fn set_groups(
-    people: &mut [Person],
+/// The key of every group each of one side's `people` people is in,
+/// sorted, for [`People::relink`]: `memberships` are (person, group)
+/// indices, `keys` that side's [`group_keys`].
+pub fn groups_of(
+    people: usize,
     memberships: impl IntoIterator<Item = (usize, usize)>,
     keys: &[Option<u64>],
-) {
+) -> Vec<Vec<u64>> {
+    let mut groups = vec![Vec::new(); people];
     for (person, group) in memberships {
         if let Some(k) = keys[group] {
-            people[person].groups.push(k);
+            groups[person].push(k);
         }
     }
-    for p in people {
-        p.groups.sort_unstable();
+    for g in &mut groups {
+        g.sort_unstable();
     }
+    groups
 }
 
 /// Links the previous login's groups to this login's. Call it after
-/// [`link_people`]: member keys of linked contacts must use the old row's
+/// [`People::link`]: member keys of linked contacts must use the old row's
 /// `contact_id` on both sides. It takes each group's member list (leaving
 /// it empty) as it is interned: on a big account the lists are most of
 /// what the matcher holds.

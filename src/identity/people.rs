@@ -4,7 +4,7 @@ use std::hash::Hash;
 
 use super::evidence::Breakdown;
 use super::values::{Side, Step, Values, identifier, merge};
-use super::{Key, Person, Table, Text, class_of};
+use super::{Key, Outcome, Person, Table, Text, class_of, solve};
 use crate::contact::Kind;
 
 /// What each signal is worth, in bits; see [`super`] for the model.
@@ -101,7 +101,7 @@ mod bits {
     pub const CARD_FLOOR: f64 = 1.0;
     pub const CARDS_MAX: f64 = 24.0;
     /// Groups in common, once the groups are linked (a second round, see
-    /// [`super::super::relink_people`]). A linked group both rows are in
+    /// [`super::super::People::relink`]). A linked group both rows are in
     /// holds an unrelated person of the kind with probability p (its
     /// members of the kind ÷ rows of the kind) and the same person after a
     /// login with probability `GROUP_KEPT`: it adds log₂(`GROUP_KEPT` / p)
@@ -194,8 +194,10 @@ impl Row {
     }
 }
 
-/// Both logins' people, each field's values counted.
-pub(super) struct People {
+/// Both logins' people, each field's values counted: built once, linked
+/// by their own fields ([`People::link`]), and once the groups are linked,
+/// again with the groups they are in ([`People::relink`]).
+pub struct People {
     real_id: Values<Text>,
     remark: Values<Text>,
     alias: Values<Text>,
@@ -260,12 +262,36 @@ impl People {
             cards: intern(people, s, |v, side, p, r| {
                 r.cards = v.add_set(side, r.class, &p.cards);
             }),
-            groups: intern(people, s, |v, side, p, r| {
-                r.groups = v.add_set(side, r.class, &p.groups);
-            }),
+            groups: Values::new(),
             rows,
             sides,
         }
+    }
+
+    /// Links the previous login's people to this login's by their own
+    /// fields: the first round.
+    pub fn link(&self) -> Outcome {
+        solve(self, &[])
+    }
+
+    /// The second round, once the groups are linked: `settled` (the first
+    /// round's outcome) stands, and the people it left unlinked are weighed
+    /// again with the groups they are in as one more signal:
+    /// `groups[side][row]` are that row's [`super::groups_of`]. A friend
+    /// whose nick name and avatar both changed is often still in the same
+    /// groups.
+    pub fn relink(mut self, groups: [Vec<Vec<u64>>; 2], settled: &Outcome) -> Outcome {
+        for (side, (groups, rows)) in [Side::Old, Side::New]
+            .into_iter()
+            .zip(groups.iter().zip(&mut self.sides))
+        {
+            for (g, row) in groups.iter().zip(rows) {
+                row.groups = self.groups.add_set(side, row.class, g);
+            }
+        }
+        self.groups.seal();
+        let settled: Vec<(usize, usize)> = settled.links.iter().map(|l| (l.old, l.new)).collect();
+        solve(&self, &settled)
     }
 
     /// Rows of a class on the side with more of them.

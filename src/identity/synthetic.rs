@@ -90,7 +90,6 @@ impl Login {
                     sex: c.sex,
                     avatar_seq: Some(c.avatar_seq.to_string().into()),
                     cards,
-                    groups: Vec::new(),
                 }
             })
             .collect();
@@ -157,30 +156,28 @@ fn both_groups(before: &Login, after: &Login, people: &Outcome) -> (Vec<Group>, 
     (before.groups(&old), after.groups(&new))
 }
 
-/// [`relink_people`] as a re-link runs it: each person gets the key of
+/// [`People::relink`] as a re-link runs it: each person gets the key of
 /// every linked group they are in.
 fn second_round(
-    logins: [&mut Login; 2],
+    logins: [&Login; 2],
     listed: [&[bool]; 2],
-    people: Outcome,
+    table: People,
+    people: &Outcome,
     linked: &Outcome,
 ) -> Outcome {
     let keys = group_keys(linked, listed);
-    let [before, after] = logins;
-    for (login, keys) in [(&mut *before, &keys[0]), (&mut *after, &keys[1])] {
+    let groups = [0, 1].map(|side| {
+        let login = logins[side];
         let row_of: &HashMap<u64, usize> =
             &login.ids.iter().enumerate().map(|(r, b)| (*b, r)).collect();
-        let memberships: Vec<(usize, usize)> = (0..)
-            .zip(&login.groups)
-            .flat_map(|(g, (_, _, members))| {
-                members
-                    .iter()
-                    .filter_map(move |(b, _, _)| row_of.get(b).map(|r| (*r, g)))
-            })
-            .collect();
-        set_groups(&mut login.people, memberships, keys);
-    }
-    relink_people(&before.people, &after.people, &people)
+        let memberships = (0..).zip(&login.groups).flat_map(|(g, (_, _, members))| {
+            members
+                .iter()
+                .filter_map(move |(b, _, _)| row_of.get(b).map(|r| (*r, g)))
+        });
+        groups_of(login.people.len(), memberships, &keys[side])
+    });
+    table.relink(groups, people)
 }
 
 /// Two logins of the account `cfg` generates, with churn `rate` between
@@ -257,9 +254,10 @@ struct Trial {
 }
 
 fn trial(cfg: &SimConfig, rate: f64) -> Trial {
-    let (mut before, mut after, twins) = relogin(cfg, rate);
+    let (before, after, twins) = relogin(cfg, rate);
     let started = Instant::now();
-    let people = link_people(&before.people, &after.people);
+    let table = People::build(&before.people, &after.people);
+    let people = table.link();
     let people_time = started.elapsed().as_secs_f64();
     let (mut old_groups, mut new_groups) = both_groups(&before, &after, &people);
     let listed = [&old_groups, &new_groups]
@@ -268,9 +266,10 @@ fn trial(cfg: &SimConfig, rate: f64) -> Trial {
     let groups = link_groups(&mut old_groups, &mut new_groups);
     let groups_time = started.elapsed().as_secs_f64();
     let people = second_round(
-        [&mut before, &mut after],
+        [&before, &after],
         [&listed[0], &listed[1]],
-        people,
+        table,
+        &people,
         &groups,
     );
     let kind = |row: usize| before.people[row].kind;

@@ -16,7 +16,6 @@ fn friend(nick: &str, seq: &str) -> Person {
         sex: 1,
         avatar_seq: Some(seq.into()),
         cards: Vec::new(),
-        groups: Vec::new(),
     }
 }
 
@@ -319,28 +318,31 @@ fn group_cards_carry_a_friend_who_changed_name_and_avatar() {
     assert!(out.links[0].evidence.starts_with("group cards"));
 }
 
-/// `old` and `new` with the crowd, each of the crowd in one of eight
-/// groups on both sides, and the first round's outcome.
-fn in_groups_with_crowd(old: Vec<Person>, new: Vec<Person>) -> (Vec<Person>, Vec<Person>, Outcome) {
-    let (mut old, mut new) = with_crowd(old, new);
-    for side in [&mut old, &mut new] {
-        let crowd = side.len() - 40;
-        for (i, p) in side[crowd..].iter_mut().enumerate() {
-            p.groups = vec![1 + i as u64 % 8];
-        }
-    }
-    let first = link_people(&old, &new);
-    (old, new, first)
+/// The second round for `old` and `new` (each with the group keys of each
+/// person under test) after the crowd, each of the crowd in one of eight
+/// groups on both sides; and the first round's outcome.
+fn in_groups_with_crowd(
+    old: Vec<(Person, Vec<u64>)>,
+    new: Vec<(Person, Vec<u64>)>,
+) -> (Outcome, Outcome) {
+    let [(old, old_groups), (new, new_groups)] = [old, new].map(|side| {
+        let (people, mut groups): (Vec<Person>, Vec<Vec<u64>>) = side.into_iter().unzip();
+        groups.extend((0..40).map(|i| vec![1 + i as u64 % 8]));
+        (people, groups)
+    });
+    let (old, new) = with_crowd(old, new);
+    let table = People::build(&old, &new);
+    let first = table.link();
+    let second = table.relink([old_groups, new_groups], &first);
+    (first, second)
 }
 
 #[test]
 fn groups_in_common_carry_a_friend_who_changed_name_and_avatar() {
-    let mut a = friend("Tom", "1");
-    a.groups = vec![1, 2, 3];
+    let a = friend("Tom", "1");
     let b = renamed_with_a_new_face(&a);
-    let (old, new, first) = in_groups_with_crowd(vec![a], vec![b]);
+    let (first, out) = in_groups_with_crowd(vec![(a, vec![1, 2, 3])], vec![(b, vec![1, 2, 3])]);
     assert_eq!(linked_to(&first, 0), None, "the first round misses him");
-    let out = relink_people(&old, &new, &first);
     assert_eq!(linked_to(&out, 0), Some(0));
     assert!(out.links[0].evidence.contains("groups in common"));
     assert_eq!(out.links.len(), first.links.len() + 1);
@@ -348,13 +350,14 @@ fn groups_in_common_carry_a_friend_who_changed_name_and_avatar() {
 
 #[test]
 fn groups_in_common_do_not_tell_apart_two_in_the_same_groups() {
-    let mut a = friend("Tom", "1");
-    a.groups = vec![1, 2, 3];
+    let a = friend("Tom", "1");
     let b = renamed_with_a_new_face(&a);
     let mut c = b.clone();
     c.avatar_seq = Some("3".into());
-    let (old, new, first) = in_groups_with_crowd(vec![a], vec![b, c]);
-    let out = relink_people(&old, &new, &first);
+    let (_, out) = in_groups_with_crowd(
+        vec![(a, vec![1, 2, 3])],
+        vec![(b, vec![1, 2, 3]), (c, vec![1, 2, 3])],
+    );
     assert_eq!(linked_to(&out, 0), None);
 }
 
@@ -362,12 +365,9 @@ fn groups_in_common_do_not_tell_apart_two_in_the_same_groups() {
 fn a_few_groups_in_common_among_many_say_nothing() {
     // Three groups kept, five joined: under half of the groups either is
     // in, as people of one circle share.
-    let mut a = friend("Tom", "1");
-    a.groups = vec![1, 2, 3];
-    let mut b = renamed_with_a_new_face(&a);
-    b.groups = (1..=8).collect();
-    let (old, new, first) = in_groups_with_crowd(vec![a], vec![b]);
-    let out = relink_people(&old, &new, &first);
+    let a = friend("Tom", "1");
+    let b = renamed_with_a_new_face(&a);
+    let (_, out) = in_groups_with_crowd(vec![(a, vec![1, 2, 3])], vec![(b, (1..=8).collect())]);
     assert_eq!(linked_to(&out, 0), None);
 }
 

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::mem;
 use std::sync::LazyLock;
 
 use futures_util::TryStreamExt;
@@ -17,7 +18,7 @@ use super::stage::{self, Stage};
 use super::{Error, columns};
 use crate::contact::Kind;
 use crate::identity::{
-    self, Group, Outcome, Person, Text, avatar_seq, card_key, contact_member_key,
+    self, Group, Outcome, People, Person, Text, avatar_seq, card_key, contact_member_key,
     stranger_member_key,
 };
 
@@ -116,7 +117,6 @@ impl Rows {
                         sex: r.sex,
                         avatar_seq,
                         cards: Vec::new(),
-                        groups: Vec::new(),
                     });
                     out.people_names.push(named);
                 }
@@ -283,11 +283,14 @@ impl Stage {
             old_rows.cards(&mut reader, &mut old.people),
             new_rows.cards(conn, &mut new.people),
         )?;
-        let people = identity::link_people(&old.people, &new.people);
+        // The table holds what both rounds weigh: the rows go once it is
+        // built.
+        let table = People::build(&mem::take(&mut old.people), &mem::take(&mut new.people));
+        let people = table.link();
         // A member who is a linked contact is keyed by the cached row's id
         // on both sides; anyone else by what the group shows of them.
-        let mut linked_old = vec![None; old.people.len()];
-        let mut linked_new = vec![None; new.people.len()];
+        let mut linked_old = vec![None; old.people_names.len()];
+        let mut linked_new = vec![None; new.people_names.len()];
         for l in &people.links {
             let id = old.people_names[l.old].contact_id;
             linked_old[l.old] = Some(id);
@@ -322,16 +325,17 @@ impl Stage {
         let groups = identity::link_groups(&mut old.groups, &mut new.groups);
         // The people left unlinked get a second look, with the linked
         // groups they are in as evidence.
-        let people = if people.links.len() < old.people.len() {
-            let [old_keys, new_keys] = identity::group_keys(&groups, [&has_list[0], &has_list[1]]);
-            for (people, seen, keys) in [
-                (&mut old.people, old_lists.people, &old_keys),
-                (&mut new.people, new_lists.people, &new_keys),
-            ] {
+        let people = if people.links.len() < old.people_names.len() {
+            let keys = identity::group_keys(&groups, [&has_list[0], &has_list[1]]);
+            let [old_groups, new_groups] = [
+                (&old.people_names, old_lists.people, &keys[0]),
+                (&new.people_names, new_lists.people, &keys[1]),
+            ]
+            .map(|(names, seen, keys)| {
                 let memberships = seen.iter().map(|m| (m.person as usize, m.group as usize));
-                identity::set_groups(people, memberships, keys);
-            }
-            identity::relink_people(&old.people, &new.people, &people)
+                identity::groups_of(names.len(), memberships, keys)
+            });
+            table.relink([old_groups, new_groups], &people)
         } else {
             people
         };
