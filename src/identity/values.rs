@@ -121,45 +121,53 @@ impl<K: Hash + Eq> Values<K> {
 
 impl Values<u64> {
     /// Interns every row's set of keys on both sides at once (`sets[side]`,
-    /// one sorted list a row, each freed once interned), sealed (see
-    /// [`Values::seal`]), with each row's ids, sorted. Ids follow key
-    /// order, so no map of the keys is ever built: the groups of a large
-    /// account hold hundreds of thousands of member keys, and such a map
-    /// took more memory than everything else the groups' table holds.
+    /// one sorted list a row), sealed (see [`Values::seal`]), with each
+    /// row's ids, sorted. Ids follow key order, and each key is replaced by
+    /// its id where it lies as the lists are merged, so neither a map nor a
+    /// list of the keys is ever built: the groups of a large account hold
+    /// hundreds of thousands of member keys, and either took more memory
+    /// than everything else the groups' table holds.
     pub fn sorted_sets(sets: [Vec<Vec<u64>>; 2]) -> (Self, [Vec<Vec<u32>>; 2]) {
-        // Every key once, in order: the lists merged.
-        let keys = {
-            let lists: Vec<&[u64]> = sets.iter().flatten().map(Vec::as_slice).collect();
+        let [mut old, mut new] = sets;
+        let olds = old.len();
+        let mut holders: Vec<[u32; 2]> = Vec::new();
+        {
+            let mut lists: Vec<&mut [u64]> = old
+                .iter_mut()
+                .chain(&mut new)
+                .map(|l| l.as_mut_slice())
+                .collect();
             let mut next = vec![0usize; lists.len()];
             let mut heap: BinaryHeap<Reverse<(u64, usize)>> = (0..)
                 .zip(&lists)
                 .filter_map(|(i, l)| l.first().map(|k| Reverse((*k, i))))
                 .collect();
-            let mut keys = Vec::new();
+            let mut last = None;
             while let Some(Reverse((k, i))) = heap.pop() {
-                if keys.last() != Some(&k) {
-                    keys.push(k);
+                if last != Some(k) {
+                    holders.push([0, 0]);
+                    last = Some(k);
                 }
+                let id = (holders.len() - 1) as u64;
+                let (list, at) = (&mut lists[i], next[i]);
+                // A key twice in one list is held once: the one before it,
+                // already replaced, has this id only if it was this key.
+                if at == 0 || list[at - 1] != id {
+                    let side = if i < olds { Side::Old } else { Side::New };
+                    holders[id as usize][side as usize] += 1;
+                }
+                list[at] = id;
                 next[i] += 1;
-                if let Some(k) = lists[i].get(next[i]) {
+                if let Some(k) = list.get(next[i]) {
                     heap.push(Reverse((*k, i)));
                 }
             }
-            keys
-        };
-        let mut holders = vec![[0u32; 2]; keys.len()];
-        let [old, new] = sets;
-        let ids = [(Side::Old, old), (Side::New, new)].map(|(side, sets)| {
+        }
+        let ids = [old, new].map(|sets| {
             sets.into_iter()
                 .map(|set| {
-                    let mut ids: Vec<u32> = set
-                        .iter()
-                        .map(|k| keys.partition_point(|x| x < k) as u32)
-                        .collect();
+                    let mut ids: Vec<u32> = set.iter().map(|id| *id as u32).collect();
                     ids.dedup();
-                    for id in &ids {
-                        holders[*id as usize][side as usize] += 1;
-                    }
                     ids
                 })
                 .collect()
