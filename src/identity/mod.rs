@@ -154,6 +154,13 @@ pub struct Outcome {
     pub unresolved: Vec<Unresolved>,
 }
 
+impl Outcome {
+    /// The links' `(old, new)` rows.
+    pub fn pairs(&self) -> Vec<(usize, usize)> {
+        self.links.iter().map(|l| (l.old, l.new)).collect()
+    }
+}
+
 /// How much likelier a link must be than not, in bits, once the odds
 /// against any one pair are counted: among n rows of a kind (in a second
 /// round, n still unlinked) a given pair is the right one with odds of

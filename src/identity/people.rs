@@ -275,12 +275,12 @@ impl People {
     }
 
     /// The second round, once the groups are linked: `settled` (the first
-    /// round's outcome) stands, and the people it left unlinked are weighed
+    /// round's links, [`Outcome::pairs`]) stands, and the people it left unlinked are weighed
     /// again with the groups they are in as one more signal:
     /// `groups[side][row]` are that row's [`super::groups_of`]. A friend
     /// whose nick name and avatar both changed is often still in the same
     /// groups.
-    pub fn relink(mut self, groups: [Vec<Vec<u64>>; 2], settled: &Outcome) -> Outcome {
+    pub fn relink(mut self, groups: [Vec<Vec<u64>>; 2], settled: &[(usize, usize)]) -> Outcome {
         for (side, (groups, rows)) in [Side::Old, Side::New]
             .into_iter()
             .zip(groups.iter().zip(&mut self.sides))
@@ -290,8 +290,7 @@ impl People {
             }
         }
         self.groups.seal();
-        let settled: Vec<(usize, usize)> = settled.links.iter().map(|l| (l.old, l.new)).collect();
-        solve(&self, &settled)
+        solve(&self, settled)
     }
 
     /// Rows of a class on the side with more of them.

@@ -177,7 +177,7 @@ fn second_round(
         });
         groups_of(login.people.len(), memberships, &keys[side])
     });
-    table.relink(groups, people)
+    table.relink(groups, &people.pairs())
 }
 
 /// Two logins of the account `cfg` generates, with churn `rate` between

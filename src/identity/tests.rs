@@ -333,7 +333,7 @@ fn in_groups_with_crowd(
     let (old, new) = with_crowd(old, new);
     let table = People::build(&old, &new);
     let first = table.link();
-    let second = table.relink([old_groups, new_groups], &first);
+    let second = table.relink([old_groups, new_groups], &first.pairs());
     (first, second)
 }
 

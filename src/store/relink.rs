@@ -286,20 +286,27 @@ impl Stage {
         // The table holds what both rounds weigh: the rows go once it is
         // built.
         let table = People::build(&mem::take(&mut old.people), &mem::take(&mut new.people));
-        let people = table.link();
-        // A member who is a linked contact is keyed by the cached row's id
-        // on both sides; anyone else by what the group shows of them.
-        let mut linked_old = vec![None; old.people_names.len()];
-        let mut linked_new = vec![None; new.people_names.len()];
-        for l in &people.links {
-            let id = old.people_names[l.old].contact_id;
-            linked_old[l.old] = Some(id);
-            linked_new[l.new] = Some(id);
-        }
-        let (old_lists, new_lists) = tokio::try_join!(
-            old_rows.lists(&mut reader, &old.group_names, &linked_old),
-            new_rows.lists(conn, &new.group_names, &linked_new),
-        )?;
+        let first = table.link();
+        // With everyone linked, the first round is the outcome. Otherwise a
+        // second one decides again, and meanwhile only the first's links
+        // are kept (not each one's evidence in words).
+        let settled = first.pairs();
+        let first = (settled.len() == old.people_names.len()).then_some(first);
+        let (old_lists, new_lists) = {
+            // A member who is a linked contact is keyed by the cached row's
+            // id on both sides; anyone else by what the group shows of them.
+            let mut linked_old = vec![None; old.people_names.len()];
+            let mut linked_new = vec![None; new.people_names.len()];
+            for &(o, n) in &settled {
+                let id = old.people_names[o].contact_id;
+                linked_old[o] = Some(id);
+                linked_new[n] = Some(id);
+            }
+            tokio::try_join!(
+                old_rows.lists(&mut reader, &old.group_names, &linked_old),
+                new_rows.lists(conn, &new.group_names, &linked_new),
+            )?
+        };
         reader.close().await?;
         // The previous login's user names have served: its links are
         // recorded by `contact_id`.
@@ -325,19 +332,20 @@ impl Stage {
         let groups = identity::link_groups(&mut old.groups, &mut new.groups);
         // The people left unlinked get a second look, with the linked
         // groups they are in as evidence.
-        let people = if people.links.len() < old.people_names.len() {
-            let keys = identity::group_keys(&groups, [&has_list[0], &has_list[1]]);
-            let [old_groups, new_groups] = [
-                (&old.people_names, old_lists.people, &keys[0]),
-                (&new.people_names, new_lists.people, &keys[1]),
-            ]
-            .map(|(names, seen, keys)| {
-                let memberships = seen.iter().map(|m| (m.person as usize, m.group as usize));
-                identity::groups_of(names.len(), memberships, keys)
-            });
-            table.relink([old_groups, new_groups], &people)
-        } else {
-            people
+        let people = match first {
+            Some(first) => first,
+            None => {
+                let keys = identity::group_keys(&groups, [&has_list[0], &has_list[1]]);
+                let [old_groups, new_groups] = [
+                    (&old.people_names, old_lists.people, &keys[0]),
+                    (&new.people_names, new_lists.people, &keys[1]),
+                ]
+                .map(|(names, seen, keys)| {
+                    let memberships = seen.iter().map(|m| (m.person as usize, m.group as usize));
+                    identity::groups_of(names.len(), memberships, keys)
+                });
+                table.relink([old_groups, new_groups], &settled)
+            }
         };
 
         let mut result = Relinked::default();
