@@ -34,8 +34,8 @@ pub struct Relinked {
 /// One side's row as the matcher needs it.
 #[derive(FromRow)]
 struct Row {
-    /// The cache's `contact_id`, or 0 for a staged row.
-    contact_id: i64,
+    /// The cache's `contact_id`, or the stage's rowid for a staged row.
+    id: i64,
     user_name: String,
     kind: String,
     nick_name: String,
@@ -51,21 +51,37 @@ struct Row {
 }
 
 /// One side's rows as the matcher takes them, read one at a time: its
-/// people and groups (member lists and cards to be added), and the
-/// `contact_id` and user name each outcome is recorded by.
+/// people and groups (member lists and cards to be added), with each one's
+/// id, by which its outcome is recorded, and user name, by which member
+/// rows name it.
 struct Rows {
     people: Vec<Person>,
-    people_names: Vec<Named>,
+    people_ids: Vec<i64>,
+    people_names: Names,
     groups: Vec<Group>,
-    group_names: Vec<Named>,
+    group_ids: Vec<i64>,
+    group_names: Names,
 }
 
-/// A row's `contact_id` (0 for a staged row) and user name (which a
-/// re-link empties on the previous login's rows once it has read their
-/// member lists).
-struct Named {
-    contact_id: i64,
-    user_name: Box<str>,
+/// User names, in one buffer: they are read by the tens of thousands and
+/// all dropped at once when the member lists have been read.
+#[derive(Default)]
+struct Names {
+    text: String,
+    /// Where each name ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl Names {
+    fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends.push(self.text.len());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, b)| &self.text[a..*b])
+    }
 }
 
 impl Rows {
@@ -77,9 +93,11 @@ impl Rows {
     ) -> Result<Rows, Error> {
         let mut out = Rows {
             people: Vec::new(),
-            people_names: Vec::new(),
+            people_ids: Vec::new(),
+            people_names: Names::default(),
             groups: Vec::new(),
-            group_names: Vec::new(),
+            group_ids: Vec::new(),
+            group_names: Names::default(),
         };
         let mut query = sqlx::query_as::<_, Row>(sql);
         if let Some(ids) = ids {
@@ -87,10 +105,6 @@ impl Rows {
         }
         let mut rows = query.fetch(conn);
         while let Some(r) = rows.try_next().await? {
-            let named = Named {
-                contact_id: r.contact_id,
-                user_name: r.user_name.into_boxed_str(),
-            };
             let avatar_seq = avatar_seq(&r.head_img_url).map(Text::from);
             let real_id = r.real_id.map(Text::from);
             match Kind::parse(&r.kind).unwrap_or(Kind::Friend) {
@@ -102,7 +116,8 @@ impl Rows {
                         avatar_seq,
                         members: Vec::new(),
                     });
-                    out.group_names.push(named);
+                    out.group_ids.push(r.id);
+                    out.group_names.push(&r.user_name);
                 }
                 kind => {
                     out.people.push(Person {
@@ -118,12 +133,13 @@ impl Rows {
                         avatar_seq,
                         cards: Vec::new(),
                     });
-                    out.people_names.push(named);
+                    out.people_ids.push(r.id);
+                    out.people_names.push(&r.user_name);
                 }
             }
         }
         out.people.shrink_to_fit();
-        out.people_names.shrink_to_fit();
+        out.people_ids.shrink_to_fit();
         Ok(out)
     }
 
@@ -137,7 +153,7 @@ impl Rows {
 /// contact column but `raw` (a [`Row`] takes what the matcher weighs).
 static OLD_ROWS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT c.contact_id, {}, c.real_id
+        "SELECT c.contact_id AS id, {}, c.real_id
          FROM main.contacts c
          WHERE c.deleted_at IS NULL
            AND NOT EXISTS (SELECT 1 FROM temp.stage_contacts s WHERE s.user_name = c.user_name)
@@ -148,7 +164,7 @@ static OLD_ROWS: LazyLock<String> = LazyLock::new(|| {
 });
 static NEW_ROWS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT 0 AS contact_id, {}, r.real_id
+        "SELECT s.rowid AS id, {}, r.real_id
          FROM temp.stage_contacts s LEFT JOIN main.real_ids r ON r.user_name = s.user_name
          WHERE NOT EXISTS (SELECT 1 FROM main.contacts c WHERE c.user_name = s.user_name)
          ORDER BY s.user_name",
@@ -291,14 +307,18 @@ impl Stage {
         // second one decides again, and meanwhile only the first's links
         // are kept (not each one's evidence in words).
         let settled = first.pairs();
-        let first = (settled.len() == old.people_names.len()).then_some(first);
+        let first = (settled.len() == old.people_ids.len()).then_some(first);
+        // Here and after each step below, what the step freed goes back: the
+        // allocator would keep it, and the next step's peak would stand on
+        // it (at 4× the bench's account, the write's on 25 MB of it).
+        crate::memory::give_back();
         let (old_lists, new_lists) = {
             // A member who is a linked contact is keyed by the cached row's
             // id on both sides; anyone else by what the group shows of them.
-            let mut linked_old = vec![None; old.people_names.len()];
-            let mut linked_new = vec![None; new.people_names.len()];
+            let mut linked_old = vec![None; old.people_ids.len()];
+            let mut linked_new = vec![None; new.people_ids.len()];
             for &(o, n) in &settled {
-                let id = old.people_names[o].contact_id;
+                let id = old.people_ids[o];
                 linked_old[o] = Some(id);
                 linked_new[n] = Some(id);
             }
@@ -308,10 +328,11 @@ impl Stage {
             )?
         };
         reader.close().await?;
-        // The previous login's user names have served: its links are
-        // recorded by `contact_id`.
-        for n in old.people_names.iter_mut().chain(&mut old.group_names) {
-            n.user_name = Box::default();
+        // The user names have served: outcomes are recorded by id.
+        drop((old_rows, new_rows));
+        for rows in [&mut old, &mut new] {
+            rows.people_names = Names::default();
+            rows.group_names = Names::default();
         }
         // Each group takes its list; whether it had one is kept for the
         // second round, as `link_groups` takes the lists.
@@ -330,6 +351,7 @@ impl Stage {
                 .collect::<Vec<_>>()
         });
         let groups = identity::link_groups(&mut old.groups, &mut new.groups);
+        crate::memory::give_back();
         // The people left unlinked get a second look, with the linked
         // groups they are in as evidence.
         let people = match first {
@@ -337,21 +359,22 @@ impl Stage {
             None => {
                 let keys = identity::group_keys(&groups, [&has_list[0], &has_list[1]]);
                 let [old_groups, new_groups] = [
-                    (&old.people_names, old_lists.people, &keys[0]),
-                    (&new.people_names, new_lists.people, &keys[1]),
+                    (&old.people_ids, old_lists.people, &keys[0]),
+                    (&new.people_ids, new_lists.people, &keys[1]),
                 ]
-                .map(|(names, seen, keys)| {
+                .map(|(ids, seen, keys)| {
                     let memberships = seen.iter().map(|m| (m.person as usize, m.group as usize));
-                    identity::groups_of(names.len(), memberships, keys)
+                    identity::groups_of(ids.len(), memberships, keys)
                 });
                 table.relink([old_groups, new_groups], &settled)
             }
         };
+        crate::memory::give_back();
 
         let mut result = Relinked::default();
         for (outcome, old, new) in [
-            (&people, &old.people_names, &new.people_names),
-            (&groups, &old.group_names, &new.group_names),
+            (&people, &old.people_ids, &new.people_ids),
+            (&groups, &old.group_ids, &new.group_ids),
         ] {
             let counts = record(conn, outcome, old, new).await?;
             result.linked += counts.linked;
@@ -368,11 +391,8 @@ impl Stage {
 }
 
 /// Indices by user name.
-fn index(names: &[Named]) -> HashMap<&str, u32> {
-    (0u32..)
-        .zip(names)
-        .map(|(i, n)| (&*n.user_name, i))
-        .collect()
+fn index(names: &Names) -> HashMap<&str, u32> {
+    (0u32..).zip(names.iter()).map(|(i, n)| (n, i)).collect()
 }
 
 /// One side's member rows as the matcher reads them, in two passes (the
@@ -391,7 +411,7 @@ impl<'n> MemberRows<'n> {
     async fn list(
         conn: &mut SqliteConnection,
         side: Side,
-        people_names: &'n [Named],
+        people_names: &'n Names,
     ) -> Result<Self, Error> {
         Ok(MemberRows {
             side,
@@ -473,12 +493,12 @@ impl<'n> MemberRows<'n> {
     async fn lists(
         &self,
         conn: &mut SqliteConnection,
-        groups: &[Named],
+        groups: &Names,
         linked: &[Option<i64>],
     ) -> Result<Lists, Error> {
         let group_at = index(groups);
         let mut out = Lists {
-            members: vec![Vec::new(); groups.len()],
+            members: vec![Vec::new(); group_at.len()],
             people: Vec::new(),
         };
         self.each_batch(conn, Read::Members, |text| {
@@ -522,35 +542,31 @@ fn add_rows(
     Ok(())
 }
 
-/// Writes one matcher outcome into the stage's `links` and `candidates`.
+/// Writes one matcher outcome into the stage's `links` and `candidates`:
+/// `old` are the cached rows' `contact_id`s, `new` the staged rows' rowids.
 async fn record(
     conn: &mut SqliteConnection,
     outcome: &Outcome,
-    old: &[Named],
-    new: &[Named],
+    old: &[i64],
+    new: &[i64],
 ) -> Result<Relinked, Error> {
-    let links: Vec<(&str, i64)> = outcome
+    let links: Vec<(i64, i64)> = outcome
         .links
         .iter()
-        .map(|l| (&*new[l.new].user_name, old[l.old].contact_id))
+        .map(|l| (new[l.new], old[l.old]))
         .collect();
-    let candidates: Vec<(i64, &str, f64, &str)> = outcome
+    let candidates: Vec<(i64, i64, f64, &str)> = outcome
         .unresolved
         .iter()
         .flat_map(|u| {
-            u.candidates.iter().map(move |c| {
-                (
-                    old[u.old].contact_id,
-                    &*new[c.new].user_name,
-                    c.score,
-                    c.evidence.as_str(),
-                )
-            })
+            u.candidates
+                .iter()
+                .map(move |c| (old[u.old], new[c.new], c.score, c.evidence.as_str()))
         })
         .collect();
     for l in &outcome.links {
         tracing::debug!(
-            contact_id = old[l.old].contact_id,
+            contact_id = old[l.old],
             score = l.score,
             evidence = %l.evidence,
             "re-linked"
@@ -558,14 +574,16 @@ async fn record(
     }
     sqlx::query(
         "INSERT INTO temp.links (new_name, contact_id)
-         SELECT value->>0, value->>1 FROM json_each(?1)",
+         SELECT s.user_name, j.value->>1
+         FROM json_each(?1) j JOIN temp.stage_contacts s ON s.rowid = j.value->>0",
     )
     .bind(serde_json::to_string(&links).map_err(Error::Encode)?)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
         "INSERT OR REPLACE INTO temp.candidates (old_contact_id, new_name, score, evidence)
-         SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?1)",
+         SELECT j.value->>0, s.user_name, j.value->>2, j.value->>3
+         FROM json_each(?1) j JOIN temp.stage_contacts s ON s.rowid = j.value->>1",
     )
     .bind(serde_json::to_string(&candidates).map_err(Error::Encode)?)
     .execute(&mut *conn)
@@ -580,7 +598,7 @@ async fn record(
 /// array): the old side of a rebuild ([`candidates`]).
 static CACHED_ROWS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT c.contact_id, {}, c.real_id
+        "SELECT c.contact_id AS id, {}, c.real_id
          FROM main.contacts c
          WHERE c.contact_id IN (SELECT value FROM json_each(?1))
          ORDER BY c.contact_id",
@@ -592,7 +610,7 @@ static CACHED_ROWS: LazyLock<String> = LazyLock::new(|| {
 /// since the cache took this login's names (see [`super::Store::link`]).
 static UNCLAIMED_ROWS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT c.contact_id, {}, c.real_id
+        "SELECT c.contact_id AS id, {}, c.real_id
          FROM main.contacts c, main.identity i
          WHERE i.id = 1 AND c.deleted_at IS NULL AND c.first_seen_at >= i.linked_at
          ORDER BY c.contact_id",
@@ -623,17 +641,15 @@ pub(super) async fn candidates(
     let groups = identity::link_groups(&mut old.groups, &mut new.groups);
     let mut out = Vec::new();
     for (outcome, old, new) in [
-        (&people, &old.people_names, &new.people_names),
-        (&groups, &old.group_names, &new.group_names),
+        (&people, &old.people_ids, &new.people_ids),
+        (&groups, &old.group_ids, &new.group_ids),
     ] {
         for l in &outcome.links {
-            let (o, n) = (&old[l.old], &new[l.new]);
-            out.push((o.contact_id, n.contact_id, l.score, l.evidence.clone()));
+            out.push((old[l.old], new[l.new], l.score, l.evidence.clone()));
         }
         for u in &outcome.unresolved {
             for c in &u.candidates {
-                let (o, n) = (&old[u.old], &new[c.new]);
-                out.push((o.contact_id, n.contact_id, c.score, c.evidence.clone()));
+                out.push((old[u.old], new[c.new], c.score, c.evidence.clone()));
             }
         }
     }
@@ -644,17 +660,18 @@ pub(super) async fn candidates(
 mod tests {
     use super::*;
 
-    fn named(user_name: &str) -> Named {
-        Named {
-            contact_id: 0,
-            user_name: user_name.into(),
+    fn names(names: &[&str]) -> Names {
+        let mut out = Names::default();
+        for n in names {
+            out.push(n);
         }
+        out
     }
 
     #[test]
     fn members_are_keyed_by_the_link_or_by_what_the_group_shows() {
-        let people = [named("@linked"), named("@unlinked")];
-        let groups = [named("@@a"), named("@@b")];
+        let people = names(&["@linked", "@unlinked"]);
+        let groups = names(&["@@a", "@@b"]);
         let (person_at, group_at) = (index(&people), index(&groups));
         let mut out = Lists {
             members: vec![Vec::new(); 2],
