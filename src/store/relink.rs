@@ -78,6 +78,10 @@ impl Names {
         self.ends.push(self.text.len());
     }
 
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
     fn iter(&self) -> impl Iterator<Item = &str> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts.zip(&self.ends).map(|(a, b)| &self.text[a..*b])
@@ -255,18 +259,9 @@ struct Membership<'a>(#[serde(borrow)] Cow<'a, str>, #[serde(borrow)] Listed<'a>
 struct Lists {
     /// By index into the side's groups: member keys, sorted.
     members: Vec<Vec<u64>>,
-    /// Every member row whose member is one of the side's people, for the
-    /// people's second round.
-    people: Vec<Seen>,
-}
-
-/// A member row of one of the side's groups whose member is one of the
-/// side's people.
-struct Seen {
-    /// Index into the side's groups.
-    group: u32,
-    /// Index into the side's people.
-    person: u32,
+    /// By index into the side's groups: the side's people among its
+    /// members (indices), for the people's second round.
+    people: Vec<Vec<u32>>,
 }
 
 impl Stage {
@@ -302,6 +297,7 @@ impl Stage {
         // The table holds what both rounds weigh: the rows go once it is
         // built.
         let table = People::build(&mem::take(&mut old.people), &mem::take(&mut new.people));
+        crate::memory::give_back();
         let first = table.link();
         // With everyone linked, the first round is the outcome. Otherwise a
         // second one decides again, and meanwhile only the first's links
@@ -362,8 +358,10 @@ impl Stage {
                     (&old.people_ids, old_lists.people, &keys[0]),
                     (&new.people_ids, new_lists.people, &keys[1]),
                 ]
-                .map(|(ids, seen, keys)| {
-                    let memberships = seen.iter().map(|m| (m.person as usize, m.group as usize));
+                .map(|(ids, in_groups, keys)| {
+                    let memberships = (0..).zip(&in_groups).flat_map(|(group, people)| {
+                        people.iter().map(move |p| (*p as usize, group))
+                    });
                     identity::groups_of(ids.len(), memberships, keys)
                 });
                 table.relink([old_groups, new_groups], &settled)
@@ -498,18 +496,18 @@ impl<'n> MemberRows<'n> {
     ) -> Result<Lists, Error> {
         let group_at = index(groups);
         let mut out = Lists {
-            members: vec![Vec::new(); group_at.len()],
-            people: Vec::new(),
+            members: vec![Vec::new(); groups.len()],
+            people: vec![Vec::new(); groups.len()],
         };
         self.each_batch(conn, Read::Members, |text| {
             add_rows(text, &mut out, &self.person_at, &group_at, linked)
         })
         .await?;
-        for keys in &mut out.members {
+        for (keys, people) in out.members.iter_mut().zip(&mut out.people) {
             keys.sort_unstable();
             keys.shrink_to_fit();
+            people.shrink_to_fit();
         }
-        out.people.shrink_to_fit();
         Ok(out)
     }
 }
@@ -531,7 +529,7 @@ fn add_rows(
         };
         let person = person_at.get(m.user_name.as_ref()).copied();
         if let Some(person) = person {
-            out.people.push(Seen { group, person });
+            out.people[group as usize].push(person);
         }
         let key = match person.and_then(|p| linked[p as usize]) {
             Some(id) => contact_member_key(id),
@@ -675,7 +673,7 @@ mod tests {
         let (person_at, group_at) = (index(&people), index(&groups));
         let mut out = Lists {
             members: vec![Vec::new(); 2],
-            people: Vec::new(),
+            people: vec![Vec::new(); 2],
         };
         let text = r#"[
             ["@@a", ["@stranger", "Ann", "", 0]],
@@ -699,7 +697,6 @@ mod tests {
         );
         // Rows of a group that is not the side's are left out; every row of
         // one of the side's people is kept for the second round.
-        let seen: Vec<(u32, u32)> = out.people.iter().map(|m| (m.group, m.person)).collect();
-        assert_eq!(seen, vec![(0, 0), (1, 1), (0, 1)]);
+        assert_eq!(out.people, vec![vec![0, 1], vec![1]]);
     }
 }
