@@ -149,38 +149,48 @@ const THIN_GROUPS: usize = 2;
 /// candidates ("Alice" shared by 200 × 200 rows is worth about 2 bits).
 const BLOCK_LIMIT: u64 = 40_000;
 
-/// A person with each field interned.
+/// A person with each field interned. A big account's re-link holds one
+/// for each person of both logins while it reads every member list, so
+/// the fields take 4 bytes each.
 pub(super) struct Row {
     class: u8,
-    real_id: Option<u32>,
-    remark: Option<u32>,
-    alias: Option<u32>,
-    avatar: Option<u32>,
-    nick: Option<u32>,
-    nick_core: Option<u32>,
-    sex: Option<u32>,
-    place: Option<u32>,
-    signature: Option<u32>,
-    cards: Vec<u32>,
-    groups: Vec<u32>,
+    /// The value of each field from real id to signature (indexed by its
+    /// signal), or [`NONE`].
+    fields: [u32; FIELDS],
+    cards: Box<[u32]>,
+    groups: Box<[u32]>,
 }
+
+/// The fields a [`Row`] holds one value of.
+const FIELDS: usize = SIGNATURE + 1;
+
+/// No value.
+const NONE: u32 = u32::MAX;
 
 impl Row {
     /// A row of `p`'s class with no field interned yet.
     fn blank(p: &Person) -> Row {
         Row {
             class: class_of(p.kind),
-            real_id: None,
-            remark: None,
-            alias: None,
-            avatar: None,
-            nick: None,
-            nick_core: None,
-            sex: None,
-            place: None,
-            signature: None,
-            cards: Vec::new(),
-            groups: Vec::new(),
+            fields: [NONE; FIELDS],
+            cards: Box::default(),
+            groups: Box::default(),
+        }
+    }
+
+    fn get(&self, field: usize) -> Option<u32> {
+        Some(self.fields[field]).filter(|v| *v != NONE)
+    }
+
+    fn set(&mut self, field: usize, value: Option<u32>) {
+        self.fields[field] = value.unwrap_or(NONE);
+    }
+
+    /// A field's value as candidates are found by it: none or one.
+    fn values(&self, field: usize) -> &[u32] {
+        match &self.fields[field] {
+            &NONE => &[],
+            v => std::slice::from_ref(v),
         }
     }
 
@@ -189,7 +199,7 @@ impl Row {
     /// `new_face` pair must not have.
     fn set_alike(&self, other: &Row) -> bool {
         let set =
-            |r: &Row| [r.remark, r.alias, r.nick, r.sex, r.place, r.signature].map(|f| f.is_some());
+            |r: &Row| [REMARK, ALIAS, NICK, SEX, PLACE, SIGNATURE].map(|f| r.get(f).is_some());
         set(self) == set(other)
     }
 }
@@ -232,35 +242,41 @@ impl People {
         let s = &mut sides;
         People {
             real_id: intern(people, s, |v, side, p, r| {
-                r.real_id = p.real_id.and_then(|t| v.add_text(side, 0, t));
+                r.set(REAL_ID, p.real_id.and_then(|t| v.add_text(side, 0, t)));
             }),
             remark: intern(people, s, |v, side, p, r| {
-                r.remark = v.add_text(side, r.class, p.remark_name);
+                r.set(REMARK, v.add_text(side, r.class, p.remark_name));
             }),
             alias: intern(people, s, |v, side, p, r| {
-                r.alias = v.add_text(side, r.class, p.alias);
+                r.set(ALIAS, v.add_text(side, r.class, p.alias));
             }),
             avatar: intern(people, s, |v, side, p, r| {
-                r.avatar = p.avatar_seq.and_then(|t| v.add_text(side, r.class, t));
+                r.set(
+                    AVATAR,
+                    p.avatar_seq.and_then(|t| v.add_text(side, r.class, t)),
+                );
             }),
             nick: intern(people, s, |v, side, p, r| {
-                r.nick = v.add_text(side, r.class, p.nick_name.text);
+                r.set(NICK, v.add_text(side, r.class, p.nick_name.text));
             }),
             nick_core: intern(people, s, |v, side, p, r| {
-                r.nick_core = v.add_text(side, r.class, p.nick_name.core);
+                r.set(NICK_CORE, v.add_text(side, r.class, p.nick_name.core));
             }),
             sex: intern(people, s, |v, side, p, r| {
-                r.sex = (p.sex != 0).then(|| v.add(side, r.class, p.sex));
+                r.set(SEX, (p.sex != 0).then(|| v.add(side, r.class, p.sex)));
             }),
             place: intern(people, s, |v, side, p, r| {
-                r.place = (!p.province.is_empty() || !p.city.is_empty())
-                    .then(|| v.add(side, r.class, (p.province, p.city)));
+                let place = !p.province.is_empty() || !p.city.is_empty();
+                r.set(
+                    PLACE,
+                    place.then(|| v.add(side, r.class, (p.province, p.city))),
+                );
             }),
             signature: intern(people, s, |v, side, p, r| {
-                r.signature = v.add_text(side, r.class, p.signature);
+                r.set(SIGNATURE, v.add_text(side, r.class, p.signature));
             }),
             cards: intern(people, s, |v, side, p, r| {
-                r.cards = v.add_set(side, r.class, &p.cards);
+                r.cards = v.add_set(side, r.class, &p.cards).into();
             }),
             groups: Values::new(),
             rows,
@@ -286,7 +302,7 @@ impl People {
             .zip(groups.iter().zip(&mut self.sides))
         {
             for (g, row) in groups.iter().zip(rows) {
-                row.groups = self.groups.add_set(side, row.class, g);
+                row.groups = self.groups.add_set(side, row.class, g).into();
             }
         }
         self.groups.seal();
@@ -303,27 +319,38 @@ impl People {
         let (a, b) = (&self.sides[0][o], &self.sides[1][n]);
         let rows = self.class_rows(a.class);
         let mut s = Breakdown::new();
-        if a.real_id.is_some() && a.real_id == b.real_id {
+        if a.get(REAL_ID).is_some() && a.get(REAL_ID) == b.get(REAL_ID) {
             s.bits[REAL_ID] = bits::REAL_ID;
         }
-        s.bits[REMARK] = self.remark.weigh(&bits::REMARK, a.remark, b.remark, rows);
-        s.bits[ALIAS] = self.alias.weigh(&bits::ALIAS, a.alias, b.alias, rows);
-        s.bits[AVATAR] = self.avatar.weigh(&bits::AVATAR, a.avatar, b.avatar, rows);
+        s.bits[REMARK] = self
+            .remark
+            .weigh(&bits::REMARK, a.get(REMARK), b.get(REMARK), rows);
+        s.bits[ALIAS] = self
+            .alias
+            .weigh(&bits::ALIAS, a.get(ALIAS), b.get(ALIAS), rows);
+        s.bits[AVATAR] = self
+            .avatar
+            .weigh(&bits::AVATAR, a.get(AVATAR), b.get(AVATAR), rows);
         let (nick, core) = if a.class == class_of(Kind::Official) {
             (&bits::BRAND, &bits::BRAND_CORE)
         } else {
             (&bits::NICK, &bits::NICK_CORE)
         };
-        s.bits[NICK] = self.nick.weigh(nick, a.nick, b.nick, rows);
-        if s.bits[NICK] < 0.0 && a.nick_core.is_some() && a.nick_core == b.nick_core {
+        s.bits[NICK] = self.nick.weigh(nick, a.get(NICK), b.get(NICK), rows);
+        if s.bits[NICK] < 0.0 && a.get(NICK_CORE).is_some() && a.get(NICK_CORE) == b.get(NICK_CORE)
+        {
             s.bits[NICK] = 0.0;
-            s.bits[NICK_CORE] = self.nick_core.weigh(core, a.nick_core, b.nick_core, rows);
+            s.bits[NICK_CORE] =
+                self.nick_core
+                    .weigh(core, a.get(NICK_CORE), b.get(NICK_CORE), rows);
         }
-        s.bits[SEX] = self.sex.weigh(&bits::SEX, a.sex, b.sex, rows);
-        s.bits[PLACE] = self.place.weigh(&bits::PLACE, a.place, b.place, rows);
-        s.bits[SIGNATURE] = self
-            .signature
-            .weigh(&bits::SIGNATURE, a.signature, b.signature, rows);
+        s.bits[SEX] = self.sex.weigh(&bits::SEX, a.get(SEX), b.get(SEX), rows);
+        s.bits[PLACE] = self
+            .place
+            .weigh(&bits::PLACE, a.get(PLACE), b.get(PLACE), rows);
+        s.bits[SIGNATURE] =
+            self.signature
+                .weigh(&bits::SIGNATURE, a.get(SIGNATURE), b.get(SIGNATURE), rows);
         s.bits[CARDS] = a
             .cards
             .iter()
@@ -393,17 +420,17 @@ impl Table for People {
     }
 
     fn real_id(row: &Row) -> Option<u32> {
-        row.real_id
+        row.get(REAL_ID)
     }
 
     /// Values are interned per class, so rows sharing one are of one kind.
     fn keys(&self) -> Vec<(Key<Row>, usize)> {
         vec![
-            (|r| r.remark.as_slice(), self.remark.len()),
-            (|r| r.alias.as_slice(), self.alias.len()),
-            (|r| r.avatar.as_slice(), self.avatar.len()),
-            (|r| r.nick.as_slice(), self.nick.len()),
-            (|r| r.nick_core.as_slice(), self.nick_core.len()),
+            (|r| r.values(REMARK), self.remark.len()),
+            (|r| r.values(ALIAS), self.alias.len()),
+            (|r| r.values(AVATAR), self.avatar.len()),
+            (|r| r.values(NICK), self.nick.len()),
+            (|r| r.values(NICK_CORE), self.nick_core.len()),
             (|r| &r.cards, self.cards.len()),
             (|r| &r.groups, self.groups.len()),
         ]
