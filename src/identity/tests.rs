@@ -47,10 +47,6 @@ fn with_crowd(mut old: Vec<Person>, mut new: Vec<Person>) -> (Vec<Person>, Vec<P
     (old, new)
 }
 
-fn pairs(o: &Outcome) -> Vec<(usize, usize)> {
-    o.links.iter().map(|l| (l.old, l.new)).collect()
-}
-
 fn linked_to(o: &Outcome, old: usize) -> Option<usize> {
     o.links.iter().find(|l| l.old == old).map(|l| l.new)
 }
@@ -409,7 +405,7 @@ fn the_same_input_gives_the_same_outcome() {
     for _ in 0..3 {
         assert_eq!(link_people(&old, &new), first);
     }
-    assert_eq!(pairs(&first)[0], (0, 1));
+    assert_eq!(first.pairs()[0], (0, 1));
 }
 
 // ---- groups ----

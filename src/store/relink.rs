@@ -295,7 +295,9 @@ impl Stage {
             new_rows.cards(conn, &mut new.people),
         )?;
         // The table holds what both rounds weigh: the rows go once it is
-        // built.
+        // built. Here and after each step below, what the step freed goes
+        // back: the allocator would keep it, and the next step's peak would
+        // stand on it (at 4× the bench's account, the write's on 25 MB).
         let table = People::build(&mem::take(&mut old.people), &mem::take(&mut new.people));
         crate::memory::give_back();
         let first = table.link();
@@ -304,9 +306,6 @@ impl Stage {
         // are kept (not each one's evidence in words).
         let settled = first.pairs();
         let first = (settled.len() == old.people_ids.len()).then_some(first);
-        // Here and after each step below, what the step freed goes back: the
-        // allocator would keep it, and the next step's peak would stand on
-        // it (at 4× the bench's account, the write's on 25 MB of it).
         crate::memory::give_back();
         let (old_lists, new_lists) = {
             // A member who is a linked contact is keyed by the cached row's
@@ -523,6 +522,16 @@ fn add_rows(
     linked: &[Option<i64>],
 ) -> Result<(), Error> {
     let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
+    // A group's rows all come in one text: its list is sized once.
+    let mut sizes: HashMap<u32, usize> = HashMap::new();
+    for Membership(group_name, _) in &rows {
+        if let Some(&group) = group_at.get(group_name.as_ref()) {
+            *sizes.entry(group).or_default() += 1;
+        }
+    }
+    for (group, size) in sizes {
+        out.members[group as usize].reserve_exact(size);
+    }
     for Membership(group_name, m) in &rows {
         let Some(&group) = group_at.get(group_name.as_ref()) else {
             continue;
