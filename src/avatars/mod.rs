@@ -222,20 +222,22 @@ impl Fetcher {
         let wanted = store.avatars_wanted().await?;
         let ids: std::collections::HashSet<i64> = wanted.iter().map(|w| w.contact_id).collect();
         self.failures.retain(|id, _| ids.contains(id));
+        drop(ids);
+        let mut round = Round {
+            wanted: wanted.len(),
+            ..Round::default()
+        };
+        // The round can last hours (a new avatar for most of a big account,
+        // one a pause apart): only the due ones are held.
         let now = Instant::now();
         let due: Vec<AvatarWanted> = wanted
-            .iter()
+            .into_iter()
             .filter(|w| {
                 self.failures
                     .get(&w.contact_id)
                     .is_none_or(|f| self.may_retry(f) && f.next_try <= now)
             })
-            .cloned()
             .collect();
-        let mut round = Round {
-            wanted: wanted.len(),
-            ..Round::default()
-        };
         progress(Progress::Begin(due.len()));
         let mut writer = store.avatar_writer();
         let mut batch: Vec<AvatarImage> = Vec::new();
