@@ -409,6 +409,10 @@ impl Stage {
             source = plan.source.as_str(),
             "cache written"
         );
+        // Closed here, not dropped: a dropped connection is closed later on
+        // its own thread, and what its page cache held would be freed after
+        // the daemon has given the sync's memory back (docs/storage.md).
+        self.conn.close().await?;
         Ok(ApplyCounts {
             write_lock_ms,
             ..counts
