@@ -575,25 +575,29 @@ fn join_failure(e: tokio::task::JoinError) -> anyhow::Error {
     anyhow!("it panicked: {message}")
 }
 
-/// Tells when the session file may have changed (its mtime), so that it is
-/// read only then.
+/// Tells when the session file may have changed, so that it is read only
+/// then: by its inode (every write renames a new file into place) and its
+/// mtime. The mtime alone missed a `wxsync login` landing within the same
+/// clock tick as the daemon's own write of the logged-out state: the
+/// kernel stamps files from a coarse clock.
 struct FileWatch {
     path: PathBuf,
     /// `None` before the first look; `Some(None)` while there is no file.
-    mtime: Option<Option<SystemTime>>,
+    seen: Option<Option<(u64, SystemTime)>>,
 }
 
 impl FileWatch {
     fn new(path: PathBuf) -> FileWatch {
-        FileWatch { path, mtime: None }
+        FileWatch { path, seen: None }
     }
 
-    /// True on the first call and whenever the mtime moved since the last.
+    /// True on the first call and whenever the file moved since the last.
     fn changed(&mut self) -> bool {
+        use std::os::unix::fs::MetadataExt;
         let now = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
+            .and_then(|m| Ok((m.ino(), m.modified()?)))
             .ok();
-        self.mtime.replace(now) != Some(now)
+        self.seen.replace(now) != Some(now)
     }
 
     fn load(&self) -> anyhow::Result<Option<Session>> {
@@ -609,6 +613,29 @@ impl FileWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_file_replaced_within_one_clock_tick_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("session");
+        std::fs::write(&path, "logged out").unwrap();
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut watch = FileWatch::new(path.clone());
+        assert!(watch.changed(), "the first look is news");
+        assert!(!watch.changed());
+        // A new login renamed into place, stamped with the same time.
+        let next = dir.path().join("next");
+        std::fs::write(&next, "active").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&next)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        assert!(watch.changed());
+        assert!(!watch.changed());
+    }
 
     fn tasks() -> Tasks {
         Tasks::new(CancellationToken::new())
