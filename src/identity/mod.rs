@@ -206,9 +206,9 @@ pub fn group_keys(linked: &Outcome, listed: [&[bool]; 2]) -> [Vec<Option<u64>>; 
     keys
 }
 
-/// The key of every group each of one side's `people` people is in,
-/// sorted, for [`People::relink`]: `memberships` are (person, group)
-/// indices, `keys` that side's [`group_keys`].
+/// For [`People::relink`]: the keys of the groups each of one side's
+/// `people` is in, sorted; `memberships` are (person, group) indices,
+/// `keys` that side's [`group_keys`].
 pub fn groups_of(
     people: usize,
     memberships: impl IntoIterator<Item = (usize, usize)>,

@@ -291,21 +291,16 @@ impl People {
     }
 
     /// The second round, once the groups are linked: `settled` (the first
-    /// round's links, [`Outcome::pairs`]) stands, and the people it left unlinked are weighed
-    /// again with the groups they are in as one more signal:
-    /// `groups[side][row]` are that row's [`super::groups_of`]. A friend
-    /// whose nick name and avatar both changed is often still in the same
-    /// groups.
+    /// round's links, [`Outcome::pairs`]) stands, and the people it left
+    /// unlinked are weighed again with the groups they are in as one more
+    /// signal: `groups[side][row]` are that row's [`super::groups_of`]. A
+    /// friend whose nick name and avatar both changed is often still in
+    /// the same groups.
     pub fn relink(mut self, groups: [Vec<Vec<u64>>; 2], settled: &[(usize, usize)]) -> Outcome {
-        for (side, (groups, rows)) in [Side::Old, Side::New]
-            .into_iter()
-            .zip(groups.iter().zip(&mut self.sides))
-        {
-            for (g, row) in groups.iter().zip(rows) {
-                row.groups = self.groups.add_set(side, row.class, g).into();
-            }
-        }
-        self.groups.seal();
+        let [old, new] = &groups;
+        self.groups = intern([old, new], &mut self.sides, |v, side, g, r| {
+            r.groups = v.add_set(side, r.class, g).into();
+        });
         solve(&self, settled)
     }
 
@@ -386,13 +381,14 @@ impl People {
     }
 }
 
-/// Interns one field of both sides' `people`: `add` interns a person's
-/// value(s) into the field's values and sets their ids in the row. Sealed
-/// once both sides are in.
-fn intern<K: Hash + Eq>(
-    people: [&[Person]; 2],
+/// Interns one field of both sides' rows from `people` (one item a row: a
+/// person, or in the second round the groups it is in): `add` interns the
+/// item's value(s) into the field's values and sets their ids in the row.
+/// Sealed once both sides are in.
+fn intern<K: Hash + Eq, P>(
+    people: [&[P]; 2],
     sides: &mut [Vec<Row>; 2],
-    add: impl Fn(&mut Values<K>, Side, &Person, &mut Row),
+    add: impl Fn(&mut Values<K>, Side, &P, &mut Row),
 ) -> Values<K> {
     let mut values = Values::new();
     for (side, (people, rows)) in [Side::Old, Side::New]

@@ -522,16 +522,6 @@ fn add_rows(
     linked: &[Option<i64>],
 ) -> Result<(), Error> {
     let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
-    // A group's rows all come in one text: its list is sized once.
-    let mut sizes: HashMap<u32, usize> = HashMap::new();
-    for Membership(group_name, _) in &rows {
-        if let Some(&group) = group_at.get(group_name.as_ref()) {
-            *sizes.entry(group).or_default() += 1;
-        }
-    }
-    for (group, size) in sizes {
-        out.members[group as usize].reserve_exact(size);
-    }
     for Membership(group_name, m) in &rows {
         let Some(&group) = group_at.get(group_name.as_ref()) else {
             continue;
