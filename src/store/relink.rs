@@ -9,13 +9,12 @@ use std::collections::HashMap;
 use std::mem;
 use std::sync::LazyLock;
 
-use futures_util::TryStreamExt;
-use serde::Deserialize;
-use sqlx::{Connection, FromRow, SqliteConnection};
+use serde::{Deserialize, Deserializer};
+use sqlx::{Connection, SqliteConnection};
 
+use super::Error;
 use super::pairing::Listed;
 use super::stage::{self, Stage};
-use super::{Error, columns};
 use crate::contact::Kind;
 use crate::identity::{
     self, Group, Outcome, People, Person, Text, avatar_seq, card_key, contact_member_key,
@@ -31,23 +30,87 @@ pub struct Relinked {
     pub unlinked: u64,
 }
 
-/// One side's row as the matcher needs it.
-#[derive(FromRow)]
-struct Row {
+/// One side's row as the matcher needs it, read from a JSON array of
+/// [`ROW_COLUMNS`].
+#[derive(Deserialize)]
+struct Row<'a> {
     /// The cache's `contact_id`, or the stage's rowid for a staged row.
     id: i64,
-    user_name: String,
-    kind: String,
-    nick_name: String,
-    remark_name: String,
-    alias: String,
-    signature: String,
-    province: String,
-    city: String,
+    #[serde(borrow)]
+    user_name: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    nick_name: Cow<'a, str>,
+    #[serde(borrow)]
+    remark_name: Cow<'a, str>,
+    #[serde(borrow)]
+    alias: Cow<'a, str>,
+    #[serde(borrow)]
+    signature: Cow<'a, str>,
+    #[serde(borrow)]
+    province: Cow<'a, str>,
+    #[serde(borrow)]
+    city: Cow<'a, str>,
     sex: i64,
-    head_img_url: String,
+    #[serde(borrow)]
+    head_img_url: Cow<'a, str>,
     member_count: i64,
-    real_id: Option<String>,
+    #[serde(borrow)]
+    real_id: Option<Cow<'a, str>>,
+}
+
+/// The contact columns of a [`Row`], in its fields' order (between `id`
+/// and `real_id`).
+const ROW_COLUMNS: [&str; 11] = [
+    "user_name",
+    "kind",
+    "nick_name",
+    "remark_name",
+    "alias",
+    "signature",
+    "province",
+    "city",
+    "sex",
+    "head_img_url",
+    "member_count",
+];
+
+/// Rows of a [`Row`] query read at a time: a page's JSON text is some
+/// 400 KB (the whole of one side's, at 4× the bench's account, was 9 MB,
+/// held twice while handed over). The unit tests turn every page.
+#[cfg(not(test))]
+const ROWS_PAGE: i64 = 1024;
+#[cfg(test)]
+const ROWS_PAGE: i64 = 2;
+
+/// What a query of [`Row`]s is ordered and paged by.
+#[derive(Clone, Copy)]
+enum Order {
+    Id,
+    UserName,
+}
+
+/// The rows of `from` (a FROM clause and a WHERE clause, where `c` is the
+/// contacts table and `id` and `real_id` are taken from the expressions
+/// given) by `order`, a page at a time ([`Rows::read`]), each as one JSON
+/// array of [`Row`]s: one value to hand over instead of a row at a time,
+/// which took ten times SQLite's reading. `?1` is the query's own
+/// parameter, if any.
+fn rows_query(id: &str, real_id: &str, from: &str, order: Order) -> String {
+    let columns = ROW_COLUMNS.join(", ");
+    let selected: Vec<String> = ROW_COLUMNS.iter().map(|c| format!("c.{c}")).collect();
+    // `?2` is the last page's last id, `?3` its last user name.
+    let (key, expr, after) = match order {
+        Order::Id => ("id", id, "?2"),
+        Order::UserName => ("user_name", "c.user_name", "?3"),
+    };
+    format!(
+        "SELECT json_group_array(json_array(id, {columns}, real_id) ORDER BY {key})
+         FROM (SELECT {id} AS id, {}, {real_id} AS real_id
+               {from} AND {expr} > {after} ORDER BY {expr} LIMIT ?4)",
+        selected.join(", ")
+    )
 }
 
 /// One side's rows as the matcher takes them, read one at a time: its
@@ -89,7 +152,8 @@ impl Names {
 }
 
 impl Rows {
-    /// Reads `sql`'s rows (a [`Row`] each; `ids`, if given, binds `?1`).
+    /// Reads the rows of `sql`, a [`rows_query`] (`ids`, if given, binds
+    /// `?1`).
     async fn read(
         conn: &mut SqliteConnection,
         sql: &'static str,
@@ -103,43 +167,26 @@ impl Rows {
             group_ids: Vec::new(),
             group_names: Names::default(),
         };
-        let mut query = sqlx::query_as::<_, Row>(sql);
-        if let Some(ids) = ids {
-            query = query.bind(ids);
-        }
-        let mut rows = query.fetch(conn);
-        while let Some(r) = rows.try_next().await? {
-            let avatar_seq = avatar_seq(&r.head_img_url).map(Text::from);
-            let real_id = r.real_id.map(Text::from);
-            match Kind::parse(&r.kind).unwrap_or(Kind::Friend) {
-                Kind::Group => {
-                    out.groups.push(Group {
-                        real_id,
-                        nick_name: r.nick_name.into(),
-                        member_count: r.member_count,
-                        avatar_seq,
-                        members: Vec::new(),
-                    });
-                    out.group_ids.push(r.id);
-                    out.group_names.push(&r.user_name);
-                }
-                kind => {
-                    out.people.push(Person {
-                        kind,
-                        real_id,
-                        nick_name: r.nick_name.into(),
-                        remark_name: r.remark_name.into(),
-                        alias: r.alias.into(),
-                        signature: r.signature.into(),
-                        province: r.province.into(),
-                        city: r.city.into(),
-                        sex: r.sex,
-                        avatar_seq,
-                        cards: Vec::new(),
-                    });
-                    out.people_ids.push(r.id);
-                    out.people_names.push(&r.user_name);
-                }
+        let mut page = Page {
+            rows: &mut out,
+            read: 0,
+            last_id: -1,
+            last_name: String::new(),
+        };
+        loop {
+            let text: String = sqlx::query_scalar(sql)
+                .bind(ids.as_deref())
+                .bind(page.last_id)
+                .bind(&page.last_name)
+                .bind(ROWS_PAGE)
+                .fetch_one(&mut *conn)
+                .await?;
+            page.read = 0;
+            serde_json::Deserializer::from_str(&text)
+                .deserialize_seq(&mut page)
+                .map_err(Error::Decode)?;
+            if page.read < ROWS_PAGE {
+                break;
             }
         }
         out.people.shrink_to_fit();
@@ -150,29 +197,91 @@ impl Rows {
     fn is_empty(&self) -> bool {
         self.people.is_empty() && self.groups.is_empty()
     }
+
+    fn add(&mut self, r: Row) {
+        let avatar_seq = avatar_seq(&r.head_img_url).map(Text::from);
+        let real_id = r.real_id.as_deref().map(Text::from);
+        match Kind::parse(&r.kind).unwrap_or(Kind::Friend) {
+            Kind::Group => {
+                self.groups.push(Group {
+                    real_id,
+                    nick_name: r.nick_name.as_ref().into(),
+                    member_count: r.member_count,
+                    avatar_seq,
+                    members: Vec::new(),
+                });
+                self.group_ids.push(r.id);
+                self.group_names.push(&r.user_name);
+            }
+            kind => {
+                self.people.push(Person {
+                    kind,
+                    real_id,
+                    nick_name: r.nick_name.as_ref().into(),
+                    remark_name: r.remark_name.as_ref().into(),
+                    alias: r.alias.as_ref().into(),
+                    signature: r.signature.as_ref().into(),
+                    province: r.province.as_ref().into(),
+                    city: r.city.as_ref().into(),
+                    sex: r.sex,
+                    avatar_seq,
+                    cards: Vec::new(),
+                });
+                self.people_ids.push(r.id);
+                self.people_names.push(&r.user_name);
+            }
+        }
+    }
+}
+
+/// Takes a page of [`Row`]s (a JSON array) into [`Rows`] one at a time,
+/// without holding them, and notes where the next page starts.
+struct Page<'r> {
+    rows: &'r mut Rows,
+    read: i64,
+    last_id: i64,
+    last_name: String,
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut Page<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of contact rows")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(row) = seq.next_element::<Row>()? {
+            self.read += 1;
+            self.last_id = row.id;
+            self.last_name.clear();
+            self.last_name.push_str(&row.user_name);
+            self.rows.add(row);
+        }
+        Ok(())
+    }
 }
 
 /// The previous login's live rows that this login did not list by name, and
-/// this login's staged rows the cache does not know by name. Each reads every
-/// contact column but `raw` (a [`Row`] takes what the matcher weighs).
+/// this login's staged rows the cache does not know by name.
 static OLD_ROWS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT c.contact_id AS id, {}, c.real_id
-         FROM main.contacts c
+    rows_query(
+        "c.contact_id",
+        "c.real_id",
+        "FROM main.contacts c
          WHERE c.deleted_at IS NULL
            AND NOT EXISTS (SELECT 1 FROM temp.stage_contacts s WHERE s.user_name = c.user_name)
-           AND NOT EXISTS (SELECT 1 FROM temp.stage_present p WHERE p.user_name = c.user_name)
-         ORDER BY c.contact_id",
-        columns::list("c", &["raw"])
+           AND NOT EXISTS (SELECT 1 FROM temp.stage_present p WHERE p.user_name = c.user_name)",
+        Order::Id,
     )
 });
 static NEW_ROWS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT s.rowid AS id, {}, r.real_id
-         FROM temp.stage_contacts s LEFT JOIN main.real_ids r ON r.user_name = s.user_name
-         WHERE NOT EXISTS (SELECT 1 FROM main.contacts c WHERE c.user_name = s.user_name)
-         ORDER BY s.user_name",
-        columns::list("s", &["raw"])
+    rows_query(
+        "c.rowid",
+        "r.real_id",
+        "FROM temp.stage_contacts c LEFT JOIN main.real_ids r ON r.user_name = c.user_name
+         WHERE NOT EXISTS (SELECT 1 FROM main.contacts o WHERE o.user_name = c.user_name)",
+        Order::UserName,
     )
 });
 
@@ -594,24 +703,23 @@ async fn record(
 /// Cached rows as the matcher reads them, by `contact_id` (`?1`, a JSON
 /// array): the old side of a rebuild ([`candidates`]).
 static CACHED_ROWS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT c.contact_id AS id, {}, c.real_id
-         FROM main.contacts c
-         WHERE c.contact_id IN (SELECT value FROM json_each(?1))
-         ORDER BY c.contact_id",
-        columns::list("c", &["raw"])
+    rows_query(
+        "c.contact_id",
+        "c.real_id",
+        "FROM main.contacts c WHERE c.contact_id IN (SELECT value FROM json_each(?1))",
+        Order::Id,
     )
 });
 
 /// The live rows a person may still link an old row to: those first seen
 /// since the cache took this login's names (see [`super::Store::link`]).
 static UNCLAIMED_ROWS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT c.contact_id AS id, {}, c.real_id
-         FROM main.contacts c, main.identity i
-         WHERE i.id = 1 AND c.deleted_at IS NULL AND c.first_seen_at >= i.linked_at
-         ORDER BY c.contact_id",
-        columns::list("c", &["raw"])
+    rows_query(
+        "c.contact_id",
+        "c.real_id",
+        "FROM main.contacts c, main.identity i
+         WHERE i.id = 1 AND c.deleted_at IS NULL AND c.first_seen_at >= i.linked_at",
+        Order::Id,
     )
 });
 
@@ -656,6 +764,66 @@ pub(super) async fn candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contact::Contact;
+    use crate::identity::Nick;
+    use crate::store::stage::tests::contact;
+    use crate::store::{Plan, Source, Store};
+
+    /// Rows come a page at a time, each page starting after the last one's
+    /// last row: every row once, in the query's order, whether the pages
+    /// come out even (six old rows) or not (three new ones).
+    #[tokio::test]
+    async fn the_matchers_rows_are_read_whole_a_page_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).await.unwrap();
+        let mut old: Vec<_> = ["@a3", "@a1", "@a4", "@a0", "@a2"]
+            .map(|u| contact(u, u))
+            .into();
+        old.push(Contact {
+            kind: Kind::Group,
+            ..contact("@@g", "group")
+        });
+        let mut stage = store.stage().await.unwrap();
+        stage.contacts(&old).await.unwrap();
+        let plan = Plan {
+            source: Source::Increment,
+            full: None,
+            claim_login: None,
+        };
+        stage.commit(plan).await.unwrap();
+
+        let mut stage = store.stage().await.unwrap();
+        let new = ["@b2", "@b0", "@b1"].map(|u| contact(u, u));
+        stage.contacts(&new).await.unwrap();
+        let by_id: Vec<(i64, String)> =
+            sqlx::query_as("SELECT contact_id, user_name FROM main.contacts ORDER BY contact_id")
+                .fetch_all(&mut stage.conn)
+                .await
+                .unwrap();
+        let rows = Rows::read(&mut stage.conn, OLD_ROWS.as_str(), None)
+            .await
+            .unwrap();
+        let people: Vec<_> = by_id.iter().filter(|(_, u)| u != "@@g").collect();
+        assert_eq!(
+            rows.people_ids,
+            people.iter().map(|(i, _)| *i).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            rows.people_names.iter().collect::<Vec<_>>(),
+            people.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>()
+        );
+        assert_eq!(rows.group_names.iter().collect::<Vec<_>>(), ["@@g"]);
+        assert_eq!(rows.people[0].nick_name, Nick::from(people[0].1.as_str()));
+
+        let rows = Rows::read(&mut stage.conn, NEW_ROWS.as_str(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.people_names.iter().collect::<Vec<_>>(),
+            ["@b0", "@b1", "@b2"]
+        );
+        assert!(rows.groups.is_empty());
+    }
 
     fn names(names: &[&str]) -> Names {
         let mut out = Names::default();

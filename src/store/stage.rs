@@ -448,7 +448,7 @@ impl Serialize for MemberRow<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn m(u: &str, nick: &str) -> Member {
@@ -460,7 +460,7 @@ mod tests {
         }
     }
 
-    fn contact(user_name: &str, nick: &str) -> Contact {
+    pub(in crate::store) fn contact(user_name: &str, nick: &str) -> Contact {
         Contact {
             user_name: user_name.into(),
             kind: crate::contact::Kind::Friend,
