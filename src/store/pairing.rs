@@ -225,8 +225,10 @@ struct Decided {
     added: Vec<NewRow>,
 }
 
-/// A row of a group's new list: the group's name, then the member's.
-type NewRow = (String, String, String, String, i64);
+/// A row of a group's new list: the group's name, then the member's. The
+/// texts are shared: a bound `Arc<str>` is handed to SQLite as it is, where
+/// a `String` is boxed once more (every row of a group shares its name).
+type NewRow = (Arc<str>, Arc<str>, Arc<str>, Arc<str>, i64);
 
 impl Decided {
     fn push(
@@ -236,12 +238,13 @@ impl Decided {
         pairing: Pairing,
         live: &HashMap<String, i64>,
     ) {
+        let group: Arc<str> = Arc::from(group);
         let row = |s: &Listed| {
             (
-                group.to_owned(),
-                s.user_name.as_ref().to_owned(),
-                s.nick_name.as_ref().to_owned(),
-                s.display_name.as_ref().to_owned(),
+                Arc::clone(&group),
+                Arc::from(s.user_name.as_ref()),
+                Arc::from(s.nick_name.as_ref()),
+                Arc::from(s.display_name.as_ref()),
                 s.attr_status,
             )
         };
@@ -311,7 +314,8 @@ fn push_row(b: &mut Separated<'_, Sqlite, &'static str>, row: NewRow) {
 /// statement, whose text is then always the same, so SQLite prepares it
 /// once (a JSON array for `json_each` would be parsed again for every
 /// value). A shorter last batch is written only with `all`; until then it
-/// waits for more rows.
+/// waits for more rows. Each statement's values are bound while SQLite
+/// runs the one before.
 async fn insert<T>(
     conn: &mut SqliteConnection,
     head: &'static str,
@@ -324,15 +328,24 @@ async fn insert<T>(
         false => rows.len() / BATCH_ROWS * BATCH_ROWS,
     };
     let mut taken = rows.drain(..left);
-    while left > 0 {
-        let batch = left.min(BATCH_ROWS);
-        let mut q = QueryBuilder::new(head);
-        q.push_values(taken.by_ref().take(batch), &mut push);
-        q.build()
-            .persistent(batch == BATCH_ROWS)
-            .execute(&mut *conn)
-            .await?;
+    let mut statement = |left: usize| {
+        (left > 0).then(|| {
+            let batch = left.min(BATCH_ROWS);
+            let mut q = QueryBuilder::new(head);
+            q.push_values(taken.by_ref().take(batch), &mut push);
+            (q, batch)
+        })
+    };
+    let mut next = statement(left);
+    while let Some((mut q, batch)) = next.take() {
         left -= batch;
+        let run = q
+            .build()
+            .persistent(batch == BATCH_ROWS)
+            .execute(&mut *conn);
+        let (ran, following) = tokio::join!(biased; run, async { statement(left) });
+        ran?;
+        next = following;
     }
     Ok(())
 }
