@@ -95,18 +95,20 @@ enum Order {
 /// contacts table and `id` and `real_id` are taken from the expressions
 /// given) by `order`, a page at a time ([`Rows::read`]), each as one JSON
 /// array of [`Row`]s: one value to hand over instead of a row at a time,
-/// which took ten times SQLite's reading. `?1` is the query's own
-/// parameter, if any.
+/// which took ten times SQLite's reading. With the array come its rows'
+/// count and where the next page starts: the highest id and user name
+/// (`?2` and `?3` of the next page; the order's key is the one used).
+/// `?1` is the query's own parameter, if any.
 fn rows_query(id: &str, real_id: &str, from: &str, order: Order) -> String {
     let columns = ROW_COLUMNS.join(", ");
     let selected: Vec<String> = ROW_COLUMNS.iter().map(|c| format!("c.{c}")).collect();
-    // `?2` is the last page's last id, `?3` its last user name.
     let (key, expr, after) = match order {
         Order::Id => ("id", id, "?2"),
         Order::UserName => ("user_name", "c.user_name", "?3"),
     };
     format!(
-        "SELECT json_group_array(json_array(id, {columns}, real_id) ORDER BY {key})
+        "SELECT json_group_array(json_array(id, {columns}, real_id) ORDER BY {key}),
+                count(*), max(id), max(user_name)
          FROM (SELECT {id} AS id, {}, {real_id} AS real_id
                {from} AND {expr} > {after} ORDER BY {expr} LIMIT ?4)",
         selected.join(", ")
@@ -167,26 +169,22 @@ impl Rows {
             group_ids: Vec::new(),
             group_names: Names::default(),
         };
-        let mut page = Page {
-            rows: &mut out,
-            read: 0,
-            last_id: -1,
-            last_name: String::new(),
-        };
+        let (mut after_id, mut after_name) = (-1, String::new());
         loop {
-            let text: String = sqlx::query_scalar(sql)
-                .bind(ids.as_deref())
-                .bind(page.last_id)
-                .bind(&page.last_name)
-                .bind(ROWS_PAGE)
-                .fetch_one(&mut *conn)
-                .await?;
-            page.read = 0;
+            let (text, read, last_id, last_name): (String, i64, Option<i64>, Option<String>) =
+                sqlx::query_as(sql)
+                    .bind(ids.as_deref())
+                    .bind(after_id)
+                    .bind(&after_name)
+                    .bind(ROWS_PAGE)
+                    .fetch_one(&mut *conn)
+                    .await?;
             serde_json::Deserializer::from_str(&text)
-                .deserialize_seq(&mut page)
+                .deserialize_seq(&mut out)
                 .map_err(Error::Decode)?;
-            if page.read < ROWS_PAGE {
-                break;
+            match (last_id, last_name) {
+                (Some(id), Some(name)) if read == ROWS_PAGE => (after_id, after_name) = (id, name),
+                _ => break,
             }
         }
         out.people.shrink_to_fit();
@@ -234,16 +232,9 @@ impl Rows {
     }
 }
 
-/// Takes a page of [`Row`]s (a JSON array) into [`Rows`] one at a time,
-/// without holding them, and notes where the next page starts.
-struct Page<'r> {
-    rows: &'r mut Rows,
-    read: i64,
-    last_id: i64,
-    last_name: String,
-}
-
-impl<'de> serde::de::Visitor<'de> for &mut Page<'_> {
+/// Takes a page of [`Row`]s (a JSON array) one at a time, without holding
+/// them.
+impl<'de> serde::de::Visitor<'de> for &mut Rows {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -252,11 +243,7 @@ impl<'de> serde::de::Visitor<'de> for &mut Page<'_> {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(row) = seq.next_element::<Row>()? {
-            self.read += 1;
-            self.last_id = row.id;
-            self.last_name.clear();
-            self.last_name.push_str(&row.user_name);
-            self.rows.add(row);
+            self.add(row);
         }
         Ok(())
     }
