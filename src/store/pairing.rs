@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
 
+use futures_util::TryStreamExt;
 use serde::Deserialize;
 use sqlx::query_builder::Separated;
 use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
@@ -18,7 +19,7 @@ use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::task::JoinHandle;
 
 use super::Error;
-use super::stage::Reader;
+use super::stage::{Reader, name_key};
 
 /// The stored rows of the groups in `?1` (a JSON array of `contact_id`s),
 /// as one JSON array of (`group_contact_id`, [`Stored`]). It reads `main`
@@ -78,9 +79,10 @@ struct Stored<'a> {
     id: i64,
     #[serde(borrow)]
     row: Listed<'a>,
-    /// The name it pairs with: the one its contact was linked to, else its own.
+    /// The name it pairs with, by [`name_key`]: the one its contact was
+    /// linked to, else its own.
     #[serde(skip)]
-    pairs_as: Cow<'a, str>,
+    pairs_as: u128,
 }
 
 /// What [`pair`] decided for one group, by index into its two lists.
@@ -116,12 +118,12 @@ fn pair(stored: &[Stored], staged: &[Listed], renamed: bool) -> Pairing {
         out: Pairing::default(),
     };
 
-    let by_name: HashMap<&str, usize> = (0..)
+    let by_name: HashMap<u128, usize> = (0..)
         .zip(staged)
-        .map(|(n, s)| (s.user_name.as_ref(), n))
+        .map(|(n, s)| (name_key(&s.user_name), n))
         .collect();
     for (o, row) in stored.iter().enumerate() {
-        if let Some(&n) = by_name.get(row.pairs_as.as_ref())
+        if let Some(&n) = by_name.get(&row.pairs_as)
             && free.staged[n]
         {
             let (row, s) = (&row.row, &staged[n]);
@@ -236,7 +238,7 @@ impl Decided {
         group: &str,
         (stored, staged): (&[Stored], &[Listed]),
         pairing: Pairing,
-        live: &HashMap<String, i64>,
+        live: &HashMap<u128, i64>,
     ) {
         let group: Arc<str> = Arc::from(group);
         let row = |s: &Listed| {
@@ -250,7 +252,7 @@ impl Decided {
         };
         for (o, n, same) in pairing.pairs {
             if !same {
-                let contact_id = live.get(staged[n].user_name.as_ref()).copied();
+                let contact_id = live.get(&name_key(&staged[n].user_name)).copied();
                 self.rewrite
                     .push((stored[o].id, row(&staged[n]), contact_id));
             }
@@ -353,14 +355,46 @@ async fn insert<T>(
 /// A changed group with stored rows: `contact_id`, old name, new name.
 type Changed = (i64, String, String);
 
-/// What pairing needs of the contacts: the ones a re-link linked (new name
-/// by the previous login's name), whose member rows pair by the new name
-/// and never by how they look, and every contact live after the write.
+/// What pairing needs of the contacts, every name by [`name_key`]: the
+/// ones a re-link linked (new name by the previous login's name), whose
+/// member rows pair by the new name and never by how they look, and every
+/// contact live after the write. Keys, not names: a re-link of a big
+/// account holds these for every contact while it pairs, and the names
+/// took four times the memory.
 struct Contacts {
-    new_name: HashMap<String, String>,
-    linked: HashSet<String>,
+    new_name: HashMap<u128, u128>,
+    linked: HashSet<u128>,
     /// `contact_id` by user name (`temp.live_contacts`).
-    live: HashMap<String, i64>,
+    live: HashMap<u128, i64>,
+}
+
+impl Contacts {
+    /// Reads them a row at a time, keeping only each name's key.
+    async fn read(conn: &mut SqliteConnection) -> Result<Contacts, Error> {
+        let mut contacts = Contacts {
+            new_name: HashMap::new(),
+            linked: HashSet::new(),
+            live: HashMap::new(),
+        };
+        let mut pairs = sqlx::query_as::<_, (String, String)>(
+            "SELECT old_user_name, user_name FROM temp.ident WHERE old_user_name IS NOT NULL",
+        )
+        .fetch(&mut *conn);
+        while let Some((old, new)) = pairs.try_next().await? {
+            let new = name_key(&new);
+            contacts.new_name.insert(name_key(&old), new);
+            contacts.linked.insert(new);
+        }
+        drop(pairs);
+        let mut live = sqlx::query_as::<_, (String, i64)>(
+            "SELECT user_name, contact_id FROM temp.live_contacts",
+        )
+        .fetch(&mut *conn);
+        while let Some((name, contact_id)) = live.try_next().await? {
+            contacts.live.insert(name_key(&name), contact_id);
+        }
+        Ok(contacts)
+    }
 }
 
 /// Pairs the member rows of every changed group that has stored rows
@@ -383,19 +417,7 @@ pub(super) async fn pair_members(
     if groups.is_empty() {
         return Ok(());
     }
-    let pairs: Vec<(String, String)> = sqlx::query_as(
-        "SELECT old_user_name, user_name FROM temp.ident WHERE old_user_name IS NOT NULL",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let live = sqlx::query_as("SELECT user_name, contact_id FROM temp.live_contacts")
-        .fetch_all(&mut *conn)
-        .await?;
-    let contacts = Arc::new(Contacts {
-        linked: pairs.iter().map(|(_, new)| new.clone()).collect(),
-        new_name: pairs.into_iter().collect(),
-        live: live.into_iter().collect(),
-    });
+    let contacts = Arc::new(Contacts::read(conn).await?);
     let mut reader = match reader {
         Some(reader) => Some(reader.open().await?),
         None => None,
@@ -469,16 +491,14 @@ fn decide(
         let renamed = old_name != new_name;
         let mut stored = stored.remove(contact_id).unwrap_or_default();
         for s in &mut stored {
-            let linked = contacts.new_name.get(s.row.user_name.as_ref());
+            let name = name_key(&s.row.user_name);
+            let linked = contacts.new_name.get(&name);
             s.row.look = renamed && linked.is_none();
-            s.pairs_as = match linked {
-                Some(new) => Cow::Borrowed(new),
-                None => s.row.user_name.clone(),
-            };
+            s.pairs_as = linked.copied().unwrap_or(name);
         }
         let mut staged = staged.remove(contact_id).unwrap_or_default();
         for s in &mut staged {
-            s.look = renamed && !contacts.linked.contains(s.user_name.as_ref());
+            s.look = renamed && !contacts.linked.contains(&name_key(&s.user_name));
         }
         let pairing = pair(&stored, &staged, renamed);
         decided.push(new_name, (&stored, &staged), pairing, &contacts.live);
@@ -503,7 +523,7 @@ mod tests {
     fn stored(id: i64, name: &str, pairs_as: &str, nick: &str, display: &str) -> Stored<'static> {
         Stored {
             id,
-            pairs_as: pairs_as.to_owned().into(),
+            pairs_as: name_key(pairs_as),
             row: staged(name, nick, display, name == pairs_as),
         }
     }
