@@ -119,6 +119,9 @@ pub async fn full_sync(
         let (learned, stage) = tokio::join!(learn_real_ids(client, store), store.stage());
         learned?;
         let mut stage = stage?;
+        if relink {
+            stage.relinking();
+        }
         let stats = tokio::select! {
             stats = fetch(client, opts, extra_groups, &mut stage) => stats?,
             _ = cancel.cancelled() => return Err(SyncError::Cancelled),
