@@ -14,7 +14,7 @@ use sqlx::{Connection, SqliteConnection};
 
 use super::Error;
 use super::pairing::Listed;
-use super::stage::{self, Stage};
+use super::stage::{self, Stage, name_key};
 use crate::contact::Kind;
 use crate::identity::{
     self, Group, Outcome, People, Person, Text, avatar_seq, card_key, contact_member_key,
@@ -117,41 +117,21 @@ fn rows_query(id: &str, real_id: &str, from: &str, order: Order) -> String {
 
 /// One side's rows as the matcher takes them, read one at a time: its
 /// people and groups (member lists and cards to be added), with each one's
-/// id, by which its outcome is recorded, and user name, by which member
-/// rows name it.
+/// id, by which its outcome is recorded, and index by user name, by which
+/// member rows name it.
 struct Rows {
     people: Vec<Person>,
     people_ids: Vec<i64>,
-    people_names: Names,
+    person_at: At,
     groups: Vec<Group>,
     group_ids: Vec<i64>,
-    group_names: Names,
+    group_at: At,
 }
 
-/// User names, in one buffer: they are read by the tens of thousands and
-/// all dropped at once when the member lists have been read.
-#[derive(Default)]
-struct Names {
-    text: String,
-    /// Where each name ends in `text`.
-    ends: Vec<usize>,
-}
-
-impl Names {
-    fn push(&mut self, name: &str) {
-        self.text.push_str(name);
-        self.ends.push(self.text.len());
-    }
-
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &str> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(&self.ends).map(|(a, b)| &self.text[a..*b])
-    }
-}
+/// Indices by user name, by [`name_key`]: a big account's re-link holds
+/// them for every contact of both logins until the member lists are read,
+/// and the names themselves took three times the memory.
+type At = HashMap<u128, u32>;
 
 impl Rows {
     /// Reads the rows of `sql`, a [`rows_query`] (`ids`, if given, binds
@@ -164,10 +144,10 @@ impl Rows {
         let mut out = Rows {
             people: Vec::new(),
             people_ids: Vec::new(),
-            people_names: Names::default(),
+            person_at: At::new(),
             groups: Vec::new(),
             group_ids: Vec::new(),
-            group_names: Names::default(),
+            group_at: At::new(),
         };
         let (mut after_id, mut after_name) = (-1, String::new());
         loop {
@@ -208,8 +188,9 @@ impl Rows {
                     avatar_seq,
                     members: Vec::new(),
                 });
+                self.group_at
+                    .insert(name_key(&r.user_name), self.group_ids.len() as u32);
                 self.group_ids.push(r.id);
-                self.group_names.push(&r.user_name);
             }
             kind => {
                 self.people.push(Person {
@@ -225,8 +206,9 @@ impl Rows {
                     avatar_seq,
                     cards: Vec::new(),
                 });
+                self.person_at
+                    .insert(name_key(&r.user_name), self.people_ids.len() as u32);
                 self.people_ids.push(r.id);
-                self.people_names.push(&r.user_name);
             }
         }
     }
@@ -367,33 +349,34 @@ impl Stage {
     pub async fn relink(&mut self) -> Result<Relinked, Error> {
         self.flush_groups().await?;
         let conn = &mut self.conn;
+        // The matcher reads each table once, in order: the page caches
+        // staging filled are emptied (until it is done), and given back with
+        // what staging freed (every reply's body, decoded) before it reads.
+        sqlx::query(MATCHER_CACHES).execute(&mut *conn).await?;
+        crate::memory::give_back();
         let mut old = Rows::read(conn, OLD_ROWS.as_str(), None).await?;
         if old.is_empty() {
+            sqlx::query(stage::CACHES).execute(&mut *conn).await?;
             return Ok(Relinked::default());
         }
         let mut new = Rows::read(conn, NEW_ROWS.as_str(), None).await?;
-        // The matcher reads each table once, in order: the page caches
-        // staging filled are emptied (until it is done), and given back with
-        // what staging freed (every reply's body, decoded) before its keys
-        // are read.
-        sqlx::query(MATCHER_CACHES).execute(&mut *conn).await?;
-        crate::memory::give_back();
         // Each side is read on a connection of its own: two SQLite threads.
         // The people are linked by their cards before the member lists are
         // read, so the two are never held at once.
         let mut reader = self.reader.open().await?;
         let (old_rows, new_rows) = tokio::try_join!(
-            MemberRows::list(&mut reader, Side::Cache, &old.people_names),
-            MemberRows::list(conn, Side::Stage, &new.people_names),
+            MemberRows::list(&mut reader, Side::Cache),
+            MemberRows::list(conn, Side::Stage),
         )?;
         tokio::try_join!(
-            old_rows.cards(&mut reader, &mut old.people),
-            new_rows.cards(conn, &mut new.people),
+            old_rows.cards(&mut reader, &mut old.people, &old.person_at),
+            new_rows.cards(conn, &mut new.people, &new.person_at),
         )?;
         // The table holds what both rounds weigh: the rows go once it is
         // built. Here and after each step below, what the step freed goes
         // back: the allocator would keep it, and the next step's peak would
         // stand on it (at 4× the bench's account, the write's on 25 MB).
+        crate::memory::give_back();
         let table = People::build(&mem::take(&mut old.people), &mem::take(&mut new.people));
         crate::memory::give_back();
         let first = table.link();
@@ -414,17 +397,18 @@ impl Stage {
                 linked_new[n] = Some(id);
             }
             tokio::try_join!(
-                old_rows.lists(&mut reader, &old.group_names, &linked_old),
-                new_rows.lists(conn, &new.group_names, &linked_new),
+                old_rows.lists(&mut reader, &old, &linked_old),
+                new_rows.lists(conn, &new, &linked_new),
             )?
         };
         reader.close().await?;
-        // The user names have served: outcomes are recorded by id.
+        // The indices by name have served: outcomes are recorded by id.
         drop((old_rows, new_rows));
         for rows in [&mut old, &mut new] {
-            rows.people_names = Names::default();
-            rows.group_names = Names::default();
+            rows.person_at = At::new();
+            rows.group_at = At::new();
         }
+        crate::memory::give_back();
         // Each group takes its list; whether it had one is kept for the
         // second round, as `link_groups` takes the lists.
         let has_list = [
@@ -483,33 +467,20 @@ impl Stage {
     }
 }
 
-/// Indices by user name.
-fn index(names: &Names) -> HashMap<&str, u32> {
-    (0u32..).zip(names.iter()).map(|(i, n)| (n, i)).collect()
-}
-
 /// One side's member rows as the matcher reads them, in two passes (the
-/// people's cards, then the groups' lists): what both passes need, found
-/// once.
-struct MemberRows<'n> {
+/// people's cards, then the groups' lists): the groups listed, found once.
+struct MemberRows {
     side: Side,
     /// Each group with member rows: its key for [`Side::members`], user
     /// name and nick name.
     listed: Vec<(String, String, String)>,
-    /// The side's people, by user name.
-    person_at: HashMap<&'n str, u32>,
 }
 
-impl<'n> MemberRows<'n> {
-    async fn list(
-        conn: &mut SqliteConnection,
-        side: Side,
-        people_names: &'n Names,
-    ) -> Result<Self, Error> {
+impl MemberRows {
+    async fn list(conn: &mut SqliteConnection, side: Side) -> Result<Self, Error> {
         Ok(MemberRows {
             side,
             listed: sqlx::query_as(side.groups()).fetch_all(conn).await?,
-            person_at: index(people_names),
         })
     }
 
@@ -551,9 +522,15 @@ impl<'n> MemberRows<'n> {
         Ok(())
     }
 
-    /// Gives each of the side's `people` a card for each group with member
-    /// rows that shows them under a display name (sorted, in `cards`).
-    async fn cards(&self, conn: &mut SqliteConnection, people: &mut [Person]) -> Result<(), Error> {
+    /// Gives each of the side's `people` (indexed by `person_at`) a card for
+    /// each group with member rows that shows them under a display name
+    /// (sorted, in `cards`).
+    async fn cards(
+        &self,
+        conn: &mut SqliteConnection,
+        people: &mut [Person],
+        person_at: &At,
+    ) -> Result<(), Error> {
         let group_nicks: HashMap<&str, &str> = self
             .listed
             .iter()
@@ -563,7 +540,7 @@ impl<'n> MemberRows<'n> {
             let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
             for Membership(group_name, m) in &rows {
                 if let (Some(&p), Some(group_nick)) = (
-                    self.person_at.get(m.user_name.as_ref()),
+                    person_at.get(&name_key(&m.user_name)),
                     group_nicks.get(group_name.as_ref()),
                 ) {
                     people[p as usize]
@@ -581,27 +558,25 @@ impl<'n> MemberRows<'n> {
         Ok(())
     }
 
-    /// Reads the member lists of the side's `groups`; `linked` is the
-    /// cached `contact_id` of each of the side's people who was linked.
+    /// Reads the member lists of the side's groups (in `rows`); `linked` is
+    /// the cached `contact_id` of each of the side's people who was linked.
     async fn lists(
         &self,
         conn: &mut SqliteConnection,
-        groups: &Names,
+        rows: &Rows,
         linked: &[Option<i64>],
     ) -> Result<Lists, Error> {
-        let group_at = index(groups);
+        let groups = rows.group_ids.len();
         let mut out = Lists {
-            members: vec![Vec::new(); groups.len()],
-            people: vec![Vec::new(); groups.len()],
+            members: vec![Vec::new(); groups],
+            people: vec![Vec::new(); groups],
         };
         self.each_batch(conn, Read::Members, |text| {
-            add_rows(text, &mut out, &self.person_at, &group_at, linked)
+            add_rows(text, &mut out, &rows.person_at, &rows.group_at, linked)
         })
         .await?;
-        for (keys, people) in out.members.iter_mut().zip(&mut out.people) {
+        for keys in &mut out.members {
             keys.sort_unstable();
-            keys.shrink_to_fit();
-            people.shrink_to_fit();
         }
         Ok(out)
     }
@@ -613,16 +588,36 @@ impl<'n> MemberRows<'n> {
 fn add_rows(
     text: &str,
     out: &mut Lists,
-    person_at: &HashMap<&str, u32>,
-    group_at: &HashMap<&str, u32>,
+    person_at: &At,
+    group_at: &At,
     linked: &[Option<i64>],
 ) -> Result<(), Error> {
     let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
-    for Membership(group_name, m) in &rows {
-        let Some(&group) = group_at.get(group_name.as_ref()) else {
+    // Each row's group and person are found first, so that each group's
+    // lists are sized once: grown a row at a time, they left the buffers
+    // they outgrew between the texts', and at 4× the bench's account the
+    // heap ended the pass with several MB more free than the lists' growth.
+    let found: Vec<Option<(u32, Option<u32>)>> = rows
+        .iter()
+        .map(|Membership(group_name, m)| {
+            let group = *group_at.get(&name_key(group_name))?;
+            Some((group, person_at.get(&name_key(&m.user_name)).copied()))
+        })
+        .collect();
+    let mut sizes: HashMap<u32, (usize, usize)> = HashMap::new();
+    for &(group, person) in found.iter().flatten() {
+        let size = sizes.entry(group).or_default();
+        size.0 += 1;
+        size.1 += usize::from(person.is_some());
+    }
+    for (group, (members, people)) in sizes {
+        out.members[group as usize].reserve_exact(members);
+        out.people[group as usize].reserve_exact(people);
+    }
+    for (Membership(_, m), found) in rows.iter().zip(found) {
+        let Some((group, person)) = found else {
             continue;
         };
-        let person = person_at.get(m.user_name.as_ref()).copied();
         if let Some(person) = person {
             out.people[group as usize].push(person);
         }
@@ -726,8 +721,10 @@ pub(super) async fn candidates(
     let mut old = Rows::read(conn, CACHED_ROWS.as_str(), Some(ids)).await?;
     let mut new = Rows::read(conn, UNCLAIMED_ROWS.as_str(), None).await?;
     for rows in [&mut old, &mut new] {
-        let member_rows = MemberRows::list(conn, Side::Cache, &rows.people_names).await?;
-        member_rows.cards(conn, &mut rows.people).await?;
+        let member_rows = MemberRows::list(conn, Side::Cache).await?;
+        member_rows
+            .cards(conn, &mut rows.people, &rows.person_at)
+            .await?;
     }
     let people = identity::link_people(&old.people, &new.people);
     let groups = identity::link_groups(&mut old.groups, &mut new.groups);
@@ -796,35 +793,27 @@ mod tests {
             people.iter().map(|(i, _)| *i).collect::<Vec<_>>()
         );
         assert_eq!(
-            rows.people_names.iter().collect::<Vec<_>>(),
-            people.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>()
+            rows.person_at,
+            at(&people.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>())
         );
-        assert_eq!(rows.group_names.iter().collect::<Vec<_>>(), ["@@g"]);
+        assert_eq!(rows.group_at, at(&["@@g"]));
         assert_eq!(rows.people[0].nick_name, Nick::from(people[0].1.as_str()));
 
         let rows = Rows::read(&mut stage.conn, NEW_ROWS.as_str(), None)
             .await
             .unwrap();
-        assert_eq!(
-            rows.people_names.iter().collect::<Vec<_>>(),
-            ["@b0", "@b1", "@b2"]
-        );
+        assert_eq!(rows.person_at, at(&["@b0", "@b1", "@b2"]));
         assert!(rows.groups.is_empty());
     }
 
-    fn names(names: &[&str]) -> Names {
-        let mut out = Names::default();
-        for n in names {
-            out.push(n);
-        }
-        out
+    /// Each of `names` at its index.
+    fn at(names: &[&str]) -> At {
+        (0..).zip(names).map(|(i, n)| (name_key(n), i)).collect()
     }
 
     #[test]
     fn members_are_keyed_by_the_link_or_by_what_the_group_shows() {
-        let people = names(&["@linked", "@unlinked"]);
-        let groups = names(&["@@a", "@@b"]);
-        let (person_at, group_at) = (index(&people), index(&groups));
+        let (person_at, group_at) = (at(&["@linked", "@unlinked"]), at(&["@@a", "@@b"]));
         let mut out = Lists {
             members: vec![Vec::new(); 2],
             people: vec![Vec::new(); 2],
