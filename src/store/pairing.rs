@@ -61,6 +61,10 @@ pub(super) struct Listed<'a> {
     /// May be paired by what the group shows of the member (see [`pair`]).
     #[serde(skip)]
     look: bool,
+    /// The user name's [`name_key`], set with `look`: hashed once per row,
+    /// though the pairing looks a staged row up by it three times.
+    #[serde(skip)]
+    key: u128,
 }
 
 impl Listed<'_> {
@@ -118,10 +122,7 @@ fn pair(stored: &[Stored], staged: &[Listed], renamed: bool) -> Pairing {
         out: Pairing::default(),
     };
 
-    let by_name: HashMap<u128, usize> = (0..)
-        .zip(staged)
-        .map(|(n, s)| (name_key(&s.user_name), n))
-        .collect();
+    let by_name: HashMap<u128, usize> = (0..).zip(staged).map(|(n, s)| (s.key, n)).collect();
     for (o, row) in stored.iter().enumerate() {
         if let Some(&n) = by_name.get(&row.pairs_as)
             && free.staged[n]
@@ -252,7 +253,7 @@ impl Decided {
         };
         for (o, n, same) in pairing.pairs {
             if !same {
-                let contact_id = live.get(&name_key(&staged[n].user_name)).copied();
+                let contact_id = live.get(&staged[n].key).copied();
                 self.rewrite
                     .push((stored[o].id, row(&staged[n]), contact_id));
             }
@@ -491,14 +492,15 @@ fn decide(
         let renamed = old_name != new_name;
         let mut stored = stored.remove(contact_id).unwrap_or_default();
         for s in &mut stored {
-            let name = name_key(&s.row.user_name);
-            let linked = contacts.new_name.get(&name);
+            s.row.key = name_key(&s.row.user_name);
+            let linked = contacts.new_name.get(&s.row.key);
             s.row.look = renamed && linked.is_none();
-            s.pairs_as = linked.copied().unwrap_or(name);
+            s.pairs_as = linked.copied().unwrap_or(s.row.key);
         }
         let mut staged = staged.remove(contact_id).unwrap_or_default();
         for s in &mut staged {
-            s.look = renamed && !contacts.linked.contains(&name_key(&s.user_name));
+            s.key = name_key(&s.user_name);
+            s.look = renamed && !contacts.linked.contains(&s.key);
         }
         let pairing = pair(&stored, &staged, renamed);
         decided.push(new_name, (&stored, &staged), pairing, &contacts.live);
@@ -535,6 +537,7 @@ mod tests {
             display_name: display.to_owned().into(),
             attr_status: 0,
             look,
+            key: name_key(name),
         }
     }
 

@@ -515,10 +515,13 @@ async fn prepare(
         false => None,
     };
     pairing::pair_members(&mut *conn, reader).await?;
-    // What the pairing's threads freed goes back: after a re-link of 4×
-    // the bench's account, the SQL below and the write under the lock
-    // otherwise ran on top of it.
-    crate::memory::give_back();
+    // What a re-link's pairing freed goes back: at 4× the bench's account
+    // the SQL below and the write under the lock otherwise ran on top of
+    // it. Not after every commit: this prepare also runs for each
+    // increment, and again under the lock when another commit came first.
+    if relinked {
+        crate::memory::give_back();
+    }
     let other_groups = match relinked {
         true => &[PREPARE_MEMBERS_OTHER_GROUPS][..],
         false => &[],
