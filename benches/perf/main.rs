@@ -11,7 +11,8 @@
 //! how it is taken.
 //!
 //! Environment: `WXSYNC_BENCH_SIZES` (default `1,2,4`), `WXSYNC_BENCH_REPEAT`
-//! (runs of the repeatable measures, default 3; the median is shown),
+//! (runs of each timed measure, the cold and re-link syncs included,
+//! default 3; the median is shown),
 //! `WXSYNC_BENCH_OPS` (remark edits, default 1000), `WXSYNC_BENCH_PROFILE=1`
 //! (`perf record` the first size's syncs), `WXSYNC_BENCH_KEEP=1` (keep the
 //! work directories), `WXSYNC_BENCH_LAB=DIR` (no benchmark: the re-link lab
@@ -116,7 +117,8 @@ pub struct PeerFigures {
 pub struct Relink {
     pub rate: f64,
     pub churned: String,
-    pub sample: Sample,
+    /// The timed runs (see [`timed`]); the first, on the cache, also counted.
+    pub samples: Vec<Sample>,
     pub truth: account::MemberTruth,
 }
 
@@ -124,7 +126,8 @@ pub struct SizeResult {
     pub scale: usize,
     pub shape: String,
     pub peer: Result<PeerFigures, String>,
-    pub cold: Sample,
+    /// The timed runs (see [`timed`]); the first on the cache.
+    pub cold: Vec<Sample>,
     pub avatars: avatars::Avatars,
     pub fetch: Vec<Sample>,
     pub no_change: Vec<Sample>,
@@ -236,7 +239,7 @@ async fn run_size(
     let probe = ShmProbe::open(&work.database)?;
 
     progress(scale, "cold full sync");
-    let cold = sync(&work, &mut cache, &probe, "cold", &["sync"], false).await?;
+    let cold = timed(&work, &mut cache, &probe, "cold", opts.repeat, false).await?;
     progress(scale, "avatars");
     let avatars = avatars::measure(&work, &mut cache, &probe, &sim).await?;
     let mut fetch = Vec::new();
@@ -275,7 +278,7 @@ async fn run_size(
             &format!("re-link after {:.0} % changed", rate * 100.0),
         );
         let seed = 200 + 10 * scale as u64 + i as u64;
-        relinks.push(relink(&sim, &work, &mut cache, &probe, rate, seed).await?);
+        relinks.push(relink(&sim, &work, &mut cache, &probe, rate, seed, opts.repeat).await?);
     }
 
     progress(scale, "remark edits under the daemon, after a new login");
@@ -341,6 +344,7 @@ async fn relink(
     probe: &ShmProbe,
     rate: f64,
     seed: u64,
+    repeat: usize,
 ) -> anyhow::Result<Relink> {
     let label = format!("relink-{:.0}", rate * 100.0);
     let before = sim.account();
@@ -348,16 +352,113 @@ async fn relink(
     work.run(&format!("login-{label}"), &["login"], None)
         .await?;
     let truth = account::member_truth(&before, &sim.account());
-    let sample = sync(work, cache, probe, &label, &["sync"], true).await?;
-    if sample.run.as_ref().is_none_or(|r| r.relinked == 0) {
+    let samples = timed(work, cache, probe, &label, repeat, true).await?;
+    if samples[0].run.as_ref().is_none_or(|r| r.relinked == 0) {
         bail!("{label}: the sync after a new login linked nothing");
     }
     Ok(Relink {
         rate,
         churned,
-        sample,
+        samples,
         truth,
     })
+}
+
+/// A sync that changes the cache, timed `repeat` times: once on the cache
+/// (with `count`, its writes counted as [`sync`] does), then again on byte
+/// copies of the cache and its session as they were before it, each with
+/// the lock watched the same way. A single run of the same sync varied by
+/// up to 15 % between bench runs at the same code; the table shows the
+/// median. Every run must do the same work as the first.
+async fn timed(
+    work: &Work,
+    cache: &mut Cache,
+    probe: &ShmProbe,
+    label: &str,
+    repeat: usize,
+    count: bool,
+) -> anyhow::Result<Vec<Sample>> {
+    let before = work.dir.join("before.db");
+    // Byte copies, not `VACUUM INTO`: a defragmented copy syncs faster
+    // than the cache would. The bench's own connection is idle meanwhile.
+    copy_files(&work.database, &before)?;
+    let session = before.with_extension("session");
+    std::fs::copy(child::session_file(&work.config)?, &session)?;
+    let mut samples = vec![sync(work, cache, probe, label, &["sync"], count).await?];
+    let copy = work.dir.join("again.db");
+    for i in 2..=repeat {
+        copy_files(&before, &copy)?;
+        let again = work.on_copy(&copy)?;
+        std::fs::copy(&session, child::session_file(&again.config)?)?;
+        // The probe needs the copy's `-shm`, which a connection creates.
+        let mut on_copy = Cache::open(&copy).await?;
+        let copy_probe = ShmProbe::open(&copy)?;
+        let done = again
+            .run(&format!("{label}-{i}"), &["sync"], Some(&copy_probe))
+            .await?;
+        let run = on_copy.last_run().await?;
+        on_copy.close().await?;
+        drop(copy_probe);
+        let first = samples[0].run.as_ref().context("a sync records its run")?;
+        if work_done(&run) != work_done(first) {
+            bail!(
+                "{label}: run {i} on a copy did other work than the first ({:?} against {:?})",
+                work_done(&run),
+                work_done(first)
+            );
+        }
+        let _ = std::fs::remove_file(child::session_file(&again.config)?);
+        let _ = std::fs::remove_file(&again.config);
+        samples.push(Sample {
+            phases: phases::of(&done),
+            rss_kib: done.max_rss_kib,
+            run: Some(run),
+            rewritten: None,
+            member_writes: None,
+            history: None,
+        });
+    }
+    for path in [&before, &copy] {
+        remove_files(path);
+    }
+    let _ = std::fs::remove_file(&session);
+    Ok(samples)
+}
+
+/// What a sync reports having done, which two runs of the same sync from
+/// the same cache must agree on.
+fn work_done(r: &SyncRun) -> (String, i64, i64, i64) {
+    (
+        r.status.clone(),
+        cache::reported_writes(r),
+        r.relinked,
+        r.memberships,
+    )
+}
+
+/// The database file at `path` and its WAL, with `suffix` appended.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut file = path.as_os_str().to_owned();
+    file.push(suffix);
+    file.into()
+}
+
+/// Copies a database and its WAL (if any) as they are.
+fn copy_files(from: &Path, to: &Path) -> anyhow::Result<()> {
+    remove_files(to);
+    for suffix in ["", "-wal"] {
+        let source = with_suffix(from, suffix);
+        if source.exists() {
+            std::fs::copy(&source, with_suffix(to, suffix))?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(with_suffix(path, suffix));
+    }
 }
 
 /// One `wxsync sync` (or `--fetch-only`) with its lock watched; for a real
@@ -424,29 +525,17 @@ async fn count_writes(
     let on_copy = work.on_copy(copy)?;
     on_copy.run(&format!("{label}-counted"), args, None).await?;
     let (writes, run) = counted.finish().await?;
-    let work_of = |r: &SyncRun| {
-        (
-            r.status.clone(),
-            cache::reported_writes(r),
-            r.relinked,
-            r.memberships,
-        )
-    };
-    if work_of(&run) != work_of(timed) {
+    if work_done(&run) != work_done(timed) {
         bail!(
             "{label}: the counted run on a copy did other work than the timed one \
              ({:?} against {:?})",
-            work_of(&run),
-            work_of(timed)
+            work_done(&run),
+            work_done(timed)
         );
     }
     let _ = std::fs::remove_file(child::session_file(&on_copy.config)?);
     let _ = std::fs::remove_file(&on_copy.config);
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = copy.as_os_str().to_owned();
-        file.push(suffix);
-        let _ = std::fs::remove_file(file);
-    }
+    remove_files(copy);
     Ok(writes)
 }
 

@@ -136,7 +136,7 @@ fn lock_cell<'a>(samples: impl IntoIterator<Item = &'a Sample>, limit_ms: u128) 
 
 /// The re-link syncs of one size.
 fn relink_samples(r: &SizeResult) -> impl Iterator<Item = &Sample> {
-    r.relinks.iter().map(|l| &l.sample)
+    r.relinks.iter().flat_map(|l| &l.samples)
 }
 
 fn peer_wall(r: &SizeResult) -> Option<Duration> {
@@ -180,27 +180,27 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
             results.iter().map(cell).collect(),
         ));
     };
-    let base_rss_cold = results.first().map_or(0, |r| r.cold.rss_kib);
+    let base_rss_cold = results.first().map_or(0, |r| max_rss(&r.cold));
     let base_rss_none = results.first().map_or(0, |r| max_rss(&r.no_change));
     let rss_cell = |kib: u64, base: u64| {
         let ok = mb(kib) <= RSS_TARGET_MB && kib as f64 <= base as f64 * RSS_FLAT;
         format!("{:.0} MB {}", mb(kib), mark(ok))
     };
 
-    row("cold full sync", "", &|r| secs(r.cold.phases.wall));
+    row("cold full sync", "", &|r| secs(wall_of(&r.cold)));
     row(
         "  ÷ wechat4u's full fetch (every group)",
         "≤ 1.0",
         &|r| match peer_wall(r) {
             Some(p) => {
-                let x = r.cold.phases.wall.as_secs_f64() / p.as_secs_f64();
+                let x = wall_of(&r.cold).as_secs_f64() / p.as_secs_f64();
                 format!("{x:.2} {}", mark(x <= 1.0))
             }
             None => "n/a".into(),
         },
     );
     row("  ÷ fetch only", "≤ 1.3", &|r| {
-        let x = r.cold.phases.wall.as_secs_f64() / wall_of(&r.fetch).as_secs_f64();
+        let x = wall_of(&r.cold).as_secs_f64() / wall_of(&r.fetch).as_secs_f64();
         format!("{x:.2} {}", mark(x <= 1.3))
     });
     row("no-change sync", "", &|r| secs(wall_of(&r.no_change)));
@@ -242,14 +242,14 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
     for (i, rate) in crate::RELINK_RATES.into_iter().enumerate() {
         let pct = rate * 100.0;
         row(&format!("re-link sync, {pct:.0} % changed"), "", &|r| {
-            secs(r.relinks[i].sample.phases.wall)
+            secs(wall_of(&r.relinks[i].samples))
         });
         row(
             "  ÷ cold full sync",
             &format!("≤ {RELINK_VS_COLD:.1}"),
             &|r| {
-                let x = r.relinks[i].sample.phases.wall.as_secs_f64()
-                    / r.cold.phases.wall.as_secs_f64();
+                let x =
+                    wall_of(&r.relinks[i].samples).as_secs_f64() / wall_of(&r.cold).as_secs_f64();
                 format!("{x:.2} {}", mark(x <= RELINK_VS_COLD))
             },
         );
@@ -258,7 +258,7 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
             "≤",
             &|r| {
                 let l = &r.relinks[i];
-                let written = l.sample.member_writes.unwrap_or(0);
+                let written = l.samples[0].member_writes.unwrap_or(0);
                 let bound = (l.truth.changed + l.truth.renamed) as i64;
                 format!(
                     "{} / {} + {} {}",
@@ -272,7 +272,7 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
     }
     row("fetch only (the floor)", "", &|r| secs(wall_of(&r.fetch)));
     row("write lock, longest: cold", "≤ 500 ms", &|r| {
-        lock_cell(std::slice::from_ref(&r.cold), 500)
+        lock_cell(&r.cold, 500)
     });
     row("write lock, longest: no-change", "≤ 100 ms", &|r| {
         lock_cell(&r.no_change, 100)
@@ -284,7 +284,7 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
         lock_cell(relink_samples(r), 500)
     });
     row("peak RSS of `wxsync sync`: cold", "≤ 48 MB, flat", &|r| {
-        rss_cell(r.cold.rss_kib, base_rss_cold)
+        rss_cell(max_rss(&r.cold), base_rss_cold)
     });
     row(
         "peak RSS of `wxsync sync`: no-change",
@@ -327,7 +327,7 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
         )
     });
     row("  ÷ cold full sync", "< 1.5", &|r| {
-        let x = r.avatars.wall.as_secs_f64() / r.cold.phases.wall.as_secs_f64();
+        let x = r.avatars.wall.as_secs_f64() / wall_of(&r.cold).as_secs_f64();
         format!("{x:.2} {}", mark(x < 1.5))
     });
     row("  peak RSS", "≤ 48 MB", &|r| {
@@ -403,12 +403,14 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
         "of which write lock".into(),
     ]];
     for r in results {
-        let relinks = r
-            .relinks
-            .iter()
-            .map(|l| (format!("re-link, {:.0} %", l.rate * 100.0), &l.sample));
+        let relinks = r.relinks.iter().map(|l| {
+            (
+                format!("re-link, {:.0} %", l.rate * 100.0),
+                median_run(&l.samples),
+            )
+        });
         for (name, s) in [
-            ("cold".to_string(), &r.cold),
+            ("cold".to_string(), median_run(&r.cold)),
             ("fetch only".into(), median_run(&r.fetch)),
             ("no-change".into(), median_run(&r.no_change)),
             ("1 % changed".into(), &r.one_percent),
@@ -445,13 +447,13 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
             r.scale,
             r.shape,
             account::GROUP_SIZE,
-            group(r.cold.run.as_ref().map_or(0, |x| x.contacts)),
-            group(r.cold.run.as_ref().map_or(0, |x| x.groups)),
-            group(r.cold.run.as_ref().map_or(0, |x| x.memberships)),
+            group(r.cold[0].run.as_ref().map_or(0, |x| x.contacts)),
+            group(r.cold[0].run.as_ref().map_or(0, |x| x.groups)),
+            group(r.cold[0].run.as_ref().map_or(0, |x| x.memberships)),
         );
         let _ = writeln!(out, "  1 % changed: {}.", r.churned);
         for l in &r.relinks {
-            let run = l.sample.run.as_ref();
+            let run = l.samples[0].run.as_ref();
             let _ = writeln!(
                 out,
                 "  Re-link after {:.0} % changed: {}; linked {}, left unlinked {}; {} history rows.",
@@ -459,9 +461,30 @@ pub fn render(m: &Machine, opts: &Options, results: &[SizeResult]) -> String {
                 l.churned,
                 group(run.map_or(0, |x| x.relinked)),
                 group(run.map_or(0, |x| x.unlinked)),
-                group(l.sample.history.unwrap_or(0)),
+                group(l.samples[0].history.unwrap_or(0)),
             );
         }
+        let walls = |samples: &[Sample]| {
+            let walls: Vec<String> = samples.iter().map(|s| secs(s.phases.wall)).collect();
+            walls.join(", ")
+        };
+        let relinks: Vec<String> = r
+            .relinks
+            .iter()
+            .map(|l| {
+                format!(
+                    "re-link after {:.0} %: {}",
+                    l.rate * 100.0,
+                    walls(&l.samples)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  Each timed run, in order (the first on the cache, the others on copies): cold {}; {}.",
+            walls(&r.cold),
+            relinks.join("; ")
+        );
         let hist = r.one_percent.history.unwrap_or(0);
         let _ = writeln!(
             out,
