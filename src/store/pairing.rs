@@ -44,7 +44,7 @@ const GROUPS_AT_ONCE: usize = 8;
 /// Decided rows held before they are written to the TEMP tables.
 const FLUSH_ROWS: usize = 4096;
 
-/// Rows to one INSERT statement (up to 7 values each).
+/// Rows to one INSERT statement (up to 8 values each).
 const BATCH_ROWS: usize = 1024;
 
 /// A member as one of a group's two lists shows them (its text borrowed
@@ -221,9 +221,10 @@ fn looking<'a, K: Eq + Hash>(
 /// Decided rows not yet written.
 #[derive(Default)]
 struct Decided {
-    /// Stored rows to rewrite: rowid, the row as it becomes and the
-    /// `contact_id` its member has after the write.
-    rewrite: Vec<(i64, NewRow, Option<i64>)>,
+    /// Stored rows to rewrite: rowid, the row as it becomes, the
+    /// `contact_id` its member has after the write, and whether the row
+    /// becomes another member's (see [`Decided::push`]).
+    rewrite: Vec<(i64, NewRow, Option<i64>, bool)>,
     removed: Vec<i64>,
     added: Vec<NewRow>,
 }
@@ -234,11 +235,19 @@ struct Decided {
 type NewRow = (Arc<str>, Arc<str>, Arc<str>, Arc<str>, i64);
 
 impl Decided {
+    /// Takes in one group's [`Pairing`]. After a new login (`renamed`)
+    /// every stored row of the group is rewritten anyway, so a row whose
+    /// member left takes, in order, a member who joined: one row rewritten
+    /// instead of one removed and one added (the history still records
+    /// the one `left` and the other `joined`). Without a new login the two
+    /// stay a removal and an addition: a row rewritten means its member's
+    /// data changed.
     fn push(
         &mut self,
         group: &str,
         (stored, staged): (&[Stored], &[Listed]),
         pairing: Pairing,
+        renamed: bool,
         live: &HashMap<u128, i64>,
     ) {
         let group: Arc<str> = Arc::from(group);
@@ -251,17 +260,24 @@ impl Decided {
                 s.attr_status,
             )
         };
+        let contact_id = |n: usize| live.get(&staged[n].key).copied();
         for (o, n, same) in pairing.pairs {
             if !same {
-                let contact_id = live.get(&staged[n].key).copied();
                 self.rewrite
-                    .push((stored[o].id, row(&staged[n]), contact_id));
+                    .push((stored[o].id, row(&staged[n]), contact_id(n), false));
             }
         }
-        self.removed
-            .extend(pairing.removed.into_iter().map(|o| stored[o].id));
-        self.added
-            .extend(pairing.added.into_iter().map(|n| row(&staged[n])));
+        let replaced = match renamed {
+            true => pairing.removed.len().min(pairing.added.len()),
+            false => 0,
+        };
+        let (mut removed, mut added) = (pairing.removed.into_iter(), pairing.added.into_iter());
+        for (o, n) in removed.by_ref().zip(added.by_ref()).take(replaced) {
+            self.rewrite
+                .push((stored[o].id, row(&staged[n]), contact_id(n), true));
+        }
+        self.removed.extend(removed.map(|o| stored[o].id));
+        self.added.extend(added.map(|n| row(&staged[n])));
     }
 
     fn append(&mut self, mut other: Decided) {
@@ -277,16 +293,16 @@ impl Decided {
     /// Writes the rows in full batches; with `all`, the rest too.
     async fn flush(&mut self, conn: &mut SqliteConnection, all: bool) -> Result<(), Error> {
         self.rewrite.sort_unstable_by_key(|(id, ..)| *id);
-        let head = "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status, contact_id) ";
+        let head = "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status, contact_id, replaced) ";
         insert(
             conn,
             head,
             &mut self.rewrite,
             all,
-            |mut b, (id, row, contact_id)| {
+            |mut b, (id, row, contact_id, replaced)| {
                 b.push_bind(id);
                 push_row(&mut b, row);
-                b.push_bind(contact_id);
+                b.push_bind(contact_id).push_bind(replaced);
             },
         )
         .await?;
@@ -503,7 +519,13 @@ fn decide(
             s.look = renamed && !contacts.linked.contains(&s.key);
         }
         let pairing = pair(&stored, &staged, renamed);
-        decided.push(new_name, (&stored, &staged), pairing, &contacts.live);
+        decided.push(
+            new_name,
+            (&stored, &staged),
+            pairing,
+            renamed,
+            &contacts.live,
+        );
     }
     Ok(decided)
 }

@@ -102,11 +102,13 @@ const PREPARED: &[&str] = &[
     // Each stored member row to rewrite in place: paired with a row of its
     // group's new list that differs from it (or, after a re-link, renamed
     // where its group's list was not described): its rowid, the row as it
-    // becomes and its member's `contact_id` after the write.
+    // becomes and its member's `contact_id` after the write. `replaced`:
+    // after a new login, the row of a member who left, taken by one who
+    // joined (`left` and `joined` in the history).
     "CREATE TEMP TABLE member_pairs (
         id INTEGER PRIMARY KEY, g TEXT NOT NULL, m TEXT NOT NULL,
         nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
-        contact_id INTEGER
+        contact_id INTEGER, replaced INTEGER NOT NULL DEFAULT 0
     )",
     // Member rows to add, whole (in `memberships` column order), so the
     // write under the lock is a plain ordered copy.

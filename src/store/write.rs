@@ -81,17 +81,27 @@ const PREPARE_GROUPS: &str = "INSERT INTO temp.changed_groups
        AND (i.old_user_name IS NOT NULL OR i.contact_id NOT IN (SELECT contact_id FROM temp.frozen))";
 
 /// The history of the member rows [`pairing`] decided: a new member
-/// without a stored partner `joined`, a stored row without a new one `left`.
+/// without a stored partner `joined`, a stored row without a new one `left`
+/// — whether the row is added and removed or, after a new login, one
+/// rewritten as the other (`replaced`). Each in the order of its rows.
 const PREPARE_MEMBERS_HISTORY: &[&str] = &[
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'joined', d.m,
             coalesce(nullif(d.display_name, ''), d.nick_name)
-     FROM temp.members_to_write d CROSS JOIN temp.changed_groups gm ON gm.new_name = d.g",
+     FROM (SELECT g, m, nick_name, display_name FROM temp.members_to_write
+           UNION ALL
+           SELECT g, m, nick_name, display_name FROM temp.member_pairs WHERE replaced) d
+     CROSS JOIN temp.changed_groups gm ON gm.new_name = d.g
+     ORDER BY d.g, d.m",
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'left', m.member_user_name,
             coalesce(nullif(m.display_name, ''), m.nick_name)
-     FROM temp.members_to_remove d CROSS JOIN main.memberships m ON m.rowid = d.id
-     CROSS JOIN temp.changed_groups gm ON gm.contact_id = m.group_contact_id",
+     FROM (SELECT id FROM temp.members_to_remove
+           UNION ALL
+           SELECT id FROM temp.member_pairs WHERE replaced) d
+     CROSS JOIN main.memberships m ON m.rowid = d.id
+     CROSS JOIN temp.changed_groups gm ON gm.contact_id = m.group_contact_id
+     ORDER BY d.id",
 ];
 
 /// After a re-link, the stored rows of every other group follow a

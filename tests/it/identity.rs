@@ -749,6 +749,60 @@ async fn a_friend_with_a_new_nick_and_avatar_is_linked_by_the_groups_they_are_in
     assert_eq!(moves, 0, "no left or joined for the friend");
 }
 
+/// Between two logins a member left a group and a friend joined it. The
+/// re-link rewrites every stored row of the group anyway, so the leaver's
+/// row becomes the joiner's: every stored row is written once, and none is
+/// removed or added. The history still records the one `left` and the
+/// other `joined`.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_new_login_a_member_who_left_gives_their_row_to_one_who_joined() {
+    let app = TestApp::spawn(grouped_account()).await;
+    app.login().await;
+    app.sync().await;
+    let before = app.sim.account();
+    let group = before
+        .groups
+        .iter()
+        .find(|g| g.saved)
+        .expect("a saved group");
+    let leaver = group
+        .members
+        .iter()
+        .find(|m| m.sim_id != before.self_user.sim_id)
+        .expect("a member other than the account")
+        .user_name
+        .clone();
+    let joiner = before
+        .contacts
+        .iter()
+        .find(|c| c.kind == SimKind::Friend && group.members.iter().all(|m| m.sim_id != c.sim_id))
+        .expect("a friend outside the group");
+    app.sim.member_leaves(&group.user_name, &leaver);
+    app.sim.contact_joins(&group.user_name, &joiner.user_name);
+    let stored = app.scalar("SELECT count(*) FROM memberships").await;
+
+    relogin_and_sync(&app).await;
+
+    let written = app
+        .scalar("SELECT memberships_changed FROM sync_runs ORDER BY id DESC LIMIT 1")
+        .await;
+    assert_eq!(written, stored, "each stored row written once");
+    assert_eq!(app.scalar("SELECT count(*) FROM memberships").await, stored);
+    let moves: Vec<(String, String)> = sqlx::query_as(
+        "SELECT change, old_value FROM contact_changes WHERE change IN ('joined', 'left') ORDER BY id",
+    )
+    .fetch_all(&app.db().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        moves,
+        vec![
+            ("joined".to_owned(), user_name_now(&app, joiner.sim_id)),
+            ("left".to_owned(), leaver)
+        ]
+    );
+}
+
 /// What a sync decides, without the times it was decided at: contacts,
 /// memberships, history and the identity row, one line per row.
 async fn decided(app: &TestApp) -> Vec<String> {
