@@ -2,7 +2,7 @@
 //! session file with its rules: one login per file, written back only while
 //! it still holds that login.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -114,7 +114,8 @@ impl App {
         init: &InitReply,
     ) -> anyhow::Result<InitContacts> {
         let session = client.session();
-        session.save(&self.session_path())?;
+        let path = self.session_path();
+        with_session_lock(&path, || Ok(session.save(&path)?))?;
         if !self.store.is_empty().await? {
             return Ok(InitContacts::KeptPrevious);
         }
@@ -140,15 +141,42 @@ impl App {
     /// file still holds that same login, so a fresh `wxsync login` is never
     /// overwritten. Returns whether it wrote.
     pub fn save_session_if_current(&self, session: &Session) -> anyhow::Result<bool> {
-        let path = self.session_path();
-        match load_session_file(&path)? {
-            Some(on_disk) if on_disk.login_id() == session.login_id() => {
-                session.save(&path)?;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        save_session_file_if_current(&self.session_path(), session)
     }
+}
+
+/// [`App::save_session_if_current`] for the file at `path`: the check and
+/// the write hold the file's lock, so a new login saved meanwhile (which
+/// takes it too) is seen, never written over.
+fn save_session_file_if_current(path: &Path, session: &Session) -> anyhow::Result<bool> {
+    with_session_lock(path, || match load_session_file(path)? {
+        Some(on_disk) if on_disk.login_id() == session.login_id() => {
+            session.save(path)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    })
+}
+
+/// Runs `f` holding the session file's lock: an exclusive `flock` on
+/// `<session file>.lock` (mode 0600, left in place), released when `f`
+/// returns. Every write of the session file takes it, so a process
+/// writing its own login back and `wxsync login` saving a new one take
+/// turns. It is held for a file read and a write, milliseconds.
+fn with_session_lock<T>(path: &Path, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open the session lock {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    f()
 }
 
 /// Reads a session file (`None` when there is none). The file holds login
@@ -178,4 +206,49 @@ pub fn load_session_file(path: &Path) -> anyhow::Result<Option<Session>> {
         _ => {}
     }
     Ok(Session::load(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::webwx::sample_session as sample;
+
+    /// A process writes its session back while `wxsync login` saves a new
+    /// one: the login holds the lock while it writes, so the write-back
+    /// waits, then finds the new login and leaves it.
+    #[test]
+    fn a_login_saved_meanwhile_is_not_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wxsync.session");
+        let (old, new) = (sample(), sample());
+        let new_id = new.login_id().to_owned();
+        old.save(&path).unwrap();
+        let (started, start) = mpsc::channel();
+        let (fresh, held) = mpsc::channel();
+        let login = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                with_session_lock(&path, || {
+                    started.send(()).unwrap();
+                    held.recv().unwrap();
+                    Ok(new.save(&path)?)
+                })
+            })
+        };
+        start.recv().unwrap();
+        let back = {
+            let path = path.clone();
+            std::thread::spawn(move || save_session_file_if_current(&path, &old))
+        };
+        fresh.send(()).unwrap();
+        login.join().unwrap().unwrap();
+        assert!(
+            !back.join().unwrap().unwrap(),
+            "the old login was written back"
+        );
+        let on_disk = load_session_file(&path).unwrap().unwrap();
+        assert_eq!(on_disk.login_id(), new_id);
+    }
 }

@@ -27,6 +27,8 @@ pub use login::{
     render_qr,
 };
 pub use realid::RealId;
+#[cfg(test)]
+pub(crate) use session::tests::sample as sample_session;
 pub use session::{Session, SessionState};
 #[cfg(test)]
 pub(crate) use wire::read_contact;
