@@ -43,8 +43,7 @@ pub struct Watch {
 impl ShmProbe {
     /// `database`'s `-shm` file must exist (a connection has it open).
     pub fn open(database: &Path) -> anyhow::Result<ShmProbe> {
-        let mut path = database.as_os_str().to_owned();
-        path.push("-shm");
+        let path = crate::with_suffix(database, "-shm");
         let shm = File::open(&path).with_context(|| format!("cannot open {path:?}"))?;
         Ok(ShmProbe { shm: Arc::new(shm) })
     }

@@ -385,6 +385,7 @@ async fn timed(
     let session = before.with_extension("session");
     std::fs::copy(child::session_file(&work.config)?, &session)?;
     let mut samples = vec![sync(work, cache, probe, label, &["sync"], count).await?];
+    let first = samples[0].run.clone().context("a sync records its run")?;
     let copy = work.dir.join("again.db");
     for i in 2..=repeat {
         copy_files(&before, &copy)?;
@@ -399,16 +400,8 @@ async fn timed(
         let run = on_copy.last_run().await?;
         on_copy.close().await?;
         drop(copy_probe);
-        let first = samples[0].run.as_ref().context("a sync records its run")?;
-        if work_done(&run) != work_done(first) {
-            bail!(
-                "{label}: run {i} on a copy did other work than the first ({:?} against {:?})",
-                work_done(&run),
-                work_done(first)
-            );
-        }
-        let _ = std::fs::remove_file(child::session_file(&again.config)?);
-        let _ = std::fs::remove_file(&again.config);
+        same_work(&format!("{label}: run {i} on a copy"), &run, &first)?;
+        remove_copy(&again)?;
         samples.push(Sample {
             phases: phases::of(&done),
             rss_kib: done.max_rss_kib,
@@ -418,26 +411,42 @@ async fn timed(
             history: None,
         });
     }
-    for path in [&before, &copy] {
-        remove_files(path);
-    }
+    remove_files(&before);
     let _ = std::fs::remove_file(&session);
     Ok(samples)
 }
 
-/// What a sync reports having done, which two runs of the same sync from
-/// the same cache must agree on.
-fn work_done(r: &SyncRun) -> (String, i64, i64, i64) {
-    (
-        r.status.clone(),
-        cache::reported_writes(r),
-        r.relinked,
-        r.memberships,
-    )
+/// Fails unless `run` (`which`, in words) reported the same work as the
+/// timed `first`: two runs of the same sync from the same cache must.
+fn same_work(which: &str, run: &SyncRun, first: &SyncRun) -> anyhow::Result<()> {
+    let work_done = |r: &SyncRun| {
+        (
+            r.status.clone(),
+            cache::reported_writes(r),
+            r.relinked,
+            r.memberships,
+        )
+    };
+    if work_done(run) != work_done(first) {
+        bail!(
+            "{which} did other work than the timed one ({:?} against {:?})",
+            work_done(run),
+            work_done(first)
+        );
+    }
+    Ok(())
 }
 
-/// The database file at `path` and its WAL, with `suffix` appended.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+/// Removes a copy [`Work::on_copy`] made: its config, session and database.
+fn remove_copy(copy: &Work) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(child::session_file(&copy.config)?);
+    let _ = std::fs::remove_file(&copy.config);
+    remove_files(&copy.database);
+    Ok(())
+}
+
+/// `path` with `suffix` appended (a database's `-wal` or `-shm`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut file = path.as_os_str().to_owned();
     file.push(suffix);
     file.into()
@@ -525,17 +534,8 @@ async fn count_writes(
     let on_copy = work.on_copy(copy)?;
     on_copy.run(&format!("{label}-counted"), args, None).await?;
     let (writes, run) = counted.finish().await?;
-    if work_done(&run) != work_done(timed) {
-        bail!(
-            "{label}: the counted run on a copy did other work than the timed one \
-             ({:?} against {:?})",
-            work_done(&run),
-            work_done(timed)
-        );
-    }
-    let _ = std::fs::remove_file(child::session_file(&on_copy.config)?);
-    let _ = std::fs::remove_file(&on_copy.config);
-    remove_files(copy);
+    same_work(&format!("{label}: the counted run on a copy"), &run, timed)?;
+    remove_copy(&on_copy)?;
     Ok(writes)
 }
 

@@ -271,13 +271,15 @@ impl Decided {
             true => pairing.removed.len().min(pairing.added.len()),
             false => 0,
         };
-        let (mut removed, mut added) = (pairing.removed.into_iter(), pairing.added.into_iter());
-        for (o, n) in removed.by_ref().zip(added.by_ref()).take(replaced) {
+        let (removed, added) = (&pairing.removed, &pairing.added);
+        for (&o, &n) in removed[..replaced].iter().zip(&added[..replaced]) {
             self.rewrite
                 .push((stored[o].id, row(&staged[n]), contact_id(n), true));
         }
-        self.removed.extend(removed.map(|o| stored[o].id));
-        self.added.extend(added.map(|n| row(&staged[n])));
+        self.removed
+            .extend(removed[replaced..].iter().map(|&o| stored[o].id));
+        self.added
+            .extend(added[replaced..].iter().map(|&n| row(&staged[n])));
     }
 
     fn append(&mut self, mut other: Decided) {
