@@ -22,20 +22,25 @@ use super::Error;
 use super::stage::{Reader, name_key};
 
 /// The stored rows of the groups in `?1` (a JSON array of `contact_id`s),
-/// as one JSON array of (`group_contact_id`, [`Stored`]). It reads `main`
-/// alone, so a [`Reader`] can run it beside the stage's connection.
-const STORED: &str = "SELECT json_group_array(json_array(m.group_contact_id, json_array(
-         m.rowid, json_array(m.member_user_name, m.nick_name, m.display_name, m.attr_status))))
+/// a row per group: its `contact_id` and its rows as one JSON array of
+/// [`Stored`]s, each a flat array (a nested one took SQLite half as long
+/// again to build). It reads `main` alone, so a [`Reader`] can run it
+/// beside the stage's connection.
+const STORED: &str = "SELECT m.group_contact_id, json_group_array(json_array(
+         m.rowid, m.member_user_name, m.nick_name, m.display_name, m.attr_status))
      FROM main.memberships m
-     WHERE m.group_contact_id IN (SELECT value FROM json_each(?1))";
+     WHERE m.group_contact_id IN (SELECT value FROM json_each(?1))
+     GROUP BY m.group_contact_id";
 
 /// The new lists of the changed groups whose `contact_id` is from `?1` to
-/// `?2`, as one JSON array of (`contact_id`, [`Listed`]).
-const STAGED: &str = "SELECT json_group_array(json_array(gm.contact_id, json_array(
-         s.member_user_name, s.nick_name, s.display_name, s.attr_status)))
+/// `?2`, a row per group: its `contact_id` and its list as one JSON array
+/// of [`Listed`]s.
+const STAGED: &str = "SELECT gm.contact_id, json_group_array(json_array(
+         s.member_user_name, s.nick_name, s.display_name, s.attr_status))
      FROM temp.changed_groups gm
      CROSS JOIN temp.stage_members s ON s.group_user_name = gm.new_name
-     WHERE gm.fresh = 0 AND gm.contact_id BETWEEN ?1 AND ?2";
+     WHERE gm.fresh = 0 AND gm.contact_id BETWEEN ?1 AND ?2
+     GROUP BY gm.contact_id";
 
 /// Groups read at a time: at most 500 members each, so a few thousand rows
 /// a side, and few statements.
@@ -78,15 +83,39 @@ impl Listed<'_> {
 }
 
 /// A stored member row of a changed group.
-#[derive(Deserialize)]
 struct Stored<'a> {
     id: i64,
-    #[serde(borrow)]
     row: Listed<'a>,
     /// The name it pairs with, by [`name_key`]: the one its contact was
     /// linked to, else its own.
-    #[serde(skip)]
     pairs_as: u128,
+}
+
+/// A [`Stored`] row as [`STORED`] gives it: rowid, then the member.
+#[derive(Deserialize)]
+struct StoredRow<'a>(
+    i64,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    i64,
+);
+
+impl<'a> From<StoredRow<'a>> for Stored<'a> {
+    fn from(StoredRow(id, user_name, nick_name, display_name, attr_status): StoredRow<'a>) -> Self {
+        Stored {
+            id,
+            row: Listed {
+                user_name,
+                nick_name,
+                display_name,
+                attr_status,
+                look: false,
+                key: 0,
+            },
+            pairs_as: 0,
+        }
+    }
 }
 
 /// What [`pair`] decided for one group, by index into its two lists.
@@ -474,48 +503,60 @@ fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
     result.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
+/// One group's rows as [`STORED`] and [`STAGED`] give them: its
+/// `contact_id`, and the rows as one JSON text.
+type GroupRows = (i64, String);
+
 /// Reads a batch of groups: their stored rows (by `reader`, at the same
-/// time, if given) and their new lists (by `conn`), each as one JSON text.
+/// time, if given) and their new lists (by `conn`).
 async fn read(
     conn: &mut SqliteConnection,
     reader: Option<&mut SqliteConnection>,
     batch: &[Changed],
-) -> Result<(String, String), Error> {
+) -> Result<(Vec<GroupRows>, Vec<GroupRows>), Error> {
     let ids: Vec<i64> = batch.iter().map(|g| g.0).collect();
     let ids = serde_json::to_string(&ids).map_err(Error::Encode)?;
-    let stored = sqlx::query_scalar(STORED).bind(ids);
-    let staged = sqlx::query_scalar(STAGED)
+    let stored = sqlx::query_as(STORED).bind(ids);
+    let staged = sqlx::query_as(STAGED)
         .bind(batch[0].0)
         .bind(batch[batch.len() - 1].0);
     Ok(match reader {
-        Some(reader) => tokio::try_join!(stored.fetch_one(reader), staged.fetch_one(conn))?,
+        Some(reader) => tokio::try_join!(stored.fetch_all(reader), staged.fetch_all(conn))?,
         None => (
-            stored.fetch_one(&mut *conn).await?,
-            staged.fetch_one(conn).await?,
+            stored.fetch_all(&mut *conn).await?,
+            staged.fetch_all(conn).await?,
         ),
     })
 }
 
 /// Pairs a batch of groups from what [`read`] read.
 fn decide(
-    stored: &str,
-    staged: &str,
+    stored: &[GroupRows],
+    staged: &[GroupRows],
     batch: &[Changed],
     contacts: &Contacts,
 ) -> Result<Decided, Error> {
-    let mut stored: HashMap<i64, Vec<Stored>> = by_group(stored)?;
-    let mut staged: HashMap<i64, Vec<Listed>> = by_group(staged)?;
+    let (stored, staged) = (by_group(stored), by_group(staged));
     let mut decided = Decided::default();
     for (contact_id, old_name, new_name) in batch {
         let renamed = old_name != new_name;
-        let mut stored = stored.remove(contact_id).unwrap_or_default();
+        let mut stored: Vec<Stored> = match stored.get(contact_id) {
+            Some(text) => parse::<StoredRow>(text)?
+                .into_iter()
+                .map(Stored::from)
+                .collect(),
+            None => Vec::new(),
+        };
         for s in &mut stored {
             s.row.key = name_key(&s.row.user_name);
             let linked = contacts.new_name.get(&s.row.key);
             s.row.look = renamed && linked.is_none();
             s.pairs_as = linked.copied().unwrap_or(s.row.key);
         }
-        let mut staged = staged.remove(contact_id).unwrap_or_default();
+        let mut staged: Vec<Listed> = match staged.get(contact_id) {
+            Some(text) => parse(text)?,
+            None => Vec::new(),
+        };
         for s in &mut staged {
             s.key = name_key(&s.user_name);
             s.look = renamed && !contacts.linked.contains(&s.key);
@@ -532,14 +573,14 @@ fn decide(
     Ok(decided)
 }
 
-/// The rows of a [`read`] text, by group.
-fn by_group<'a, R: Deserialize<'a>>(text: &'a str) -> Result<HashMap<i64, Vec<R>>, Error> {
-    let rows: Vec<(i64, R)> = serde_json::from_str(text).map_err(Error::Decode)?;
-    let mut by_group: HashMap<i64, Vec<R>> = HashMap::new();
-    for (group, row) in rows {
-        by_group.entry(group).or_default().push(row);
-    }
-    Ok(by_group)
+/// Each group's JSON text, by `contact_id`.
+fn by_group(rows: &[GroupRows]) -> HashMap<i64, &str> {
+    rows.iter().map(|(g, text)| (*g, text.as_str())).collect()
+}
+
+/// The rows of one group's JSON text.
+fn parse<'a, R: Deserialize<'a>>(text: &'a str) -> Result<Vec<R>, Error> {
+    serde_json::from_str(text).map_err(Error::Decode)
 }
 
 #[cfg(test)]
