@@ -284,25 +284,29 @@ impl Side {
     }
 
     /// The member rows of the groups in `?1` (a JSON array of what
-    /// [`Side::groups`] gives) as one JSON array of [`Membership`]s: one
-    /// value to hand over instead of thousands of rows, which cost more
-    /// than reading them. With `?2` true, only the rows with a display
-    /// name ([`Read::Cards`]).
+    /// [`Side::groups`] gives), a row per group: its key as [`Side::groups`]
+    /// gives it, and its members as one JSON array of [`Listed`]s (one value
+    /// to hand over instead of hundreds of rows, which cost more than
+    /// reading them, and the group named once, not in each member's row:
+    /// that took SQLite and serde half as long again). With `?2` true, only
+    /// the members with a display name ([`Read::Cards`]).
     fn members(self) -> &'static str {
         match self {
             Side::Cache => {
-                "SELECT json_group_array(json_array(group_user_name, json_array(
-                           member_user_name, nick_name, display_name, attr_status)))
+                "SELECT json_quote(group_contact_id), json_group_array(json_array(
+                           member_user_name, nick_name, display_name, attr_status))
                  FROM main.memberships
                  WHERE group_contact_id IN (SELECT value FROM json_each(?1))
-                   AND (NOT ?2 OR display_name <> '')"
+                   AND (NOT ?2 OR display_name <> '')
+                 GROUP BY group_contact_id"
             }
             Side::Stage => {
-                "SELECT json_group_array(json_array(group_user_name, json_array(
-                           member_user_name, nick_name, display_name, attr_status)))
+                "SELECT json_quote(group_user_name), json_group_array(json_array(
+                           member_user_name, nick_name, display_name, attr_status))
                  FROM temp.stage_members
                  WHERE group_user_name IN (SELECT value FROM json_each(?1))
-                   AND (NOT ?2 OR display_name <> '')"
+                   AND (NOT ?2 OR display_name <> '')
+                 GROUP BY group_user_name"
             }
         }
     }
@@ -327,10 +331,14 @@ const MATCHER_CACHES: &str = "PRAGMA main.cache_size = -256; PRAGMA temp.cache_s
 /// higher, and were no faster).
 const GROUPS_AT_ONCE: usize = 2;
 
-/// One membership row as [`Side::members`] reads it: the group's user
-/// name, and the member as its list shows them.
-#[derive(Deserialize)]
-struct Membership<'a>(#[serde(borrow)] Cow<'a, str>, #[serde(borrow)] Listed<'a>);
+/// One group's member rows as [`Side::members`] reads them: the group's
+/// key, and its members as one JSON array.
+type GroupRows = (String, String);
+
+/// A group's members as its list shows them, from [`GroupRows`].
+fn listed(text: &str) -> Result<Vec<Listed<'_>>, Error> {
+    serde_json::from_str(text).map_err(Error::Decode)
+}
 
 /// One side's group member lists as the matcher needs them, read once the
 /// people are linked.
@@ -484,40 +492,48 @@ impl MemberRows {
         })
     }
 
-    /// Reads the rows (`read`) a few groups at a time, and hands each
-    /// batch's text to `take_in` while SQLite reads the next.
+    /// Each group's user name and nick name, by its key.
+    fn by_key(&self) -> HashMap<&str, (&str, &str)> {
+        self.listed
+            .iter()
+            .map(|(key, name, nick)| (key.as_str(), (name.as_str(), nick.as_str())))
+            .collect()
+    }
+
+    /// Reads the rows (`pass`) a few groups at a time, and hands each
+    /// batch's groups to `take_in` while SQLite reads the next.
     async fn each_batch(
         &self,
         conn: &mut SqliteConnection,
-        read: Read,
-        mut take_in: impl FnMut(&str) -> Result<(), Error>,
+        pass: Read,
+        mut take_in: impl FnMut(&[GroupRows]) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let batches = self.listed.chunks(GROUPS_AT_ONCE).map(|batch| {
             let keys: Vec<&str> = batch.iter().map(|(key, ..)| key.as_str()).collect();
             format!("[{}]", keys.join(","))
         });
-        let mut read_text: Option<String> = None;
+        let mut read: Option<Vec<GroupRows>> = None;
         for next in batches.map(Some).chain([None]) {
             let fetch = async {
                 match next {
-                    Some(keys) => sqlx::query_scalar(self.side.members())
+                    Some(keys) => sqlx::query_as(self.side.members())
                         .bind(keys)
-                        .bind(read == Read::Cards)
-                        .fetch_one(&mut *conn)
+                        .bind(pass == Read::Cards)
+                        .fetch_all(&mut *conn)
                         .await
                         .map(Some),
                     None => Ok(None),
                 }
             };
             let taken = async {
-                match read_text.take() {
-                    Some(text) => take_in(&text),
+                match read.take() {
+                    Some(groups) => take_in(&groups),
                     None => Ok(()),
                 }
             };
             let (fetched, taken) = tokio::join!(biased; fetch, taken);
             taken?;
-            read_text = fetched?;
+            read = fetched?;
         }
         Ok(())
     }
@@ -531,21 +547,18 @@ impl MemberRows {
         people: &mut [Person],
         person_at: &At,
     ) -> Result<(), Error> {
-        let group_nicks: HashMap<&str, &str> = self
-            .listed
-            .iter()
-            .map(|(_, name, nick)| (name.as_str(), nick.as_str()))
-            .collect();
-        self.each_batch(conn, Read::Cards, |text| {
-            let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
-            for Membership(group_name, m) in &rows {
-                if let (Some(&p), Some(group_nick)) = (
-                    person_at.get(&name_key(&m.user_name)),
-                    group_nicks.get(group_name.as_ref()),
-                ) {
-                    people[p as usize]
-                        .cards
-                        .push(card_key(group_nick, &m.display_name));
+        let groups = self.by_key();
+        self.each_batch(conn, Read::Cards, |read| {
+            for (key, text) in read {
+                let Some(&(_, group_nick)) = groups.get(key.as_str()) else {
+                    continue;
+                };
+                for m in listed(text)? {
+                    if let Some(&p) = person_at.get(&name_key(&m.user_name)) {
+                        people[p as usize]
+                            .cards
+                            .push(card_key(group_nick, &m.display_name));
+                    }
                 }
             }
             Ok(())
@@ -571,8 +584,21 @@ impl MemberRows {
             members: vec![Vec::new(); groups],
             people: vec![Vec::new(); groups],
         };
-        self.each_batch(conn, Read::Members, |text| {
-            add_rows(text, &mut out, &rows.person_at, &rows.group_at, linked)
+        let groups = self.by_key();
+        self.each_batch(conn, Read::Members, |read| {
+            for (key, text) in read {
+                if let Some(&(group_name, _)) = groups.get(key.as_str()) {
+                    add_rows(
+                        group_name,
+                        text,
+                        &mut out,
+                        &rows.person_at,
+                        &rows.group_at,
+                        linked,
+                    )?;
+                }
+            }
+            Ok(())
         })
         .await?;
         for keys in &mut out.members {
@@ -582,51 +608,36 @@ impl MemberRows {
     }
 }
 
-/// Takes in one [`Side::members`] text: a member who is a linked contact is
-/// keyed by the cached row's id on both sides, anyone else by what the
-/// group shows of them.
+/// Takes in one group's member rows ([`GroupRows`]): a member who is a
+/// linked contact is keyed by the cached row's id on both sides, anyone
+/// else by what the group shows of them.
 fn add_rows(
+    group_name: &str,
     text: &str,
     out: &mut Lists,
     person_at: &At,
     group_at: &At,
     linked: &[Option<i64>],
 ) -> Result<(), Error> {
-    let rows: Vec<Membership> = serde_json::from_str(text).map_err(Error::Decode)?;
-    // Each row's group and person are found first, so that each group's
-    // lists are sized once: grown a row at a time, they left the buffers
-    // they outgrew between the texts', and at 4× the bench's account the
-    // heap ended the pass with several MB more free than the lists' growth.
-    let found: Vec<Option<(u32, Option<u32>)>> = rows
+    let Some(&group) = group_at.get(&name_key(group_name)) else {
+        return Ok(());
+    };
+    let rows = listed(text)?;
+    let found: Vec<Option<u32>> = rows
         .iter()
-        .map(|Membership(group_name, m)| {
-            let group = *group_at.get(&name_key(group_name))?;
-            Some((group, person_at.get(&name_key(&m.user_name)).copied()))
-        })
+        .map(|m| person_at.get(&name_key(&m.user_name)).copied())
         .collect();
-    let mut sizes: HashMap<u32, (usize, usize)> = HashMap::new();
-    for &(group, person) in found.iter().flatten() {
-        let size = sizes.entry(group).or_default();
-        size.0 += 1;
-        size.1 += usize::from(person.is_some());
-    }
-    for (group, (members, people)) in sizes {
-        out.members[group as usize].reserve_exact(members);
-        out.people[group as usize].reserve_exact(people);
-    }
-    for (Membership(_, m), found) in rows.iter().zip(found) {
-        let Some((group, person)) = found else {
-            continue;
-        };
-        if let Some(person) = person {
-            out.people[group as usize].push(person);
-        }
-        let key = match person.and_then(|p| linked[p as usize]) {
-            Some(id) => contact_member_key(id),
-            None => stranger_member_key(&m.nick_name, &m.display_name),
-        };
-        out.members[group as usize].push(key);
-    }
+    out.people[group as usize] = found.iter().flatten().copied().collect();
+    out.members[group as usize] = rows
+        .iter()
+        .zip(found)
+        .map(
+            |(m, person)| match person.and_then(|p| linked[p as usize]) {
+                Some(id) => contact_member_key(id),
+                None => stranger_member_key(&m.nick_name, &m.display_name),
+            },
+        )
+        .collect();
     Ok(())
 }
 
@@ -818,15 +829,27 @@ mod tests {
             members: vec![Vec::new(); 2],
             people: vec![Vec::new(); 2],
         };
-        let text = r#"[
-            ["@@a", ["@stranger", "Ann", "", 0]],
-            ["@@a", ["@linked", "Bo", "Bobby", 0]],
-            ["@@b", ["@unlinked", "Cy", "", 0]],
-            ["@@a", ["@unlinked", "Cy", "C.", 0]],
-            ["@@other", ["@linked", "Bo", "", 0]]
-        ]"#;
+        let groups = [
+            (
+                "@@a",
+                r#"[["@stranger", "Ann", "", 0], ["@linked", "Bo", "Bobby", 0],
+                    ["@unlinked", "Cy", "C.", 0]]"#,
+            ),
+            ("@@b", r#"[["@unlinked", "Cy", "", 0]]"#),
+            ("@@other", r#"[["@linked", "Bo", "", 0]]"#),
+        ];
         // Person 0 was linked to the cached row 7; person 1 was not.
-        add_rows(text, &mut out, &person_at, &group_at, &[Some(7), None]).unwrap();
+        for (group, text) in groups {
+            add_rows(
+                group,
+                text,
+                &mut out,
+                &person_at,
+                &group_at,
+                &[Some(7), None],
+            )
+            .unwrap();
+        }
         assert_eq!(
             out.members,
             vec![
