@@ -2,7 +2,8 @@
 //! again after 1 % changed, as the benchmark does, then changed again and
 //! logged in anew — and the cache copied aside just before the first sync
 //! of that login, which re-links it (or, with [`Step::OnePercent`], just
-//! before the 1 % sync). The simulator then keeps serving until Ctrl-C, so
+//! before the 1 % sync). As in the benchmark, a re-link after more than
+//! 1 % changed follows one after 1 %. The simulator then keeps serving until Ctrl-C, so
 //! that sync can be run again from the same copy as often as needed: with
 //! each build, under `perf`, with the statement log.
 
@@ -11,7 +12,7 @@ use std::path::Path;
 
 use wxsync::simulator::Simulator;
 
-use crate::{CHURN_RATE, account, child};
+use crate::{CHURN_RATE, RELINK_RATES, account, child};
 
 /// Files of the cache and its session, copied into `DIR/before`.
 const FILES: [&str; 4] = [
@@ -46,7 +47,16 @@ pub async fn run(dir: &Path, scale: usize, rate: f64, step: Step) -> anyhow::Res
         Step::OnePercent => format!("1 % lab ready at {scale}× ({churned} since the last sync)"),
         Step::Relink => {
             work.run("one-percent", &["sync"], None).await?;
-            let churned = account::churn(&sim, rate, 200 + 10 * scale as u64);
+            // As in the benchmark: a re-link after 1 % changed comes first,
+            // and the one after more changed follows it.
+            let mut seed = 200 + 10 * scale as u64;
+            if rate > RELINK_RATES[0] {
+                account::churn(&sim, RELINK_RATES[0], seed);
+                work.run("login-first", &["login"], None).await?;
+                work.run("relink-first", &["sync"], None).await?;
+                seed += 1;
+            }
+            let churned = account::churn(&sim, rate, seed);
             work.run("login-again", &["login"], None).await?;
             format!("re-link lab ready at {scale}× ({churned} since the last sync)")
         }
