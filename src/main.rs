@@ -5,8 +5,10 @@ use wxsync::cli::Cli;
 use wxsync::telemetry::{self, LogOutput};
 
 fn main() -> ExitCode {
-    // Before the runtime's threads exist: they take the allocator's arenas.
+    // Before the runtime's threads exist: they take the allocator's arenas,
+    // and open SQLite connections.
     wxsync::memory::return_big_buffers();
+    wxsync::store::uncount_memory();
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(run()),
         Err(e) => {

@@ -53,6 +53,24 @@ pub use push::{PushRecord, PushState};
 pub use runs::{Activity, Counts, OpCounts, RunStats, SyncRun};
 pub use stage::{Source, Stage, name_key};
 
+/// Turns off SQLite's count of the memory it holds, which nothing here
+/// reads: every allocation SQLite makes took a process-wide mutex for it,
+/// and a re-link's two connections, building and binding text side by
+/// side, waited on each other there (SQLite lists the setting among its
+/// recommended ones). Call it before the first connection opens; after
+/// that SQLite refuses it and nothing changes.
+pub fn uncount_memory() {
+    // SAFETY: sqlite3_config only sets a global before SQLite initializes
+    // (the caller is single-threaded then); afterwards it returns
+    // SQLITE_MISUSE without changing anything.
+    unsafe {
+        libsqlite3_sys::sqlite3_config(
+            libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+            std::ffi::c_int::from(0u8),
+        );
+    }
+}
+
 /// What the remark queue and `wxsync identity` read of a contact they look up.
 #[derive(sqlx::FromRow)]
 struct ContactLookup {
