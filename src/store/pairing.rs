@@ -250,18 +250,23 @@ fn looking<'a, K: Eq + Hash>(
 /// Decided rows not yet written.
 #[derive(Default)]
 struct Decided {
-    /// Stored rows to rewrite: rowid, the row as it becomes, the
-    /// `contact_id` its member has after the write, and whether the row
-    /// becomes another member's (see [`Decided::push`]).
-    rewrite: Vec<(i64, NewRow, Option<i64>, bool)>,
+    /// Stored rows to rewrite: rowid, the group's `contact_id`, the member
+    /// as the row becomes, the `contact_id` its member has after the
+    /// write, and whether the row becomes another member's (see
+    /// [`Decided::push`]).
+    rewrite: Vec<(i64, i64, NewMember, Option<i64>, bool)>,
     removed: Vec<i64>,
     added: Vec<NewRow>,
 }
 
-/// A row of a group's new list: the group's name, then the member's. The
-/// texts are shared: a bound `Arc<str>` is handed to SQLite as it is, where
-/// a `String` is boxed once more (every row of a group shares its name).
-type NewRow = (Arc<str>, Arc<str>, Arc<str>, Arc<str>, i64);
+/// A member of a group's new list: user name, nick name, display name,
+/// `AttrStatus`. A bound `Arc<str>` is handed to SQLite as it is, where a
+/// `String` is boxed once more.
+type NewMember = (Arc<str>, Arc<str>, Arc<str>, i64);
+
+/// A row of a group's new list: the group's name (shared by its rows),
+/// then the member.
+type NewRow = (Arc<str>, NewMember);
 
 impl Decided {
     /// Takes in one group's [`Pairing`]. After a new login (`renamed`)
@@ -273,16 +278,15 @@ impl Decided {
     /// data changed.
     fn push(
         &mut self,
-        group: &str,
+        (gid, group): (i64, &str),
         (stored, staged): (&[Stored], &[Listed]),
         pairing: Pairing,
         renamed: bool,
         live: &HashMap<u128, i64>,
     ) {
         let group: Arc<str> = Arc::from(group);
-        let row = |s: &Listed| {
+        let member = |s: &Listed| {
             (
-                Arc::clone(&group),
                 Arc::from(s.user_name.as_ref()),
                 Arc::from(s.nick_name.as_ref()),
                 Arc::from(s.display_name.as_ref()),
@@ -293,7 +297,7 @@ impl Decided {
         for (o, n, same) in pairing.pairs {
             if !same {
                 self.rewrite
-                    .push((stored[o].id, row(&staged[n]), contact_id(n), false));
+                    .push((stored[o].id, gid, member(&staged[n]), contact_id(n), false));
             }
         }
         let replaced = match renamed {
@@ -303,12 +307,15 @@ impl Decided {
         let (removed, added) = (&pairing.removed, &pairing.added);
         for (&o, &n) in removed[..replaced].iter().zip(&added[..replaced]) {
             self.rewrite
-                .push((stored[o].id, row(&staged[n]), contact_id(n), true));
+                .push((stored[o].id, gid, member(&staged[n]), contact_id(n), true));
         }
         self.removed
             .extend(removed[replaced..].iter().map(|&o| stored[o].id));
-        self.added
-            .extend(added[replaced..].iter().map(|&n| row(&staged[n])));
+        self.added.extend(
+            added[replaced..]
+                .iter()
+                .map(|&n| (Arc::clone(&group), member(&staged[n]))),
+        );
     }
 
     fn append(&mut self, mut other: Decided) {
@@ -324,15 +331,15 @@ impl Decided {
     /// Writes the rows in full batches; with `all`, the rest too.
     async fn flush(&mut self, conn: &mut SqliteConnection, all: bool) -> Result<(), Error> {
         self.rewrite.sort_unstable_by_key(|(id, ..)| *id);
-        let head = "INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status, contact_id, replaced) ";
+        let head = "INSERT INTO temp.member_pairs (id, gid, m, nick_name, display_name, attr_status, contact_id, replaced) ";
         insert(
             conn,
             head,
             &mut self.rewrite,
             all,
-            |mut b, (id, row, contact_id, replaced)| {
-                b.push_bind(id);
-                push_row(&mut b, row);
+            |mut b, (id, gid, member, contact_id, replaced)| {
+                b.push_bind(id).push_bind(gid);
+                push_member(&mut b, member);
                 b.push_bind(contact_id).push_bind(replaced);
             },
         )
@@ -344,17 +351,23 @@ impl Decided {
         .await?;
         let head =
             "INSERT INTO temp.members_to_write (g, m, nick_name, display_name, attr_status) ";
-        insert(conn, head, &mut self.added, all, |mut b, row| {
-            push_row(&mut b, row)
-        })
+        insert(
+            conn,
+            head,
+            &mut self.added,
+            all,
+            |mut b, (group, member)| {
+                b.push_bind(group);
+                push_member(&mut b, member)
+            },
+        )
         .await
     }
 }
 
-fn push_row(b: &mut Separated<'_, Sqlite, &'static str>, row: NewRow) {
-    let (g, m, nick, display, attr) = row;
-    b.push_bind(g)
-        .push_bind(m)
+fn push_member(b: &mut Separated<'_, Sqlite, &'static str>, member: NewMember) {
+    let (m, nick, display, attr) = member;
+    b.push_bind(m)
         .push_bind(nick)
         .push_bind(display)
         .push_bind(attr);
@@ -465,6 +478,12 @@ pub(super) async fn pair_members(
     if groups.is_empty() {
         return Ok(());
     }
+    sqlx::query(
+        "INSERT INTO temp.pair_groups (gid, name)
+         SELECT contact_id, new_name FROM temp.changed_groups WHERE fresh = 0",
+    )
+    .execute(&mut *conn)
+    .await?;
     let contacts = Arc::new(Contacts::read(conn).await?);
     let mut reader = match reader {
         Some(reader) => Some(reader.open().await?),
@@ -563,7 +582,7 @@ fn decide(
         }
         let pairing = pair(&stored, &staged, renamed);
         decided.push(
-            new_name,
+            (*contact_id, new_name),
             (&stored, &staged),
             pairing,
             renamed,

@@ -101,15 +101,19 @@ const PREPARED: &[&str] = &[
     "CREATE TEMP TABLE members_to_remove (id INTEGER PRIMARY KEY)",
     // Each stored member row to rewrite in place: paired with a row of its
     // group's new list that differs from it (or, after a re-link, renamed
-    // where its group's list was not described): its rowid, the row as it
-    // becomes and its member's `contact_id` after the write. `replaced`:
-    // after a new login, the row of a member who left, taken by one who
-    // joined (`left` and `joined` in the history).
+    // where its group's list was not described): its rowid, its group's
+    // `contact_id`, the member as the row becomes and its `contact_id`
+    // after the write. `replaced`: after a new login, the row of a member
+    // who left, taken by one who joined (`left` and `joined` in the
+    // history). The group's name is in `pair_groups`, once per group: in
+    // each row it was half of what the pairing wrote.
     "CREATE TEMP TABLE member_pairs (
-        id INTEGER PRIMARY KEY, g TEXT NOT NULL, m TEXT NOT NULL,
+        id INTEGER PRIMARY KEY, gid INTEGER NOT NULL, m TEXT NOT NULL,
         nick_name TEXT NOT NULL, display_name TEXT NOT NULL, attr_status INTEGER NOT NULL,
         contact_id INTEGER, replaced INTEGER NOT NULL DEFAULT 0
     )",
+    // The name the rows of each group in `member_pairs` take.
+    "CREATE TEMP TABLE pair_groups (gid INTEGER PRIMARY KEY, name TEXT NOT NULL)",
     // Member rows to add, whole (in `memberships` column order), so the
     // write under the lock is a plain ordered copy.
     "CREATE TEMP TABLE members_to_write (

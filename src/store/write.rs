@@ -27,6 +27,7 @@ const PREPARE_IDENTITY: &[&str] = &[
     "DELETE FROM temp.changed_groups",
     "DELETE FROM temp.members_to_remove",
     "DELETE FROM temp.member_pairs",
+    "DELETE FROM temp.pair_groups",
     "DELETE FROM temp.members_to_write",
     "DELETE FROM temp.d_changes",
     "DELETE FROM temp.member_ids",
@@ -89,10 +90,12 @@ const PREPARE_MEMBERS_HISTORY: &[&str] = &[
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'joined', d.m,
             coalesce(nullif(d.display_name, ''), d.nick_name)
-     FROM (SELECT g, m, nick_name, display_name FROM temp.members_to_write
-           UNION ALL
-           SELECT g, m, nick_name, display_name FROM temp.member_pairs WHERE replaced) d
-     CROSS JOIN temp.changed_groups gm ON gm.new_name = d.g",
+     FROM temp.members_to_write d CROSS JOIN temp.changed_groups gm ON gm.new_name = d.g
+     UNION ALL
+     SELECT gm.contact_id, gm.new_name, 'joined', p.m,
+            coalesce(nullif(p.display_name, ''), p.nick_name)
+     FROM temp.member_pairs p CROSS JOIN temp.changed_groups gm ON gm.contact_id = p.gid
+     WHERE p.replaced",
     "INSERT INTO temp.d_changes (contact_id, user_name, change, old_value, new_value)
      SELECT gm.contact_id, gm.new_name, 'left', m.member_user_name,
             coalesce(nullif(m.display_name, ''), m.nick_name)
@@ -105,11 +108,25 @@ const PREPARE_MEMBERS_HISTORY: &[&str] = &[
 
 /// After a re-link, the stored rows of every other group follow a
 /// re-linked group or member to its new name: the groups with stored rows
-/// (one seek each) that are neither described with a changed list nor gone.
-const PREPARE_MEMBERS_OTHER_GROUPS: &str = concat!(
+/// (one seek each) that are neither described with a changed list nor gone,
+/// each with the name its group's contact will have (`pair_groups`), then
+/// their rows.
+const PREPARE_MEMBERS_OTHER_GROUPS: &[&str] = &[
+    concat!(
+        stored_groups!(),
+        " INSERT INTO temp.pair_groups (gid, name)
+         SELECT stored.g, coalesce(ig.user_name, c.user_name)
+         FROM stored CROSS JOIN main.contacts c ON c.contact_id = stored.g
+         LEFT JOIN temp.ident ig ON ig.old_user_name = c.user_name
+         WHERE stored.g NOT IN (SELECT gid FROM temp.pair_groups)
+           AND stored.g NOT IN (SELECT contact_id FROM temp.d_gone WHERE is_group)"
+    ),
+    OTHER_GROUPS_ROWS,
+];
+const OTHER_GROUPS_ROWS: &str = concat!(
     stored_groups!(),
-    " INSERT INTO temp.member_pairs (id, g, m, nick_name, display_name, attr_status, contact_id)
-     SELECT m.rowid, coalesce(ig.user_name, m.group_user_name),
+    " INSERT INTO temp.member_pairs (id, gid, m, nick_name, display_name, attr_status, contact_id)
+     SELECT m.rowid, m.group_contact_id,
             coalesce(im.user_name, m.member_user_name), m.nick_name, m.display_name,
             m.attr_status, l.contact_id
      FROM stored CROSS JOIN main.memberships m ON m.group_contact_id = stored.g
@@ -253,10 +270,11 @@ const APPLY: &[&str] = &[
     // sync's rewrite took 41 ms that way instead of 21, the re-link's
     // 217 ms instead of 184).
     "UPDATE main.memberships
-     SET group_user_name = r.g, member_user_name = r.m, nick_name = r.nick_name,
+     SET group_user_name = coalesce(pg.name, memberships.group_user_name),
+         member_user_name = r.m, nick_name = r.nick_name,
          display_name = r.display_name, attr_status = r.attr_status,
          member_contact_id = r.contact_id
-     FROM temp.member_pairs r
+     FROM temp.member_pairs r LEFT JOIN temp.pair_groups pg ON pg.gid = r.gid
      WHERE memberships.rowid = +r.id",
     insert_members!(
         "SELECT d.g, d.m, d.nick_name, d.display_name, d.attr_status, l.contact_id, gm.contact_id
@@ -532,7 +550,7 @@ async fn prepare(
         crate::memory::give_back();
     }
     let other_groups = match relinked {
-        true => &[PREPARE_MEMBERS_OTHER_GROUPS][..],
+        true => PREPARE_MEMBERS_OTHER_GROUPS,
         false => &[],
     };
     for sql in PREPARE_MEMBERS_HISTORY.iter().chain(other_groups).copied() {
