@@ -166,6 +166,37 @@ async fn member_lists_with_a_nameless_member_keep_the_stored_members() {
     assert!(run.stderr.contains("asking for them again"), "{run:?}");
 }
 
+/// After a new login, groups whose new lists hold a nameless member keep
+/// their stored members, and those rows follow the group to its new name,
+/// and each member who is a contact to theirs.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_new_login_stored_members_kept_take_the_new_names() {
+    let app = synced().await;
+    let rows = "SELECT count(*) FROM memberships";
+    let before = app.scalar(rows).await;
+    app.sim
+        .fail(Endpoint::BatchGetContact, Fault::Unnamed(1), 1000);
+    app.login().await;
+    let run = app.sync().await;
+    assert!(run.stderr.contains("linked the previous login"), "{run:?}");
+    assert_eq!(app.scalar(rows).await, before, "every stored row kept");
+    let group_named_anew = "SELECT count(*) FROM memberships m
+         JOIN contacts c ON c.contact_id = m.group_contact_id
+         WHERE m.group_user_name = c.user_name AND c.deleted_at IS NULL";
+    assert_eq!(
+        app.scalar(group_named_anew).await,
+        before,
+        "each row under its group's new name"
+    );
+    let member_named_anew = "SELECT count(*) FROM memberships m
+         JOIN contacts c ON c.contact_id = m.member_contact_id
+         WHERE m.member_user_name <> c.user_name";
+    assert_eq!(app.scalar(member_named_anew).await, 0, "members' new names");
+    let members_who_are_contacts =
+        "SELECT count(*) FROM memberships WHERE member_contact_id IS NOT NULL";
+    assert!(app.scalar(members_who_are_contacts).await > 0);
+}
+
 /// Batch replies that leave out groups: once, the groups left out are asked
 /// for again and the sync is whole; on every call, they are asked for down
 /// to alone, then kept as they were, and the run names them.
