@@ -3,16 +3,16 @@
 //! logged in anew — and the cache copied aside just before the first sync
 //! of that login, which re-links it (or, with [`Step::OnePercent`], just
 //! before the 1 % sync). As in the benchmark, a re-link after more than
-//! 1 % changed follows one after 1 %. The simulator then keeps serving until Ctrl-C, so
-//! that sync can be run again from the same copy as often as needed: with
-//! each build, under `perf`, with the statement log.
+//! 1 % changed follows one after 1 %. The simulator then keeps serving
+//! until Ctrl-C, so that sync can be run again from the same copy as often
+//! as needed: with each build, under `perf`, with the statement log.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use wxsync::simulator::Simulator;
 
-use crate::{CHURN_RATE, RELINK_RATES, account, child};
+use crate::{CHURN_RATE, RELINK_RATES, account, child, relink_seed};
 
 /// Files of the cache and its session, copied into `DIR/before`.
 const FILES: [&str; 4] = [
@@ -49,12 +49,12 @@ pub async fn run(dir: &Path, scale: usize, rate: f64, step: Step) -> anyhow::Res
             work.run("one-percent", &["sync"], None).await?;
             // As in the benchmark: a re-link after 1 % changed comes first,
             // and the one after more changed follows it.
-            let mut seed = 200 + 10 * scale as u64;
+            let mut seed = relink_seed(scale, 0);
             if rate > RELINK_RATES[0] {
                 account::churn(&sim, RELINK_RATES[0], seed);
                 work.run("login-first", &["login"], None).await?;
                 work.run("relink-first", &["sync"], None).await?;
-                seed += 1;
+                seed = relink_seed(scale, 1);
             }
             let churned = account::churn(&sim, rate, seed);
             work.run("login-again", &["login"], None).await?;

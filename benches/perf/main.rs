@@ -52,6 +52,12 @@ const CHURN_RATE: f64 = 0.01;
 /// How much changed between the logins of the re-link syncs.
 const RELINK_RATES: [f64; 2] = [0.01, 0.05];
 
+/// The churn seed of the `i`th re-link ([`RELINK_RATES`]) at `scale`: the
+/// lab (`lab.rs`) takes the same steps with the same seeds.
+fn relink_seed(scale: usize, i: usize) -> u64 {
+    200 + 10 * scale as u64 + i as u64
+}
+
 struct Options {
     sizes: Vec<usize>,
     repeat: usize,
@@ -277,7 +283,7 @@ async fn run_size(
             scale,
             &format!("re-link after {:.0} % changed", rate * 100.0),
         );
-        let seed = 200 + 10 * scale as u64 + i as u64;
+        let seed = relink_seed(scale, i);
         relinks.push(relink(&sim, &work, &mut cache, &probe, rate, seed, opts.repeat).await?);
     }
 

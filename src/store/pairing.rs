@@ -101,8 +101,13 @@ struct StoredRow<'a>(
     i64,
 );
 
-impl<'a> From<StoredRow<'a>> for Stored<'a> {
-    fn from(StoredRow(id, user_name, nick_name, display_name, attr_status): StoredRow<'a>) -> Self {
+impl<'a> StoredRow<'a> {
+    /// The row as [`pair`] takes it, in a group that was `renamed` (see
+    /// [`Listed`]'s `look` and [`Stored`]'s `pairs_as`).
+    fn into_stored(self, renamed: bool, contacts: &Contacts) -> Stored<'a> {
+        let StoredRow(id, user_name, nick_name, display_name, attr_status) = self;
+        let key = name_key(&user_name);
+        let linked = contacts.new_name.get(&key);
         Stored {
             id,
             row: Listed {
@@ -110,10 +115,10 @@ impl<'a> From<StoredRow<'a>> for Stored<'a> {
                 nick_name,
                 display_name,
                 attr_status,
-                look: false,
-                key: 0,
+                look: renamed && linked.is_none(),
+                key,
             },
-            pairs_as: 0,
+            pairs_as: linked.copied().unwrap_or(key),
         }
     }
 }
@@ -559,19 +564,13 @@ fn decide(
     let mut decided = Decided::default();
     for (contact_id, old_name, new_name) in batch {
         let renamed = old_name != new_name;
-        let mut stored: Vec<Stored> = match stored.get(contact_id) {
+        let stored: Vec<Stored> = match stored.get(contact_id) {
             Some(text) => parse::<StoredRow>(text)?
                 .into_iter()
-                .map(Stored::from)
+                .map(|row| row.into_stored(renamed, contacts))
                 .collect(),
             None => Vec::new(),
         };
-        for s in &mut stored {
-            s.row.key = name_key(&s.row.user_name);
-            let linked = contacts.new_name.get(&s.row.key);
-            s.row.look = renamed && linked.is_none();
-            s.pairs_as = linked.copied().unwrap_or(s.row.key);
-        }
         let mut staged: Vec<Listed> = match staged.get(contact_id) {
             Some(text) => parse(text)?,
             None => Vec::new(),
@@ -598,7 +597,7 @@ fn by_group(rows: &[GroupRows]) -> HashMap<i64, &str> {
 }
 
 /// The rows of one group's JSON text.
-fn parse<'a, R: Deserialize<'a>>(text: &'a str) -> Result<Vec<R>, Error> {
+pub(super) fn parse<'a, R: Deserialize<'a>>(text: &'a str) -> Result<Vec<R>, Error> {
     serde_json::from_str(text).map_err(Error::Decode)
 }
 

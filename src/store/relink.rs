@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use sqlx::{Connection, SqliteConnection};
 
 use super::Error;
-use super::pairing::Listed;
+use super::pairing::{Listed, parse};
 use super::stage::{self, Stage, name_key};
 use crate::contact::Kind;
 use crate::identity::{
@@ -335,11 +335,6 @@ const GROUPS_AT_ONCE: usize = 2;
 /// key, and its members as one JSON array.
 type GroupRows = (String, String);
 
-/// A group's members as its list shows them, from [`GroupRows`].
-fn listed(text: &str) -> Result<Vec<Listed<'_>>, Error> {
-    serde_json::from_str(text).map_err(Error::Decode)
-}
-
 /// One side's group member lists as the matcher needs them, read once the
 /// people are linked.
 struct Lists {
@@ -553,7 +548,7 @@ impl MemberRows {
                 let Some(&(_, group_nick)) = groups.get(key.as_str()) else {
                     continue;
                 };
-                for m in listed(text)? {
+                for m in parse::<Listed>(text)? {
                     if let Some(&p) = person_at.get(&name_key(&m.user_name)) {
                         people[p as usize]
                             .cards
@@ -622,7 +617,7 @@ fn add_rows(
     let Some(&group) = group_at.get(&name_key(group_name)) else {
         return Ok(());
     };
-    let rows = listed(text)?;
+    let rows: Vec<Listed> = parse(text)?;
     let found: Vec<Option<u32>> = rows
         .iter()
         .map(|m| person_at.get(&name_key(&m.user_name)).copied())
